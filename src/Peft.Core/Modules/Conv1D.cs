@@ -1,4 +1,5 @@
 using TorchSharp;
+using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace Peft.Core.Modules;
@@ -31,5 +32,5 @@ public sealed class Conv1D : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>x [..., in] → [..., out].</summary>
-    public override Tensor forward(Tensor x) => addmm(bias, x.view(-1, x.shape[^1]), weight).view([.. x.shape[..^1], OutFeatures]);
+    public override Tensor forward(Tensor x) => addmm(bias, x.reshape(-1, x.shape[^1]), weight, 1, 1).view([.. x.shape[..^1], OutFeatures]);
 }
