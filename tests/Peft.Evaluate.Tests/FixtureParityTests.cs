@@ -78,7 +78,7 @@ public class FixtureParityTests
     public void Sentence_bleu_first_hypothesis()
     {
         var (h, r, _) = Sacre();
-        Assert.Equal(Expected("sentence_bleu_first"), Text.SacreBleu.SentenceScore(h[0], r[0]).Score, 1e-4);
+        Assert.Equal(Expected("sentence_bleu_first"), Peft.Evaluate.Text.SacreBleu.SentenceScore(h[0], r[0]).Score, 1e-4);
     }
 
     [Fact]
