@@ -51,6 +51,9 @@ internal static class Labels
         var set = new HashSet<object>();
         foreach (var s in sets) set.UnionWith(s);
         var list = set.ToList();
+        if (list.Count > 1 && list.Any(x => x is string) && list.Any(x => x is not string))
+            throw new ArgumentException(
+                $"Labels mix numbers and strings ({Format(list.First(x => x is not string))} and {Format(list.First(x => x is string))}); scikit-learn cannot order them either. Use one type.");
         list.Sort(Comparer);
         return list;
     }
