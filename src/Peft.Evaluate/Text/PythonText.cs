@@ -51,11 +51,25 @@ public static class PythonText
         return RStrip(s[start..]);
     }
 
-    /// <summary>Python <c>s.lower()</c> (full lowercase mapping for U+0130; other characters by the invariant culture).</summary>
+    /// <summary>
+    /// Python <c>s.lower()</c>: the invariant lowercase mapping plus Python's two context rules that .NET lacks:
+    /// U+0130 (İ) becomes "i̇" (two code points) and a capital sigma at the end of a word becomes final sigma ς
+    /// (Unicode Final_Sigma: preceded by a letter, not followed by one; case-ignorable characters are not skipped here).
+    /// </summary>
     public static string Lower(string s)
     {
-        if (s.IndexOf('\u0130') < 0) return s.ToLowerInvariant();
-        return s.Replace("\u0130", "i\u0307").ToLowerInvariant();
+        if (s.IndexOf('\u0130') >= 0) s = s.Replace("\u0130", "i\u0307");
+        var lower = s.ToLowerInvariant();
+        if (s.IndexOf('\u03a3') < 0) return lower;
+        var chars = lower.ToCharArray();
+        for (int i = 0; i < s.Length; i++)
+        {
+            if (s[i] != '\u03a3') continue;
+            bool before = i > 0 && char.IsLetter(s[i - 1]);
+            bool after = i + 1 < s.Length && char.IsLetter(s[i + 1]);
+            if (before && !after) chars[i] = '\u03c2';
+        }
+        return new string(chars);
     }
 
     /// <summary>Start offsets (UTF-16) of each code point plus the end offset; code point k is <c>s[starts[k]..starts[k+1]]</c>.</summary>

@@ -95,11 +95,8 @@ public static class SacreBleu
     private static string Preprocess(string s, bool lowercase) => PythonText.RStrip(lowercase ? PythonText.Lower(s) : s);
 
 
-    private static int NgramOrder(string key)
-    {
-        int n = key[0] - '0';
-        return n;
-    }
+    /// <summary>The order of an n-gram key built by <see cref="WordNgrams"/> (its first character encodes n).</summary>
+    private static int NgramOrder(string key) => key[0] - '0';
 
     /// <summary>All n-grams of orders 1..max of a whitespace-split line, with counts, and the token count.</summary>
     internal static (Dictionary<string, int> Ngrams, int Length) WordNgrams(string line, int maxOrder)
@@ -109,7 +106,7 @@ public static class SacreBleu
         for (int n = 1; n <= maxOrder; n++)
             for (int i = 0; i + n <= tokens.Count; i++)
             {
-                // key: order digit(s) then the tokens separated by a space (tokens never contain Python whitespace)
+                // key: one character encoding n, then the tokens separated by a space (tokens never contain Python whitespace)
                 var key = (char)('0' + n) + string.Join(' ', tokens.GetRange(i, n));
                 counts[key] = counts.GetValueOrDefault(key) + 1;
             }

@@ -68,6 +68,12 @@ public class ClassificationTests
         // Ties count half (hand): scores [0.5, 0.5], labels [0, 1] -> one tied pair -> 0.5.
         Assert.Equal(0.5, Metrics.Load("roc_auc").Compute([0.5, 0.5], new[] { 0.0, 1.0 })["roc_auc"], 1e-15);
         Assert.Throws<ArgumentException>(() => Metrics.Load("roc_auc").Compute([0.1, 0.2], new[] { 1.0, 1.0 }));
+        // max_fpr (McClish standardisation), by hand: labels [0, 1, 0, 1], scores [0.1, 0.2, 0.3, 0.4] give ROC points
+        // (0,0) (0,.5) (.5,.5) (.5,1) (1,1): full AUC = .5*.5 + .5*1 = 0.75. Up to fpr .5 the area is .25;
+        // min area .5*.5^2 = .125, max area .5 -> .5 * (1 + (.25 - .125) / (.5 - .125)) = 2/3.
+        var roc = new Peft.Evaluate.Classification.RocAucMetric();
+        Assert.Equal(0.75, roc.Compute(new[] { 0.1, 0.2, 0.3, 0.4 }, new[] { 0, 1, 0, 1 })["roc_auc"], 1e-15);
+        Assert.Equal(2.0 / 3, roc.Compute(new[] { 0.1, 0.2, 0.3, 0.4 }, new[] { 0, 1, 0, 1 }, Kw(("max_fpr", 0.5)))["roc_auc"], 1e-15);
     }
 
     [Fact]
