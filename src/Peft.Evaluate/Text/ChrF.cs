@@ -115,7 +115,7 @@ public static class ChrF
         return result;
     }
 
-    /// <summary>chrF++'s word split: a word longer than one code unit loses one trailing, else one leading, ASCII punctuation mark.</summary>
+    /// <summary>chrF++'s word split: a word longer than one code point loses one trailing, else one leading, ASCII punctuation mark.</summary>
     private static List<string> RemovePunctuation(string sent)
     {
         var tokens = new List<string>();
