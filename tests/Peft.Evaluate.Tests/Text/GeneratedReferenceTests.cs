@@ -6,7 +6,8 @@ namespace Peft.Evaluate.Tests.Text;
 /// <summary>
 /// Held-out cross-checks against values produced by running the reference sources themselves (sacrebleu from
 /// github.com/mjpost/sacrebleu, which reproduces the shared fixture exactly, and nltk/stem/porter.py):
-/// see Data/generate_reference_vectors.py. The sentences stress 13a punctuation/number rules, HTML entities,
+/// the values in Data/reference_vectors.json were produced once by running those sources on these sentences (provenance
+/// is recorded in the JSON; the generator script is not kept, since it ran fetched third-party code). The sentences stress 13a punctuation/number rules, HTML entities,
 /// NFC vs NFD text (no normalisation), Python-only whitespace, the zh tokenizer's character ranges, astral characters.
 /// </summary>
 public class GeneratedReferenceTests
