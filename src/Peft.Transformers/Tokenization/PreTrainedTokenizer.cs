@@ -132,11 +132,19 @@ public sealed class PreTrainedTokenizer
 
     /// <summary>
     /// Encodes one text with offsets, word ids, sequence ids and tokens (HF <c>tokenizer(text, return_offsets_mapping=True)</c>).
+    /// With <paramref name="maxLength"/> the text is truncated on <see cref="TruncationSide"/> (special tokens included in
+    /// the length); with <paramref name="returnOverflowing"/> the rest comes back as windows overlapping by
+    /// <paramref name="stride"/> tokens in <see cref="TokenEncoding.Overflowing"/> (HF <c>return_overflowing_tokens</c>).
     /// </summary>
-    public TokenEncoding EncodeWithOffsets(string text, bool addSpecialTokens = true)
+    public TokenEncoding EncodeWithOffsets(string text, bool addSpecialTokens = true, int? maxLength = null, int stride = 0, bool returnOverflowing = false)
     {
         ArgumentNullException.ThrowIfNull(text);
         var a = _pipe.EncodeSequence(text, 0);
+        if (maxLength is int max)
+        {
+            Truncation.Truncate(a, null, max - (addSpecialTokens ? _pipe.AddedTokens(false) : 0), TruncationStrategy.LongestFirst, stride, TruncationSide);
+            if (!returnOverflowing) a.Overflowing.Clear();
+        }
         return new TokenEncoding(_pipe.PostProcess(a, null, addSpecialTokens));
     }
 

@@ -92,7 +92,7 @@ internal static class Models
 /// </summary>
 internal sealed class BpeModel : ITokenizerModel
 {
-    private const int CacheCapacity = 10_000;
+    private const int CacheCapacity = 100_000; // a speed setting only (HF uses 10,000); results do not depend on it
     private const int MaxCachedLength = 256;
 
     private readonly Dictionary<string, int> _vocab;
@@ -106,6 +106,7 @@ internal sealed class BpeModel : ITokenizerModel
     private readonly bool _ignoreMerges;
     private readonly int[]? _byteIds;
     private readonly ConcurrentDictionary<string, ModelToken[]> _cache = new(StringComparer.Ordinal);
+    private int _cacheCount; // ConcurrentDictionary.Count takes every lock, so the size is counted here
 
     public BpeModel(Dictionary<string, int> vocab, List<(string A, string B)> merges, string? unk, string? prefix, string? suffix,
         bool fuseUnk, bool byteFallback, bool ignoreMerges, string where)
@@ -148,6 +149,8 @@ internal sealed class BpeModel : ITokenizerModel
 
     private static long Key(int a, int b) => ((long)a << 32) | (uint)b;
 
+    private static long Pri(int rank, int pos) => ((long)rank << 32) | (uint)pos;
+
     public void Tokenize(string word, List<ModelToken> output)
     {
         if (word.Length == 0) return;
@@ -162,7 +165,8 @@ internal sealed class BpeModel : ITokenizerModel
             return;
         }
         var res = MergeWord(word);
-        if (word.Length < MaxCachedLength && _cache.Count < CacheCapacity) _cache.TryAdd(word, res);
+        if (word.Length < MaxCachedLength && Volatile.Read(ref _cacheCount) < CacheCapacity && _cache.TryAdd(word, res))
+            Interlocked.Increment(ref _cacheCount);
         output.AddRange(res);
     }
 
@@ -220,10 +224,11 @@ internal sealed class BpeModel : ITokenizerModel
         var prev = new int[n];
         var next = new int[n];
         for (int k = 0; k < n; k++) { prev[k] = k - 1; next[k] = k + 1 < n ? k + 1 : -1; }
-        var queue = new PriorityQueue<(int Pos, int NewId), (int Rank, int Pos)>();
+        // Priority = (rank, position) packed in a long: lowest rank first, then leftmost (HF's Merge ordering).
+        var queue = new PriorityQueue<(int Pos, int NewId), long>();
         for (int k = 0; k + 1 < n; k++)
-            if (_merges.TryGetValue(Key(c[k], c[k + 1]), out var m)) queue.Enqueue((k, m.NewId), (m.Rank, k));
-        while (queue.TryDequeue(out var top, out var pri))
+            if (_merges.TryGetValue(Key(c[k], c[k + 1]), out var m)) queue.Enqueue((k, m.NewId), Pri(m.Rank, k));
+        while (queue.TryDequeue(out var top, out _))
         {
             int pos = top.Pos;
             if (len[pos] == 0 || next[pos] == -1) continue;
@@ -235,10 +240,9 @@ internal sealed class BpeModel : ITokenizerModel
             next[pos] = next[nx];
             if (next[nx] != -1) prev[next[nx]] = pos;
             if (prev[pos] != -1 && _merges.TryGetValue(Key(c[prev[pos]], c[pos]), out var pm))
-                queue.Enqueue((prev[pos], pm.NewId), (pm.Rank, prev[pos]));
+                queue.Enqueue((prev[pos], pm.NewId), Pri(pm.Rank, prev[pos]));
             if (next[pos] != -1 && _merges.TryGetValue(Key(c[pos], c[next[pos]]), out var nm))
-                queue.Enqueue((pos, nm.NewId), (nm.Rank, pos));
-            _ = pri;
+                queue.Enqueue((pos, nm.NewId), Pri(nm.Rank, pos));
         }
 
         // Byte offset -> UTF-16 range of the char holding that byte (HF converts through per-byte alignments).

@@ -94,10 +94,14 @@ internal sealed class TokenizerPipeline
     /// <summary>Adds the special tokens of the post-processor (or HF's default merge when there is none).</summary>
     public RawEncoding PostProcess(RawEncoding a, RawEncoding? b, bool addSpecialTokens)
     {
-        if (PostProcessor is null) return PostProcessors.Default(a, b);
-        var r = PostProcessor.Process(a, b, addSpecialTokens);
-        foreach (var o in a.Overflowing) r.Overflowing.Add(PostProcess(o, b?.Clone(), addSpecialTokens));
-        if (b is not null) foreach (var o in b.Overflowing) r.Overflowing.Add(PostProcess(a.Clone(), o, addSpecialTokens));
+        var r = PostProcessor is null ? PostProcessors.Default(a, b) : PostProcessor.Process(a, b, addSpecialTokens);
+        // HF Encoding::merge_with order: each window of A with B and with every window of B, then A with each window of B.
+        foreach (var o in a.Overflowing)
+        {
+            r.Overflowing.Add(PostProcess(o.Clone(), b?.Clone(), addSpecialTokens));
+            if (b is not null) foreach (var bo in b.Overflowing) r.Overflowing.Add(PostProcess(o.Clone(), bo.Clone(), addSpecialTokens));
+        }
+        if (b is not null) foreach (var bo in b.Overflowing) r.Overflowing.Add(PostProcess(a.Clone(), bo.Clone(), addSpecialTokens));
         return r;
     }
 
