@@ -269,3 +269,72 @@ public class TokenizerBehaviourTests
             Assert.Equal(with, tok.Encode(text));
     }
 }
+
+/// <summary>Truncation windows and pre-tokenization details, checked against the reference encodings.</summary>
+public class TokenizerTruncationTests
+{
+    private static IEnumerable<(string Text, int[] With, int[] Without)> RefCases(string name) =>
+        TokenizerParityTests.ReferenceCases(name).Select(c => (c!["text"]!.GetValue<string>(),
+            c["with_special"]!["ids"]!.AsArray().Select(x => x!.GetValue<int>()).ToArray(),
+            c["no_special"]!["ids"]!.AsArray().Select(x => x!.GetValue<int>()).ToArray()));
+
+    [Theory]
+    [InlineData(TruncationSide.Right)]
+    [InlineData(TruncationSide.Left)]
+    public void SingleSequenceStrideWindowsCoverTheTextWithOverlap(TruncationSide side)
+    {
+        var tok = AutoTokenizer.FromPretrained(Fixtures.Model("bert-ner-tiny"));
+        tok.TruncationSide = side;
+        var c = RefCases("bert-tiny").OrderByDescending(x => x.Without.Length).First();
+        int max = 12, stride = 3, room = max - 2;
+        var enc = tok.EncodeWithOffsets(c.Text, maxLength: max, stride: stride, returnOverflowing: true);
+        var windows = new[] { enc }.Concat(enc.Overflowing).Select(e => e.Ids.Skip(1).Take(e.Count - 2).ToArray()).ToArray();
+        Assert.All(new[] { enc }.Concat(enc.Overflowing), e =>
+        {
+            Assert.True(e.Count <= max);
+            Assert.Equal(tok.ClsTokenId, e.Ids[0]);
+            Assert.Equal(tok.SepTokenId, e.Ids[^1]);
+        });
+        // HF Encoding::truncate: windows of `room` tokens stepping by room - stride, from the kept side.
+        var expected = new List<int[]>();
+        int len = c.Without.Length, step = room - stride;
+        if (side == TruncationSide.Right)
+            for (int s = 0; ; s += step) { int e = Math.Min(s + room, len); expected.Add(c.Without[s..e]); if (e == len) break; }
+        else
+            for (int e = len; ; e -= step) { int s = Math.Max(e - room, 0); expected.Add(c.Without[s..e]); if (s == 0) break; }
+        Assert.Equal(expected.Count, windows.Length);
+        for (int i = 0; i < windows.Length; i++) Assert.Equal(expected[i], windows[i]);
+    }
+
+    [Fact]
+    public void LongestFirstKeepsTheShortSequenceWhole()
+    {
+        var tok = AutoTokenizer.FromPretrained(Fixtures.Model("bert-tiny"));
+        var cases = RefCases("bert-tiny").ToArray();
+        var shortCase = cases.First(c => c.Without.Length is > 2 and < 6);
+        var longCase = cases.OrderByDescending(c => c.Without.Length).First();
+        int max = shortCase.Without.Length + 3 + 8;
+        var enc = tok.EncodePair(shortCase.Text, longCase.Text, maxLength: max);
+        Assert.Equal(max, enc.Count);
+        Assert.Equal(shortCase.Without, enc.Ids.Where((_, i) => enc.SequenceIds[i] == 0));
+        Assert.Equal(longCase.Without.Take(8), enc.Ids.Where((_, i) => enc.SequenceIds[i] == 1));
+        var both = tok.EncodePair(longCase.Text, longCase.Text, maxLength: 13);
+        Assert.Equal(longCase.Without.Take(5), both.Ids.Where((_, i) => both.SequenceIds[i] == 0));
+        Assert.Equal(longCase.Without.Take(5), both.Ids.Where((_, i) => both.SequenceIds[i] == 1));
+    }
+
+    [Fact]
+    public void SupplementaryDigitsAreGroupedByCodePointInLlama3Regex()
+    {
+        // Llama-3 splits digits in groups of at most three (\p{N}{1,3}); a mathematical digit is one code point
+        // (two UTF-16 units), so four of them form two pre-tokens (words): three digits, then one.
+        var tok = TokenizerParityTests.Load("tokenizers/llama3");
+        string d = "\U0001D7CF";
+        var enc = tok.EncodeWithOffsets(d + d + d + d, false);
+        Assert.Equal(new int?[] { 0, 1 }, enc.WordIds.Distinct());
+        Assert.Equal(0, enc.Offsets.Where((_, i) => enc.WordIds[i] == 0).Min(o => o.Start));
+        Assert.Equal(6, enc.Offsets.Where((_, i) => enc.WordIds[i] == 0).Max(o => o.End));
+        Assert.Equal(6, enc.Offsets.Where((_, i) => enc.WordIds[i] == 1).Min(o => o.Start));
+        Assert.Equal(tok.Encode(d + d + d, false).Concat(tok.Encode(d, false)), enc.Ids);
+    }
+}
