@@ -30,7 +30,10 @@ public class TokenizerBehaviourTests
     [InlineData("normalizer", "{\"type\": \"Precompiled\", \"precompiled_charsmap\": \"\"}", "normalizer type 'Precompiled' is not supported")]
     [InlineData("decoder", "{\"type\": \"CTC\"}", "decoder type 'CTC' is not supported")]
     [InlineData("post_processor", "{\"type\": \"Whatever\"}", "post_processor type 'Whatever' is not supported")]
-    [InlineData("model", "{\"type\": \"Unigram\", \"vocab\": []}", "model type 'Unigram' is not supported")]
+    [InlineData("model", "{\"type\": \"Unigram\", \"vocab\": [[\"a\"]]}", "model.vocab[0]: expected [piece, score]")]
+    [InlineData("model", "{\"type\": \"BPE\", \"vocab\": {\"a\": \"x\"}, \"merges\": []}", "model.vocab['a']: expected an integer id")]
+    [InlineData("model", "{\"type\": \"SentencePieceChar\", \"vocab\": {}}", "model type 'SentencePieceChar' is not supported")]
+    [InlineData("post_processor", "{\"type\": \"TemplateProcessing\", \"single\": [{\"SpecialToken\": {\"id\": \"<x>\", \"type_id\": 0}}], \"pair\": [], \"special_tokens\": {}}", "special token '<x>' is not in special_tokens")]
     [InlineData("normalizer", "{\"lowercase\": true}", "normalizer: missing 'type'")]
     [InlineData("pre_tokenizer", "{\"type\": \"Split\", \"pattern\": {\"Regex\": \"(?<=a\"}, \"behavior\": \"Isolated\"}", "is not supported by .NET")]
     public void UnsupportedOrMalformedComponentFailsAtLoadNamingIt(string key, string component, string expected)
