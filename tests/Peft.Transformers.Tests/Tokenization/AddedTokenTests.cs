@@ -1,0 +1,61 @@
+using System.Text.Json.Nodes;
+using Peft.Testing;
+using Peft.Transformers;
+
+namespace Peft.Transformers.Tests.Tokenization;
+
+/// <summary>Added-token options (lstrip, rstrip, single_word) on gpt2-tiny with one extra token, checked against
+/// the same tokenizer without it (HF semantics: the token is cut out first, the rest is encoded as usual).</summary>
+public class AddedTokenTests
+{
+    private static (PreTrainedTokenizer With, PreTrainedTokenizer Plain, int MaskId) Build(TempDir tmp, bool lstrip, bool rstrip, bool singleWord)
+    {
+        var plain = TokenizerParityTests.Load("hf/models/gpt2-tiny");
+        var json = (JsonObject)JsonNode.Parse(File.ReadAllText(Path.Combine(Fixtures.Model("gpt2-tiny"), "tokenizer.json")))!;
+        int maskId = plain.Count;
+        ((JsonArray)json["added_tokens"]!).Add(new JsonObject
+        {
+            ["id"] = maskId, ["content"] = "<mask>", ["single_word"] = singleWord, ["lstrip"] = lstrip, ["rstrip"] = rstrip,
+            ["normalized"] = false, ["special"] = true,
+        });
+        File.WriteAllText(Path.Combine(tmp.Path, "tokenizer.json"), json.ToJsonString());
+        return (AutoTokenizer.FromPretrained(tmp.Path), plain, maskId);
+    }
+
+    [Fact]
+    public void PlainAddedTokenSplitsTheTextAndKeepsSpaces()
+    {
+        using var tmp = new TempDir();
+        var (tok, plain, mask) = Build(tmp, false, false, false);
+        Assert.Equal(plain.Encode("hello ").Append(mask).Concat(plain.Encode(" world")), tok.Encode("hello <mask> world"));
+        var enc = tok.EncodeWithOffsets("hello <mask> world");
+        int i = enc.Ids.ToList().IndexOf(mask);
+        Assert.Equal((6, 12), enc.Offsets[i]);
+        Assert.Equal("hello  world", tok.Decode(tok.Encode("hello <mask> world"), skipSpecialTokens: true));
+        Assert.Equal(tok.Count, plain.Count + 1);
+    }
+
+    [Fact]
+    public void LStripAndRStripAbsorbTheWhitespace()
+    {
+        using var tmp1 = new TempDir();
+        var (l, plain, mask) = Build(tmp1, lstrip: true, rstrip: false, singleWord: false);
+        Assert.Equal(plain.Encode("hello").Append(mask).Concat(plain.Encode(" world")), l.Encode("hello  <mask> world"));
+        var enc = l.EncodeWithOffsets("hello  <mask> world");
+        Assert.Equal((5, 13), enc.Offsets[enc.Ids.ToList().IndexOf(mask)]);
+
+        using var tmp2 = new TempDir();
+        var (r, _, _) = Build(tmp2, lstrip: false, rstrip: true, singleWord: false);
+        Assert.Equal(plain.Encode("hello ").Append(mask).Concat(plain.Encode("world")), r.Encode("hello <mask>  world"));
+    }
+
+    [Fact]
+    public void SingleWordOnlyMatchesBetweenNonWordCharacters()
+    {
+        using var tmp = new TempDir();
+        var (tok, plain, mask) = Build(tmp, false, false, singleWord: true);
+        Assert.Equal(plain.Encode("a<mask>b"), tok.Encode("a<mask>b"));
+        Assert.Equal(plain.Encode("a ").Append(mask).Concat(plain.Encode(" b")), tok.Encode("a <mask> b"));
+        Assert.Equal(plain.Encode("(").Append(mask).Concat(plain.Encode(")")), tok.Encode("(<mask>)"));
+    }
+}
