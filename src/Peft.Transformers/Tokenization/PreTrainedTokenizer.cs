@@ -15,7 +15,7 @@ namespace Peft.Transformers;
 public sealed class PreTrainedTokenizer
 {
     private static readonly JsonSerializerOptions WriteOptions = new() { WriteIndented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
-    private readonly TokenizerPipeline _pipe;
+    private TokenizerPipeline _pipe;
     private readonly JsonObject _config;
     private readonly string[] _modelInputNames;
 
@@ -286,6 +286,36 @@ public sealed class PreTrainedTokenizer
         }
         foreach (var t in _pipe.Added.Tokens) d[t.Content] = t.Id;
         return d;
+    }
+
+    /// <summary>
+    /// Adds tokens to the vocabulary (HF <c>add_tokens</c> / <c>add_special_tokens</c>): each becomes an added token
+    /// that is cut out of the text before the model runs; a token already in the vocabulary keeps its id, a new one gets
+    /// the next id after the vocabulary (resize the model's embeddings to <see cref="Count"/>). Special tokens are not
+    /// normalized and are dropped by <c>Decode(..., skipSpecialTokens: true)</c>. Returns how many were added.
+    /// </summary>
+    public int AddTokens(IEnumerable<string> tokens, bool specialTokens = false)
+    {
+        ArgumentNullException.ThrowIfNull(tokens);
+        var json = (JsonObject)_pipe.Json.DeepClone();
+        var added = json["added_tokens"] as JsonArray ?? [];
+        json["added_tokens"] = added;
+        int count = 0;
+        foreach (var t in tokens)
+        {
+            if (string.IsNullOrEmpty(t) || _pipe.Added.TokenToId(t) is not null || added.Any(a => Json.OptString(a!, "content") == t)) continue;
+            int maxAdded = added.Select(a => a!["id"]!.GetValue<int>()).DefaultIfEmpty(-1).Max();
+            int vocab = _pipe.Model.VocabSize;
+            int id = _pipe.Model.TokenToId(t) ?? (maxAdded >= vocab ? maxAdded + 1 : vocab);
+            added.Add(new JsonObject
+            {
+                ["id"] = id, ["content"] = t, ["single_word"] = false, ["lstrip"] = false, ["rstrip"] = false,
+                ["normalized"] = !specialTokens, ["special"] = specialTokens,
+            });
+            count++;
+        }
+        if (count > 0) _pipe = TokenizerPipeline.FromJson(json, NameOrPath is null ? "tokenizer.json" : Path.Combine(NameOrPath, "tokenizer.json"));
+        return count;
     }
 
     /// <summary>

@@ -59,3 +59,27 @@ public class AddedTokenTests
         Assert.Equal(plain.Encode("(").Append(mask).Concat(plain.Encode(")")), tok.Encode("(<mask>)"));
     }
 }
+
+/// <summary>HF add_tokens / add_special_tokens.</summary>
+public class AddTokensTests
+{
+    [Fact]
+    public void AddedSpecialTokenGetsNextIdIsMatchedAndSurvivesSave()
+    {
+        var tok = AutoTokenizer.FromPretrained(Fixtures.Model("gpt2-tiny"));
+        var plain = TokenizerParityTests.Load("hf/models/gpt2-tiny");
+        int before = tok.Count;
+        Assert.Equal(1, tok.AddTokens(["<pad>", "<pad>"], specialTokens: true));
+        Assert.Equal(0, tok.AddTokens(["<pad>"], specialTokens: true));
+        Assert.Equal(before + 1, tok.Count);
+        tok.PadToken = "<pad>";
+        Assert.Equal(before, tok.PadTokenId);
+        Assert.Equal(plain.Encode("a ").Append(before).Concat(plain.Encode(" b")), tok.Encode("a <pad> b"));
+        Assert.Equal(plain.Decode(plain.Encode("a  b")), tok.Decode(tok.Encode("a <pad> b"), skipSpecialTokens: true));
+        using var tmp = new TempDir();
+        tok.SavePretrained(tmp.Path);
+        var again = AutoTokenizer.FromPretrained(tmp.Path);
+        Assert.Equal(before, again.PadTokenId);
+        Assert.Equal(tok.Encode("a <pad> b"), again.Encode("a <pad> b"));
+    }
+}
