@@ -60,6 +60,13 @@ internal sealed class TokenizerPipeline
     /// <summary>HF encode_single_sequence: one sequence to tokens with original offsets (no special tokens yet).</summary>
     public RawEncoding EncodeSequence(string text, int typeId)
     {
+        // HF tokenizers takes UTF-8 text, so a Python string with a lone surrogate is rejected before tokenizing; do the same.
+        for (int i = 0; i < text.Length; i++)
+        {
+            if (char.IsHighSurrogate(text[i]) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1])) { i++; continue; }
+            if (char.IsSurrogate(text[i]))
+                throw new ArgumentException($"Text contains an unpaired surrogate U+{(int)text[i]:X4} at index {i}; it cannot be encoded as UTF-8", nameof(text));
+        }
         var splits = Added.ExtractAndNormalize(text, Normalizer);
         var pieces = new List<Split>(splits.Count * 4);
         var tmp = new List<NormalizedString>();
