@@ -18,6 +18,8 @@ public sealed class PreTrainedTokenizer
     private TokenizerPipeline _pipe;
     private readonly JsonObject _config;
     private readonly string[] _modelInputNames;
+    private bool? _addBosToken;
+    private bool? _addEosToken;
 
     internal PreTrainedTokenizer(TokenizerPipeline pipe, JsonObject config, string? nameOrPath)
     {
@@ -38,6 +40,11 @@ public sealed class PreTrainedTokenizer
         TruncationSide = Json.OptString(config, "truncation_side") == "left" ? TruncationSide.Left : TruncationSide.Right;
         ModelMaxLength = config["model_max_length"] is JsonValue mv && mv.TryGetValue(out double mml) && mml < int.MaxValue ? (int)mml : int.MaxValue;
         CleanUpTokenizationSpaces = Json.Bool(config, "clean_up_tokenization_spaces", false);
+        _addBosToken = config["add_bos_token"] is JsonValue ab && ab.TryGetValue(out bool abv) ? abv : null;
+        _addEosToken = config["add_eos_token"] is JsonValue ae && ae.TryGetValue(out bool aev) ? aev : null;
+        // transformers' Llama-family tokenizers rebuild the template from add_bos_token / add_eos_token at load; we do
+        // it when that changes single-sequence encodings (tokenizer.json already holds the default <s> $A template).
+        if (IsLlamaFamily(TokenizerClass) && (_addEosToken == true || _addBosToken == false)) UpdatePostProcessor();
         _modelInputNames = (config["model_input_names"] as JsonArray)?.Select(n => n!.GetValue<string>()).ToArray()
             ?? (HasTokenTypeIdsByDefault(TokenizerClass) ? ["input_ids", "token_type_ids", "attention_mask"] : ["input_ids", "attention_mask"]);
     }
@@ -112,6 +119,50 @@ public sealed class PreTrainedTokenizer
 
     /// <summary>Whether <see cref="Decode"/> applies HF's clean_up_tokenization by default (tokenizer_config.json <c>clean_up_tokenization_spaces</c>).</summary>
     public bool CleanUpTokenizationSpaces { get; set; }
+
+    /// <summary>
+    /// Whether <see cref="BosToken"/> starts every sequence (HF <c>add_bos_token</c>); null when the config does not say.
+    /// Setting it rebuilds the post-processor template as transformers' Llama-family tokenizers do:
+    /// <c>[bos:0] $A:0 [eos:0]</c> and, for pairs, <c>... [bos:1] $B:1 [eos:1]</c>.
+    /// </summary>
+    public bool? AddBosToken
+    {
+        get => _addBosToken;
+        set { _addBosToken = value; UpdatePostProcessor(); }
+    }
+
+    /// <summary>Whether <see cref="EosToken"/> ends every sequence (HF <c>add_eos_token</c>); setting it rebuilds the template (see <see cref="AddBosToken"/>).</summary>
+    public bool? AddEosToken
+    {
+        get => _addEosToken;
+        set { _addEosToken = value; UpdatePostProcessor(); }
+    }
+
+    private void UpdatePostProcessor()
+    {
+        bool bos = _addBosToken ?? false, eos = _addEosToken ?? false;
+        if (bos && BosTokenId is null) throw new InvalidOperationException($"Tokenizer '{NameOrPath}': add_bos_token is set but bos_token '{BosToken}' has no id");
+        if (eos && EosTokenId is null) throw new InvalidOperationException($"Tokenizer '{NameOrPath}': add_eos_token is set but eos_token '{EosToken}' has no id");
+        JsonObject Special(string t, int type) => new() { ["SpecialToken"] = new JsonObject { ["id"] = t, ["type_id"] = type } };
+        JsonObject Seq(string id, int type) => new() { ["Sequence"] = new JsonObject { ["id"] = id, ["type_id"] = type } };
+        var single = new JsonArray();
+        var pair = new JsonArray();
+        if (bos) single.Add(Special(BosToken!, 0));
+        single.Add(Seq("A", 0));
+        if (eos) single.Add(Special(EosToken!, 0));
+        foreach (var n in single) pair.Add(n!.DeepClone());
+        if (bos) pair.Add(Special(BosToken!, 1));
+        pair.Add(Seq("B", 1));
+        if (eos) pair.Add(Special(EosToken!, 1));
+        var specials = new JsonObject();
+        if (bos) specials[BosToken!] = new JsonObject { ["id"] = BosToken, ["ids"] = new JsonArray(BosTokenId!.Value), ["tokens"] = new JsonArray(BosToken) };
+        if (eos) specials[EosToken!] = new JsonObject { ["id"] = EosToken, ["ids"] = new JsonArray(EosTokenId!.Value), ["tokens"] = new JsonArray(EosToken) };
+        var post = new JsonObject { ["type"] = "TemplateProcessing", ["single"] = single, ["pair"] = pair, ["special_tokens"] = specials };
+        _pipe = _pipe.WithPostProcessor(post, NameOrPath is null ? "tokenizer.json" : Path.Combine(NameOrPath, "tokenizer.json"));
+    }
+
+    private static bool IsLlamaFamily(string? cls) =>
+        cls is "LlamaTokenizer" or "LlamaTokenizerFast" or "CodeLlamaTokenizer" or "CodeLlamaTokenizerFast" or "GemmaTokenizer" or "GemmaTokenizerFast";
 
     /// <summary>HF <c>model_input_names</c>; "token_type_ids" among them makes batches carry token type ids.</summary>
     public IReadOnlyList<string> ModelInputNames => _modelInputNames;
@@ -346,6 +397,8 @@ public sealed class PreTrainedTokenizer
         cfg["truncation_side"] = TruncationSide == TruncationSide.Left ? "left" : "right";
         if (ModelMaxLength != int.MaxValue || cfg["model_max_length"] is null) cfg["model_max_length"] = ModelMaxLength;
         cfg["clean_up_tokenization_spaces"] = CleanUpTokenizationSpaces;
+        if (_addBosToken is bool sb) cfg["add_bos_token"] = sb;
+        if (_addEosToken is bool se) cfg["add_eos_token"] = se;
         if (TokenizerClass is null) cfg["tokenizer_class"] = "PreTrainedTokenizerFast";
         AtomicFile.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), cfg.ToJsonString(WriteOptions));
     }

@@ -83,3 +83,32 @@ public class AddTokensTests
         Assert.Equal(tok.Encode("a <pad> b"), again.Encode("a <pad> b"));
     }
 }
+
+/// <summary>transformers' Llama add_bos_token / add_eos_token switches.</summary>
+public class BosEosSwitchTests
+{
+    [Theory]
+    [InlineData("hf/models/llama-tiny", "llama-tiny")]
+    [InlineData("tokenizers/llama2", "llama2")]
+    public void AddEosAndBosRebuildTheTemplate(string folder, string reference)
+    {
+        var tok = AutoTokenizer.FromPretrained(Path.Combine(TokenizerParityTests.FixturesDir, folder));
+        Assert.True(tok.AddBosToken);
+        var cases = TokenizerParityTests.ReferenceCases(reference).Take(8).Select(c => (
+            Text: c!["text"]!.GetValue<string>(),
+            With: c["with_special"]!["ids"]!.AsArray().Select(x => x!.GetValue<int>()).ToArray(),
+            Without: c["no_special"]!["ids"]!.AsArray().Select(x => x!.GetValue<int>()).ToArray())).ToArray();
+        int eos = tok.EosTokenId!.Value;
+        tok.AddEosToken = true;
+        foreach (var c in cases) Assert.Equal(c.With.Append(eos), tok.Encode(c.Text));
+        using var tmp = new TempDir();
+        tok.SavePretrained(tmp.Path);
+        var again = AutoTokenizer.FromPretrained(tmp.Path);
+        Assert.True(again.AddEosToken);
+        foreach (var c in cases) Assert.Equal(c.With.Append(eos), again.Encode(c.Text));
+        tok.AddBosToken = false;
+        tok.AddEosToken = false;
+        foreach (var c in cases) Assert.Equal(c.Without, tok.Encode(c.Text));
+        foreach (var c in cases) Assert.Equal(c.Without, tok.Encode(c.Text, addSpecialTokens: false));
+    }
+}

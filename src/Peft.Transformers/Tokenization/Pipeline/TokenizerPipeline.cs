@@ -42,6 +42,15 @@ internal sealed class TokenizerPipeline
         return new TokenizerPipeline(json, normalizer, pre, model, post, decoder, new AddedVocabulary(addedList, normalizer));
     }
 
+    /// <summary>The same pipeline with another post-processor (the JSON document is updated so SavePretrained writes it).</summary>
+    public TokenizerPipeline WithPostProcessor(JsonObject postProcessor, string file)
+    {
+        var json = (JsonObject)Json.DeepClone();
+        json["post_processor"] = postProcessor;
+        var post = PostProcessors.FromJson(postProcessor, $"{file}: post_processor");
+        return new TokenizerPipeline(json, Normalizer, PreTokenizer, Model, post, Decoder, Added);
+    }
+
     public int? TokenToId(string token) => Added.TokenToId(token) ?? Model.TokenToId(token);
 
     public string? IdToToken(int id) => Added.IdToToken(id) ?? Model.IdToToken(id);
