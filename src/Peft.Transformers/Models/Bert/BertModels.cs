@@ -264,12 +264,7 @@ public sealed class BertModel : PreTrainedModel
             all?.Add(x);
         }
         var pooled = pooler?.forward(x);
-        return new ModelOutput
-        {
-            LastHiddenState = x.MoveToOuterDisposeScope(),
-            PoolerOutput = pooled?.MoveToOuterDisposeScope(),
-            HiddenStates = all?.Select(y => y.MoveToOuterDisposeScope()).ToList(),
-        };
+        return ModelOps.MoveOut(new ModelOutput { LastHiddenState = x, PoolerOutput = pooled, HiddenStates = all });
     }
 }
 
@@ -295,16 +290,8 @@ public abstract class BertPreTrainedHead : PreTrainedModel
     protected internal override void AfterInit() => bert.AfterInit();
 
     /// <summary>Output with the backbone's tensors moved to the caller's scope.</summary>
-    protected static ModelOutput Build(ModelOutput o, Tensor? logits, Tensor? loss, Tensor? start = null, Tensor? end = null) => new()
-    {
-        Logits = logits?.MoveToOuterDisposeScope(),
-        Loss = loss?.MoveToOuterDisposeScope(),
-        StartLogits = start?.MoveToOuterDisposeScope(),
-        EndLogits = end?.MoveToOuterDisposeScope(),
-        LastHiddenState = o.LastHiddenState?.MoveToOuterDisposeScope(),
-        PoolerOutput = o.PoolerOutput?.MoveToOuterDisposeScope(),
-        HiddenStates = o.HiddenStates?.Select(h => h.MoveToOuterDisposeScope()).ToList(),
-    };
+    protected static ModelOutput Build(ModelOutput o, Tensor? logits, Tensor? loss, Tensor? start = null, Tensor? end = null) =>
+        ModelOps.MoveOut(o with { Logits = logits, Loss = loss, StartLogits = start, EndLogits = end });
 }
 
 /// <summary>BERT sequence classifier (HF <c>BertForSequenceClassification</c>): dropout + <c>classifier</c> on the pooled output.</summary>

@@ -1,3 +1,4 @@
+using Peft.Core;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -7,6 +8,22 @@ namespace Peft.Transformers.Models;
 /// <summary>Small functions the architectures share: activations, masks, positions, attention, losses, init.</summary>
 internal static class ModelOps
 {
+    /// <summary>
+    /// Moves every distinct tensor of <paramref name="o"/> to the enclosing dispose scope exactly once (a tensor that
+    /// appears twice, e.g. the last hidden state inside the hidden-states list, must not be moved two levels up).
+    /// </summary>
+    public static ModelOutput MoveOut(ModelOutput o)
+    {
+        var seen = new HashSet<Tensor>(ReferenceEqualityComparer.Instance);
+        void Move(Tensor? t)
+        {
+            if (t is not null && seen.Add(t)) t.MoveToOuterDisposeScope();
+        }
+        Move(o.Logits); Move(o.Loss); Move(o.LastHiddenState); Move(o.PoolerOutput); Move(o.StartLogits); Move(o.EndLogits);
+        if (o.HiddenStates is not null) foreach (var h in o.HiddenStates) Move(h);
+        return o;
+    }
+
     /// <summary>HF <c>ACT2FN[name]</c> for the activations these models use.</summary>
     public static Func<Tensor, Tensor> Activation(string name) => name switch
     {

@@ -170,12 +170,7 @@ public sealed class GPT2Model : PreTrainedModel
         }
         x = ln_f.forward(x);
         if (all is not null) all[^1] = x;
-        return new ModelOutput
-        {
-            LastHiddenState = x.MoveToOuterDisposeScope(),
-            HiddenStates = all?.Select(y => y.MoveToOuterDisposeScope()).ToList(),
-            PastKeyValues = cache,
-        };
+        return ModelOps.MoveOut(new ModelOutput { LastHiddenState = x, HiddenStates = all, PastKeyValues = cache });
     }
 }
 

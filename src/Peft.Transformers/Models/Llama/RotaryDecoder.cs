@@ -174,11 +174,6 @@ public abstract class RotaryDecoderModel : PreTrainedModel
         }
         h = norm.forward(h);
         if (all is not null) all[^1] = h;
-        return new ModelOutput
-        {
-            LastHiddenState = h.MoveToOuterDisposeScope(),
-            HiddenStates = all?.Select(x => x.MoveToOuterDisposeScope()).ToList(),
-            PastKeyValues = cache,
-        };
+        return ModelOps.MoveOut(new ModelOutput { LastHiddenState = h, HiddenStates = all, PastKeyValues = cache });
     }
 }
