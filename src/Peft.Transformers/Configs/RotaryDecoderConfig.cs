@@ -10,21 +10,21 @@ namespace Peft.Transformers;
 public sealed record RopeParameters
 {
     /// <summary>HF <c>rope_type</c> ("default", "linear", "llama3", ...).</summary>
-    [JsonPropertyName("rope_type")] public string? RopeType { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull), JsonPropertyName("rope_type")] public string? RopeType { get; init; }
     /// <summary>Legacy spelling of <see cref="RopeType"/> (<c>type</c>).</summary>
-    [JsonPropertyName("type")] public string? LegacyType { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull), JsonPropertyName("type")] public string? LegacyType { get; init; }
     /// <summary>HF <c>rope_theta</c> (base of the frequencies).</summary>
-    [JsonPropertyName("rope_theta")] public double? RopeTheta { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull), JsonPropertyName("rope_theta")] public double? RopeTheta { get; init; }
     /// <summary>HF <c>factor</c> (linear / llama3 scaling factor).</summary>
-    [JsonPropertyName("factor")] public double? Factor { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull), JsonPropertyName("factor")] public double? Factor { get; init; }
     /// <summary>HF <c>low_freq_factor</c> (llama3).</summary>
-    [JsonPropertyName("low_freq_factor")] public double? LowFreqFactor { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull), JsonPropertyName("low_freq_factor")] public double? LowFreqFactor { get; init; }
     /// <summary>HF <c>high_freq_factor</c> (llama3).</summary>
-    [JsonPropertyName("high_freq_factor")] public double? HighFreqFactor { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull), JsonPropertyName("high_freq_factor")] public double? HighFreqFactor { get; init; }
     /// <summary>HF <c>original_max_position_embeddings</c> (llama3).</summary>
-    [JsonPropertyName("original_max_position_embeddings")] public int? OriginalMaxPositionEmbeddings { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull), JsonPropertyName("original_max_position_embeddings")] public int? OriginalMaxPositionEmbeddings { get; init; }
     /// <summary>HF <c>partial_rotary_factor</c> (fraction of the head dimension that is rotated).</summary>
-    [JsonPropertyName("partial_rotary_factor")] public double? PartialRotaryFactor { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull), JsonPropertyName("partial_rotary_factor")] public double? PartialRotaryFactor { get; init; }
     /// <summary>Other keys, kept and written back.</summary>
     [JsonExtensionData] public Dictionary<string, JsonElement>? ExtensionData { get; init; }
 
