@@ -59,6 +59,12 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
     /// <summary>Checkpoint keys of tied weights that may appear in a file and are not loaded (e.g. "lm_head.weight" with tied embeddings).</summary>
     protected internal virtual IReadOnlyCollection<string> TiedCheckpointKeys => [];
 
+    /// <summary>
+    /// Checkpoint keys that are dropped silently when the model has no such key (HF
+    /// <c>_keys_to_ignore_on_load_unexpected</c>), e.g. GPT-2's old causal-mask buffers "h.N.attn.bias".
+    /// </summary>
+    protected internal virtual System.Text.RegularExpressions.Regex? IgnoredUnexpectedKeys => null;
+
     /// <summary>Keys the model expected but the checkpoint lacked (newly initialised) at the last <c>FromPretrained</c>.</summary>
     public IReadOnlyList<string> MissingKeys { get; internal set; } = [];
 
@@ -185,9 +191,19 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
         var prefix = BaseModelPrefix + ".";
         bool modelHasPrefix = sd.Keys.Any(k => k.StartsWith(prefix, StringComparison.Ordinal));
         bool fileHasPrefix = ckpt.Keys.Any(k => k.StartsWith(prefix, StringComparison.Ordinal));
-        Func<string, string?> map = k => k;
-        if (modelHasPrefix && !fileHasPrefix) map = k => sd.ContainsKey(prefix + k) ? prefix + k : k;
-        else if (!modelHasPrefix && fileHasPrefix) map = k => k.StartsWith(prefix, StringComparison.Ordinal) ? k[prefix.Length..] : k;
+        Func<string, string> addPrefix = k => k;
+        if (modelHasPrefix && !fileHasPrefix) addPrefix = k => sd.ContainsKey(prefix + k) || sd.ContainsKey(prefix + Legacy(k)) ? prefix + k : k;
+        else if (!modelHasPrefix && fileHasPrefix) addPrefix = k => k.StartsWith(prefix, StringComparison.Ordinal) ? k[prefix.Length..] : k;
+        // HF renames legacy TF-era LayerNorm names on load (bert-base-cased stores "LayerNorm.gamma"/"LayerNorm.beta").
+        static string Legacy(string k) =>
+            k.EndsWith("LayerNorm.gamma", StringComparison.Ordinal) ? k[..^"gamma".Length] + "weight"
+            : k.EndsWith("LayerNorm.beta", StringComparison.Ordinal) ? k[..^"beta".Length] + "bias" : k;
+        string? map(string k)
+        {
+            var m = addPrefix(k);
+            return sd.ContainsKey(m) ? m : Legacy(m);
+        }
+        var ignore = IgnoredUnexpectedKeys;
 
         var loaded = new HashSet<string>(StringComparer.Ordinal);
         var unexpected = new List<string>();
@@ -199,7 +215,7 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
                 var key = map(fileKey);
                 if (key is null || !sd.TryGetValue(key, out var target))
                 {
-                    if (!tied.Contains(fileKey) && (key is null || !tied.Contains(key))) unexpected.Add(fileKey);
+                    if (!tied.Contains(fileKey) && (key is null || !tied.Contains(key)) && ignore?.IsMatch(fileKey) != true) unexpected.Add(fileKey);
                     continue;
                 }
                 var info = ckpt.GetInfo(fileKey);

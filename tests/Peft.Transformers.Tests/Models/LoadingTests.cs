@@ -266,3 +266,46 @@ public sealed class LoadingTests
         Assert.Equal("computers", bert.Config.Id2Label![0]);
     }
 }
+
+/// <summary>Checkpoints written by older tools: legacy names HF renames or ignores on load.</summary>
+public sealed class LegacyCheckpointTests
+{
+    [Fact]
+    public void Bert_layernorm_gamma_beta_and_unprefixed_gpt2_with_mask_buffers_load()
+    {
+        using var scope = torch.NewDisposeScope();
+        using var tmp = new TempDir();
+        // BERT with LayerNorm.gamma / LayerNorm.beta
+        var bertDir = Path.Combine(tmp.Path, "bert");
+        Directory.CreateDirectory(bertDir);
+        File.Copy(Path.Combine(Fixtures.Model("bert-tiny"), "config.json"), Path.Combine(bertDir, "config.json"));
+        using (var f = SafetensorsFile.Open(Path.Combine(Fixtures.Model("bert-tiny"), "model.safetensors")))
+        {
+            var renamed = f.Keys.Select(k => new KeyValuePair<string, torch.Tensor>(
+                k.Replace("LayerNorm.weight", "LayerNorm.gamma").Replace("LayerNorm.bias", "LayerNorm.beta"), f.GetTensor(k))).ToList();
+            SafetensorsWriter.Save(Path.Combine(bertDir, "model.safetensors"), renamed, new Dictionary<string, string> { ["format"] = "pt" });
+        }
+        using var bert = AutoModelForSequenceClassification.FromPretrained(bertDir);
+        Assert.Empty(bert.MissingKeys);
+        Assert.Empty(bert.UnexpectedKeys);
+        var r = ModelTestUtil.Reference("bert-tiny");
+        TensorAssert.Close(r["logits"], bert.forward(ModelTestUtil.ReferenceInput("bert-tiny", r)).Logits!, 1e-4, null, "bert gamma/beta");
+
+        // GPT-2 as the original OpenAI export: no "transformer." prefix, causal-mask buffers present
+        var gptDir = Path.Combine(tmp.Path, "gpt2");
+        Directory.CreateDirectory(gptDir);
+        File.Copy(Path.Combine(Fixtures.Model("gpt2-tiny"), "config.json"), Path.Combine(gptDir, "config.json"));
+        using (var f = SafetensorsFile.Open(Path.Combine(Fixtures.Model("gpt2-tiny"), "model.safetensors")))
+        {
+            var list = f.Keys.Select(k => new KeyValuePair<string, torch.Tensor>(k["transformer.".Length..], f.GetTensor(k))).ToList();
+            list.Add(new("h.0.attn.bias", torch.ones(1, 1, 4, 4)));
+            list.Add(new("h.1.attn.masked_bias", torch.tensor(-1e4f)));
+            SafetensorsWriter.Save(Path.Combine(gptDir, "model.safetensors"), list, new Dictionary<string, string> { ["format"] = "pt" });
+        }
+        using var gpt = AutoModelForCausalLM.FromPretrained(gptDir);
+        Assert.Empty(gpt.MissingKeys);
+        Assert.Empty(gpt.UnexpectedKeys);
+        var rg = ModelTestUtil.Reference("gpt2-tiny");
+        TensorAssert.Close(rg["logits"], gpt.forward(ModelTestUtil.ReferenceInput("gpt2-tiny", rg)).Logits!, 1e-4, rg["attention_mask"], "gpt2 unprefixed");
+    }
+}
