@@ -90,6 +90,9 @@ public abstract record RotaryDecoderConfig : PretrainedConfig
     /// <inheritdoc />
     [JsonIgnore] public override double InitStd => InitializerRange;
 
+    /// <summary>Sliding-window size of layer <paramref name="layer"/> (keys older than this many positions are masked), or null for full attention.</summary>
+    public virtual int? SlidingWindowOf(int layer) => null;
+
     /// <inheritdoc />
     public override void Validate()
     {
@@ -151,11 +154,46 @@ public sealed record Qwen2Config : RotaryDecoderConfig
     /// <inheritdoc />
     [JsonIgnore] public override bool MlpBiasValue => false;
 
+    /// <summary>
+    /// HF: the window applies when use_sliding_window and sliding_window are set, to the layers whose
+    /// <c>layer_types</c> entry is "sliding_attention" (default: layers at index ≥ max_window_layers).
+    /// </summary>
+    public override int? SlidingWindowOf(int layer)
+    {
+        if (!UseSlidingWindow || SlidingWindow is null) return null;
+        var type = LayerTypes is { } t && layer < t.Count ? t[layer] : layer >= MaxWindowLayers ? "sliding_attention" : "full_attention";
+        return type == "sliding_attention" ? SlidingWindow : null;
+    }
+
     /// <inheritdoc />
     public override void Validate()
     {
         base.Validate();
-        if (UseSlidingWindow || (LayerTypes is not null && LayerTypes.Any(t => t != "full_attention")))
-            throw new NotSupportedException("qwen2: sliding-window attention (use_sliding_window / layer_types) is not supported.");
+        if (LayerTypes is not null && LayerTypes.Count != NumHiddenLayers)
+            throw new ArgumentException($"qwen2: layer_types has {LayerTypes.Count} entries but num_hidden_layers is {NumHiddenLayers}.");
     }
+}
+
+/// <summary>Mistral config (HF <c>MistralConfig</c>, <c>model_type</c> "mistral"): the Llama layout with sliding-window attention.</summary>
+public sealed record MistralConfig : RotaryDecoderConfig
+{
+    /// <summary>Creates a config with HF's defaults (Mistral-7B shape).</summary>
+    public MistralConfig()
+    {
+        ModelType = "mistral"; IntermediateSize = 14336; NumKeyValueHeads = 8; MaxPositionEmbeddings = 4096 * 32; BosTokenId = 1; EosTokenId = [2];
+        TieWordEmbeddings = false; RmsNormEps = 1e-6;
+    }
+
+    /// <summary>HF <c>sliding_window</c> (null = full attention).</summary>
+    [JsonPropertyName("sliding_window")] public int? SlidingWindow { get; init; } = 4096;
+
+    /// <inheritdoc />
+    [JsonIgnore] public override bool QkvBias => false;
+    /// <inheritdoc />
+    [JsonIgnore] public override bool OutputBias => false;
+    /// <inheritdoc />
+    [JsonIgnore] public override bool MlpBiasValue => false;
+
+    /// <inheritdoc />
+    public override int? SlidingWindowOf(int layer) => SlidingWindow;
 }

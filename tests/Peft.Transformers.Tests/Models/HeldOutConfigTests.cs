@@ -38,6 +38,16 @@ public sealed class HeldOutConfigTests
             VocabSize = 100, HiddenSize = 96, IntermediateSize = 64, NumHiddenLayers = 1, NumAttentionHeads = 6, NumKeyValueHeads = 2,
             TieWordEmbeddings = true, PadTokenId = 0, RopeParameters = new RopeParameters { RopeType = "default", RopeTheta = 1000000 },
         },
+        ["mistral-window3"] = new MistralConfig
+        {
+            VocabSize = 100, HiddenSize = 32, IntermediateSize = 48, NumHiddenLayers = 2, NumAttentionHeads = 4, NumKeyValueHeads = 2,
+            SlidingWindow = 3, PadTokenId = 0,
+        },
+        ["qwen2-sliding-upper-layers"] = new Qwen2Config
+        {
+            VocabSize = 100, HiddenSize = 32, IntermediateSize = 48, NumHiddenLayers = 3, NumAttentionHeads = 4, NumKeyValueHeads = 2,
+            UseSlidingWindow = true, SlidingWindow = 4, MaxWindowLayers = 1, PadTokenId = 0,
+        },
         ["gpt2-inner-scale-by-layer"] = new GPT2Config
         {
             VocabSize = 80, NEmbd = 48, NHead = 3, NLayer = 3, NInner = 100, NPositions = 40, ScaleAttnByInverseLayerIdx = true,
@@ -112,6 +122,38 @@ public sealed class HeldOutConfigTests
 
         using var f = SafetensorsFile.Open(tmp.File("model.safetensors"));
         Assert.Equal(config.TieWordEmbeddings, !f.Contains("lm_head.weight"));
+    }
+
+    [Fact]
+    public void Sliding_window_masks_old_keys_and_equals_llama_when_wide()
+    {
+        using var scope = torch.NewDisposeScope();
+        // one layer, window 3: the token at position 0 reaches positions 0..2 only (HF: kv_idx > q_idx − window)
+        var one = new MistralConfig { VocabSize = 50, HiddenSize = 32, IntermediateSize = 40, NumHiddenLayers = 1, NumAttentionHeads = 4, NumKeyValueHeads = 2, SlidingWindow = 3 };
+        using (var single = AutoModelForCausalLM.FromConfig(one))
+        {
+            var a = torch.tensor(new long[] { 5, 6, 7, 8, 9, 10, 11 }).unsqueeze(0);
+            var b = torch.tensor(new long[] { 40, 6, 7, 8, 9, 10, 11 }).unsqueeze(0);
+            var diff = (single.forward(new ModelInput { InputIds = a }).Logits! - single.forward(new ModelInput { InputIds = b }).Logits!).abs().amax([0, 2]);
+            for (int i = 0; i < 7; i++)
+                Assert.True(i < 3 ? diff[i].item<float>() > 1e-4 : diff[i].item<float>() == 0f, $"position {i}: change {diff[i].item<float>()}");
+        }
+
+        var mistral = new MistralConfig { VocabSize = 50, HiddenSize = 32, IntermediateSize = 40, NumHiddenLayers = 2, NumAttentionHeads = 4, NumKeyValueHeads = 2, SlidingWindow = 64 };
+        var llama = new LlamaConfig { VocabSize = 50, HiddenSize = 32, IntermediateSize = 40, NumHiddenLayers = 2, NumAttentionHeads = 4, NumKeyValueHeads = 2 };
+        using var m = AutoModelForCausalLM.FromConfig(mistral);
+        using var l = AutoModelForCausalLM.FromConfig(llama);
+        using var tmp = new TempDir();
+        m.SavePretrained(tmp.Path);
+        l.LoadWeights(tmp.Path);
+        var ids = torch.randint(0, 50, [2, 10], dtype: torch.ScalarType.Int64);
+        var wide = m.forward(new ModelInput { InputIds = ids }).Logits!;
+        TensorAssert.Close(l.forward(new ModelInput { InputIds = ids }).Logits!, wide, 1e-5, null, "mistral wide window == llama");
+        using var narrow = AutoModelForCausalLM.FromConfig(mistral with { SlidingWindow = 2 });
+        narrow.LoadWeights(tmp.Path);
+        var n = narrow.forward(new ModelInput { InputIds = ids }).Logits!;
+        TensorAssert.Close(wide.narrow(1, 0, 2), n.narrow(1, 0, 2), 1e-5, null, "first positions see the same keys");
+        Assert.True((wide - n).abs().max().item<float>() > 1e-3, "a window of 2 must change later positions");
     }
 
     [Fact]
