@@ -49,9 +49,9 @@ public abstract record RotaryDecoderConfig : PretrainedConfig
     /// <summary>HF <c>num_attention_heads</c>.</summary>
     [JsonPropertyName("num_attention_heads")] public int NumAttentionHeads { get; init; } = 32;
     /// <summary>HF <c>num_key_value_heads</c> (null = num_attention_heads, i.e. no GQA).</summary>
-    [JsonPropertyName("num_key_value_heads")] public int? NumKeyValueHeads { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull), JsonPropertyName("num_key_value_heads")] public int? NumKeyValueHeads { get; init; }
     /// <summary>HF <c>head_dim</c> (null = hidden_size / num_attention_heads).</summary>
-    [JsonPropertyName("head_dim")] public int? HeadDimValue { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull), JsonPropertyName("head_dim")] public int? HeadDimValue { get; init; }
     /// <summary>HF <c>hidden_act</c> of the gated MLP ("silu").</summary>
     [JsonPropertyName("hidden_act")] public string HiddenAct { get; init; } = "silu";
     /// <summary>HF <c>max_position_embeddings</c>.</summary>
@@ -61,11 +61,11 @@ public abstract record RotaryDecoderConfig : PretrainedConfig
     /// <summary>HF <c>rms_norm_eps</c>.</summary>
     [JsonPropertyName("rms_norm_eps")] public double RmsNormEps { get; init; } = 1e-6;
     /// <summary>HF <c>rope_theta</c> (transformers 4 files; 5 puts it in <see cref="RopeParameters"/>).</summary>
-    [JsonPropertyName("rope_theta")] public double? RopeTheta { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull), JsonPropertyName("rope_theta")] public double? RopeTheta { get; init; }
     /// <summary>HF <c>rope_scaling</c> (transformers 4 files).</summary>
-    [JsonPropertyName("rope_scaling")] public RopeParameters? RopeScaling { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull), JsonPropertyName("rope_scaling")] public RopeParameters? RopeScaling { get; init; }
     /// <summary>HF <c>rope_parameters</c> (transformers 5 files).</summary>
-    [JsonPropertyName("rope_parameters")] public RopeParameters? RopeParameters { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull), JsonPropertyName("rope_parameters")] public RopeParameters? RopeParameters { get; init; }
     /// <summary>HF <c>attention_dropout</c>.</summary>
     [JsonPropertyName("attention_dropout")] public double AttentionDropout { get; init; }
 
@@ -143,7 +143,7 @@ public sealed record Qwen2Config : RotaryDecoderConfig
     /// <summary>HF <c>max_window_layers</c>.</summary>
     [JsonPropertyName("max_window_layers")] public int MaxWindowLayers { get; init; } = 28;
     /// <summary>HF <c>layer_types</c> ("full_attention" / "sliding_attention" per layer).</summary>
-    [JsonPropertyName("layer_types")] public List<string>? LayerTypes { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull), JsonPropertyName("layer_types")] public List<string>? LayerTypes { get; init; }
 
     /// <inheritdoc />
     [JsonIgnore] protected override double DefaultRopeTheta => 10000.0;
