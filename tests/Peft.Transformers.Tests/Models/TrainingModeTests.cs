@@ -34,3 +34,38 @@ public sealed class TrainingModeTests
         }
     }
 }
+
+/// <summary>Prefix key/values (PEFT prefix tuning) on the encoder: attended to, not modified, positions offset.</summary>
+public sealed class BertPrefixTests
+{
+    [Fact]
+    public void Bert_attends_to_prefix_keys_and_values_without_changing_them()
+    {
+        using var scope = torch.NewDisposeScope();
+        using var model = Load("bert-tiny");
+        var r = Reference("bert-tiny");
+        var input = ReferenceInput("bert-tiny", r);
+        long b = 3, p = 4;
+        using var cache = new KeyValueCache();
+        for (int layer = 0; layer < 2; layer++) cache.Update(layer, torch.randn(b, 4, p, 16), torch.randn(b, 4, p, 16));
+        var before = cache[0]!.Value.Key.clone();
+        // a fully masked prefix leaves the outputs as without a prefix, except for the shifted positions
+        var positions = torch.arange(p, p + 30, dtype: torch.ScalarType.Int64).unsqueeze(0).expand(b, 30);
+        var noPrefix = model.forward(input with { PositionIds = positions });
+        var maskedPrefix = model.forward(input with
+        {
+            PastKeyValues = cache,
+            AttentionMask = torch.cat([torch.zeros(b, p, dtype: torch.ScalarType.Int64), r["attention_mask"]], 1),
+        });
+        TensorAssert.Close(noPrefix.Logits!, maskedPrefix.Logits!, 1e-5, null, "masked prefix");
+        TensorAssert.Close(before, cache[0]!.Value.Key, 0, null, "cache unchanged");
+        Assert.Equal(p, cache.GetSeqLength());
+        var visible = model.forward(input with
+        {
+            PastKeyValues = cache,
+            AttentionMask = torch.cat([torch.ones(b, p, dtype: torch.ScalarType.Int64), r["attention_mask"]], 1),
+        });
+        Assert.True((visible.Logits! - maskedPrefix.Logits!).abs().max().item<float>() > 1e-4, "a visible prefix changes the output");
+        Assert.Throws<ArgumentException>(() => model.forward(input with { PastKeyValues = cache }));
+    }
+}
