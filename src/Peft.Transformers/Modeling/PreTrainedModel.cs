@@ -81,6 +81,12 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
     public Tensor Generate(Tensor inputIds, Tensor? attentionMask, GenerationConfig config) =>
         GenerationLoop.Generate(this, inputIds, attentionMask, config, GenerationConfig);
 
+    /// <summary>Device of the first parameter (HF <c>model.device</c>).</summary>
+    public Device Device => parameters().FirstOrDefault()?.device ?? CPU;
+
+    /// <summary>Dtype of the first floating-point parameter (HF <c>model.dtype</c>).</summary>
+    public ScalarType Dtype => parameters().FirstOrDefault(p => p.is_floating_point())?.dtype ?? ScalarType.Float32;
+
     /// <summary>Bytes held by parameters and buffers, each shared tensor counted once (HF <c>get_memory_footprint()</c>).</summary>
     public long GetMemoryFootprint()
     {
@@ -186,6 +192,10 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
     /// <exception cref="InvalidDataException">A tensor's shape differs from the model's.</exception>
     public (IReadOnlyList<string> Missing, IReadOnlyList<string> Unexpected) LoadWeights(string dir)
     {
+        if (!File.Exists(Path.Combine(dir, "model.safetensors")) && !File.Exists(Path.Combine(dir, "model.safetensors.index.json"))
+            && (File.Exists(Path.Combine(dir, "pytorch_model.bin")) || File.Exists(Path.Combine(dir, "pytorch_model.bin.index.json"))))
+            throw new NotSupportedException(
+                $"{dir} holds only pytorch_model.bin (a pickle checkpoint), which cannot be read safely; convert it to safetensors with the Python stack (model.save_pretrained(dir, safe_serialization=True)).");
         using var ckpt = SafetensorsCheckpoint.OpenFolder(dir, "model");
         var sd = state_dict();
         var prefix = BaseModelPrefix + ".";

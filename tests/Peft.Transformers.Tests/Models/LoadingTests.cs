@@ -309,3 +309,26 @@ public sealed class LegacyCheckpointTests
         TensorAssert.Close(rg["logits"], gpt.forward(ModelTestUtil.ReferenceInput("gpt2-tiny", rg)).Logits!, 1e-4, rg["attention_mask"], "gpt2 unprefixed");
     }
 }
+
+/// <summary>Unsupported checkpoint formats fail with a message that says what to do.</summary>
+public sealed class CheckpointFormatTests
+{
+    [Fact]
+    public void Pickle_only_folder_is_rejected_with_advice()
+    {
+        using var tmp = new TempDir();
+        File.Copy(Path.Combine(Fixtures.Model("opt-tiny"), "config.json"), tmp.File("config.json"));
+        File.WriteAllBytes(tmp.File("pytorch_model.bin"), [0x80, 0x02]);
+        var e = Assert.Throws<NotSupportedException>(() => AutoModelForCausalLM.FromPretrained(tmp.Path));
+        Assert.Contains("pytorch_model.bin", e.Message);
+        Assert.Contains("safetensors", e.Message);
+    }
+
+    [Fact]
+    public void Device_and_dtype_report_the_parameters()
+    {
+        using var model = AutoModelForCausalLM.FromPretrained(Fixtures.Model("gpt2-tiny"), new FromPretrainedOptions { Dtype = torch.ScalarType.BFloat16 });
+        Assert.Equal(torch.ScalarType.BFloat16, model.Dtype);
+        Assert.Equal(DeviceType.CPU, model.Device.type);
+    }
+}
