@@ -259,3 +259,45 @@ public sealed class GPT2ForSequenceClassification : PreTrainedModel
         return CausalHeads.ClsOutput(o, pooled, input.Labels, Config);
     }
 }
+
+/// <summary>GPT-2 token classifier (HF <c>GPT2ForTokenClassification</c>): dropout + <c>classifier</c> per token.</summary>
+public sealed class GPT2ForTokenClassification : PreTrainedModel
+{
+#pragma warning disable IDE1006
+    /// <summary>HF <c>transformer</c>: the backbone.</summary>
+    public GPT2Model transformer;
+    /// <summary>HF <c>classifier</c> [num_labels, hidden].</summary>
+    public nn.Module<Tensor, Tensor> classifier;
+#pragma warning restore IDE1006
+    private readonly Dropout dropout;
+
+    /// <summary>Builds the model for <paramref name="config"/> (random weights).</summary>
+    public GPT2ForTokenClassification(GPT2Config config) : base(nameof(GPT2ForTokenClassification), config)
+    {
+        transformer = new GPT2Model(config);
+        var p = config.ExtensionData is not null && config.ExtensionData.TryGetValue("classifier_dropout", out var cd) && cd.ValueKind == System.Text.Json.JsonValueKind.Number
+            ? cd.GetDouble() : config.ResidPdrop;
+        dropout = nn.Dropout(p);
+        classifier = nn.Linear(config.NEmbd, config.NumLabels);
+        RegisterComponents();
+    }
+
+    /// <inheritdoc />
+    public override string BaseModelPrefix => "transformer";
+    /// <inheritdoc />
+    protected internal override System.Text.RegularExpressions.Regex? IgnoredUnexpectedKeys => Gpt2Keys.Ignored;
+    /// <inheritdoc />
+    public override TransformerDimensions Dimensions => transformer.Dimensions;
+    /// <inheritdoc />
+    public override Embedding GetInputEmbeddings() => transformer.GetInputEmbeddings();
+
+    /// <summary>Logits [B, T, num_labels]; cross-entropy (−100 ignored) when labels [B, T] are given.</summary>
+    public override ModelOutput forward(ModelInput input)
+    {
+        using var scope = NewDisposeScope();
+        var o = transformer.forward(input);
+        var logits = classifier.forward(dropout.forward(o.LastHiddenState!));
+        var loss = input.Labels is null ? null : ModelOps.TokenLoss(logits, input.Labels);
+        return ModelOps.MoveOut(o with { Logits = logits, Loss = loss });
+    }
+}
