@@ -153,6 +153,18 @@ public sealed class GPT2Model : PreTrainedModel
     /// <inheritdoc />
     public override Embedding GetInputEmbeddings() => _wte.Value;
 
+    /// <summary>HF GPT-2 init: residual projections (<c>c_proj</c>) get std initializer_range / √(2·n_layer).</summary>
+    protected internal override void AfterInit()
+    {
+        using var _ = no_grad();
+        double std = _c.InitializerRange / Math.Sqrt(2.0 * _c.NLayer);
+        foreach (var block in h)
+        {
+            if (block.attn.c_proj is Conv1D a) a.weight.normal_(0, std);
+            if (block.mlp.c_proj is Conv1D m) m.weight.normal_(0, std);
+        }
+    }
+
     /// <summary>
     /// input_ids [B, T] (or inputs_embeds), attention_mask [B, past + T] → last_hidden_state [B, T, hidden] after ln_f.
     /// Positions: position_ids, else cumsum(mask) − 1 (HF generation's rule), else past + arange(T).
@@ -210,6 +222,8 @@ public sealed class GPT2LMHeadModel : PreTrainedModel
     /// <inheritdoc />
     public override Embedding GetInputEmbeddings() => transformer.GetInputEmbeddings();
     /// <inheritdoc />
+    protected internal override void AfterInit() => transformer.AfterInit();
+    /// <inheritdoc />
     public override bool CanGenerate => true;
     /// <inheritdoc />
     protected internal override IReadOnlyCollection<string> TiedCheckpointKeys => Config.TieWordEmbeddings ? ["lm_head.weight"] : [];
@@ -249,6 +263,8 @@ public sealed class GPT2ForSequenceClassification : PreTrainedModel
     public override TransformerDimensions Dimensions => transformer.Dimensions;
     /// <inheritdoc />
     public override Embedding GetInputEmbeddings() => transformer.GetInputEmbeddings();
+    /// <inheritdoc />
+    protected internal override void AfterInit() => transformer.AfterInit();
 
     /// <summary>Logits [B, num_labels]; loss by problem_type when labels are given.</summary>
     public override ModelOutput forward(ModelInput input)
@@ -290,6 +306,8 @@ public sealed class GPT2ForTokenClassification : PreTrainedModel
     public override TransformerDimensions Dimensions => transformer.Dimensions;
     /// <inheritdoc />
     public override Embedding GetInputEmbeddings() => transformer.GetInputEmbeddings();
+    /// <inheritdoc />
+    protected internal override void AfterInit() => transformer.AfterInit();
 
     /// <summary>Logits [B, T, num_labels]; cross-entropy (−100 ignored) when labels [B, T] are given.</summary>
     public override ModelOutput forward(ModelInput input)
