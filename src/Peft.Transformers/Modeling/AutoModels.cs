@@ -88,13 +88,19 @@ public static class ModelFactory
             throw new NotSupportedException($"{dir}: no {task} architecture for model_type '{config.ModelType}'.");
         var model = build(config);
         model.NameOrPath = pathOrId;
-        var (missing, unexpected) = model.LoadWeights(dir);
+        var (missing, unexpected) = model.LoadWeights(dir, options.IgnoreMismatchedSizes);
         if (missing.Count > 0)
         {
             model.InitializeKeys(missing.ToHashSet(StringComparer.Ordinal));
             options.Logger?.LogWarning(
                 "Some weights of {Model} were not initialized from the model checkpoint at {Path} and are newly initialized: [{Keys}]. You should probably TRAIN this model on a down-stream task to be able to use it for predictions and inference.",
                 model.ArchitectureName, pathOrId, string.Join(", ", missing));
+        }
+        if (model.MismatchedKeys.Count > 0)
+        {
+            options.Logger?.LogWarning(
+                "Some weights of {Model} were not initialized from the model checkpoint at {Path} and are newly initialized because the shapes did not match: [{Keys}].",
+                model.ArchitectureName, pathOrId, string.Join("; ", model.MismatchedKeys));
         }
         if (unexpected.Count > 0)
         {

@@ -354,3 +354,20 @@ public sealed class DecoderTokenClassificationTests
         Assert.NotNull(o.Loss);
     }
 }
+
+/// <summary>HF's ignore_mismatched_sizes: a head of another size is re-initialised instead of failing.</summary>
+public sealed class MismatchedSizeTests
+{
+    [Fact]
+    public void Classifier_with_another_label_count_fails_or_is_reinitialised()
+    {
+        var e = Assert.Throws<InvalidDataException>(() => AutoModelForSequenceClassification.FromPretrained(Fixtures.Model("bert-tiny"), new FromPretrainedOptions { NumLabels = 3 }));
+        Assert.Contains("classifier.", e.Message);
+        using var model = AutoModelForSequenceClassification.FromPretrained(Fixtures.Model("bert-tiny"), new FromPretrainedOptions { NumLabels = 3, IgnoreMismatchedSizes = true });
+        Assert.Equal(["classifier.bias", "classifier.weight"], model.MissingKeys.Order(StringComparer.Ordinal));
+        Assert.Equal(2, model.MismatchedKeys.Count);
+        Assert.Contains("[5, 64]", string.Join(" ", model.MismatchedKeys));
+        Assert.Equal(3, model.Config.NumLabels);
+        Assert.Equal([3L, 64L], model.state_dict()["classifier.weight"].shape);
+    }
+}
