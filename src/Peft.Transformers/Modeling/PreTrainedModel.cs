@@ -136,7 +136,13 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
             ScalarType.Float64 => "float64",
             _ => "float32",
         };
-        var cfg = Config with { Architectures = [ArchitectureName], Dtype = dtypeName };
+        var ext = Config.ExtensionData;
+        if (ext is not null && ext.ContainsKey("torch_dtype"))
+        {
+            ext = new Dictionary<string, JsonElement>(ext);
+            ext.Remove("torch_dtype");   // superseded by "dtype", which now states the saved dtype
+        }
+        var cfg = Config with { Architectures = [ArchitectureName], Dtype = dtypeName, ExtensionData = ext };
         cfg.Save(dir);
         if (CanGenerate) WriteGenerationConfig(Path.Combine(dir, "generation_config.json"));
     }
@@ -155,13 +161,10 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
     private void WriteGenerationConfig(string path)
     {
         var g = GenerationConfig;
-        var o = new JsonObject();
-        if (g.BosTokenId is { } bos) o["bos_token_id"] = bos;
+        var options = new JsonSerializerOptions { DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull };
+        var o = (JsonObject)JsonNode.Parse(JsonSerializer.Serialize(g, options))!;
         if (g.EosTokenIds is { Count: > 1 } many) o["eos_token_id"] = new JsonArray(many.Select(x => (JsonNode)x).ToArray());
         else if (g.EosTokenId is { } eos) o["eos_token_id"] = eos;
-        if (g.PadTokenId is { } pad) o["pad_token_id"] = pad;
-        if (g.ExtensionData is not null)
-            foreach (var (k, v) in g.ExtensionData) o[k] = JsonNode.Parse(v.GetRawText());
         AtomicFile.WriteAllText(path, o.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
     }
 

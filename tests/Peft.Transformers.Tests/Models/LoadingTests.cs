@@ -371,3 +371,25 @@ public sealed class MismatchedSizeTests
         Assert.Equal([3L, 64L], model.state_dict()["classifier.weight"].shape);
     }
 }
+
+/// <summary>generation_config.json survives save → reload.</summary>
+public sealed class GenerationConfigSaveTests
+{
+    [Fact]
+    public void Saved_generation_config_keeps_the_loaded_settings()
+    {
+        using var tmp = new TempDir();
+        using var model = AutoModelForCausalLM.FromPretrained(Fixtures.Model("opt-tiny"));
+        model.GenerationConfig = model.GenerationConfig with { MaxNewTokens = 7, RepetitionPenalty = 1.3, EosTokenIds = [2, 5] };
+        model.SavePretrained(tmp.Path);
+        var json = JsonNode.Parse(File.ReadAllText(tmp.File("generation_config.json")))!.AsObject();
+        Assert.Equal(7, json["max_new_tokens"]!.GetValue<int>());
+        Assert.Equal(2, json["eos_token_id"]!.AsArray().Count);
+        Assert.False(json.ContainsKey("max_length"));
+        using var again = AutoModelForCausalLM.FromPretrained(tmp.Path);
+        Assert.Equal(7, again.GenerationConfig.MaxNewTokens);
+        Assert.Equal(1.3, again.GenerationConfig.RepetitionPenalty);
+        Assert.Equal([2, 5], again.GenerationConfig.EosTokenIds!);
+        Assert.Equal(model.GenerationConfig.BosTokenId, again.GenerationConfig.BosTokenId);
+    }
+}
