@@ -61,9 +61,14 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
 
     /// <summary>
     /// Checkpoint keys that are dropped silently when the model has no such key (HF
-    /// <c>_keys_to_ignore_on_load_unexpected</c>), e.g. GPT-2's old causal-mask buffers "h.N.attn.bias".
+    /// <c>_keys_to_ignore_on_load_unexpected</c>): buffers older exports saved that are no longer persistent, i.e.
+    /// BERT's "embeddings.position_ids", Llama's "rotary_emb.inv_freq", GPT-2's "h.N.attn.bias" / "h.N.attn.masked_bias".
     /// </summary>
-    protected internal virtual System.Text.RegularExpressions.Regex? IgnoredUnexpectedKeys => null;
+    protected internal virtual System.Text.RegularExpressions.Regex? IgnoredUnexpectedKeys => LegacyBuffers;
+
+    private static readonly System.Text.RegularExpressions.Regex LegacyBuffers = new(
+        @"(^|\.)(embeddings\.position_ids|rotary_emb\.inv_freq|h\.\d+\.attn\.(masked_)?bias)$",
+        System.Text.RegularExpressions.RegexOptions.CultureInvariant);
 
     /// <summary>Keys the model expected but the checkpoint lacked (newly initialised) at the last <c>FromPretrained</c>.</summary>
     public IReadOnlyList<string> MissingKeys { get; internal set; } = [];
@@ -193,7 +198,7 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
         if (CanGenerate) WriteGenerationConfig(Path.Combine(dir, "generation_config.json"));
     }
 
-    /// <summary>Called after weights are initialised or loaded (e.g. zeroes embedding padding rows in from_config).</summary>
+    /// <summary>Called by <c>FromConfig</c> after the HF-style random initialisation (zeroes padding rows, scales GPT-2 residual projections).</summary>
     protected internal virtual void AfterInit()
     {
     }

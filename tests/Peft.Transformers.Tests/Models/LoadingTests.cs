@@ -283,6 +283,7 @@ public sealed class LegacyCheckpointTests
         {
             var renamed = f.Keys.Select(k => new KeyValuePair<string, torch.Tensor>(
                 k.Replace("LayerNorm.weight", "LayerNorm.gamma").Replace("LayerNorm.bias", "LayerNorm.beta"), f.GetTensor(k))).ToList();
+            renamed.Add(new("bert.embeddings.position_ids", torch.arange(128, dtype: torch.ScalarType.Int64).unsqueeze(0)));
             SafetensorsWriter.Save(Path.Combine(bertDir, "model.safetensors"), renamed, new Dictionary<string, string> { ["format"] = "pt" });
         }
         using var bert = AutoModelForSequenceClassification.FromPretrained(bertDir);
