@@ -1,0 +1,323 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Peft.Core;
+using Peft.Core.IO;
+using Peft.Core.Safetensors;
+using Peft.Transformers.Generation;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Peft.Transformers;
+
+/// <summary>
+/// Base class of every model architecture (HF <c>PreTrainedModel</c>): a TorchSharp module from
+/// <see cref="ModelInput"/> to <see cref="ModelOutput"/> with its <see cref="Config"/>, generation defaults,
+/// HF-compatible save, and parameter accounting. State-dict keys are exactly Hugging Face's.
+/// </summary>
+public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPretrainedModel
+{
+    /// <summary>Creates the model shell; derived constructors build the layers and call <c>RegisterComponents()</c>.</summary>
+    protected PreTrainedModel(string name, PretrainedConfig config) : base(name)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        config.Validate();
+        Config = config;
+        GenerationConfig = new GenerationConfig
+        {
+            BosTokenId = config.BosTokenId,
+            EosTokenId = config.FirstEosTokenId,
+            EosTokenIds = config.EosTokenId is { Count: > 1 } e ? e : null,
+            PadTokenId = config.PadTokenId,
+        };
+    }
+
+    /// <summary>The model's config (HF <c>model.config</c>).</summary>
+    public PretrainedConfig Config { get; private set; }
+
+    /// <summary>Decoding defaults: generation_config.json when the folder has one, else taken from the config (HF <c>model.generation_config</c>).</summary>
+    public GenerationConfig GenerationConfig { get; set; }
+
+    /// <inheritdoc />
+    public string ModelType => Config.ModelType;
+
+    /// <inheritdoc />
+    public string? NameOrPath { get; internal set; }
+
+    /// <inheritdoc />
+    public abstract TransformerDimensions Dimensions { get; }
+
+    /// <inheritdoc />
+    public abstract Embedding GetInputEmbeddings();
+
+    /// <summary>HF <c>base_model_prefix</c>: the name of the backbone inside a model with a head ("bert", "transformer", "model").</summary>
+    public abstract string BaseModelPrefix { get; }
+
+    /// <summary>True for the bare backbone (HF <c>AutoModel</c>), whose keys carry no <see cref="BaseModelPrefix"/>.</summary>
+    public virtual bool IsBaseModel => false;
+
+    /// <summary>Checkpoint keys of tied weights that may appear in a file and are not loaded (e.g. "lm_head.weight" with tied embeddings).</summary>
+    protected internal virtual IReadOnlyCollection<string> TiedCheckpointKeys => [];
+
+    /// <summary>
+    /// Checkpoint keys that are dropped silently when the model has no such key (HF
+    /// <c>_keys_to_ignore_on_load_unexpected</c>): buffers older exports saved that are no longer persistent, i.e.
+    /// BERT's "embeddings.position_ids", Llama's "rotary_emb.inv_freq", GPT-2's "h.N.attn.bias" / "h.N.attn.masked_bias".
+    /// </summary>
+    protected internal virtual System.Text.RegularExpressions.Regex? IgnoredUnexpectedKeys => LegacyBuffers;
+
+    private static readonly System.Text.RegularExpressions.Regex LegacyBuffers = new(
+        @"(^|\.)(embeddings\.position_ids|rotary_emb\.inv_freq|h\.\d+\.attn\.(masked_)?bias)$",
+        System.Text.RegularExpressions.RegexOptions.CultureInvariant);
+
+    /// <summary>Keys the model expected but the checkpoint lacked (newly initialised) at the last <c>FromPretrained</c>.</summary>
+    public IReadOnlyList<string> MissingKeys { get; internal set; } = [];
+
+    /// <summary>Keys skipped because of a shape mismatch (with <see cref="FromPretrainedOptions.IgnoreMismatchedSizes"/>), with both shapes.</summary>
+    public IReadOnlyList<string> MismatchedKeys { get; internal set; } = [];
+
+    /// <summary>Keys of the checkpoint the model did not use at the last <c>FromPretrained</c>.</summary>
+    public IReadOnlyList<string> UnexpectedKeys { get; internal set; } = [];
+
+    /// <summary>The class name written to config.json <c>architectures</c> (HF's class name).</summary>
+    public virtual string ArchitectureName => GetType().Name;
+
+    /// <summary>
+    /// Generates continuations of <paramref name="inputIds"/> [B, T] (left-padded when batched) and returns
+    /// [B · NumReturnSequences, T + new] int64, as HF <c>generate</c> does. Delegates to <see cref="GenerationLoop"/>.
+    /// </summary>
+    public Tensor Generate(Tensor inputIds, Tensor? attentionMask, GenerationConfig config) =>
+        GenerationLoop.Generate(this, inputIds, attentionMask, config, GenerationConfig);
+
+    /// <summary>Device of the first parameter (HF <c>model.device</c>).</summary>
+    public Device Device => parameters().FirstOrDefault()?.device ?? CPU;
+
+    /// <summary>Dtype of the first floating-point parameter (HF <c>model.dtype</c>).</summary>
+    public ScalarType Dtype => parameters().FirstOrDefault(p => p.is_floating_point())?.dtype ?? ScalarType.Float32;
+
+    /// <summary>
+    /// The untied output projection over the vocabulary (lm_head) as a <see cref="Linear"/>, or null when there is
+    /// none or it is tied to the input embeddings (HF <c>get_output_embeddings()</c>).
+    /// </summary>
+    public virtual Linear? GetOutputEmbeddings() => null;
+
+    /// <summary>Vocabulary-sized biases that follow the embedding size (BERT's MLM bias); empty by default.</summary>
+    protected internal virtual IEnumerable<Parameter> VocabularyBiases() => [];
+
+    /// <summary>
+    /// Changes the vocabulary size (HF <c>resize_token_embeddings</c>): the input embedding, an untied output
+    /// projection and vocabulary biases are cut or grown; new rows are the mean of the old rows (HF's mean
+    /// resizing; biases grow with zeros); <c>config.vocab_size</c> is updated. Returns the input embedding.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The output projection was replaced (e.g. by a PEFT wrapper).</exception>
+    public Embedding ResizeTokenEmbeddings(int newNumTokens)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(newNumTokens, 1);
+        var emb = GetInputEmbeddings();
+        using (no_grad())
+        {
+            emb.weight = Grow(emb.weight!, newNumTokens, zeros: false);
+            if (GetOutputEmbeddings() is { } head) head.weight = Grow(head.weight, newNumTokens, zeros: false);
+            foreach (var bias in VocabularyBiases())
+            {
+                using var grown = Grow(bias, newNumTokens, zeros: true);
+                bias.set_(grown.detach().clone());
+            }
+        }
+        ReplaceConfig(Config.WithVocabSize(newNumTokens));
+        return emb;
+    }
+
+    private static Parameter Grow(Tensor old, int rows, bool zeros)
+    {
+        using var scope = NewDisposeScope();
+        long keep = Math.Min(rows, old.shape[0]);
+        var shape = old.shape.ToArray();
+        shape[0] = rows;
+        var fresh = zeros || old.shape[0] == 0
+            ? torch.zeros(shape, dtype: old.dtype, device: old.device)
+            : old.to_type(ScalarType.Float32).mean([0], keepdim: true).to_type(old.dtype).expand(shape).clone();
+        fresh.narrow(0, 0, keep).copy_(old.narrow(0, 0, keep));
+        return new Parameter(fresh.detach().MoveToOuterDisposeScope(), old.requires_grad);
+    }
+
+    /// <summary>Bytes held by parameters and buffers, each shared tensor counted once (HF <c>get_memory_footprint()</c>).</summary>
+    public long GetMemoryFootprint()
+    {
+        var seen = new HashSet<IntPtr>();
+        long bytes = 0;
+        foreach (var (_, p) in named_parameters())
+            if (seen.Add(p.Handle)) bytes += p.numel() * p.ElementSize;
+        foreach (var (_, b) in named_buffers())
+            if (seen.Add(b.Handle)) bytes += b.numel() * b.ElementSize;
+        return bytes;
+    }
+
+    /// <summary>Number of parameters (only those with requires_grad when <paramref name="onlyTrainable"/>), shared ones once. HF <c>num_parameters()</c>.</summary>
+    public long NumParameters(bool onlyTrainable = false)
+    {
+        var seen = new HashSet<IntPtr>();
+        long n = 0;
+        foreach (var (_, p) in named_parameters())
+            if ((!onlyTrainable || p.requires_grad) && seen.Add(p.Handle)) n += p.numel();
+        return n;
+    }
+
+    /// <summary>
+    /// Writes <c>config.json</c>, <c>model.safetensors</c> (HF key names, tied weights once, metadata format=pt)
+    /// and, for generative models, <c>generation_config.json</c> into <paramref name="dir"/>. HF <c>save_pretrained</c>.
+    /// Files are written atomically.
+    /// </summary>
+    public void SavePretrained(string dir)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(dir);
+        Directory.CreateDirectory(dir);
+        var sd = state_dict();
+        var tensors = new List<KeyValuePair<string, Tensor>>();
+        using (var scope = NewDisposeScope())
+        {
+            foreach (var (k, v) in sd.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+                tensors.Add(new(k, v.device.type == DeviceType.CPU && v.is_contiguous() ? v.detach() : v.detach().cpu().contiguous()));
+            SafetensorsWriter.Save(Path.Combine(dir, "model.safetensors"), tensors, new Dictionary<string, string> { ["format"] = "pt" });
+        }
+        var dtypeName = sd.Values.FirstOrDefault(t => t.is_floating_point())?.dtype switch
+        {
+            ScalarType.Float16 => "float16",
+            ScalarType.BFloat16 => "bfloat16",
+            ScalarType.Float64 => "float64",
+            _ => "float32",
+        };
+        var ext = Config.ExtensionData;
+        if (ext is not null && ext.ContainsKey("torch_dtype"))
+        {
+            ext = new Dictionary<string, JsonElement>(ext);
+            ext.Remove("torch_dtype");   // superseded by "dtype", which now states the saved dtype
+        }
+        var cfg = Config with { Architectures = [ArchitectureName], Dtype = dtypeName, ExtensionData = ext };
+        cfg.Save(dir);
+        if (CanGenerate) WriteGenerationConfig(Path.Combine(dir, "generation_config.json"));
+    }
+
+    /// <summary>Called by <c>FromConfig</c> after the HF-style random initialisation (zeroes padding rows, scales GPT-2 residual projections).</summary>
+    protected internal virtual void AfterInit()
+    {
+    }
+
+    /// <summary>True for models with an LM head that <see cref="Generate"/> can drive (HF <c>can_generate()</c>).</summary>
+    public virtual bool CanGenerate => false;
+
+    /// <summary>Applies a config change that does not alter shapes (e.g. label names). Used by the loaders.</summary>
+    internal void ReplaceConfig(PretrainedConfig config) => Config = config;
+
+    private void WriteGenerationConfig(string path)
+    {
+        var g = GenerationConfig;
+        var options = new JsonSerializerOptions { DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull };
+        var o = (JsonObject)JsonNode.Parse(JsonSerializer.Serialize(g, options))!;
+        if (g.EosTokenIds is { Count: > 1 } many) o["eos_token_id"] = new JsonArray(many.Select(x => (JsonNode)x).ToArray());
+        else if (g.EosTokenId is { } eos) o["eos_token_id"] = eos;
+        AtomicFile.WriteAllText(path, o.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+    }
+
+    /// <summary>Reads generation_config.json (HF <c>GenerationConfig.from_pretrained</c>); eos may be an int or a list.</summary>
+    internal static GenerationConfig ReadGenerationConfig(string path, GenerationConfig fallback)
+    {
+        var text = File.ReadAllText(path);
+        GenerationConfig g;
+        try { g = JsonSerializer.Deserialize<GenerationConfig>(text, PretrainedConfig.JsonOptions) ?? fallback; }
+        catch (JsonException e) { throw new InvalidDataException($"{path}: {e.Message}", e); }
+        var node = JsonNode.Parse(text) as JsonObject;
+        if (node?["eos_token_id"] is JsonValue ev) g = g with { EosTokenId = ev.GetValue<int>() };
+        else if (node?["eos_token_id"] is JsonArray ea)
+        {
+            var ids = ea.Select(x => x!.GetValue<int>()).ToList();
+            g = g with { EosTokenId = ids.Count > 0 ? ids[0] : null, EosTokenIds = ids };
+        }
+        if (g.ExtensionData is { } ext && ext.ContainsKey("eos_token_id"))
+        {
+            var copy = new Dictionary<string, JsonElement>(ext);
+            copy.Remove("eos_token_id");
+            g = g with { ExtensionData = copy };
+        }
+        return g;
+    }
+
+    /// <summary>
+    /// Copies the tensors of the checkpoint in <paramref name="dir"/> into this model (strict names and shapes, HF
+    /// base-model prefix added or removed as needed). Returns the missing and unexpected keys.
+    /// </summary>
+    /// <exception cref="InvalidDataException">A tensor's shape differs from the model's (unless <paramref name="ignoreMismatchedSizes"/>, which reports it as missing).</exception>
+    public (IReadOnlyList<string> Missing, IReadOnlyList<string> Unexpected) LoadWeights(string dir, bool ignoreMismatchedSizes = false)
+    {
+        if (!File.Exists(Path.Combine(dir, "model.safetensors")) && !File.Exists(Path.Combine(dir, "model.safetensors.index.json"))
+            && (File.Exists(Path.Combine(dir, "pytorch_model.bin")) || File.Exists(Path.Combine(dir, "pytorch_model.bin.index.json"))))
+            throw new NotSupportedException(
+                $"{dir} holds only pytorch_model.bin (a pickle checkpoint), which cannot be read safely; convert it to safetensors with the Python stack (model.save_pretrained(dir, safe_serialization=True)).");
+        using var ckpt = SafetensorsCheckpoint.OpenFolder(dir, "model");
+        var sd = state_dict();
+        var prefix = BaseModelPrefix + ".";
+        bool modelHasPrefix = sd.Keys.Any(k => k.StartsWith(prefix, StringComparison.Ordinal));
+        bool fileHasPrefix = ckpt.Keys.Any(k => k.StartsWith(prefix, StringComparison.Ordinal));
+        Func<string, string> addPrefix = k => k;
+        if (modelHasPrefix && !fileHasPrefix) addPrefix = k => sd.ContainsKey(prefix + k) || sd.ContainsKey(prefix + Legacy(k)) ? prefix + k : k;
+        else if (!modelHasPrefix && fileHasPrefix) addPrefix = k => k.StartsWith(prefix, StringComparison.Ordinal) ? k[prefix.Length..] : k;
+        // HF renames legacy TF-era LayerNorm names on load (bert-base-cased stores "LayerNorm.gamma"/"LayerNorm.beta").
+        static string Legacy(string k) =>
+            k.EndsWith("LayerNorm.gamma", StringComparison.Ordinal) ? k[..^"gamma".Length] + "weight"
+            : k.EndsWith("LayerNorm.beta", StringComparison.Ordinal) ? k[..^"beta".Length] + "bias" : k;
+        string? map(string k)
+        {
+            var m = addPrefix(k);
+            return sd.ContainsKey(m) ? m : Legacy(m);
+        }
+        var ignore = IgnoredUnexpectedKeys;
+
+        var loaded = new HashSet<string>(StringComparer.Ordinal);
+        var unexpected = new List<string>();
+        var mismatched = new List<string>();
+        var tied = TiedCheckpointKeys;
+        using (no_grad())
+        {
+            foreach (var fileKey in ckpt.Keys)
+            {
+                var key = map(fileKey);
+                if (key is null || !sd.TryGetValue(key, out var target))
+                {
+                    if (!tied.Contains(fileKey) && (key is null || !tied.Contains(key)) && ignore?.IsMatch(fileKey) != true) unexpected.Add(fileKey);
+                    continue;
+                }
+                var info = ckpt.GetInfo(fileKey);
+                if (!info.Shape.SequenceEqual(target.shape) && ignoreMismatchedSizes)
+                {
+                    mismatched.Add($"{key}: found shape [{string.Join(", ", info.Shape)}] in the checkpoint and [{string.Join(", ", target.shape)}] in the model");
+                    continue;
+                }
+                if (!info.Shape.SequenceEqual(target.shape))
+                    throw new InvalidDataException(
+                        $"{dir}: tensor '{fileKey}' has shape [{string.Join(", ", info.Shape)}] but {ArchitectureName} expects [{string.Join(", ", target.shape)}] for '{key}'.");
+                using var src = ckpt.GetTensor(fileKey, target.dtype, target.device);
+                target.copy_(src);
+                loaded.Add(key);
+            }
+        }
+        var missing = sd.Keys.Where(k => !loaded.Contains(k)).ToList();
+        MissingKeys = missing;
+        UnexpectedKeys = unexpected;
+        MismatchedKeys = mismatched;
+        return (missing, unexpected);
+    }
+
+    /// <summary>Re-initialises the modules whose parameters are in <paramref name="keys"/> (HF init of newly created weights).</summary>
+    internal void InitializeKeys(IReadOnlyCollection<string> keys)
+    {
+        if (keys.Count == 0) return;
+        var modules = new HashSet<nn.Module>(ReferenceEqualityComparer.Instance);
+        foreach (var (name, m) in named_modules())
+        {
+            var pre = name.Length == 0 ? "" : name + ".";
+            foreach (var (pn, _) in m.named_parameters(recurse: false))
+                if (keys.Contains(pre + pn)) modules.Add(m);
+        }
+        Models.ModelOps.InitWeights(this, Config.InitStd, m => modules.Contains(m));
+    }
+}
