@@ -16,6 +16,12 @@ public sealed record GenerationConfig
     /// <summary>Maximum total length (prompt + new). Used when <see cref="MaxNewTokens"/> is null. HF <c>max_length</c> (default 20).</summary>
     [JsonPropertyName("max_length")] public int? MaxLength { get; init; }
 
+    /// <summary>Minimum total length (prompt + new) before EOS may be produced (0 = off). HF <c>min_length</c>.</summary>
+    [JsonPropertyName("min_length")] public int MinLength { get; init; }
+
+    /// <summary>Reuse the keys/values of earlier positions (one new token per step). HF <c>use_cache</c> (default true).</summary>
+    [JsonPropertyName("use_cache")] public bool UseCache { get; init; } = true;
+
     /// <summary>Minimum number of new tokens before EOS may be produced. HF <c>min_new_tokens</c>.</summary>
     [JsonPropertyName("min_new_tokens")] public int? MinNewTokens { get; init; }
 
@@ -66,4 +72,152 @@ public sealed record GenerationConfig
 
     /// <summary>Keys of generation_config.json this record does not model; kept and written back.</summary>
     [JsonExtensionData] public Dictionary<string, JsonElement>? ExtensionData { get; init; }
+
+    /// <summary>The end-of-sequence ids in effect: <see cref="EosTokenIds"/>, else <see cref="EosTokenId"/>, else none.</summary>
+    [JsonIgnore]
+    public IReadOnlyList<int> EffectiveEosTokenIds =>
+        EosTokenIds is { Count: > 0 } ids ? ids : EosTokenId is { } id ? [id] : [];
+
+    private static readonly JsonSerializerOptions JsonOptions = new()
+    {
+        WriteIndented = true,
+        DefaultIgnoreCondition = JsonIgnoreCondition.Never,
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
+
+    /// <summary>
+    /// Reads a <c>generation_config.json</c> file (HF <c>GenerationConfig.from_pretrained</c>). <c>eos_token_id</c> may be
+    /// an int or a list; unknown keys are kept in <see cref="ExtensionData"/>. A folder path reads the file inside it.
+    /// </summary>
+    /// <exception cref="FileNotFoundException">The file does not exist.</exception>
+    /// <exception cref="InvalidDataException">The JSON is malformed or a key has the wrong type (the message names it).</exception>
+    public static GenerationConfig FromFile(string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        if (Directory.Exists(path)) path = Path.Combine(path, "generation_config.json");
+        if (!File.Exists(path)) throw new FileNotFoundException($"generation config not found: {path}", path);
+        return FromJson(File.ReadAllText(path), path);
+    }
+
+    /// <summary>Parses the JSON text of a <c>generation_config.json</c>; <paramref name="source"/> names it in errors.</summary>
+    public static GenerationConfig FromJson(string json, string source = "generation_config.json")
+    {
+        System.Text.Json.Nodes.JsonObject obj;
+        try
+        {
+            obj = System.Text.Json.Nodes.JsonNode.Parse(json) as System.Text.Json.Nodes.JsonObject
+                  ?? throw new InvalidDataException($"{source}: expected a JSON object");
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{source}: malformed JSON: {e.Message}", e);
+        }
+        IReadOnlyList<int>? eos = null;
+        if (obj["eos_token_id"] is { } eosNode)
+        {
+            eos = eosNode switch
+            {
+                System.Text.Json.Nodes.JsonArray a => a.Select(x => x!.GetValue<int>()).ToArray(),
+                System.Text.Json.Nodes.JsonValue v => [v.GetValue<int>()],
+                _ => throw new InvalidDataException($"{source}: eos_token_id must be an int or a list of ints, got {eosNode.ToJsonString()}"),
+            };
+        }
+        obj.Remove("eos_token_id");
+        // HF writes early_stopping as a bool or "never"; "never" is treated as false (same stopping rule when length_penalty <= 0).
+        if (obj["early_stopping"] is System.Text.Json.Nodes.JsonValue es && es.GetValueKind() == JsonValueKind.String)
+            obj["early_stopping"] = false;
+        GenerationConfig cfg;
+        try
+        {
+            cfg = obj.Deserialize<GenerationConfig>(JsonOptions)
+                  ?? throw new InvalidDataException($"{source}: expected a JSON object");
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{source}: bad value at {e.Path}: {e.Message}", e);
+        }
+        return eos is null ? cfg : eos.Count == 1 ? cfg with { EosTokenId = eos[0] } : cfg with { EosTokenIds = eos, EosTokenId = eos[0] };
+    }
+
+    /// <summary>The JSON text HF's <c>GenerationConfig.to_json_string</c> would hold for these values (eos as int or list).</summary>
+    public string ToJson()
+    {
+        var obj = JsonSerializer.SerializeToNode(this, JsonOptions)!.AsObject();
+        var eos = EffectiveEosTokenIds;
+        obj["eos_token_id"] = eos.Count switch
+        {
+            0 => null,
+            1 => eos[0],
+            _ => new System.Text.Json.Nodes.JsonArray(eos.Select(x => (System.Text.Json.Nodes.JsonNode?)x).ToArray()),
+        };
+        return obj.ToJsonString(JsonOptions);
+    }
+
+    /// <summary>Writes <c>generation_config.json</c> into <paramref name="dir"/> atomically (HF <c>save_pretrained</c>).</summary>
+    public void SavePretrained(string dir)
+    {
+        ArgumentNullException.ThrowIfNull(dir);
+        Directory.CreateDirectory(dir);
+        var path = Path.Combine(dir, "generation_config.json");
+        var tmp = path + ".tmp-" + Guid.NewGuid().ToString("N");
+        File.WriteAllText(tmp, ToJson() + "\n");
+        File.Move(tmp, path, overwrite: true);
+    }
+
+    /// <summary>
+    /// Combines a per-call config with a model's defaults as HF 5.x does: a value left at the library default in this
+    /// config takes the model's value; token ids that are null here take the model's.
+    /// </summary>
+    public GenerationConfig MergeOver(GenerationConfig? modelDefaults)
+    {
+        if (modelDefaults is null) return this;
+        var d = new GenerationConfig();
+        T Pick<T>(T mine, T lib, T model) => EqualityComparer<T>.Default.Equals(mine, lib) ? model : mine;
+        return this with
+        {
+            MaxNewTokens = MaxNewTokens ?? (MaxLength is null ? modelDefaults.MaxNewTokens : null),
+            MaxLength = MaxLength ?? (MaxNewTokens is null ? modelDefaults.MaxLength : null),
+            MinNewTokens = MinNewTokens ?? modelDefaults.MinNewTokens,
+            MinLength = Pick(MinLength, d.MinLength, modelDefaults.MinLength),
+            UseCache = Pick(UseCache, d.UseCache, modelDefaults.UseCache),
+            DoSample = Pick(DoSample, d.DoSample, modelDefaults.DoSample),
+            Temperature = Pick(Temperature, d.Temperature, modelDefaults.Temperature),
+            TopK = Pick(TopK, d.TopK, modelDefaults.TopK),
+            TopP = Pick(TopP, d.TopP, modelDefaults.TopP),
+            RepetitionPenalty = Pick(RepetitionPenalty, d.RepetitionPenalty, modelDefaults.RepetitionPenalty),
+            NoRepeatNgramSize = Pick(NoRepeatNgramSize, d.NoRepeatNgramSize, modelDefaults.NoRepeatNgramSize),
+            NumBeams = Pick(NumBeams, d.NumBeams, modelDefaults.NumBeams),
+            LengthPenalty = Pick(LengthPenalty, d.LengthPenalty, modelDefaults.LengthPenalty),
+            EarlyStopping = Pick(EarlyStopping, d.EarlyStopping, modelDefaults.EarlyStopping),
+            NumReturnSequences = Pick(NumReturnSequences, d.NumReturnSequences, modelDefaults.NumReturnSequences),
+            EosTokenId = EosTokenId ?? (EosTokenIds is null ? modelDefaults.EosTokenId : null),
+            EosTokenIds = EosTokenIds ?? (EosTokenId is null ? modelDefaults.EosTokenIds : null),
+            PadTokenId = PadTokenId ?? modelDefaults.PadTokenId,
+            BosTokenId = BosTokenId ?? modelDefaults.BosTokenId,
+            Seed = Seed ?? modelDefaults.Seed,
+        };
+    }
+
+    /// <summary>
+    /// Checks value ranges (HF <c>GenerationConfig.validate</c>); throws <see cref="ArgumentException"/> naming the field and value.
+    /// </summary>
+    public void Validate()
+    {
+        static void Fail(string name, object? value, string why) =>
+            throw new ArgumentException($"GenerationConfig.{name} = {value}: {why}", name);
+        if (MaxNewTokens is <= 0) Fail(nameof(MaxNewTokens), MaxNewTokens, "must be positive");
+        if (MaxLength is <= 0) Fail(nameof(MaxLength), MaxLength, "must be positive");
+        if (MinNewTokens is < 0) Fail(nameof(MinNewTokens), MinNewTokens, "must be >= 0");
+        if (MinLength < 0) Fail(nameof(MinLength), MinLength, "must be >= 0");
+        if (DoSample && !(Temperature > 0)) Fail(nameof(Temperature), Temperature, "must be strictly positive when sampling");
+        if (TopK < 0) Fail(nameof(TopK), TopK, "must be >= 0 (0 = off)");
+        if (!(TopP > 0 && TopP <= 1)) Fail(nameof(TopP), TopP, "must be in (0, 1]");
+        if (!(RepetitionPenalty > 0)) Fail(nameof(RepetitionPenalty), RepetitionPenalty, "must be strictly positive");
+        if (NoRepeatNgramSize < 0) Fail(nameof(NoRepeatNgramSize), NoRepeatNgramSize, "must be >= 0");
+        if (NumBeams < 1) Fail(nameof(NumBeams), NumBeams, "must be >= 1");
+        if (NumReturnSequences < 1) Fail(nameof(NumReturnSequences), NumReturnSequences, "must be >= 1");
+        if (!DoSample && NumReturnSequences > NumBeams)
+            Fail(nameof(NumReturnSequences), NumReturnSequences,
+                $"greedy and beam search return at most NumBeams ({NumBeams}) sequences per prompt; set DoSample = true or raise NumBeams");
+    }
 }
