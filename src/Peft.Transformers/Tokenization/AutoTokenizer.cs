@@ -1,0 +1,49 @@
+using System.Text.Json.Nodes;
+using Peft.Transformers.Tokenization.Pipeline;
+
+namespace Peft.Transformers;
+
+/// <summary>Loads the tokenizer of a Hugging Face model folder (HF <c>AutoTokenizer.from_pretrained</c>).</summary>
+public static class AutoTokenizer
+{
+    /// <summary>
+    /// Loads <c>tokenizer.json</c> + <c>tokenizer_config.json</c> (+ <c>special_tokens_map.json</c>) from
+    /// <paramref name="dir"/>; without tokenizer.json, the legacy files: <c>vocab.json</c> + <c>merges.txt</c> (GPT-2
+    /// byte-level BPE) or <c>vocab.txt</c> (BERT WordPiece). A malformed or unsupported component fails here with a
+    /// message naming it.
+    /// </summary>
+    public static PreTrainedTokenizer FromPretrained(string dir)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(dir);
+        if (!Directory.Exists(dir))
+            throw new DirectoryNotFoundException($"AutoTokenizer.FromPretrained: '{dir}' is not a folder (only local model folders are supported)");
+        var config = ReadObject(Path.Combine(dir, "tokenizer_config.json")) ?? [];
+        if (ReadObject(Path.Combine(dir, "special_tokens_map.json")) is JsonObject map)
+            foreach (var (k, v) in map)
+                if (config[k] is null && v is not null) config[k] = v.DeepClone();
+
+        string tj = Path.Combine(dir, "tokenizer.json");
+        JsonObject json;
+        if (File.Exists(tj)) json = ReadObject(tj)!;
+        else if (File.Exists(Path.Combine(dir, "vocab.json")) && File.Exists(Path.Combine(dir, "merges.txt"))) json = LegacyFiles.ByteLevelBpe(dir, config);
+        else if (File.Exists(Path.Combine(dir, "vocab.txt"))) json = LegacyFiles.WordPiece(dir, config);
+        else throw new FileNotFoundException($"AutoTokenizer.FromPretrained: '{dir}' has no tokenizer.json, vocab.json + merges.txt or vocab.txt");
+        var pipe = TokenizerPipeline.FromJson(json, tj);
+        return new PreTrainedTokenizer(pipe, config, dir);
+    }
+
+    private static JsonObject? ReadObject(string path)
+    {
+        if (!File.Exists(path)) return null;
+        JsonNode? n;
+        try
+        {
+            n = JsonNode.Parse(File.ReadAllText(path), documentOptions: new System.Text.Json.JsonDocumentOptions { AllowTrailingCommas = true });
+        }
+        catch (System.Text.Json.JsonException e)
+        {
+            throw new InvalidDataException($"{path}: not valid JSON: {e.Message}", e);
+        }
+        return n as JsonObject ?? throw new InvalidDataException($"{path}: expected a JSON object at the top level");
+    }
+}
