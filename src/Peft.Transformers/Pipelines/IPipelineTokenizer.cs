@@ -8,9 +8,11 @@ public interface IPipelineTokenizer
 {
     /// <summary>
     /// Encodes <paramref name="text"/> (and <paramref name="pair"/> as a second sequence) with character offsets.
-    /// With <paramref name="maxLength"/>, truncates to that many tokens (only the second sequence when a pair is given).
+    /// With <paramref name="maxLength"/>, truncates to that many tokens (only the second sequence when a pair is given);
+    /// with <paramref name="stride"/> &gt; 0 the cut-off part of the second sequence comes back as further windows in
+    /// <see cref="PipelineEncoding.Overflowing"/>, overlapping by <paramref name="stride"/> tokens.
     /// </summary>
-    PipelineEncoding Encode(string text, string? pair = null, bool addSpecialTokens = true, int? maxLength = null);
+    PipelineEncoding Encode(string text, string? pair = null, bool addSpecialTokens = true, int? maxLength = null, int stride = 0);
 
     /// <summary>Decodes ids to text (HF <c>decode</c>).</summary>
     string Decode(IEnumerable<int> ids, bool skipSpecialTokens);
@@ -42,10 +44,12 @@ public interface IPipelineTokenizer
 /// <param name="TypeIds">Token type (segment) ids.</param>
 /// <param name="WordIds">Pre-tokenizer word index of each token (null for special tokens), when the tokenizer knows it;
 /// when null, pipelines derive word boundaries from the offsets as HF's fallback heuristic does.</param>
+/// <param name="Overflowing">Further windows of a truncated pair (question answering over long contexts), or null.</param>
 public sealed record PipelineEncoding(
     IReadOnlyList<int> Ids,
     IReadOnlyList<(int Start, int End)> Offsets,
     IReadOnlyList<bool> SpecialTokensMask,
     IReadOnlyList<int?> SequenceIds,
     IReadOnlyList<int> TypeIds,
-    IReadOnlyList<int?>? WordIds = null);
+    IReadOnlyList<int?>? WordIds = null,
+    IReadOnlyList<PipelineEncoding>? Overflowing = null);

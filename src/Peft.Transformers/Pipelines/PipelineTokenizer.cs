@@ -23,13 +23,17 @@ public sealed class PipelineTokenizer : IPipelineTokenizer
     public PreTrainedTokenizer Tokenizer => _tok;
 
     /// <inheritdoc />
-    public PipelineEncoding Encode(string text, string? pair = null, bool addSpecialTokens = true, int? maxLength = null)
+    public PipelineEncoding Encode(string text, string? pair = null, bool addSpecialTokens = true, int? maxLength = null, int stride = 0)
     {
         var e = pair is null
             ? _tok.EncodeWithOffsets(text, addSpecialTokens)
-            : _tok.EncodePair(text, pair, addSpecialTokens, maxLength, TruncationStrategy.OnlySecond);
-        return new PipelineEncoding(e.Ids, e.Offsets, e.SpecialTokensMask.Select(x => x != 0).ToArray(), e.SequenceIds, e.TypeIds, e.WordIds);
+            : _tok.EncodePair(text, pair, addSpecialTokens, maxLength, TruncationStrategy.OnlySecond, stride, returnOverflowing: stride > 0);
+        return Convert(e);
     }
+
+    private static PipelineEncoding Convert(TokenEncoding e) =>
+        new(e.Ids, e.Offsets, e.SpecialTokensMask.Select(x => x != 0).ToArray(), e.SequenceIds, e.TypeIds, e.WordIds,
+            e.Overflowing.Count > 0 ? e.Overflowing.Select(Convert).ToArray() : null);
 
     /// <inheritdoc />
     public string Decode(IEnumerable<int> ids, bool skipSpecialTokens) => _tok.Decode(ids, skipSpecialTokens);

@@ -10,7 +10,10 @@ namespace Peft.Transformers;
 /// best spans (score = p_start · p_end, end ≥ start, at most <c>maxAnswerLen</c> tokens) with character offsets in the
 /// context, widened to whole words as HF's <c>align_to_words</c>.
 /// </summary>
-/// <remarks>One window only: a context longer than <c>maxSeqLen</c> is truncated (HF would slide windows with a stride).</remarks>
+/// <remarks>
+/// A context longer than <c>maxSeqLen</c> is split into overlapping windows (HF <c>doc_stride</c>, default
+/// min(maxSeqLen / 2, 128)); answers of every window are ranked together, the "no answer" score is the lowest over windows.
+/// </remarks>
 /// <param name="model">A QA model returning <c>StartLogits</c> / <c>EndLogits</c> [1, T].</param>
 /// <param name="tokenizer">Its tokenizer (pairs, offsets and sequence ids are needed).</param>
 public sealed class QuestionAnsweringPipeline(nn.Module<ModelInput, ModelOutput> model, IPipelineTokenizer tokenizer)
@@ -29,8 +32,9 @@ public sealed class QuestionAnsweringPipeline(nn.Module<ModelInput, ModelOutput>
     /// <param name="handleImpossibleAnswer">Allow the empty answer (scored by the CLS position; HF <c>handle_impossible_answer</c>).</param>
     /// <param name="maxSeqLen">Longest encoded input (HF <c>max_seq_len</c>, 384).</param>
     /// <param name="alignToWords">Widen spans to whole words (HF <c>align_to_words</c>, default true).</param>
+    /// <param name="docStride">Overlap of consecutive windows in tokens (HF <c>doc_stride</c>); null = min(maxSeqLen / 2, 128).</param>
     public IReadOnlyList<PipelineResult> Run(string question, string context, int topK = 1, int maxAnswerLen = 15,
-        bool handleImpossibleAnswer = false, int maxSeqLen = 384, bool alignToWords = true)
+        bool handleImpossibleAnswer = false, int maxSeqLen = 384, bool alignToWords = true, int? docStride = null)
     {
         ArgumentNullException.ThrowIfNull(question);
         ArgumentNullException.ThrowIfNull(context);
@@ -38,22 +42,42 @@ public sealed class QuestionAnsweringPipeline(nn.Module<ModelInput, ModelOutput>
         ArgumentOutOfRangeException.ThrowIfLessThan(maxAnswerLen, 1);
         if (string.IsNullOrWhiteSpace(question)) throw new ArgumentException("question is empty", nameof(question));
         if (string.IsNullOrWhiteSpace(context)) throw new ArgumentException("context is empty", nameof(context));
-        var enc = Tokenizer.Encode(question, context, maxLength: maxSeqLen);
-        float[] startLogits, endLogits;
-        using (NewDisposeScope())
+        int stride = docStride ?? Math.Min(maxSeqLen / 2, 128);
+        var first = Tokenizer.Encode(question, context, maxLength: maxSeqLen, stride: stride);
+        var windows = new List<PipelineEncoding> { first };
+        if (first.Overflowing is { } more) windows.AddRange(more);
+        var answers = new List<PipelineResult>();
+        double minNull = double.PositiveInfinity;
+        foreach (var enc in windows)
         {
-            var output = Forward(enc);
-            startLogits = (output.StartLogits ?? throw new InvalidOperationException($"{Model.GetType().Name} returned no StartLogits"))
-                .reshape(-1).to_type(ScalarType.Float32).data<float>().ToArray();
-            endLogits = (output.EndLogits ?? throw new InvalidOperationException($"{Model.GetType().Name} returned no EndLogits"))
-                .reshape(-1).to_type(ScalarType.Float32).data<float>().ToArray();
+            float[] startLogits, endLogits;
+            using (NewDisposeScope())
+            {
+                var output = Forward(enc);
+                startLogits = (output.StartLogits ?? throw new InvalidOperationException($"{Model.GetType().Name} returned no StartLogits"))
+                    .reshape(-1).to_type(ScalarType.Float32).data<float>().ToArray();
+                endLogits = (output.EndLogits ?? throw new InvalidOperationException($"{Model.GetType().Name} returned no EndLogits"))
+                    .reshape(-1).to_type(ScalarType.Float32).data<float>().ToArray();
+            }
+            var (spans, nullScore) = DecodeWindow(context, enc, startLogits, endLogits, topK, maxAnswerLen, alignToWords);
+            answers.AddRange(spans);
+            minNull = Math.Min(minNull, nullScore);
         }
-        return Postprocess(context, enc, startLogits, endLogits, topK, maxAnswerLen, handleImpossibleAnswer, alignToWords);
+        if (handleImpossibleAnswer) answers.Add(new PipelineResult { Score = minNull, Start = 0, End = 0, Answer = "" });
+        return answers.OrderByDescending(r => r.Score).Take(topK).ToList();
     }
 
-    /// <summary>HF's span decoding from start/end logits over the encoded (question, context) tokens.</summary>
+    /// <summary>HF's span decoding from start/end logits over one encoded (question, context) window.</summary>
     public IReadOnlyList<PipelineResult> Postprocess(string context, PipelineEncoding enc, float[] startLogits, float[] endLogits,
         int topK = 1, int maxAnswerLen = 15, bool handleImpossibleAnswer = false, bool alignToWords = true)
+    {
+        var (results, minNull) = DecodeWindow(context, enc, startLogits, endLogits, topK, maxAnswerLen, alignToWords);
+        if (handleImpossibleAnswer) results.Add(new PipelineResult { Score = minNull, Start = 0, End = 0, Answer = "" });
+        return results.OrderByDescending(r => r.Score).Take(topK).ToList();
+    }
+
+    private (List<PipelineResult> Spans, double NullScore) DecodeWindow(string context, PipelineEncoding enc, float[] startLogits, float[] endLogits,
+        int topK, int maxAnswerLen, bool alignToWords)
     {
         int n = enc.Ids.Count;
         // desired positions: the context, and CLS (kept for the "no answer" score)
@@ -61,8 +85,7 @@ public sealed class QuestionAnsweringPipeline(nn.Module<ModelInput, ModelOutput>
         for (int i = 0; i < n; i++) desired[i] = enc.SequenceIds[i] == 1 || (Tokenizer.ClsTokenId is { } cls && enc.Ids[i] == cls);
         var s = Softmax(startLogits.Select((x, i) => desired[i] ? x : -10000f).ToArray());
         var e = Softmax(endLogits.Select((x, i) => desired[i] ? x : -10000f).ToArray());
-        double minNull = double.PositiveInfinity;
-        if (handleImpossibleAnswer) minNull = s[0] * e[0];
+        double nullScore = s[0] * e[0];
         s[0] = e[0] = 0.0;
 
         var spans = new List<(double Score, int Start, int End)>();
@@ -79,8 +102,7 @@ public sealed class QuestionAnsweringPipeline(nn.Module<ModelInput, ModelOutput>
                 var (cs, ce) = CharSpan(context, enc, x.Start, x.End, alignToWords);
                 return new PipelineResult { Score = x.Score, Start = cs, End = ce, Answer = context[cs..ce] };
             }).ToList();
-        if (handleImpossibleAnswer) results.Add(new PipelineResult { Score = minNull, Start = 0, End = 0, Answer = "" });
-        return results.OrderByDescending(r => r.Score).Take(topK).ToList();
+        return (results, nullScore);
     }
 
     /// <summary>Character span of tokens [a, b] in the context, widened to their words when <paramref name="alignToWords"/>.</summary>

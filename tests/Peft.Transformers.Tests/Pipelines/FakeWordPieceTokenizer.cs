@@ -66,7 +66,7 @@ internal sealed class FakeWordPieceTokenizer : IPipelineTokenizer
         }
     }
 
-    public PipelineEncoding Encode(string text, string? pair = null, bool addSpecialTokens = true, int? maxLength = null)
+    public PipelineEncoding Encode(string text, string? pair = null, bool addSpecialTokens = true, int? maxLength = null, int stride = 0)
     {
         var ids = new List<int>(); var offsets = new List<(int, int)>(); var special = new List<bool>(); var seqIds = new List<int?>(); var types = new List<int>();
         void Special(int id, int type) { ids.Add(id); offsets.Add((0, 0)); special.Add(true); seqIds.Add(null); types.Add(type); }

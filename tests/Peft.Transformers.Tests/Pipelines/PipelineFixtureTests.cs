@@ -199,6 +199,22 @@ public sealed class PipelineFixtureTests
     }
 
     [Fact]
+    public void Qa_long_context_is_read_in_overlapping_windows()
+    {
+        using var qa = Pipeline.QuestionAnswering(Fixtures.Model("bert-qa-tiny"));
+        const string question = "Who wrote the letter?";
+        var context = string.Join(" ", Enumerable.Repeat("The old man walked to the market and bought bread for his family.", 6))
+                      + " The letter was written by a young poet from the north.";
+        var tok = AutoTokenizer.FromPretrained(Fixtures.Model("bert-qa-tiny"));
+        var single = tok.EncodePair(question, context, maxLength: 48, strategy: TruncationStrategy.OnlySecond);
+        int firstWindowEnd = single.Offsets.Where((_, i) => single.SequenceIds[i] == 1).Max(o => o.End);
+        var r = qa.Run(question, context, topK: 200, maxSeqLen: 48, docStride: 16);
+        Assert.All(r, a => Assert.Equal(context[a.Start!.Value..a.End!.Value], a.Answer));
+        Assert.Contains(r, a => a.Start >= firstWindowEnd);      // later windows were read
+        for (int i = 1; i < r.Count; i++) Assert.True(r[i - 1].Score >= r[i].Score);
+    }
+
+    [Fact]
     public void Fill_mask_and_feature_extraction_on_bert()
     {
         var dir = Fixtures.Model("bert-tiny");

@@ -200,7 +200,7 @@ public sealed class PipelinePostprocessingTests
 
     private sealed class CharTokenizer : IPipelineTokenizer
     {
-        public PipelineEncoding Encode(string text, string? pair = null, bool addSpecialTokens = true, int? maxLength = null) =>
+        public PipelineEncoding Encode(string text, string? pair = null, bool addSpecialTokens = true, int? maxLength = null, int stride = 0) =>
             new(text.Select(c => c - 'a').ToList(), text.Select((_, i) => (i, i + 1)).ToList(), text.Select(_ => false).ToList(),
                 text.Select(_ => (int?)0).ToList(), text.Select(_ => 0).ToList());
         public string Decode(IEnumerable<int> ids, bool skipSpecialTokens) => string.Concat(ids.Select(i => (char)('a' + i)));
