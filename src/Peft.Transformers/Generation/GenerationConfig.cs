@@ -10,6 +10,48 @@ namespace Peft.Transformers;
 /// </summary>
 public sealed record GenerationConfig
 {
+    // Value-typed settings remember whether they were given (object initializer, `with`, or JSON), so a per-call
+    // `DoSample = false` wins over a model or pipeline default even though false is also the library default.
+    private int _minLength = 0;
+    private bool _useCache = true;
+    private bool _doSample = false;
+    private double _temperature = 1.0;
+    private int _topK = 50;
+    private double _topP = 1.0;
+    private double _repetitionPenalty = 1.0;
+    private int _noRepeatNgramSize = 0;
+    private int _numBeams = 1;
+    private double _lengthPenalty = 1.0;
+    private bool _earlyStopping = false;
+    private int _numReturnSequences = 1;
+    private int _explicit;
+
+    private static readonly string[] TrackedNames =
+    [
+        nameof(MinLength),
+        nameof(UseCache),
+        nameof(DoSample),
+        nameof(Temperature),
+        nameof(TopK),
+        nameof(TopP),
+        nameof(RepetitionPenalty),
+        nameof(NoRepeatNgramSize),
+        nameof(NumBeams),
+        nameof(LengthPenalty),
+        nameof(EarlyStopping),
+        nameof(NumReturnSequences),
+    ];
+
+    /// <summary>
+    /// True when <paramref name="propertyName"/> (a value-typed setting such as <c>nameof(DoSample)</c>) was set
+    /// explicitly rather than left at its library default. Nullable settings are "set" when not null.
+    /// </summary>
+    public bool IsExplicit(string propertyName)
+    {
+        int i = Array.IndexOf(TrackedNames, propertyName);
+        return i >= 0 ? (_explicit & (1 << i)) != 0 : throw new ArgumentException($"GenerationConfig has no tracked value setting '{propertyName}'", nameof(propertyName));
+    }
+
     /// <summary>Number of tokens to generate after the prompt. HF <c>max_new_tokens</c>.</summary>
     [JsonPropertyName("max_new_tokens")] public int? MaxNewTokens { get; init; }
 
@@ -17,43 +59,43 @@ public sealed record GenerationConfig
     [JsonPropertyName("max_length")] public int? MaxLength { get; init; }
 
     /// <summary>Minimum total length (prompt + new) before EOS may be produced (0 = off). HF <c>min_length</c>.</summary>
-    [JsonPropertyName("min_length")] public int MinLength { get; init; }
+    [JsonPropertyName("min_length")] public int MinLength { get => _minLength; init { _minLength = value; _explicit |= 1; } }
 
     /// <summary>Reuse the keys/values of earlier positions (one new token per step). HF <c>use_cache</c> (default true).</summary>
-    [JsonPropertyName("use_cache")] public bool UseCache { get; init; } = true;
+    [JsonPropertyName("use_cache")] public bool UseCache { get => _useCache; init { _useCache = value; _explicit |= 2; } }
 
     /// <summary>Minimum number of new tokens before EOS may be produced. HF <c>min_new_tokens</c>.</summary>
     [JsonPropertyName("min_new_tokens")] public int? MinNewTokens { get; init; }
 
     /// <summary>Sample instead of greedy/beam decoding. HF <c>do_sample</c>.</summary>
-    [JsonPropertyName("do_sample")] public bool DoSample { get; init; }
+    [JsonPropertyName("do_sample")] public bool DoSample { get => _doSample; init { _doSample = value; _explicit |= 4; } }
 
     /// <summary>Softmax temperature for sampling. HF <c>temperature</c> (default 1.0).</summary>
-    [JsonPropertyName("temperature")] public double Temperature { get; init; } = 1.0;
+    [JsonPropertyName("temperature")] public double Temperature { get => _temperature; init { _temperature = value; _explicit |= 8; } }
 
     /// <summary>Keep the k most likely tokens when sampling (0 = off). HF <c>top_k</c> (default 50).</summary>
-    [JsonPropertyName("top_k")] public int TopK { get; init; } = 50;
+    [JsonPropertyName("top_k")] public int TopK { get => _topK; init { _topK = value; _explicit |= 16; } }
 
     /// <summary>Nucleus sampling mass (1.0 = off). HF <c>top_p</c>.</summary>
-    [JsonPropertyName("top_p")] public double TopP { get; init; } = 1.0;
+    [JsonPropertyName("top_p")] public double TopP { get => _topP; init { _topP = value; _explicit |= 32; } }
 
     /// <summary>Penalty for tokens already present (1.0 = off). HF <c>repetition_penalty</c>.</summary>
-    [JsonPropertyName("repetition_penalty")] public double RepetitionPenalty { get; init; } = 1.0;
+    [JsonPropertyName("repetition_penalty")] public double RepetitionPenalty { get => _repetitionPenalty; init { _repetitionPenalty = value; _explicit |= 64; } }
 
     /// <summary>Forbid repeating any n-gram of this size (0 = off). HF <c>no_repeat_ngram_size</c>.</summary>
-    [JsonPropertyName("no_repeat_ngram_size")] public int NoRepeatNgramSize { get; init; }
+    [JsonPropertyName("no_repeat_ngram_size")] public int NoRepeatNgramSize { get => _noRepeatNgramSize; init { _noRepeatNgramSize = value; _explicit |= 128; } }
 
     /// <summary>Beam count (1 = no beam search). HF <c>num_beams</c>.</summary>
-    [JsonPropertyName("num_beams")] public int NumBeams { get; init; } = 1;
+    [JsonPropertyName("num_beams")] public int NumBeams { get => _numBeams; init { _numBeams = value; _explicit |= 256; } }
 
     /// <summary>Exponent of the length normalisation of beam scores. HF <c>length_penalty</c>.</summary>
-    [JsonPropertyName("length_penalty")] public double LengthPenalty { get; init; } = 1.0;
+    [JsonPropertyName("length_penalty")] public double LengthPenalty { get => _lengthPenalty; init { _lengthPenalty = value; _explicit |= 512; } }
 
     /// <summary>Stop beam search when <see cref="NumBeams"/> finished candidates exist. HF <c>early_stopping</c>.</summary>
-    [JsonPropertyName("early_stopping")] public bool EarlyStopping { get; init; }
+    [JsonPropertyName("early_stopping")] public bool EarlyStopping { get => _earlyStopping; init { _earlyStopping = value; _explicit |= 1024; } }
 
     /// <summary>Sequences returned per prompt. HF <c>num_return_sequences</c>.</summary>
-    [JsonPropertyName("num_return_sequences")] public int NumReturnSequences { get; init; } = 1;
+    [JsonPropertyName("num_return_sequences")] public int NumReturnSequences { get => _numReturnSequences; init { _numReturnSequences = value; _explicit |= 2048; } }
 
     /// <summary>End-of-sequence id; see <see cref="EosTokenIds"/> for several. HF <c>eos_token_id</c>.</summary>
     [JsonIgnore] public int? EosTokenId { get; init; }
@@ -165,37 +207,39 @@ public sealed record GenerationConfig
     }
 
     /// <summary>
-    /// Combines a per-call config with a model's defaults as HF 5.x does: a value left at the library default in this
-    /// config takes the model's value; token ids that are null here take the model's.
+    /// Combines a per-call config with defaults underneath (a model's <c>generation_config.json</c>, or a pipeline's):
+    /// a setting given explicitly here wins, otherwise the default's value is used (HF 5.x <c>use_model_defaults</c>);
+    /// null token ids and lengths fall back to the default's. Explicit flags are combined, so configs can be layered.
     /// </summary>
-    public GenerationConfig MergeOver(GenerationConfig? modelDefaults)
+    public GenerationConfig MergeOver(GenerationConfig? defaults)
     {
-        if (modelDefaults is null) return this;
-        var d = new GenerationConfig();
-        T Pick<T>(T mine, T lib, T model) => EqualityComparer<T>.Default.Equals(mine, lib) ? model : mine;
-        return this with
+        if (defaults is null) return this;
+        T Pick<T>(string name, T mine, T theirs) => IsExplicit(name) || !defaults.IsExplicit(name) ? mine : theirs;
+        var merged = this with
         {
-            MaxNewTokens = MaxNewTokens ?? (MaxLength is null ? modelDefaults.MaxNewTokens : null),
-            MaxLength = MaxLength ?? (MaxNewTokens is null ? modelDefaults.MaxLength : null),
-            MinNewTokens = MinNewTokens ?? modelDefaults.MinNewTokens,
-            MinLength = Pick(MinLength, d.MinLength, modelDefaults.MinLength),
-            UseCache = Pick(UseCache, d.UseCache, modelDefaults.UseCache),
-            DoSample = Pick(DoSample, d.DoSample, modelDefaults.DoSample),
-            Temperature = Pick(Temperature, d.Temperature, modelDefaults.Temperature),
-            TopK = Pick(TopK, d.TopK, modelDefaults.TopK),
-            TopP = Pick(TopP, d.TopP, modelDefaults.TopP),
-            RepetitionPenalty = Pick(RepetitionPenalty, d.RepetitionPenalty, modelDefaults.RepetitionPenalty),
-            NoRepeatNgramSize = Pick(NoRepeatNgramSize, d.NoRepeatNgramSize, modelDefaults.NoRepeatNgramSize),
-            NumBeams = Pick(NumBeams, d.NumBeams, modelDefaults.NumBeams),
-            LengthPenalty = Pick(LengthPenalty, d.LengthPenalty, modelDefaults.LengthPenalty),
-            EarlyStopping = Pick(EarlyStopping, d.EarlyStopping, modelDefaults.EarlyStopping),
-            NumReturnSequences = Pick(NumReturnSequences, d.NumReturnSequences, modelDefaults.NumReturnSequences),
-            EosTokenId = EosTokenId ?? (EosTokenIds is null ? modelDefaults.EosTokenId : null),
-            EosTokenIds = EosTokenIds ?? (EosTokenId is null ? modelDefaults.EosTokenIds : null),
-            PadTokenId = PadTokenId ?? modelDefaults.PadTokenId,
-            BosTokenId = BosTokenId ?? modelDefaults.BosTokenId,
-            Seed = Seed ?? modelDefaults.Seed,
+            MaxNewTokens = MaxNewTokens ?? (MaxLength is null ? defaults.MaxNewTokens : null),
+            MaxLength = MaxLength ?? (MaxNewTokens is null ? defaults.MaxLength : null),
+            MinNewTokens = MinNewTokens ?? defaults.MinNewTokens,
+            EosTokenId = EosTokenId ?? (EosTokenIds is null ? defaults.EosTokenId : null),
+            EosTokenIds = EosTokenIds ?? (EosTokenId is null ? defaults.EosTokenIds : null),
+            PadTokenId = PadTokenId ?? defaults.PadTokenId,
+            BosTokenId = BosTokenId ?? defaults.BosTokenId,
+            Seed = Seed ?? defaults.Seed,
         };
+        merged._minLength = Pick(nameof(MinLength), MinLength, defaults.MinLength);
+        merged._useCache = Pick(nameof(UseCache), UseCache, defaults.UseCache);
+        merged._doSample = Pick(nameof(DoSample), DoSample, defaults.DoSample);
+        merged._temperature = Pick(nameof(Temperature), Temperature, defaults.Temperature);
+        merged._topK = Pick(nameof(TopK), TopK, defaults.TopK);
+        merged._topP = Pick(nameof(TopP), TopP, defaults.TopP);
+        merged._repetitionPenalty = Pick(nameof(RepetitionPenalty), RepetitionPenalty, defaults.RepetitionPenalty);
+        merged._noRepeatNgramSize = Pick(nameof(NoRepeatNgramSize), NoRepeatNgramSize, defaults.NoRepeatNgramSize);
+        merged._numBeams = Pick(nameof(NumBeams), NumBeams, defaults.NumBeams);
+        merged._lengthPenalty = Pick(nameof(LengthPenalty), LengthPenalty, defaults.LengthPenalty);
+        merged._earlyStopping = Pick(nameof(EarlyStopping), EarlyStopping, defaults.EarlyStopping);
+        merged._numReturnSequences = Pick(nameof(NumReturnSequences), NumReturnSequences, defaults.NumReturnSequences);
+        merged._explicit = _explicit | defaults._explicit;
+        return merged;
     }
 
     /// <summary>

@@ -6,7 +6,9 @@ using static TorchSharp.torch;
 namespace Peft.Transformers;
 
 /// <summary>
-/// Continues a prompt (HF <c>TextGenerationPipeline</c>): encodes it, calls <see cref="GenerationLoop.Generate(nn.Module{ModelInput, ModelOutput}, Tensor, Tensor?, GenerationConfig, GenerationConfig?)"/>
+/// Continues a prompt (HF <c>TextGenerationPipeline</c>). Like HF, it samples by default (temperature 0.7, up to
+/// 256 new tokens) unless the model's generation_config.json or the call says otherwise (<c>DoSample = false</c> for
+/// greedy). It encodes the prompt, calls <see cref="GenerationLoop.Generate(nn.Module{ModelInput, ModelOutput}, Tensor, Tensor?, GenerationConfig, GenerationConfig?)"/>
 /// and decodes each returned sequence without special tokens. With <c>returnFullText</c> (default) the text is the prompt
 /// followed by the new text, as HF builds it (prompt + decoded[len(decoded prompt):]).
 /// </summary>
@@ -16,14 +18,20 @@ namespace Peft.Transformers;
 public sealed class TextGenerationPipeline(nn.Module<ModelInput, ModelOutput> model, IPipelineTokenizer tokenizer,
     GenerationConfig? modelDefaults = null) : Pipeline(model, tokenizer)
 {
-    /// <summary>HF pipelines generate up to 256 new tokens when neither the call nor the model sets a length.</summary>
-    public const int DefaultMaxNewTokens = 256;
+    /// <summary>
+    /// HF's text-generation pipeline defaults (<c>_default_generation_config</c>): 256 new tokens, sampling at
+    /// temperature 0.7. They sit under the model's generation_config.json values, which sit under the call's.
+    /// </summary>
+    public static GenerationConfig PipelineDefaults { get; } = new() { MaxNewTokens = 256, DoSample = true, Temperature = 0.7 };
 
     /// <inheritdoc />
     public override string Task => "text-generation";
 
     /// <summary>The model's generation defaults used under every call's config.</summary>
     public GenerationConfig? ModelDefaults { get; } = modelDefaults;
+
+    /// <summary>What a call's config is merged over: the model's defaults over <see cref="PipelineDefaults"/>.</summary>
+    public GenerationConfig EffectiveDefaults => (ModelDefaults ?? new GenerationConfig()).MergeOver(PipelineDefaults);
 
     /// <summary>
     /// Generates <c>NumReturnSequences</c> continuations of <paramref name="prompt"/>; each result carries
@@ -38,14 +46,12 @@ public sealed class TextGenerationPipeline(nn.Module<ModelInput, ModelOutput> mo
     {
         ArgumentNullException.ThrowIfNull(prompt);
         config ??= new GenerationConfig();
-        if (config.MaxNewTokens is null && config.MaxLength is null && ModelDefaults?.MaxNewTokens is null && ModelDefaults?.MaxLength is null)
-            config = config with { MaxNewTokens = DefaultMaxNewTokens };
         var enc = Tokenizer.Encode(prompt, addSpecialTokens: true);
         if (enc.Ids.Count == 0) throw new ArgumentException($"prompt \"{prompt}\" encodes to no tokens; text generation needs at least one", nameof(prompt));
         using var scope = NewDisposeScope();
         var ids = tensor(enc.Ids.Select(x => (long)x).ToArray(), [1, enc.Ids.Count]);
         var mask = ones_like(ids);
-        var output = GenerationLoop.Generate(Model, ids, mask, config, ModelDefaults, cancellationToken);
+        var output = GenerationLoop.Generate(Model, ids, mask, config, EffectiveDefaults, cancellationToken);
         int promptChars = Tokenizer.Decode(enc.Ids, skipSpecialTokens: true).Length;
         var results = new List<PipelineResult>();
         for (int r = 0; r < output.shape[0]; r++)
@@ -70,8 +76,6 @@ public sealed class TextGenerationPipeline(nn.Module<ModelInput, ModelOutput> mo
     {
         ArgumentNullException.ThrowIfNull(prompt);
         config ??= new GenerationConfig();
-        if (config.MaxNewTokens is null && config.MaxLength is null && ModelDefaults?.MaxNewTokens is null && ModelDefaults?.MaxLength is null)
-            config = config with { MaxNewTokens = DefaultMaxNewTokens };
         var enc = Tokenizer.Encode(prompt, addSpecialTokens: true);
         var ids = tensor(enc.Ids.Select(x => (long)x).ToArray(), [1, enc.Ids.Count]);
         ids.DetachFromDisposeScope();
@@ -82,7 +86,7 @@ public sealed class TextGenerationPipeline(nn.Module<ModelInput, ModelOutput> mo
     {
         using (ids)
         {
-            foreach (var piece in GenerationLoop.StreamText(Model, ids, null, config, t => Tokenizer.Decode(t, skipSpecialTokens: true), ModelDefaults, ct))
+            foreach (var piece in GenerationLoop.StreamText(Model, ids, null, config, t => Tokenizer.Decode(t, skipSpecialTokens: true), EffectiveDefaults, ct))
                 yield return piece;
         }
     }

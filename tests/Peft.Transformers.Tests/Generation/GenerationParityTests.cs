@@ -86,6 +86,17 @@ public sealed class GenerationParityTests
         var multi = GenerationConfig.FromJson("""{"eos_token_id": [2, 7], "max_new_tokens": 5}""");
         Assert.Equal([2, 7], multi.EffectiveEosTokenIds);
         Assert.Contains("[", GenerationConfig.FromJson(multi.ToJson()).ToJson().Split("eos_token_id")[1][..6]);
+        // explicit settings win over defaults even when they equal the library default; unset ones take the default's
+        var defaults = new GenerationConfig { DoSample = true, Temperature = 0.7, TopK = 10, MaxNewTokens = 256 };
+        var call = new GenerationConfig { DoSample = false, MaxLength = 30 }.MergeOver(defaults);
+        Assert.False(call.DoSample);
+        Assert.Equal(0.7, call.Temperature);
+        Assert.Equal(10, call.TopK);
+        Assert.Equal(30, call.MaxLength);
+        Assert.Null(call.MaxNewTokens);
+        Assert.True(new GenerationConfig().MergeOver(defaults).DoSample);
+        Assert.True(GenerationConfig.FromFile(Fixtures.Model("opt-tiny")).IsExplicit(nameof(GenerationConfig.UseCache)));
+        Assert.False(GenerationConfig.FromFile(Fixtures.Model("opt-tiny")).IsExplicit(nameof(GenerationConfig.DoSample)));
         var e = Assert.Throws<InvalidDataException>(() => GenerationConfig.FromJson("""{"num_beams": "three"}""", "x.json"));
         Assert.Contains("x.json", e.Message);
     }

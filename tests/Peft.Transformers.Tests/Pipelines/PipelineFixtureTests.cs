@@ -15,7 +15,7 @@ public sealed class PipelineFixtureTests
     {
         using var gen = Pipeline.Create("text-generation", Fixtures.Model(name));
         const string prompt = "Two things are infinite:";
-        var res = gen.Run(prompt, new GenerationConfig { MaxNewTokens = 16 });
+        var res = gen.Run(prompt, new GenerationConfig { MaxNewTokens = 16, DoSample = false });
         Assert.Single(res);
         Assert.StartsWith(prompt, res[0].GeneratedText);
 
@@ -31,11 +31,17 @@ public sealed class PipelineFixtureTests
         Assert.Equal(prompt + decoded[promptText.Length..], res[0].GeneratedText);
 
         var typed = (TextGenerationPipeline)gen;
-        var newOnly = typed.Run(prompt, new GenerationConfig { MaxNewTokens = 16 }, returnFullText: false);
+        var newOnly = typed.Run(prompt, new GenerationConfig { MaxNewTokens = 16, DoSample = false }, returnFullText: false);
         Assert.Equal(decoded[promptText.Length..], newOnly[0].GeneratedText);
 
-        // the seed's use: num_return_sequences with sampling and max_length
-        var many = typed.Run(prompt, new GenerationConfig { MaxLength = ids.Count + 10, DoSample = true, Seed = 3, NumReturnSequences = 3 }, returnFullText: true);
+        // HF pipeline defaults: sampling at temperature 0.7, 256 new tokens, under the model's generation_config.json
+        Assert.True(typed.EffectiveDefaults.DoSample);
+        Assert.Equal(0.7, typed.EffectiveDefaults.Temperature);
+        Assert.Equal(256, typed.EffectiveDefaults.MaxNewTokens);
+        // the seed's use: num_return_sequences and max_length, sampling by default
+        var many = typed.Run(prompt, new GenerationConfig { MaxLength = ids.Count + 10, Seed = 3, NumReturnSequences = 3 }, returnFullText: true);
+        var again = typed.Run(prompt, new GenerationConfig { MaxLength = ids.Count + 10, Seed = 3, NumReturnSequences = 3 }, returnFullText: true);
+        Assert.Equal(many.Select(m => m.GeneratedText), again.Select(m => m.GeneratedText));
         Assert.Equal(3, many.Count);
         Assert.All(many, r => Assert.True(r.GeneratedTokenIds!.Count <= ids.Count + 10));
         Assert.All(many, r => Assert.StartsWith(prompt, r.GeneratedText));
@@ -49,8 +55,9 @@ public sealed class PipelineFixtureTests
         var tok = AutoTokenizer.FromPretrained(dir);
         // a plain Module<ModelInput, ModelOutput> view of the model, as a PeftModel would be: config given explicitly
         var gen = (TextGenerationPipeline)Pipeline.Create("text-generation", new ForwardOnly(model), tok, generationConfig: model.GenerationConfig);
-        var full = gen.Run("The secret of life", new GenerationConfig { MaxNewTokens = 12 }, returnFullText: false);
-        var streamed = string.Concat(gen.Stream("The secret of life", new GenerationConfig { MaxNewTokens = 12 }));
+        var greedy = new GenerationConfig { MaxNewTokens = 12, DoSample = false };
+        var full = gen.Run("The secret of life", greedy, returnFullText: false);
+        var streamed = string.Concat(gen.Stream("The secret of life", greedy));
         Assert.Equal(full[0].GeneratedText, streamed);
     }
 

@@ -184,18 +184,19 @@ public sealed class PipelinePostprocessingTests
         var tok = new CharTokenizer();
         var lm = new ToyCausalLM();
         var gen = new TextGenerationPipeline(lm, tok);
-        var full = gen.Run("abc", new GenerationConfig { MaxNewTokens = 5 });
-        var only = gen.Run("abc", new GenerationConfig { MaxNewTokens = 5 }, returnFullText: false);
+        var greedy = new GenerationConfig { MaxNewTokens = 5, DoSample = false };
+        var full = gen.Run("abc", greedy);
+        var only = gen.Run("abc", greedy, returnFullText: false);
         Assert.Single(full);
         Assert.Equal("abc" + only[0].GeneratedText, full[0].GeneratedText);
         Assert.Equal(5, only[0].GeneratedText!.Length);
         var many = gen.Run("abc", new GenerationConfig { MaxNewTokens = 4, DoSample = true, Seed = 3, NumReturnSequences = 3 }, returnFullText: true);
         Assert.Equal(3, many.Count);
         Assert.All(many, r => Assert.StartsWith("abc", r.GeneratedText));
-        var batch = gen.Run(["abc", "de"], new GenerationConfig { MaxLength = 6 });
+        var batch = gen.Run(["abc", "de"], new GenerationConfig { MaxLength = 6, DoSample = false });
         Assert.Equal(6, batch[0][0].GeneratedText!.Length);
         Assert.Equal(6, batch[1][0].GeneratedText!.Length);
-        Assert.Equal(only[0].GeneratedText, string.Concat(gen.Stream("abc", new GenerationConfig { MaxNewTokens = 5 })));
+        Assert.Equal(only[0].GeneratedText, string.Concat(gen.Stream("abc", greedy)));
     }
 
     private sealed class CharTokenizer : IPipelineTokenizer
