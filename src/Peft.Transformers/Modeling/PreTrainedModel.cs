@@ -59,8 +59,17 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
     /// <summary>Checkpoint keys of tied weights that may appear in a file and are not loaded (e.g. "lm_head.weight" with tied embeddings).</summary>
     protected internal virtual IReadOnlyCollection<string> TiedCheckpointKeys => [];
 
+    /// <summary>
+    /// Checkpoint keys that are dropped silently when the model has no such key (HF
+    /// <c>_keys_to_ignore_on_load_unexpected</c>), e.g. GPT-2's old causal-mask buffers "h.N.attn.bias".
+    /// </summary>
+    protected internal virtual System.Text.RegularExpressions.Regex? IgnoredUnexpectedKeys => null;
+
     /// <summary>Keys the model expected but the checkpoint lacked (newly initialised) at the last <c>FromPretrained</c>.</summary>
     public IReadOnlyList<string> MissingKeys { get; internal set; } = [];
+
+    /// <summary>Keys skipped because of a shape mismatch (with <see cref="FromPretrainedOptions.IgnoreMismatchedSizes"/>), with both shapes.</summary>
+    public IReadOnlyList<string> MismatchedKeys { get; internal set; } = [];
 
     /// <summary>Keys of the checkpoint the model did not use at the last <c>FromPretrained</c>.</summary>
     public IReadOnlyList<string> UnexpectedKeys { get; internal set; } = [];
@@ -74,6 +83,12 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
     /// </summary>
     public Tensor Generate(Tensor inputIds, Tensor? attentionMask, GenerationConfig config) =>
         GenerationLoop.Generate(this, inputIds, attentionMask, config, GenerationConfig);
+
+    /// <summary>Device of the first parameter (HF <c>model.device</c>).</summary>
+    public Device Device => parameters().FirstOrDefault()?.device ?? CPU;
+
+    /// <summary>Dtype of the first floating-point parameter (HF <c>model.dtype</c>).</summary>
+    public ScalarType Dtype => parameters().FirstOrDefault(p => p.is_floating_point())?.dtype ?? ScalarType.Float32;
 
     /// <summary>Bytes held by parameters and buffers, each shared tensor counted once (HF <c>get_memory_footprint()</c>).</summary>
     public long GetMemoryFootprint()
@@ -177,20 +192,35 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
     /// Copies the tensors of the checkpoint in <paramref name="dir"/> into this model (strict names and shapes, HF
     /// base-model prefix added or removed as needed). Returns the missing and unexpected keys.
     /// </summary>
-    /// <exception cref="InvalidDataException">A tensor's shape differs from the model's.</exception>
-    public (IReadOnlyList<string> Missing, IReadOnlyList<string> Unexpected) LoadWeights(string dir)
+    /// <exception cref="InvalidDataException">A tensor's shape differs from the model's (unless <paramref name="ignoreMismatchedSizes"/>, which reports it as missing).</exception>
+    public (IReadOnlyList<string> Missing, IReadOnlyList<string> Unexpected) LoadWeights(string dir, bool ignoreMismatchedSizes = false)
     {
+        if (!File.Exists(Path.Combine(dir, "model.safetensors")) && !File.Exists(Path.Combine(dir, "model.safetensors.index.json"))
+            && (File.Exists(Path.Combine(dir, "pytorch_model.bin")) || File.Exists(Path.Combine(dir, "pytorch_model.bin.index.json"))))
+            throw new NotSupportedException(
+                $"{dir} holds only pytorch_model.bin (a pickle checkpoint), which cannot be read safely; convert it to safetensors with the Python stack (model.save_pretrained(dir, safe_serialization=True)).");
         using var ckpt = SafetensorsCheckpoint.OpenFolder(dir, "model");
         var sd = state_dict();
         var prefix = BaseModelPrefix + ".";
         bool modelHasPrefix = sd.Keys.Any(k => k.StartsWith(prefix, StringComparison.Ordinal));
         bool fileHasPrefix = ckpt.Keys.Any(k => k.StartsWith(prefix, StringComparison.Ordinal));
-        Func<string, string?> map = k => k;
-        if (modelHasPrefix && !fileHasPrefix) map = k => sd.ContainsKey(prefix + k) ? prefix + k : k;
-        else if (!modelHasPrefix && fileHasPrefix) map = k => k.StartsWith(prefix, StringComparison.Ordinal) ? k[prefix.Length..] : k;
+        Func<string, string> addPrefix = k => k;
+        if (modelHasPrefix && !fileHasPrefix) addPrefix = k => sd.ContainsKey(prefix + k) || sd.ContainsKey(prefix + Legacy(k)) ? prefix + k : k;
+        else if (!modelHasPrefix && fileHasPrefix) addPrefix = k => k.StartsWith(prefix, StringComparison.Ordinal) ? k[prefix.Length..] : k;
+        // HF renames legacy TF-era LayerNorm names on load (bert-base-cased stores "LayerNorm.gamma"/"LayerNorm.beta").
+        static string Legacy(string k) =>
+            k.EndsWith("LayerNorm.gamma", StringComparison.Ordinal) ? k[..^"gamma".Length] + "weight"
+            : k.EndsWith("LayerNorm.beta", StringComparison.Ordinal) ? k[..^"beta".Length] + "bias" : k;
+        string? map(string k)
+        {
+            var m = addPrefix(k);
+            return sd.ContainsKey(m) ? m : Legacy(m);
+        }
+        var ignore = IgnoredUnexpectedKeys;
 
         var loaded = new HashSet<string>(StringComparer.Ordinal);
         var unexpected = new List<string>();
+        var mismatched = new List<string>();
         var tied = TiedCheckpointKeys;
         using (no_grad())
         {
@@ -199,10 +229,15 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
                 var key = map(fileKey);
                 if (key is null || !sd.TryGetValue(key, out var target))
                 {
-                    if (!tied.Contains(fileKey) && (key is null || !tied.Contains(key))) unexpected.Add(fileKey);
+                    if (!tied.Contains(fileKey) && (key is null || !tied.Contains(key)) && ignore?.IsMatch(fileKey) != true) unexpected.Add(fileKey);
                     continue;
                 }
                 var info = ckpt.GetInfo(fileKey);
+                if (!info.Shape.SequenceEqual(target.shape) && ignoreMismatchedSizes)
+                {
+                    mismatched.Add($"{key}: found shape [{string.Join(", ", info.Shape)}] in the checkpoint and [{string.Join(", ", target.shape)}] in the model");
+                    continue;
+                }
                 if (!info.Shape.SequenceEqual(target.shape))
                     throw new InvalidDataException(
                         $"{dir}: tensor '{fileKey}' has shape [{string.Join(", ", info.Shape)}] but {ArchitectureName} expects [{string.Join(", ", target.shape)}] for '{key}'.");
@@ -214,6 +249,7 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
         var missing = sd.Keys.Where(k => !loaded.Contains(k)).ToList();
         MissingKeys = missing;
         UnexpectedKeys = unexpected;
+        MismatchedKeys = mismatched;
         return (missing, unexpected);
     }
 

@@ -15,9 +15,11 @@ namespace Peft.Transformers;
 public sealed class PreTrainedTokenizer
 {
     private static readonly JsonSerializerOptions WriteOptions = new() { WriteIndented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
-    private readonly TokenizerPipeline _pipe;
+    private TokenizerPipeline _pipe;
     private readonly JsonObject _config;
     private readonly string[] _modelInputNames;
+    private bool? _addBosToken;
+    private bool? _addEosToken;
 
     internal PreTrainedTokenizer(TokenizerPipeline pipe, JsonObject config, string? nameOrPath)
     {
@@ -38,6 +40,11 @@ public sealed class PreTrainedTokenizer
         TruncationSide = Json.OptString(config, "truncation_side") == "left" ? TruncationSide.Left : TruncationSide.Right;
         ModelMaxLength = config["model_max_length"] is JsonValue mv && mv.TryGetValue(out double mml) && mml < int.MaxValue ? (int)mml : int.MaxValue;
         CleanUpTokenizationSpaces = Json.Bool(config, "clean_up_tokenization_spaces", false);
+        _addBosToken = config["add_bos_token"] is JsonValue ab && ab.TryGetValue(out bool abv) ? abv : null;
+        _addEosToken = config["add_eos_token"] is JsonValue ae && ae.TryGetValue(out bool aev) ? aev : null;
+        // transformers' Llama-family tokenizers rebuild the template from add_bos_token / add_eos_token at load; we do
+        // it when that changes single-sequence encodings (tokenizer.json already holds the default <s> $A template).
+        if (IsLlamaFamily(TokenizerClass) && (_addEosToken == true || _addBosToken == false)) UpdatePostProcessor();
         _modelInputNames = (config["model_input_names"] as JsonArray)?.Select(n => n!.GetValue<string>()).ToArray()
             ?? (HasTokenTypeIdsByDefault(TokenizerClass) ? ["input_ids", "token_type_ids", "attention_mask"] : ["input_ids", "attention_mask"]);
     }
@@ -113,6 +120,50 @@ public sealed class PreTrainedTokenizer
     /// <summary>Whether <see cref="Decode"/> applies HF's clean_up_tokenization by default (tokenizer_config.json <c>clean_up_tokenization_spaces</c>).</summary>
     public bool CleanUpTokenizationSpaces { get; set; }
 
+    /// <summary>
+    /// Whether <see cref="BosToken"/> starts every sequence (HF <c>add_bos_token</c>); null when the config does not say.
+    /// Setting it rebuilds the post-processor template as transformers' Llama-family tokenizers do:
+    /// <c>[bos:0] $A:0 [eos:0]</c> and, for pairs, <c>... [bos:1] $B:1 [eos:1]</c>.
+    /// </summary>
+    public bool? AddBosToken
+    {
+        get => _addBosToken;
+        set { _addBosToken = value; UpdatePostProcessor(); }
+    }
+
+    /// <summary>Whether <see cref="EosToken"/> ends every sequence (HF <c>add_eos_token</c>); setting it rebuilds the template (see <see cref="AddBosToken"/>).</summary>
+    public bool? AddEosToken
+    {
+        get => _addEosToken;
+        set { _addEosToken = value; UpdatePostProcessor(); }
+    }
+
+    private void UpdatePostProcessor()
+    {
+        bool bos = _addBosToken ?? false, eos = _addEosToken ?? false;
+        if (bos && BosTokenId is null) throw new InvalidOperationException($"Tokenizer '{NameOrPath}': add_bos_token is set but bos_token '{BosToken}' has no id");
+        if (eos && EosTokenId is null) throw new InvalidOperationException($"Tokenizer '{NameOrPath}': add_eos_token is set but eos_token '{EosToken}' has no id");
+        JsonObject Special(string t, int type) => new() { ["SpecialToken"] = new JsonObject { ["id"] = t, ["type_id"] = type } };
+        JsonObject Seq(string id, int type) => new() { ["Sequence"] = new JsonObject { ["id"] = id, ["type_id"] = type } };
+        var single = new JsonArray();
+        var pair = new JsonArray();
+        if (bos) single.Add(Special(BosToken!, 0));
+        single.Add(Seq("A", 0));
+        if (eos) single.Add(Special(EosToken!, 0));
+        foreach (var n in single) pair.Add(n!.DeepClone());
+        if (bos) pair.Add(Special(BosToken!, 1));
+        pair.Add(Seq("B", 1));
+        if (eos) pair.Add(Special(EosToken!, 1));
+        var specials = new JsonObject();
+        if (bos) specials[BosToken!] = new JsonObject { ["id"] = BosToken, ["ids"] = new JsonArray(BosTokenId!.Value), ["tokens"] = new JsonArray(BosToken) };
+        if (eos) specials[EosToken!] = new JsonObject { ["id"] = EosToken, ["ids"] = new JsonArray(EosTokenId!.Value), ["tokens"] = new JsonArray(EosToken) };
+        var post = new JsonObject { ["type"] = "TemplateProcessing", ["single"] = single, ["pair"] = pair, ["special_tokens"] = specials };
+        _pipe = _pipe.WithPostProcessor(post, NameOrPath is null ? "tokenizer.json" : Path.Combine(NameOrPath, "tokenizer.json"));
+    }
+
+    private static bool IsLlamaFamily(string? cls) =>
+        cls is "LlamaTokenizer" or "LlamaTokenizerFast" or "CodeLlamaTokenizer" or "CodeLlamaTokenizerFast" or "GemmaTokenizer" or "GemmaTokenizerFast";
+
     /// <summary>HF <c>model_input_names</c>; "token_type_ids" among them makes batches carry token type ids.</summary>
     public IReadOnlyList<string> ModelInputNames => _modelInputNames;
 
@@ -132,11 +183,19 @@ public sealed class PreTrainedTokenizer
 
     /// <summary>
     /// Encodes one text with offsets, word ids, sequence ids and tokens (HF <c>tokenizer(text, return_offsets_mapping=True)</c>).
+    /// With <paramref name="maxLength"/> the text is truncated on <see cref="TruncationSide"/> (special tokens included in
+    /// the length); with <paramref name="returnOverflowing"/> the rest comes back as windows overlapping by
+    /// <paramref name="stride"/> tokens in <see cref="TokenEncoding.Overflowing"/> (HF <c>return_overflowing_tokens</c>).
     /// </summary>
-    public TokenEncoding EncodeWithOffsets(string text, bool addSpecialTokens = true)
+    public TokenEncoding EncodeWithOffsets(string text, bool addSpecialTokens = true, int? maxLength = null, int stride = 0, bool returnOverflowing = false)
     {
         ArgumentNullException.ThrowIfNull(text);
         var a = _pipe.EncodeSequence(text, 0);
+        if (maxLength is int max)
+        {
+            Truncation.Truncate(a, null, max - (addSpecialTokens ? _pipe.AddedTokens(false) : 0), TruncationStrategy.LongestFirst, stride, TruncationSide);
+            if (!returnOverflowing) a.Overflowing.Clear();
+        }
         return new TokenEncoding(_pipe.PostProcess(a, null, addSpecialTokens));
     }
 
@@ -281,6 +340,36 @@ public sealed class PreTrainedTokenizer
     }
 
     /// <summary>
+    /// Adds tokens to the vocabulary (HF <c>add_tokens</c> / <c>add_special_tokens</c>): each becomes an added token
+    /// that is cut out of the text before the model runs; a token already in the vocabulary keeps its id, a new one gets
+    /// the next id after the vocabulary (resize the model's embeddings to <see cref="Count"/>). Special tokens are not
+    /// normalized and are dropped by <c>Decode(..., skipSpecialTokens: true)</c>. Returns how many were added.
+    /// </summary>
+    public int AddTokens(IEnumerable<string> tokens, bool specialTokens = false)
+    {
+        ArgumentNullException.ThrowIfNull(tokens);
+        var json = (JsonObject)_pipe.Json.DeepClone();
+        var added = json["added_tokens"] as JsonArray ?? [];
+        json["added_tokens"] = added;
+        int count = 0;
+        foreach (var t in tokens)
+        {
+            if (string.IsNullOrEmpty(t) || _pipe.Added.TokenToId(t) is not null || added.Any(a => Json.OptString(a!, "content") == t)) continue;
+            int maxAdded = added.Select(a => a!["id"]!.GetValue<int>()).DefaultIfEmpty(-1).Max();
+            int vocab = _pipe.Model.VocabSize;
+            int id = _pipe.Model.TokenToId(t) ?? (maxAdded >= vocab ? maxAdded + 1 : vocab);
+            added.Add(new JsonObject
+            {
+                ["id"] = id, ["content"] = t, ["single_word"] = false, ["lstrip"] = false, ["rstrip"] = false,
+                ["normalized"] = !specialTokens, ["special"] = specialTokens,
+            });
+            count++;
+        }
+        if (count > 0) _pipe = TokenizerPipeline.FromJson(json, NameOrPath is null ? "tokenizer.json" : Path.Combine(NameOrPath, "tokenizer.json"));
+        return count;
+    }
+
+    /// <summary>
     /// Writes tokenizer.json (the pipeline this tokenizer was built from) and tokenizer_config.json (with the current
     /// special tokens, sides and model_max_length), atomically; <see cref="AutoTokenizer.FromPretrained"/> on the folder
     /// gives the same ids.
@@ -308,6 +397,8 @@ public sealed class PreTrainedTokenizer
         cfg["truncation_side"] = TruncationSide == TruncationSide.Left ? "left" : "right";
         if (ModelMaxLength != int.MaxValue || cfg["model_max_length"] is null) cfg["model_max_length"] = ModelMaxLength;
         cfg["clean_up_tokenization_spaces"] = CleanUpTokenizationSpaces;
+        if (_addBosToken is bool sb) cfg["add_bos_token"] = sb;
+        if (_addEosToken is bool se) cfg["add_eos_token"] = se;
         if (TokenizerClass is null) cfg["tokenizer_class"] = "PreTrainedTokenizerFast";
         AtomicFile.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), cfg.ToJsonString(WriteOptions));
     }

@@ -62,6 +62,23 @@ internal static class Models
                 if (vocabNode is null) throw new InvalidDataException($"{where}: WordPiece model has no 'vocab' object");
                 return new WordPieceModel(ReadVocab(vocabNode, where), Json.OptString(o, "unk_token") ?? "[UNK]",
                     Json.OptString(o, "continuing_subword_prefix") ?? "##", Json.Int(o, "max_input_chars_per_word", 100), where);
+            case "Unigram":
+                {
+                    if (o["vocab"] is not JsonArray uv) throw new InvalidDataException($"{where}: Unigram model has no 'vocab' array");
+                    var pieces = new List<(string, double)>(uv.Count);
+                    int i = 0;
+                    foreach (var e in uv)
+                    {
+                        if (e is not JsonArray pair || pair.Count != 2 || pair[0] is not JsonValue pv || !pv.TryGetValue(out string? piece)
+                            || pair[1] is not JsonValue sv || !sv.TryGetValue(out double score))
+                            throw new InvalidDataException($"{where}.vocab[{i}]: expected [piece, score], got {e?.ToJsonString() ?? "null"}");
+                        pieces.Add((piece, score));
+                        i++;
+                    }
+                    int? unkId = o["unk_id"] is JsonValue u && u.TryGetValue(out int ui) ? ui : null;
+                    if (unkId is int uk && (uk < 0 || uk >= pieces.Count)) throw new InvalidDataException($"{where}: unk_id {uk} is outside the vocabulary");
+                    return new UnigramModel(pieces, unkId, Json.Bool(o, "byte_fallback", false));
+                }
             case "WordLevel":
                 if (vocabNode is null) throw new InvalidDataException($"{where}: WordLevel model has no 'vocab' object");
                 return new WordLevelModel(ReadVocab(vocabNode, where), Json.OptString(o, "unk_token"));
@@ -92,7 +109,7 @@ internal static class Models
 /// </summary>
 internal sealed class BpeModel : ITokenizerModel
 {
-    private const int CacheCapacity = 10_000;
+    private const int CacheCapacity = 100_000; // a speed setting only (HF uses 10,000); results do not depend on it
     private const int MaxCachedLength = 256;
 
     private readonly Dictionary<string, int> _vocab;
@@ -106,6 +123,7 @@ internal sealed class BpeModel : ITokenizerModel
     private readonly bool _ignoreMerges;
     private readonly int[]? _byteIds;
     private readonly ConcurrentDictionary<string, ModelToken[]> _cache = new(StringComparer.Ordinal);
+    private int _cacheCount; // ConcurrentDictionary.Count takes every lock, so the size is counted here
 
     public BpeModel(Dictionary<string, int> vocab, List<(string A, string B)> merges, string? unk, string? prefix, string? suffix,
         bool fuseUnk, bool byteFallback, bool ignoreMerges, string where)
@@ -148,6 +166,8 @@ internal sealed class BpeModel : ITokenizerModel
 
     private static long Key(int a, int b) => ((long)a << 32) | (uint)b;
 
+    private static long Pri(int rank, int pos) => ((long)rank << 32) | (uint)pos;
+
     public void Tokenize(string word, List<ModelToken> output)
     {
         if (word.Length == 0) return;
@@ -162,7 +182,8 @@ internal sealed class BpeModel : ITokenizerModel
             return;
         }
         var res = MergeWord(word);
-        if (word.Length < MaxCachedLength && _cache.Count < CacheCapacity) _cache.TryAdd(word, res);
+        if (word.Length < MaxCachedLength && Volatile.Read(ref _cacheCount) < CacheCapacity && _cache.TryAdd(word, res))
+            Interlocked.Increment(ref _cacheCount);
         output.AddRange(res);
     }
 
@@ -220,10 +241,11 @@ internal sealed class BpeModel : ITokenizerModel
         var prev = new int[n];
         var next = new int[n];
         for (int k = 0; k < n; k++) { prev[k] = k - 1; next[k] = k + 1 < n ? k + 1 : -1; }
-        var queue = new PriorityQueue<(int Pos, int NewId), (int Rank, int Pos)>();
+        // Priority = (rank, position) packed in a long: lowest rank first, then leftmost (HF's Merge ordering).
+        var queue = new PriorityQueue<(int Pos, int NewId), long>();
         for (int k = 0; k + 1 < n; k++)
-            if (_merges.TryGetValue(Key(c[k], c[k + 1]), out var m)) queue.Enqueue((k, m.NewId), (m.Rank, k));
-        while (queue.TryDequeue(out var top, out var pri))
+            if (_merges.TryGetValue(Key(c[k], c[k + 1]), out var m)) queue.Enqueue((k, m.NewId), Pri(m.Rank, k));
+        while (queue.TryDequeue(out var top, out _))
         {
             int pos = top.Pos;
             if (len[pos] == 0 || next[pos] == -1) continue;
@@ -235,10 +257,9 @@ internal sealed class BpeModel : ITokenizerModel
             next[pos] = next[nx];
             if (next[nx] != -1) prev[next[nx]] = pos;
             if (prev[pos] != -1 && _merges.TryGetValue(Key(c[prev[pos]], c[pos]), out var pm))
-                queue.Enqueue((prev[pos], pm.NewId), (pm.Rank, prev[pos]));
+                queue.Enqueue((prev[pos], pm.NewId), Pri(pm.Rank, prev[pos]));
             if (next[pos] != -1 && _merges.TryGetValue(Key(c[pos], c[next[pos]]), out var nm))
-                queue.Enqueue((pos, nm.NewId), (nm.Rank, pos));
-            _ = pri;
+                queue.Enqueue((pos, nm.NewId), Pri(nm.Rank, pos));
         }
 
         // Byte offset -> UTF-16 range of the char holding that byte (HF converts through per-byte alignments).
@@ -353,5 +374,115 @@ internal sealed class WordLevelModel(Dictionary<string, int> vocab, string? unk)
         if (vocab.TryGetValue(word, out int id)) output.Add(new ModelToken(id, word, 0, word.Length));
         else if (unk is not null && vocab.TryGetValue(unk, out int u)) output.Add(new ModelToken(u, unk, 0, word.Length));
         else throw new InvalidOperationException($"WordLevel model: '{word}' is not in the vocabulary and there is no unk_token");
+    }
+}
+
+/// <summary>
+/// Unigram (SentencePiece) model, ours: ML.Tokenizers' SentencePieceTokenizer loads a .model protobuf and applies its
+/// own normalization, not tokenizer.json's vocab/scores. Follows HF tokenizers' <c>models/unigram</c>: Viterbi over
+/// all vocabulary pieces starting at each character (the first best path found wins ties, shorter pieces are
+/// tried first), an unknown character costs min score - 10, consecutive unknowns are fused, and with byte_fallback
+/// an unknown piece becomes its &lt;0xNN&gt; byte tokens.
+/// </summary>
+internal sealed class UnigramModel : ITokenizerModel
+{
+    private const double UnkPenalty = 10.0;
+    private readonly Dictionary<string, int> _vocab = new(StringComparer.Ordinal);
+    private readonly List<(string Piece, double Score)> _pieces;
+    private readonly int? _unkId;
+    private readonly bool _byteFallback;
+    private readonly double _unkScore;
+    private readonly int _maxPieceLength;
+
+    public UnigramModel(List<(string Piece, double Score)> pieces, int? unkId, bool byteFallback)
+    {
+        _pieces = pieces;
+        _unkId = unkId;
+        _byteFallback = byteFallback;
+        double min = double.MaxValue;
+        for (int i = 0; i < pieces.Count; i++)
+        {
+            _vocab.TryAdd(pieces[i].Piece, i);
+            min = Math.Min(min, pieces[i].Score);
+            _maxPieceLength = Math.Max(_maxPieceLength, pieces[i].Piece.Length);
+        }
+        _unkScore = (pieces.Count == 0 ? 0 : min) - UnkPenalty;
+    }
+
+    public string? UnkToken => _unkId is int u ? _pieces[u].Piece : null;
+
+    public int VocabSize => _pieces.Count;
+
+    public int? TokenToId(string token) => _vocab.TryGetValue(token, out int id) ? id : null;
+
+    public string? IdToToken(int id) => id >= 0 && id < _pieces.Count ? _pieces[id].Piece : null;
+
+    public void Tokenize(string text, List<ModelToken> output)
+    {
+        if (text.Length == 0) return;
+        int n = text.Length;
+        var bestScore = new double[n + 1];
+        var startsAt = new int[n + 1];
+        var bestId = new int[n + 1];
+        Array.Fill(startsAt, -1);
+        for (int start = 0; start < n;)
+        {
+            int cpLen = char.IsHighSurrogate(text[start]) && start + 1 < n && char.IsLowSurrogate(text[start + 1]) ? 2 : 1;
+            if (start > 0 && startsAt[start] == -1) { start += cpLen; continue; } // unreachable position
+            double till = bestScore[start];
+            bool hasSingle = false;
+            for (int len = 1; len <= _maxPieceLength && start + len <= n; len++)
+            {
+                if (char.IsHighSurrogate(text[start + len - 1]) && start + len < n && char.IsLowSurrogate(text[start + len])) continue;
+                if (!_vocab.TryGetValue(text.Substring(start, len), out int id)) continue;
+                double cand = _pieces[id].Score + till;
+                int end = start + len;
+                if (startsAt[end] == -1 || cand > bestScore[end]) { bestScore[end] = cand; startsAt[end] = start; bestId[end] = id; }
+                if (len == cpLen) hasSingle = true;
+            }
+            if (!hasSingle)
+            {
+                int end = start + cpLen;
+                double cand = _unkScore + till;
+                if (startsAt[end] == -1 || cand > bestScore[end]) { bestScore[end] = cand; startsAt[end] = start; bestId[end] = _unkId ?? -1; }
+            }
+            start += cpLen;
+        }
+        // Backtrack, fusing consecutive unknown pieces (HF fuses them into one string).
+        var pieces = new List<(int S, int E)>();
+        int endPos = n, fusedEnd = -1;
+        while (endPos > 0)
+        {
+            int s = startsAt[endPos];
+            bool unk = _unkId is int u ? bestId[endPos] == u : bestId[endPos] == -1;
+            if (unk) { if (fusedEnd < 0) fusedEnd = endPos; }
+            else
+            {
+                if (fusedEnd >= 0) { pieces.Add((endPos, fusedEnd)); fusedEnd = -1; }
+                pieces.Add((s, endPos));
+            }
+            endPos = s;
+        }
+        if (fusedEnd >= 0) pieces.Add((0, fusedEnd));
+        pieces.Reverse();
+        foreach (var (s, e) in pieces)
+        {
+            string str = text[s..e];
+            if (_vocab.TryGetValue(str, out int id)) { output.Add(new ModelToken(id, str, s, e)); continue; }
+            if (_byteFallback)
+            {
+                var bytes = Encoding.UTF8.GetBytes(str);
+                var ids = new int[bytes.Length];
+                bool all = true;
+                for (int k = 0; k < bytes.Length && all; k++) all = _vocab.TryGetValue($"<0x{bytes[k]:X2}>", out ids[k]);
+                if (all)
+                {
+                    for (int k = 0; k < bytes.Length; k++) output.Add(new ModelToken(ids[k], $"<0x{bytes[k]:X2}>", s, e));
+                    continue;
+                }
+            }
+            if (_unkId is not int unkId) throw new InvalidOperationException($"Unigram model: '{str}' is not in the vocabulary and there is no unk_id");
+            output.Add(new ModelToken(unkId, str, s, e));
+        }
     }
 }

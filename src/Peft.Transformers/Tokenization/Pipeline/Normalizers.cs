@@ -282,37 +282,69 @@ internal sealed class Pattern
     }
 }
 
-/// <summary>Regex matching with HF (Oniguruma) semantics on code points: .NET classes \p{L}, \p{N} see a supplementary
-/// letter or digit as two surrogates (category Cs), so before matching we substitute such code points with a BMP
-/// stand-in of the same class and the same UTF-16 length.</summary>
+/// <summary>
+/// Regex matching with HF (Oniguruma) semantics on code points. .NET regexes see a character outside the BMP as
+/// two surrogates (category Cs), so \p{L}, \p{N}, {1,3} counts etc. would differ from HF for, e.g., CJK extension B
+/// ideographs or mathematical digits. When the text has surrogate pairs we match on a stand-in string with one BMP
+/// character of the same general category per code point, and map the match positions back.
+/// </summary>
 internal static class RegexUtil
 {
     public static IEnumerable<(int Start, int End)> Matches(Regex re, string text)
     {
-        string subject = text;
         bool hasSurrogates = false;
         foreach (char c in text) if (char.IsSurrogate(c)) { hasSurrogates = true; break; }
-        if (hasSurrogates)
+        if (!hasSurrogates)
         {
-            var chars = text.ToCharArray();
-            for (int i = 0; i + 1 < chars.Length; i++)
-            {
-                if (!char.IsHighSurrogate(chars[i]) || !char.IsLowSurrogate(chars[i + 1])) continue;
-                int cp = char.ConvertToUtf32(chars[i], chars[i + 1]);
-                var cat = CharUnicodeInfo.GetUnicodeCategory(cp);
-                char stand = cat switch
-                {
-                    UnicodeCategory.UppercaseLetter or UnicodeCategory.LowercaseLetter or UnicodeCategory.TitlecaseLetter
-                        or UnicodeCategory.ModifierLetter or UnicodeCategory.OtherLetter => 'x',
-                    UnicodeCategory.DecimalDigitNumber or UnicodeCategory.LetterNumber or UnicodeCategory.OtherNumber => '0',
-                    _ => '\0',
-                };
-                if (stand != '\0') { chars[i] = stand; chars[i + 1] = stand; }
-                i++;
-            }
-            subject = new string(chars);
+            for (var m = re.Match(text); m.Success; m = m.NextMatch())
+                yield return (m.Index, m.Index + m.Length);
+            yield break;
         }
+        var sb = new StringBuilder(text.Length);
+        var map = new List<int>(text.Length + 1); // stand-in index -> UTF-16 index in text
+        for (int i = 0; i < text.Length;)
+        {
+            map.Add(i);
+            if (char.IsHighSurrogate(text[i]) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1]))
+            {
+                sb.Append(StandIn(char.ConvertToUtf32(text[i], text[i + 1])));
+                i += 2;
+            }
+            else sb.Append(text[i++]);
+        }
+        map.Add(text.Length);
+        string subject = sb.ToString();
         for (var m = re.Match(subject); m.Success; m = m.NextMatch())
-            yield return (m.Index, m.Index + m.Length);
+            yield return (map[m.Index], map[m.Index + m.Length]);
     }
+
+    /// <summary>A BMP character with the general category of <paramref name="cp"/> (not one that patterns spell literally).</summary>
+    private static char StandIn(int cp) => CharUnicodeInfo.GetUnicodeCategory(cp) switch
+    {
+        UnicodeCategory.UppercaseLetter => 'X',
+        UnicodeCategory.LowercaseLetter => 'x',
+        UnicodeCategory.TitlecaseLetter => '\u01C5',
+        UnicodeCategory.ModifierLetter => '\u02B0',
+        UnicodeCategory.OtherLetter => '\u05D0',
+        UnicodeCategory.NonSpacingMark => '\u0300',
+        UnicodeCategory.SpacingCombiningMark => '\u0903',
+        UnicodeCategory.EnclosingMark => '\u20DD',
+        UnicodeCategory.DecimalDigitNumber => '0',
+        UnicodeCategory.LetterNumber => '\u2160',
+        UnicodeCategory.OtherNumber => '\u00B2',
+        UnicodeCategory.MathSymbol => '\u00B1',
+        UnicodeCategory.CurrencySymbol => '\u00A2',
+        UnicodeCategory.ModifierSymbol => '\u02D8',
+        UnicodeCategory.OtherSymbol => '\u00A9',
+        UnicodeCategory.ConnectorPunctuation => '\u203F',
+        UnicodeCategory.DashPunctuation => '\u2010',
+        UnicodeCategory.OpenPunctuation => '\u2045',
+        UnicodeCategory.ClosePunctuation => '\u2046',
+        UnicodeCategory.InitialQuotePunctuation => '\u00AB',
+        UnicodeCategory.FinalQuotePunctuation => '\u00BB',
+        UnicodeCategory.OtherPunctuation => '\u00A1',
+        UnicodeCategory.Format => '\u200B',
+        UnicodeCategory.PrivateUse => '\uE000',
+        _ => '\u0378', // unassigned
+    };
 }

@@ -42,6 +42,15 @@ internal sealed class TokenizerPipeline
         return new TokenizerPipeline(json, normalizer, pre, model, post, decoder, new AddedVocabulary(addedList, normalizer));
     }
 
+    /// <summary>The same pipeline with another post-processor (the JSON document is updated so SavePretrained writes it).</summary>
+    public TokenizerPipeline WithPostProcessor(JsonObject postProcessor, string file)
+    {
+        var json = (JsonObject)Json.DeepClone();
+        json["post_processor"] = postProcessor;
+        var post = PostProcessors.FromJson(postProcessor, $"{file}: post_processor");
+        return new TokenizerPipeline(json, Normalizer, PreTokenizer, Model, post, Decoder, Added);
+    }
+
     public int? TokenToId(string token) => Added.TokenToId(token) ?? Model.TokenToId(token);
 
     public string? IdToToken(int id) => Added.IdToToken(id) ?? Model.IdToToken(id);
@@ -60,6 +69,13 @@ internal sealed class TokenizerPipeline
     /// <summary>HF encode_single_sequence: one sequence to tokens with original offsets (no special tokens yet).</summary>
     public RawEncoding EncodeSequence(string text, int typeId)
     {
+        // HF tokenizers takes UTF-8 text, so a Python string with a lone surrogate is rejected before tokenizing; do the same.
+        for (int i = 0; i < text.Length; i++)
+        {
+            if (char.IsHighSurrogate(text[i]) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1])) { i++; continue; }
+            if (char.IsSurrogate(text[i]))
+                throw new ArgumentException($"Text contains an unpaired surrogate U+{(int)text[i]:X4} at index {i}; it cannot be encoded as UTF-8", nameof(text));
+        }
         var splits = Added.ExtractAndNormalize(text, Normalizer);
         var pieces = new List<Split>(splits.Count * 4);
         var tmp = new List<NormalizedString>();
@@ -94,10 +110,14 @@ internal sealed class TokenizerPipeline
     /// <summary>Adds the special tokens of the post-processor (or HF's default merge when there is none).</summary>
     public RawEncoding PostProcess(RawEncoding a, RawEncoding? b, bool addSpecialTokens)
     {
-        if (PostProcessor is null) return PostProcessors.Default(a, b);
-        var r = PostProcessor.Process(a, b, addSpecialTokens);
-        foreach (var o in a.Overflowing) r.Overflowing.Add(PostProcess(o, b?.Clone(), addSpecialTokens));
-        if (b is not null) foreach (var o in b.Overflowing) r.Overflowing.Add(PostProcess(a.Clone(), o, addSpecialTokens));
+        var r = PostProcessor is null ? PostProcessors.Default(a, b) : PostProcessor.Process(a, b, addSpecialTokens);
+        // HF Encoding::merge_with order: each window of A with B and with every window of B, then A with each window of B.
+        foreach (var o in a.Overflowing)
+        {
+            r.Overflowing.Add(PostProcess(o.Clone(), b?.Clone(), addSpecialTokens));
+            if (b is not null) foreach (var bo in b.Overflowing) r.Overflowing.Add(PostProcess(o.Clone(), bo.Clone(), addSpecialTokens));
+        }
+        if (b is not null) foreach (var bo in b.Overflowing) r.Overflowing.Add(PostProcess(a.Clone(), bo.Clone(), addSpecialTokens));
         return r;
     }
 

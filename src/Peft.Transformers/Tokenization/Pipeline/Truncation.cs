@@ -9,6 +9,12 @@ internal static class Truncation
         int total = a.Count + (b?.Count ?? 0);
         if (total <= maxLength) return;
         int toRemove = total - maxLength;
+        if (maxLength == 0)
+        {
+            TruncateOne(a, 0, stride, side);
+            if (b is not null) TruncateOne(b, 0, stride, side);
+            return;
+        }
         if (b is null)
         {
             if (strategy == TruncationStrategy.OnlySecond)
@@ -20,11 +26,17 @@ internal static class Truncation
         {
             case TruncationStrategy.LongestFirst:
                 {
+                    // HF truncate_encodings: keep the shorter one whole when possible, else split max_length evenly.
                     int n1 = a.Count, n2 = b.Count;
-                    if (n1 > n2) { int d = Math.Min(n1 - n2, toRemove); n1 -= d; toRemove -= d; }
-                    else { int d = Math.Min(n2 - n1, toRemove); n2 -= d; toRemove -= d; }
-                    n1 -= toRemove / 2 + toRemove % 2;
-                    n2 -= toRemove / 2;
+                    bool swap = n1 > n2;
+                    if (swap) (n1, n2) = (n2, n1);
+                    n2 = n1 > maxLength ? n1 : Math.Max(n1, maxLength - n1);
+                    if (n1 + n2 > maxLength)
+                    {
+                        n1 = maxLength / 2;
+                        n2 = n1 + maxLength % 2;
+                    }
+                    if (swap) (n1, n2) = (n2, n1);
                     TruncateOne(a, n1, stride, side);
                     TruncateOne(b, n2, stride, side);
                     break;
