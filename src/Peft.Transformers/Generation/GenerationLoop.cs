@@ -87,9 +87,10 @@ public static class GenerationLoop
     }
 
     /// <summary>
-    /// Streams decoded text pieces of one prompt (HF <c>TextStreamer</c>): after each token the new ids are decoded
-    /// together and the stable new text is emitted — held back while it ends in an incomplete character (U+FFFD),
-    /// and flushed at the end.
+    /// Streams decoded text pieces of one prompt as HF's <c>TextStreamer</c> does: the new tokens are decoded together
+    /// after each step; text ending in a newline is emitted whole (and the token buffer restarts), text ending in a CJK
+    /// character is emitted up to its end, otherwise only up to the last space (a word may still change with the next
+    /// token); the rest is flushed at the end.
     /// </summary>
     /// <param name="model">A causal LM (see <c>Generate</c>).</param>
     /// <param name="inputIds">One prompt, [1, T] int64.</param>
@@ -115,13 +116,33 @@ public static class GenerationLoop
         {
             ids.Add(t);
             var text = decode(ids);
-            if (text.EndsWith('\uFFFD') || text.Length <= printed) continue;
-            yield return text[printed..];
-            printed = text.Length;
+            string piece;
+            if (text.EndsWith('\n'))
+            {
+                piece = text[Math.Min(printed, text.Length)..];
+                ids.Clear();
+                printed = 0;
+            }
+            else if (text.Length > 0 && IsCjk(text[^1]))
+            {
+                piece = text[Math.Min(printed, text.Length)..];
+                printed += piece.Length;
+            }
+            else
+            {
+                int upTo = text.LastIndexOf(' ') + 1;
+                piece = upTo > printed ? text[printed..upTo] : "";
+                printed += piece.Length;
+            }
+            if (piece.Length > 0) yield return piece;
         }
         var final = ids.Count == 0 ? "" : decode(ids);
         if (final.Length > printed) yield return final[printed..];
     }
+
+    /// <summary>The CJK ranges HF's <c>TextStreamer._is_chinese_char</c> checks (BMP part).</summary>
+    private static bool IsCjk(char c) =>
+        c is >= '\u4E00' and <= '\u9FFF' or >= '\u3400' and <= '\u4DBF' or >= '\uF900' and <= '\uFAFF';
 
     /// <summary>
     /// The config that will actually run: <paramref name="config"/> over <paramref name="modelDefaults"/>, validated,

@@ -294,6 +294,12 @@ public sealed class GenerationLoopTests
         var pieces = GenerationLoop.StreamText(m, ids, null, cfg, toks => string.Concat(toks.Select(t => (char)('a' + t)))).ToList();
         Assert.Equal(string.Concat(streamed.Select(t => (char)('a' + t))), string.Concat(pieces));
 
+        // TextStreamer rule: pieces end at a space (or newline); the rest is flushed at the end
+        static string Dec(IReadOnlyList<int> toks) => string.Concat(toks.Select(t => t % 4 == 0 ? ' ' : t % 7 == 0 ? '\n' : (char)('a' + t)));
+        var spaced = GenerationLoop.StreamText(m, ids, null, cfg, Dec).ToList();
+        Assert.Equal(Dec(streamed.Select(x => (int)x).ToList()), string.Concat(spaced));
+        Assert.All(spaced.Take(spaced.Count - 1), p => Assert.True(p.EndsWith(' ') || p.EndsWith('\n'), $"piece '{p}' ends inside a word"));
+
         using var cts = new CancellationTokenSource();
         int seen = 0;
         Assert.Throws<OperationCanceledException>(() =>
