@@ -26,7 +26,8 @@ public static class GenerationLoop
     /// <summary>
     /// Generates continuations of <paramref name="inputIds"/> [B, T] int64 (left-padded when batched) and returns
     /// [B · NumReturnSequences, T + new] int64 owned by the caller, as HF <c>generate</c> does: rows that finish early
-    /// are filled with the pad id (the first eos id when no pad id is set).
+    /// are filled with the pad id (the first eos id when no pad id is set). The result is created in the caller's
+    /// current dispose scope (dispose it yourself when there is none).
     /// </summary>
     /// <param name="model">A causal LM: takes <see cref="ModelInput"/> (ids, mask, position ids, cache) and returns logits [N, T, V].</param>
     /// <param name="inputIds">Prompt ids [B, T] int64.</param>
@@ -53,7 +54,8 @@ public static class GenerationLoop
         }
         using var decoder = new TokenDecoder(model, plan);
         while (decoder.Step()) cancellationToken.ThrowIfCancellationRequested();
-        return decoder.TakeSequences();
+        using var sequences = decoder.TakeSequences();
+        return sequences.alias();                      // a handle in the caller's dispose scope (if any)
     }
 
     /// <summary>

@@ -243,3 +243,22 @@ public sealed class PipelineFixtureTests
         Assert.Throws<ArgumentException>(() => Pipeline.Create("summarization", dir));
     }
 }
+
+[Collection(LeakTestCollection.Name)]
+public sealed class PipelineLeakTests
+{
+    [Fact]
+    public void Pipelines_leak_no_tensors()
+    {
+        using var gen = Pipeline.TextGeneration(Fixtures.Model("gpt2-tiny"));
+        var greedy = new GenerationConfig { MaxNewTokens = 4, DoSample = false };
+        LeakCheck.AssertNoGrowth(() => gen.Run("Two things", greedy), 5, what: "text-generation");
+        LeakCheck.AssertNoGrowth(() => string.Concat(gen.Stream("Two things", greedy)), 5, what: "text-generation stream");
+        using var clf = Pipeline.TextClassification(Fixtures.Model("bert-tiny"));
+        LeakCheck.AssertNoGrowth(() => clf.Run("Art is long."), 5, what: "text-classification");
+        using var ner = Pipeline.TokenClassification(Fixtures.Model("bert-ner-tiny"));
+        LeakCheck.AssertNoGrowth(() => ner.Run("Albert lived in Princeton", AggregationStrategy.Average), 5, what: "ner");
+        using var qa = Pipeline.QuestionAnswering(Fixtures.Model("bert-qa-tiny"));
+        LeakCheck.AssertNoGrowth(() => qa.Run("Who?", "Albert lived in Princeton."), 5, what: "qa");
+    }
+}
