@@ -252,7 +252,7 @@ public sealed class PreTrainedTokenizer
             throw new ArgumentException($"EncodeBatch: {texts.Count} texts but {pairs.Count} text pairs", nameof(pairs));
         int? limit = truncation ? maxLength ?? ModelMaxLength : null;
         var raws = new RawEncoding[texts.Count];
-        Parallel.For(0, texts.Count, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, i =>
+        void EncodeRow(int i)
         {
             var a = _pipe.EncodeSequence(texts[i] ?? throw new ArgumentNullException(nameof(texts), $"EncodeBatch: texts[{i}] is null"), 0);
             var b = pairs is null ? null : _pipe.EncodeSequence(pairs[i], 1);
@@ -264,7 +264,13 @@ public sealed class PreTrainedTokenizer
                 b?.Overflowing.Clear();
             }
             raws[i] = _pipe.PostProcess(a, b, addSpecialTokens);
-        });
+        }
+        // Rows are independent (the model caches are thread-safe): encode ranges of rows in parallel when it pays.
+        if (texts.Count < 64 || Environment.ProcessorCount == 1)
+            for (int i = 0; i < texts.Count; i++) EncodeRow(i);
+        else
+            Parallel.ForEach(System.Collections.Concurrent.Partitioner.Create(0, texts.Count, Math.Max(32, texts.Count / (Environment.ProcessorCount * 4))),
+                range => { for (int i = range.Item1; i < range.Item2; i++) EncodeRow(i); });
         var encs = raws.Select(r => new TokenEncoding(r)).ToArray();
         if (padding)
         {

@@ -102,7 +102,9 @@ internal static class Models
 
 /// <summary>
 /// Byte-pair encoding, ours. ML.Tokenizers' BpeTokenizer has no byte_fallback and no ignore_merges (Llama-2 and
-/// Llama-3 need them), and offsets must follow HF's byte-granular rules, so the model is re-implemented here
+/// Llama-3 need them), and offsets must follow HF's byte-granular rules; its TiktokenTokenizer wants a tiktoken rank
+/// file with its own regex and special-token handling rather than tokenizer.json's vocab + merges (Llama-3 ships the
+/// latter, and BPE with ignore_merges reproduces it exactly). So the model is re-implemented here
 /// following HF tokenizers' <c>models/bpe</c>: per-char symbols (with continuing_subword_prefix /
 /// end_of_word_suffix), byte fallback to <c>&lt;0xNN&gt;</c>, unk fusing, then repeated merging of the adjacent pair
 /// with the lowest merge rank (leftmost first), and a word cache.
