@@ -1,0 +1,63 @@
+using Peft.Core;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Peft.Transformers.Generation;
+
+/// <summary>
+/// Runs the model for one decoding step and returns the last position's logits. With a cache, only the positions
+/// not yet cached are fed (the prompt at the first step, then one token per step); without one (or when the
+/// model returns no cache) the whole sequence is fed every step. Position ids follow HF
+/// <c>prepare_inputs_for_generation</c>: <c>cumsum(mask) − 1</c>, padding set to 1.
+/// </summary>
+internal sealed class ModelStepper(nn.Module<ModelInput, ModelOutput> model, bool useCache) : IDisposable
+{
+    private KeyValueCache? _cache;
+    private bool _first = true;
+
+    /// <summary>True while the model keeps keys/values between steps.</summary>
+    public bool Caching => _cache is not null;
+
+    /// <summary>
+    /// Feeds <paramref name="ids"/> [N, T] with <paramref name="mask"/> [N, T]; returns float32 logits [N, V] of the
+    /// last position, in the caller's dispose scope.
+    /// </summary>
+    public Tensor Forward(Tensor ids, Tensor mask)
+    {
+        long total = ids.shape[1];
+        long past = _cache?.GetSeqLength() ?? 0;
+        if (past >= total) throw new InvalidOperationException($"cache holds {past} positions but the sequence has only {total}");
+        using var scope = NewDisposeScope();
+        var newIds = past == 0 ? ids : ids[.., (int)past..];
+        var positions = mask.cumsum(-1).sub(1);
+        positions = positions.masked_fill(mask.eq(0), 1);
+        if (past > 0) positions = positions[.., (int)past..];
+        var output = model.forward(new ModelInput
+        {
+            InputIds = newIds,
+            AttentionMask = mask,
+            PositionIds = positions,
+            PastKeyValues = _cache,
+            UseCache = useCache,
+        });
+        if (_first)
+        {
+            _first = false;
+            if (useCache) _cache = output.PastKeyValues;          // null: the model has no cache, recompute every step
+        }
+        var logits = output.Logits ?? throw new InvalidOperationException($"{model.GetType().Name}.forward returned no Logits");
+        if (logits.dim() != 3 || logits.shape[0] != ids.shape[0])
+            throw new InvalidOperationException($"{model.GetType().Name}.forward returned logits of shape [{string.Join(", ", logits.shape)}], expected [{ids.shape[0]}, T, V]");
+        return logits[.., -1, ..].to_type(ScalarType.Float32, copy: true).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Reorders the cached rows (beam search): row i becomes row <paramref name="index"/>[i].</summary>
+    public void Reorder(Tensor index) => _cache?.ReorderCache(index);
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        _cache?.Dispose();
+        _cache = null;
+    }
+}
