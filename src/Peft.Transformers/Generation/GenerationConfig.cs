@@ -200,10 +200,7 @@ public sealed record GenerationConfig
     {
         ArgumentNullException.ThrowIfNull(dir);
         Directory.CreateDirectory(dir);
-        var path = Path.Combine(dir, "generation_config.json");
-        var tmp = path + ".tmp-" + Guid.NewGuid().ToString("N");
-        File.WriteAllText(tmp, ToJson() + "\n");
-        File.Move(tmp, path, overwrite: true);
+        Peft.Core.IO.AtomicFile.WriteAllText(Path.Combine(dir, "generation_config.json"), ToJson() + "\n");
     }
 
     /// <summary>

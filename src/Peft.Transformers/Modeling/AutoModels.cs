@@ -108,7 +108,7 @@ public static class ModelFactory
                 pathOrId, model.ArchitectureName, string.Join(", ", unexpected));
         }
         var genPath = Path.Combine(dir, "generation_config.json");
-        if (File.Exists(genPath)) model.GenerationConfig = PreTrainedModel.ReadGenerationConfig(genPath, model.GenerationConfig);
+        if (File.Exists(genPath)) model.GenerationConfig = GenerationConfig.FromFile(genPath);
         if (options.Dtype is { } dt || options.Device is not null)
         {
             var dtype = options.Dtype ?? torch.ScalarType.Float32;

@@ -195,7 +195,7 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
         }
         var cfg = Config with { Architectures = [ArchitectureName], Dtype = dtypeName, ExtensionData = ext };
         cfg.Save(dir);
-        if (CanGenerate) WriteGenerationConfig(Path.Combine(dir, "generation_config.json"));
+        if (CanGenerate) GenerationConfig.SavePretrained(dir);
     }
 
     /// <summary>Called by <c>FromConfig</c> after the HF-style random initialisation (zeroes padding rows, scales GPT-2 residual projections).</summary>
@@ -209,38 +209,6 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
     /// <summary>Applies a config change that does not alter shapes (e.g. label names). Used by the loaders.</summary>
     internal void ReplaceConfig(PretrainedConfig config) => Config = config;
 
-    private void WriteGenerationConfig(string path)
-    {
-        var g = GenerationConfig;
-        var options = new JsonSerializerOptions { DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull };
-        var o = (JsonObject)JsonNode.Parse(JsonSerializer.Serialize(g, options))!;
-        if (g.EosTokenIds is { Count: > 1 } many) o["eos_token_id"] = new JsonArray(many.Select(x => (JsonNode)x).ToArray());
-        else if (g.EosTokenId is { } eos) o["eos_token_id"] = eos;
-        AtomicFile.WriteAllText(path, o.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
-    }
-
-    /// <summary>Reads generation_config.json (HF <c>GenerationConfig.from_pretrained</c>); eos may be an int or a list.</summary>
-    internal static GenerationConfig ReadGenerationConfig(string path, GenerationConfig fallback)
-    {
-        var text = File.ReadAllText(path);
-        GenerationConfig g;
-        try { g = JsonSerializer.Deserialize<GenerationConfig>(text, PretrainedConfig.JsonOptions) ?? fallback; }
-        catch (JsonException e) { throw new InvalidDataException($"{path}: {e.Message}", e); }
-        var node = JsonNode.Parse(text) as JsonObject;
-        if (node?["eos_token_id"] is JsonValue ev) g = g with { EosTokenId = ev.GetValue<int>() };
-        else if (node?["eos_token_id"] is JsonArray ea)
-        {
-            var ids = ea.Select(x => x!.GetValue<int>()).ToList();
-            g = g with { EosTokenId = ids.Count > 0 ? ids[0] : null, EosTokenIds = ids };
-        }
-        if (g.ExtensionData is { } ext && ext.ContainsKey("eos_token_id"))
-        {
-            var copy = new Dictionary<string, JsonElement>(ext);
-            copy.Remove("eos_token_id");
-            g = g with { ExtensionData = copy };
-        }
-        return g;
-    }
 
     /// <summary>
     /// Copies the tensors of the checkpoint in <paramref name="dir"/> into this model (strict names and shapes, HF
