@@ -243,13 +243,13 @@ public abstract class BaseTuner : nn.Module
         Match? m = null;
         if (layersPattern is null || layersPattern.Count == 0)
         {
-            m = Regex.Match(key, @"^.*\.[^.]*\.(\d+)\.");
+            m = Regex.Match(key, @"^(?:.*\.)?[^.]*\.(\d+)\.");
         }
         else
         {
             foreach (var p in layersPattern)
             {
-                m = Regex.Match(key, @"^.*\." + p + @"\.(\d+)\.");
+                m = Regex.Match(key, @"^(?:.*\.)?" + p + @"\.(\d+)\.");
                 if (m.Success) break;
             }
         }

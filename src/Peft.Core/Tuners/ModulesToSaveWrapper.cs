@@ -138,6 +138,8 @@ public static class ModuleCloner
                 throw new NotSupportedException(
                     $"modules_to_save: cannot copy a {module.GetType().FullName}; supported are Linear, Conv1D, Embedding, LayerNorm and ICloneableModule.");
         }
+        foreach (var (_, p) in copy.named_parameters()) p.DetachFromDisposeScope();
+        foreach (var (_, b) in copy.named_buffers()) b.DetachFromDisposeScope();
         var source = module.state_dict();
         using (no_grad())
         {

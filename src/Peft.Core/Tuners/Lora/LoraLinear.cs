@@ -222,6 +222,7 @@ public sealed class DoraMagnitude : nn.Module
     public DoraMagnitude(Tensor value) : base("DoraMagnitude")
     {
         weight = new Parameter(value.detach().clone());
+        weight.DetachFromDisposeScope();
         RegisterComponents();
     }
 }
