@@ -1,0 +1,161 @@
+using Microsoft.Extensions.Logging;
+using Peft.Transformers.Models.Bert;
+using Peft.Transformers.Models.Gpt2;
+using Peft.Transformers.Models.Llama;
+using Peft.Transformers.Models.Opt;
+using Peft.Transformers.Models.Qwen2;
+using TorchSharp;
+
+namespace Peft.Transformers;
+
+/// <summary>The model tasks the Auto loaders know (one per HF <c>AutoModelFor*</c> class).</summary>
+public enum ModelTask
+{
+    /// <summary>Bare backbone (HF <c>AutoModel</c>).</summary>
+    Base,
+    /// <summary>Causal LM (HF <c>AutoModelForCausalLM</c>).</summary>
+    CausalLM,
+    /// <summary>Sequence classification (HF <c>AutoModelForSequenceClassification</c>).</summary>
+    SequenceClassification,
+    /// <summary>Token classification (HF <c>AutoModelForTokenClassification</c>).</summary>
+    TokenClassification,
+    /// <summary>Extractive question answering (HF <c>AutoModelForQuestionAnswering</c>).</summary>
+    QuestionAnswering,
+    /// <summary>Masked LM (HF <c>AutoModelForMaskedLM</c>).</summary>
+    MaskedLM,
+}
+
+/// <summary>Builds and loads models by <c>model_type</c> and task: the machinery behind the <c>AutoModel*</c> classes.</summary>
+public static class ModelFactory
+{
+    private static readonly Dictionary<(string, ModelTask), Func<PretrainedConfig, PreTrainedModel>> Builders = new()
+    {
+        [("bert", ModelTask.Base)] = c => new BertModel((BertConfig)c),
+        [("bert", ModelTask.SequenceClassification)] = c => new BertForSequenceClassification((BertConfig)c),
+        [("bert", ModelTask.TokenClassification)] = c => new BertForTokenClassification((BertConfig)c),
+        [("bert", ModelTask.QuestionAnswering)] = c => new BertForQuestionAnswering((BertConfig)c),
+        [("bert", ModelTask.MaskedLM)] = c => new BertForMaskedLM((BertConfig)c),
+        [("gpt2", ModelTask.Base)] = c => new GPT2Model((GPT2Config)c),
+        [("gpt2", ModelTask.CausalLM)] = c => new GPT2LMHeadModel((GPT2Config)c),
+        [("gpt2", ModelTask.SequenceClassification)] = c => new GPT2ForSequenceClassification((GPT2Config)c),
+        [("opt", ModelTask.Base)] = c => new OPTModel((OPTConfig)c),
+        [("opt", ModelTask.CausalLM)] = c => new OPTForCausalLM((OPTConfig)c),
+        [("opt", ModelTask.SequenceClassification)] = c => new OPTForSequenceClassification((OPTConfig)c),
+        [("llama", ModelTask.Base)] = c => new LlamaModel((LlamaConfig)c),
+        [("llama", ModelTask.CausalLM)] = c => new LlamaForCausalLM((LlamaConfig)c),
+        [("llama", ModelTask.SequenceClassification)] = c => new LlamaForSequenceClassification((LlamaConfig)c),
+        [("qwen2", ModelTask.Base)] = c => new Qwen2Model((Qwen2Config)c),
+        [("qwen2", ModelTask.CausalLM)] = c => new Qwen2ForCausalLM((Qwen2Config)c),
+        [("qwen2", ModelTask.SequenceClassification)] = c => new Qwen2ForSequenceClassification((Qwen2Config)c),
+    };
+
+    /// <summary>A freshly initialised model for <paramref name="config"/> and <paramref name="task"/> (HF <c>from_config</c>).</summary>
+    /// <exception cref="NotSupportedException">No architecture for this model_type and task.</exception>
+    public static PreTrainedModel FromConfig(PretrainedConfig config, ModelTask task)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        if (!Builders.TryGetValue((config.ModelType, task), out var build))
+            throw new NotSupportedException($"No {task} architecture for model_type '{config.ModelType}'.");
+        var model = build(config);
+        Models.ModelOps.InitWeights(model, config.InitStd);
+        model.AfterInit();
+        return model;
+    }
+
+    /// <summary>
+    /// Loads a model folder (or hub id in the local HF cache): config.json, generation_config.json and the
+    /// (possibly sharded) safetensors weights. Missing weights are initialised and reported through
+    /// <see cref="FromPretrainedOptions.Logger"/> as HF warns ("Some weights ... newly initialized").
+    /// </summary>
+    public static PreTrainedModel FromPretrained(string pathOrId, ModelTask task, FromPretrainedOptions? options = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(pathOrId);
+        options ??= new FromPretrainedOptions();
+        if (options.Quantization is not null)
+            throw new NotSupportedException("FromPretrainedOptions.Quantization (BitsAndBytesConfig) is not supported yet.");
+        var dir = HubCache.ResolveModelDir(pathOrId, options);
+        var config = AutoConfig.FromPretrained(dir) with { NameOrPath = pathOrId };
+        if (options.Id2Label is not null || options.NumLabels is not null)
+            config = config.WithNumLabels(options.NumLabels ?? options.Id2Label!.Count, options.Id2Label);
+        if (!Builders.TryGetValue((config.ModelType, task), out var build))
+            throw new NotSupportedException($"{dir}: no {task} architecture for model_type '{config.ModelType}'.");
+        var model = build(config);
+        model.NameOrPath = pathOrId;
+        var (missing, unexpected) = model.LoadWeights(dir);
+        if (missing.Count > 0)
+        {
+            model.InitializeKeys(missing.ToHashSet(StringComparer.Ordinal));
+            options.Logger?.LogWarning(
+                "Some weights of {Model} were not initialized from the model checkpoint at {Path} and are newly initialized: [{Keys}]. You should probably TRAIN this model on a down-stream task to be able to use it for predictions and inference.",
+                model.ArchitectureName, pathOrId, string.Join(", ", missing));
+        }
+        if (unexpected.Count > 0)
+        {
+            options.Logger?.LogWarning("Some weights of the model checkpoint at {Path} were not used when initializing {Model}: [{Keys}].",
+                pathOrId, model.ArchitectureName, string.Join(", ", unexpected));
+        }
+        var genPath = Path.Combine(dir, "generation_config.json");
+        if (File.Exists(genPath)) model.GenerationConfig = PreTrainedModel.ReadGenerationConfig(genPath, model.GenerationConfig);
+        if (options.Dtype is { } dt || options.Device is not null)
+        {
+            var dtype = options.Dtype ?? torch.ScalarType.Float32;
+            model.to(options.Device ?? torch.CPU, dtype);
+        }
+        model.eval();
+        return model;
+    }
+}
+
+/// <summary>Loads the bare backbone of a checkpoint (HF <c>AutoModel</c>): BertModel, GPT2Model, OPTModel, LlamaModel, Qwen2Model.</summary>
+public static class AutoModel
+{
+    /// <summary>Loads from a folder or a cached hub id.</summary>
+    public static PreTrainedModel FromPretrained(string pathOrId, FromPretrainedOptions? options = null) => ModelFactory.FromPretrained(pathOrId, ModelTask.Base, options);
+    /// <summary>A randomly initialised model for the config.</summary>
+    public static PreTrainedModel FromConfig(PretrainedConfig config) => ModelFactory.FromConfig(config, ModelTask.Base);
+}
+
+/// <summary>Loads a causal LM (HF <c>AutoModelForCausalLM</c>): GPT2LMHeadModel, OPTForCausalLM, LlamaForCausalLM, Qwen2ForCausalLM.</summary>
+public static class AutoModelForCausalLM
+{
+    /// <summary>Loads from a folder or a cached hub id.</summary>
+    public static PreTrainedModel FromPretrained(string pathOrId, FromPretrainedOptions? options = null) => ModelFactory.FromPretrained(pathOrId, ModelTask.CausalLM, options);
+    /// <summary>A randomly initialised model for the config.</summary>
+    public static PreTrainedModel FromConfig(PretrainedConfig config) => ModelFactory.FromConfig(config, ModelTask.CausalLM);
+}
+
+/// <summary>Loads a sequence classifier (HF <c>AutoModelForSequenceClassification</c>): BERT, GPT-2, OPT, Llama, Qwen2.</summary>
+public static class AutoModelForSequenceClassification
+{
+    /// <summary>Loads from a folder or a cached hub id; <see cref="FromPretrainedOptions.NumLabels"/> sizes a new head.</summary>
+    public static PreTrainedModel FromPretrained(string pathOrId, FromPretrainedOptions? options = null) => ModelFactory.FromPretrained(pathOrId, ModelTask.SequenceClassification, options);
+    /// <summary>A randomly initialised model for the config.</summary>
+    public static PreTrainedModel FromConfig(PretrainedConfig config) => ModelFactory.FromConfig(config, ModelTask.SequenceClassification);
+}
+
+/// <summary>Loads a token classifier (HF <c>AutoModelForTokenClassification</c>): BERT.</summary>
+public static class AutoModelForTokenClassification
+{
+    /// <summary>Loads from a folder or a cached hub id.</summary>
+    public static PreTrainedModel FromPretrained(string pathOrId, FromPretrainedOptions? options = null) => ModelFactory.FromPretrained(pathOrId, ModelTask.TokenClassification, options);
+    /// <summary>A randomly initialised model for the config.</summary>
+    public static PreTrainedModel FromConfig(PretrainedConfig config) => ModelFactory.FromConfig(config, ModelTask.TokenClassification);
+}
+
+/// <summary>Loads an extractive QA model (HF <c>AutoModelForQuestionAnswering</c>): BERT.</summary>
+public static class AutoModelForQuestionAnswering
+{
+    /// <summary>Loads from a folder or a cached hub id.</summary>
+    public static PreTrainedModel FromPretrained(string pathOrId, FromPretrainedOptions? options = null) => ModelFactory.FromPretrained(pathOrId, ModelTask.QuestionAnswering, options);
+    /// <summary>A randomly initialised model for the config.</summary>
+    public static PreTrainedModel FromConfig(PretrainedConfig config) => ModelFactory.FromConfig(config, ModelTask.QuestionAnswering);
+}
+
+/// <summary>Loads a masked LM (HF <c>AutoModelForMaskedLM</c>): BERT.</summary>
+public static class AutoModelForMaskedLM
+{
+    /// <summary>Loads from a folder or a cached hub id.</summary>
+    public static PreTrainedModel FromPretrained(string pathOrId, FromPretrainedOptions? options = null) => ModelFactory.FromPretrained(pathOrId, ModelTask.MaskedLM, options);
+    /// <summary>A randomly initialised model for the config.</summary>
+    public static PreTrainedModel FromConfig(PretrainedConfig config) => ModelFactory.FromConfig(config, ModelTask.MaskedLM);
+}

@@ -1,0 +1,233 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Peft.Core;
+using Peft.Core.IO;
+using Peft.Core.Safetensors;
+using Peft.Transformers.Generation;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Peft.Transformers;
+
+/// <summary>
+/// Base class of every model architecture (HF <c>PreTrainedModel</c>): a TorchSharp module from
+/// <see cref="ModelInput"/> to <see cref="ModelOutput"/> with its <see cref="Config"/>, generation defaults,
+/// HF-compatible save, and parameter accounting. State-dict keys are exactly Hugging Face's.
+/// </summary>
+public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPretrainedModel
+{
+    /// <summary>Creates the model shell; derived constructors build the layers and call <c>RegisterComponents()</c>.</summary>
+    protected PreTrainedModel(string name, PretrainedConfig config) : base(name)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        config.Validate();
+        Config = config;
+        GenerationConfig = new GenerationConfig
+        {
+            BosTokenId = config.BosTokenId,
+            EosTokenId = config.FirstEosTokenId,
+            EosTokenIds = config.EosTokenId is { Count: > 1 } e ? e : null,
+            PadTokenId = config.PadTokenId,
+        };
+    }
+
+    /// <summary>The model's config (HF <c>model.config</c>).</summary>
+    public PretrainedConfig Config { get; private set; }
+
+    /// <summary>Decoding defaults: generation_config.json when the folder has one, else taken from the config (HF <c>model.generation_config</c>).</summary>
+    public GenerationConfig GenerationConfig { get; set; }
+
+    /// <inheritdoc />
+    public string ModelType => Config.ModelType;
+
+    /// <inheritdoc />
+    public string? NameOrPath { get; internal set; }
+
+    /// <inheritdoc />
+    public abstract TransformerDimensions Dimensions { get; }
+
+    /// <inheritdoc />
+    public abstract Embedding GetInputEmbeddings();
+
+    /// <summary>HF <c>base_model_prefix</c>: the name of the backbone inside a model with a head ("bert", "transformer", "model").</summary>
+    public abstract string BaseModelPrefix { get; }
+
+    /// <summary>True for the bare backbone (HF <c>AutoModel</c>), whose keys carry no <see cref="BaseModelPrefix"/>.</summary>
+    public virtual bool IsBaseModel => false;
+
+    /// <summary>Checkpoint keys of tied weights that may appear in a file and are not loaded (e.g. "lm_head.weight" with tied embeddings).</summary>
+    protected internal virtual IReadOnlyCollection<string> TiedCheckpointKeys => [];
+
+    /// <summary>Keys the model expected but the checkpoint lacked (newly initialised) at the last <c>FromPretrained</c>.</summary>
+    public IReadOnlyList<string> MissingKeys { get; internal set; } = [];
+
+    /// <summary>Keys of the checkpoint the model did not use at the last <c>FromPretrained</c>.</summary>
+    public IReadOnlyList<string> UnexpectedKeys { get; internal set; } = [];
+
+    /// <summary>The class name written to config.json <c>architectures</c> (HF's class name).</summary>
+    public virtual string ArchitectureName => GetType().Name;
+
+    /// <summary>
+    /// Generates continuations of <paramref name="inputIds"/> [B, T] (left-padded when batched) and returns
+    /// [B · NumReturnSequences, T + new] int64, as HF <c>generate</c> does. Delegates to <see cref="GenerationLoop"/>.
+    /// </summary>
+    public Tensor Generate(Tensor inputIds, Tensor? attentionMask, GenerationConfig config) =>
+        GenerationLoop.Generate(this, inputIds, attentionMask, config, GenerationConfig);
+
+    /// <summary>Bytes held by parameters and buffers, each shared tensor counted once (HF <c>get_memory_footprint()</c>).</summary>
+    public long GetMemoryFootprint()
+    {
+        var seen = new HashSet<IntPtr>();
+        long bytes = 0;
+        foreach (var (_, p) in named_parameters())
+            if (seen.Add(p.Handle)) bytes += p.numel() * p.ElementSize;
+        foreach (var (_, b) in named_buffers())
+            if (seen.Add(b.Handle)) bytes += b.numel() * b.ElementSize;
+        return bytes;
+    }
+
+    /// <summary>Number of parameters (only those with requires_grad when <paramref name="onlyTrainable"/>), shared ones once. HF <c>num_parameters()</c>.</summary>
+    public long NumParameters(bool onlyTrainable = false)
+    {
+        var seen = new HashSet<IntPtr>();
+        long n = 0;
+        foreach (var (_, p) in named_parameters())
+            if ((!onlyTrainable || p.requires_grad) && seen.Add(p.Handle)) n += p.numel();
+        return n;
+    }
+
+    /// <summary>
+    /// Writes <c>config.json</c>, <c>model.safetensors</c> (HF key names, tied weights once, metadata format=pt)
+    /// and, for generative models, <c>generation_config.json</c> into <paramref name="dir"/>. HF <c>save_pretrained</c>.
+    /// Files are written atomically.
+    /// </summary>
+    public void SavePretrained(string dir)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(dir);
+        Directory.CreateDirectory(dir);
+        var sd = state_dict();
+        var tensors = new List<KeyValuePair<string, Tensor>>();
+        using (var scope = NewDisposeScope())
+        {
+            foreach (var (k, v) in sd.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+                tensors.Add(new(k, v.device.type == DeviceType.CPU && v.is_contiguous() ? v.detach() : v.detach().cpu().contiguous()));
+            SafetensorsWriter.Save(Path.Combine(dir, "model.safetensors"), tensors, new Dictionary<string, string> { ["format"] = "pt" });
+        }
+        var dtypeName = sd.Values.FirstOrDefault(t => t.is_floating_point())?.dtype switch
+        {
+            ScalarType.Float16 => "float16",
+            ScalarType.BFloat16 => "bfloat16",
+            ScalarType.Float64 => "float64",
+            _ => "float32",
+        };
+        var cfg = Config with { Architectures = [ArchitectureName], Dtype = dtypeName };
+        cfg.Save(dir);
+        if (CanGenerate) WriteGenerationConfig(Path.Combine(dir, "generation_config.json"));
+    }
+
+    /// <summary>Called after weights are initialised or loaded (e.g. zeroes embedding padding rows in from_config).</summary>
+    protected internal virtual void AfterInit()
+    {
+    }
+
+    /// <summary>True for models with an LM head that <see cref="Generate"/> can drive (HF <c>can_generate()</c>).</summary>
+    public virtual bool CanGenerate => false;
+
+    /// <summary>Applies a config change that does not alter shapes (e.g. label names). Used by the loaders.</summary>
+    internal void ReplaceConfig(PretrainedConfig config) => Config = config;
+
+    private void WriteGenerationConfig(string path)
+    {
+        var g = GenerationConfig;
+        var o = new JsonObject();
+        if (g.BosTokenId is { } bos) o["bos_token_id"] = bos;
+        if (g.EosTokenIds is { Count: > 1 } many) o["eos_token_id"] = new JsonArray(many.Select(x => (JsonNode)x).ToArray());
+        else if (g.EosTokenId is { } eos) o["eos_token_id"] = eos;
+        if (g.PadTokenId is { } pad) o["pad_token_id"] = pad;
+        if (g.ExtensionData is not null)
+            foreach (var (k, v) in g.ExtensionData) o[k] = JsonNode.Parse(v.GetRawText());
+        AtomicFile.WriteAllText(path, o.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+    }
+
+    /// <summary>Reads generation_config.json (HF <c>GenerationConfig.from_pretrained</c>); eos may be an int or a list.</summary>
+    internal static GenerationConfig ReadGenerationConfig(string path, GenerationConfig fallback)
+    {
+        var text = File.ReadAllText(path);
+        GenerationConfig g;
+        try { g = JsonSerializer.Deserialize<GenerationConfig>(text, PretrainedConfig.JsonOptions) ?? fallback; }
+        catch (JsonException e) { throw new InvalidDataException($"{path}: {e.Message}", e); }
+        var node = JsonNode.Parse(text) as JsonObject;
+        if (node?["eos_token_id"] is JsonValue ev) g = g with { EosTokenId = ev.GetValue<int>() };
+        else if (node?["eos_token_id"] is JsonArray ea)
+        {
+            var ids = ea.Select(x => x!.GetValue<int>()).ToList();
+            g = g with { EosTokenId = ids.Count > 0 ? ids[0] : null, EosTokenIds = ids };
+        }
+        if (g.ExtensionData is { } ext && ext.ContainsKey("eos_token_id"))
+        {
+            var copy = new Dictionary<string, JsonElement>(ext);
+            copy.Remove("eos_token_id");
+            g = g with { ExtensionData = copy };
+        }
+        return g;
+    }
+
+    /// <summary>
+    /// Copies the tensors of the checkpoint in <paramref name="dir"/> into this model (strict names and shapes, HF
+    /// base-model prefix added or removed as needed). Returns the missing and unexpected keys.
+    /// </summary>
+    /// <exception cref="InvalidDataException">A tensor's shape differs from the model's.</exception>
+    public (IReadOnlyList<string> Missing, IReadOnlyList<string> Unexpected) LoadWeights(string dir)
+    {
+        using var ckpt = SafetensorsCheckpoint.OpenFolder(dir, "model");
+        var sd = state_dict();
+        var prefix = BaseModelPrefix + ".";
+        bool modelHasPrefix = sd.Keys.Any(k => k.StartsWith(prefix, StringComparison.Ordinal));
+        bool fileHasPrefix = ckpt.Keys.Any(k => k.StartsWith(prefix, StringComparison.Ordinal));
+        Func<string, string?> map = k => k;
+        if (modelHasPrefix && !fileHasPrefix) map = k => sd.ContainsKey(prefix + k) ? prefix + k : k;
+        else if (!modelHasPrefix && fileHasPrefix) map = k => k.StartsWith(prefix, StringComparison.Ordinal) ? k[prefix.Length..] : k;
+
+        var loaded = new HashSet<string>(StringComparer.Ordinal);
+        var unexpected = new List<string>();
+        var tied = TiedCheckpointKeys;
+        using (no_grad())
+        {
+            foreach (var fileKey in ckpt.Keys)
+            {
+                var key = map(fileKey);
+                if (key is null || !sd.TryGetValue(key, out var target))
+                {
+                    if (!tied.Contains(fileKey) && (key is null || !tied.Contains(key))) unexpected.Add(fileKey);
+                    continue;
+                }
+                var info = ckpt.GetInfo(fileKey);
+                if (!info.Shape.SequenceEqual(target.shape))
+                    throw new InvalidDataException(
+                        $"{dir}: tensor '{fileKey}' has shape [{string.Join(", ", info.Shape)}] but {ArchitectureName} expects [{string.Join(", ", target.shape)}] for '{key}'.");
+                using var src = ckpt.GetTensor(fileKey, target.dtype, target.device);
+                target.copy_(src);
+                loaded.Add(key);
+            }
+        }
+        var missing = sd.Keys.Where(k => !loaded.Contains(k)).ToList();
+        MissingKeys = missing;
+        UnexpectedKeys = unexpected;
+        return (missing, unexpected);
+    }
+
+    /// <summary>Re-initialises the modules whose parameters are in <paramref name="keys"/> (HF init of newly created weights).</summary>
+    internal void InitializeKeys(IReadOnlyCollection<string> keys)
+    {
+        if (keys.Count == 0) return;
+        var modules = new HashSet<nn.Module>(ReferenceEqualityComparer.Instance);
+        foreach (var (name, m) in named_modules())
+        {
+            var pre = name.Length == 0 ? "" : name + ".";
+            foreach (var (pn, _) in m.named_parameters(recurse: false))
+                if (keys.Contains(pre + pn)) modules.Add(m);
+        }
+        Models.ModelOps.InitWeights(this, Config.InitStd, m => modules.Contains(m));
+    }
+}

@@ -1,0 +1,500 @@
+using Peft.Core;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Peft.Transformers.Models.Bert;
+
+/// <summary>BERT embeddings (HF <c>BertEmbeddings</c>): word + absolute position + token type, LayerNorm, dropout.</summary>
+public sealed class BertEmbeddings : nn.Module
+{
+#pragma warning disable IDE1006
+    /// <summary>HF <c>word_embeddings</c> [vocab, hidden].</summary>
+    public nn.Module<Tensor, Tensor> word_embeddings;
+    /// <summary>HF <c>position_embeddings</c> [max_position_embeddings, hidden].</summary>
+    public nn.Module<Tensor, Tensor> position_embeddings;
+    /// <summary>HF <c>token_type_embeddings</c> [type_vocab_size, hidden].</summary>
+    public nn.Module<Tensor, Tensor> token_type_embeddings;
+    /// <summary>HF <c>LayerNorm</c>.</summary>
+    public nn.Module<Tensor, Tensor> LayerNorm;
+#pragma warning restore IDE1006
+    private readonly Dropout dropout;
+    internal readonly ModuleRef<Embedding> Word;
+
+    /// <summary>Creates the embeddings.</summary>
+    public BertEmbeddings(BertConfig c) : base("BertEmbeddings")
+    {
+        var e = nn.Embedding(c.VocabSize, c.HiddenSize, padding_idx: c.PadTokenId);
+        Word = new(e);
+        word_embeddings = e;
+        position_embeddings = nn.Embedding(c.MaxPositionEmbeddings, c.HiddenSize);
+        token_type_embeddings = nn.Embedding(c.TypeVocabSize, c.HiddenSize);
+        LayerNorm = nn.LayerNorm(c.HiddenSize, c.LayerNormEps);
+        dropout = nn.Dropout(c.HiddenDropoutProb);
+        RegisterComponents();
+    }
+
+    /// <summary>→ [B, T, hidden]. Positions default to arange(T); token types to 0.</summary>
+    public Tensor Forward(Tensor? inputIds, Tensor? inputsEmbeds, Tensor? tokenTypeIds, Tensor? positionIds)
+    {
+        var x = inputsEmbeds ?? word_embeddings.forward(inputIds!);                       // [B, T, hidden]
+        long b = x.shape[0], t = x.shape[1];
+        var device = x.device;
+        positionIds ??= arange(t, dtype: ScalarType.Int64, device: device).unsqueeze(0).expand(b, t);
+        tokenTypeIds ??= zeros([b, t], dtype: ScalarType.Int64, device: device);
+        x = x + token_type_embeddings.forward(tokenTypeIds.to(device)) + position_embeddings.forward(positionIds.to(device));
+        return dropout.forward(LayerNorm.forward(x));
+    }
+}
+
+/// <summary>HF <c>BertSelfAttention</c>: query, key, value.</summary>
+public sealed class BertSelfAttention : nn.Module
+{
+#pragma warning disable IDE1006
+    /// <summary>HF <c>query</c>.</summary>
+    public nn.Module<Tensor, Tensor> query;
+    /// <summary>HF <c>key</c>.</summary>
+    public nn.Module<Tensor, Tensor> key;
+    /// <summary>HF <c>value</c>.</summary>
+    public nn.Module<Tensor, Tensor> value;
+#pragma warning restore IDE1006
+    private readonly int _heads, _headDim;
+    private readonly double _dropout;
+
+    /// <summary>Creates the attention.</summary>
+    public BertSelfAttention(BertConfig c) : base("BertSelfAttention")
+    {
+        _heads = c.NumAttentionHeads; _headDim = c.HiddenSize / c.NumAttentionHeads; _dropout = c.AttentionProbsDropoutProb;
+        query = nn.Linear(c.HiddenSize, c.HiddenSize);
+        key = nn.Linear(c.HiddenSize, c.HiddenSize);
+        value = nn.Linear(c.HiddenSize, c.HiddenSize);
+        RegisterComponents();
+    }
+
+    /// <summary>x [B, T, hidden], additive mask [B, 1, 1, T] → context [B, T, hidden].</summary>
+    public Tensor Forward(Tensor x, Tensor? mask)
+    {
+        long b = x.shape[0], t = x.shape[1];
+        var q = query.forward(x).view(b, t, _heads, _headDim).transpose(1, 2);   // [B, H, T, D]
+        var k = key.forward(x).view(b, t, _heads, _headDim).transpose(1, 2);
+        var v = value.forward(x).view(b, t, _heads, _headDim).transpose(1, 2);
+        return ModelOps.Attend(q, k, v, mask, training ? _dropout : 0.0);       // [B, T, hidden]
+    }
+}
+
+/// <summary>HF <c>BertSelfOutput</c> / <c>BertOutput</c>: LayerNorm(dropout(dense(x)) + residual).</summary>
+public sealed class BertResidualOutput : nn.Module
+{
+#pragma warning disable IDE1006
+    /// <summary>HF <c>dense</c>.</summary>
+    public nn.Module<Tensor, Tensor> dense;
+    /// <summary>HF <c>LayerNorm</c>.</summary>
+    public nn.Module<Tensor, Tensor> LayerNorm;
+#pragma warning restore IDE1006
+    private readonly Dropout dropout;
+
+    /// <summary>Creates the block with a dense layer from <paramref name="inFeatures"/> to hidden.</summary>
+    public BertResidualOutput(BertConfig c, int inFeatures) : base("BertResidualOutput")
+    {
+        dense = nn.Linear(inFeatures, c.HiddenSize);
+        LayerNorm = nn.LayerNorm(c.HiddenSize, c.LayerNormEps);
+        dropout = nn.Dropout(c.HiddenDropoutProb);
+        RegisterComponents();
+    }
+
+    /// <summary>x [B, T, in], residual [B, T, hidden] → [B, T, hidden].</summary>
+    public Tensor Forward(Tensor x, Tensor residual) => LayerNorm.forward(dropout.forward(dense.forward(x)) + residual);
+}
+
+/// <summary>HF <c>BertAttention</c>: self + output.</summary>
+public sealed class BertAttention : nn.Module
+{
+#pragma warning disable IDE1006
+    /// <summary>HF <c>self</c>.</summary>
+    public BertSelfAttention self;
+    /// <summary>HF <c>output</c>.</summary>
+    public BertResidualOutput output;
+#pragma warning restore IDE1006
+
+    /// <summary>Creates the attention block.</summary>
+    public BertAttention(BertConfig c) : base("BertAttention")
+    {
+        self = new BertSelfAttention(c);
+        output = new BertResidualOutput(c, c.HiddenSize);
+        RegisterComponents();
+    }
+
+    /// <summary>x [B, T, hidden] → [B, T, hidden].</summary>
+    public Tensor Forward(Tensor x, Tensor? mask) => output.Forward(self.Forward(x, mask), x);
+}
+
+/// <summary>HF <c>BertIntermediate</c>: dense + activation.</summary>
+public sealed class BertIntermediate : nn.Module<Tensor, Tensor>
+{
+#pragma warning disable IDE1006
+    /// <summary>HF <c>dense</c>.</summary>
+    public nn.Module<Tensor, Tensor> dense;
+#pragma warning restore IDE1006
+    private readonly Func<Tensor, Tensor> _act;
+
+    /// <summary>Creates the block.</summary>
+    public BertIntermediate(BertConfig c) : base("BertIntermediate")
+    {
+        dense = nn.Linear(c.HiddenSize, c.IntermediateSize);
+        _act = ModelOps.Activation(c.HiddenAct);
+        RegisterComponents();
+    }
+
+    /// <summary>x [B, T, hidden] → [B, T, intermediate].</summary>
+    public override Tensor forward(Tensor x) => _act(dense.forward(x));
+}
+
+/// <summary>HF <c>BertLayer</c>.</summary>
+public sealed class BertLayer : nn.Module
+{
+#pragma warning disable IDE1006
+    /// <summary>HF <c>attention</c>.</summary>
+    public BertAttention attention;
+    /// <summary>HF <c>intermediate</c>.</summary>
+    public BertIntermediate intermediate;
+    /// <summary>HF <c>output</c>.</summary>
+    public BertResidualOutput output;
+#pragma warning restore IDE1006
+
+    /// <summary>Creates the layer.</summary>
+    public BertLayer(BertConfig c) : base("BertLayer")
+    {
+        attention = new BertAttention(c);
+        intermediate = new BertIntermediate(c);
+        output = new BertResidualOutput(c, c.IntermediateSize);
+        RegisterComponents();
+    }
+
+    /// <summary>x [B, T, hidden] → [B, T, hidden].</summary>
+    public Tensor Forward(Tensor x, Tensor? mask)
+    {
+        var a = attention.Forward(x, mask);
+        return output.Forward(intermediate.forward(a), a);
+    }
+}
+
+/// <summary>HF <c>BertEncoder</c>: the layer stack ("encoder.layer.N").</summary>
+public sealed class BertEncoder : nn.Module
+{
+#pragma warning disable IDE1006
+    /// <summary>HF <c>layer</c>.</summary>
+    public ModuleList<BertLayer> layer;
+#pragma warning restore IDE1006
+
+    /// <summary>Creates the encoder.</summary>
+    public BertEncoder(BertConfig c) : base("BertEncoder")
+    {
+        layer = new ModuleList<BertLayer>(Enumerable.Range(0, c.NumHiddenLayers).Select(_ => new BertLayer(c)).ToArray());
+        RegisterComponents();
+    }
+}
+
+/// <summary>HF <c>BertPooler</c>: tanh(dense(first token)).</summary>
+public sealed class BertPooler : nn.Module<Tensor, Tensor>
+{
+#pragma warning disable IDE1006
+    /// <summary>HF <c>dense</c>.</summary>
+    public nn.Module<Tensor, Tensor> dense;
+#pragma warning restore IDE1006
+
+    /// <summary>Creates the pooler.</summary>
+    public BertPooler(BertConfig c) : base("BertPooler")
+    {
+        dense = nn.Linear(c.HiddenSize, c.HiddenSize);
+        RegisterComponents();
+    }
+
+    /// <summary>h [B, T, hidden] → [B, hidden].</summary>
+    public override Tensor forward(Tensor h) => dense.forward(h.select(1, 0)).tanh();
+}
+
+/// <summary>BERT backbone (HF <c>BertModel</c>): embeddings, encoder, optional pooler.</summary>
+public sealed class BertModel : PreTrainedModel
+{
+#pragma warning disable IDE1006
+    /// <summary>HF <c>embeddings</c>.</summary>
+    public BertEmbeddings embeddings;
+    /// <summary>HF <c>encoder</c>.</summary>
+    public BertEncoder encoder;
+    /// <summary>HF <c>pooler</c> (absent for token classification, QA and MLM heads, as in HF).</summary>
+    public BertPooler? pooler;
+#pragma warning restore IDE1006
+    private readonly BertConfig _c;
+
+    /// <summary>Builds the backbone (random weights); <paramref name="addPoolingLayer"/> as HF's <c>add_pooling_layer</c>.</summary>
+    public BertModel(BertConfig config, bool addPoolingLayer = true) : base(nameof(BertModel), config)
+    {
+        _c = config;
+        embeddings = new BertEmbeddings(config);
+        encoder = new BertEncoder(config);
+        if (addPoolingLayer) pooler = new BertPooler(config);
+        RegisterComponents();
+    }
+
+    /// <inheritdoc />
+    public override string BaseModelPrefix => "bert";
+    /// <inheritdoc />
+    public override bool IsBaseModel => true;
+    /// <inheritdoc />
+    public override TransformerDimensions Dimensions =>
+        new(_c.NumHiddenLayers, _c.NumAttentionHeads, _c.NumAttentionHeads, _c.HiddenSize, _c.HiddenSize / _c.NumAttentionHeads);
+    /// <inheritdoc />
+    public override Embedding GetInputEmbeddings() => embeddings.Word.Value;
+    /// <inheritdoc />
+    protected internal override void AfterInit() => ModelOps.ZeroPaddingRow(embeddings.Word.Value, _c.PadTokenId);
+
+    /// <summary>
+    /// input_ids [B, T] (or inputs_embeds), attention_mask [B, T] (padding on either side), token_type_ids [B, T] →
+    /// last_hidden_state [B, T, hidden] and pooler_output [B, hidden] (with a pooler).
+    /// </summary>
+    public override ModelOutput forward(ModelInput input)
+    {
+        CausalHeads.BatchShape(input, nameof(BertModel));
+        using var scope = NewDisposeScope();
+        var x = embeddings.Forward(input.InputIds, input.InputsEmbeds, input.TokenTypeIds, input.PositionIds);
+        var mask = ModelOps.PaddingMask(input.AttentionMask, x.dtype, x.device);   // [B, 1, 1, T]
+        List<Tensor>? all = input.OutputHiddenStates ? [x] : null;
+        foreach (var layer in encoder.layer)
+        {
+            using (NewDisposeScope()) x = layer.Forward(x, mask).MoveToOuterDisposeScope();
+            all?.Add(x);
+        }
+        var pooled = pooler?.forward(x);
+        return new ModelOutput
+        {
+            LastHiddenState = x.MoveToOuterDisposeScope(),
+            PoolerOutput = pooled?.MoveToOuterDisposeScope(),
+            HiddenStates = all?.Select(y => y.MoveToOuterDisposeScope()).ToList(),
+        };
+    }
+}
+
+/// <summary>Common members of the BERT heads.</summary>
+public abstract class BertPreTrainedHead : PreTrainedModel
+{
+#pragma warning disable IDE1006
+    /// <summary>HF <c>bert</c>: the backbone.</summary>
+    public BertModel bert;
+#pragma warning restore IDE1006
+
+    /// <summary>Creates the head over a new backbone; the derived constructor calls <c>RegisterComponents()</c>.</summary>
+    protected BertPreTrainedHead(string name, BertConfig config, bool addPoolingLayer) : base(name, config) =>
+        bert = new BertModel(config, addPoolingLayer);
+
+    /// <inheritdoc />
+    public override string BaseModelPrefix => "bert";
+    /// <inheritdoc />
+    public override TransformerDimensions Dimensions => bert.Dimensions;
+    /// <inheritdoc />
+    public override Embedding GetInputEmbeddings() => bert.GetInputEmbeddings();
+    /// <inheritdoc />
+    protected internal override void AfterInit() => bert.AfterInit();
+
+    /// <summary>Output with the backbone's tensors moved to the caller's scope.</summary>
+    protected static ModelOutput Build(ModelOutput o, Tensor? logits, Tensor? loss, Tensor? start = null, Tensor? end = null) => new()
+    {
+        Logits = logits?.MoveToOuterDisposeScope(),
+        Loss = loss?.MoveToOuterDisposeScope(),
+        StartLogits = start?.MoveToOuterDisposeScope(),
+        EndLogits = end?.MoveToOuterDisposeScope(),
+        LastHiddenState = o.LastHiddenState?.MoveToOuterDisposeScope(),
+        PoolerOutput = o.PoolerOutput?.MoveToOuterDisposeScope(),
+        HiddenStates = o.HiddenStates?.Select(h => h.MoveToOuterDisposeScope()).ToList(),
+    };
+}
+
+/// <summary>BERT sequence classifier (HF <c>BertForSequenceClassification</c>): dropout + <c>classifier</c> on the pooled output.</summary>
+public sealed class BertForSequenceClassification : BertPreTrainedHead
+{
+#pragma warning disable IDE1006
+    /// <summary>HF <c>classifier</c> [num_labels, hidden].</summary>
+    public nn.Module<Tensor, Tensor> classifier;
+#pragma warning restore IDE1006
+    private readonly Dropout dropout;
+
+    /// <summary>Builds the model (random weights).</summary>
+    public BertForSequenceClassification(BertConfig config) : base(nameof(BertForSequenceClassification), config, true)
+    {
+        dropout = nn.Dropout(config.ClassifierDropout ?? config.HiddenDropoutProb);
+        classifier = nn.Linear(config.HiddenSize, config.NumLabels);
+        RegisterComponents();
+    }
+
+    /// <summary>Logits [B, num_labels]; loss by problem_type when labels are given.</summary>
+    public override ModelOutput forward(ModelInput input)
+    {
+        using var scope = NewDisposeScope();
+        var o = bert.forward(input);
+        var logits = classifier.forward(dropout.forward(o.PoolerOutput!));
+        var loss = input.Labels is null ? null : ModelOps.ClassificationLoss(logits, input.Labels, Config.NumLabels, Config.ProblemType);
+        return Build(o, logits, loss);
+    }
+}
+
+/// <summary>BERT token classifier (HF <c>BertForTokenClassification</c>): dropout + <c>classifier</c> per token.</summary>
+public sealed class BertForTokenClassification : BertPreTrainedHead
+{
+#pragma warning disable IDE1006
+    /// <summary>HF <c>classifier</c> [num_labels, hidden].</summary>
+    public nn.Module<Tensor, Tensor> classifier;
+#pragma warning restore IDE1006
+    private readonly Dropout dropout;
+
+    /// <summary>Builds the model (random weights).</summary>
+    public BertForTokenClassification(BertConfig config) : base(nameof(BertForTokenClassification), config, false)
+    {
+        dropout = nn.Dropout(config.ClassifierDropout ?? config.HiddenDropoutProb);
+        classifier = nn.Linear(config.HiddenSize, config.NumLabels);
+        RegisterComponents();
+    }
+
+    /// <summary>Logits [B, T, num_labels]; cross-entropy (−100 ignored) when labels [B, T] are given.</summary>
+    public override ModelOutput forward(ModelInput input)
+    {
+        using var scope = NewDisposeScope();
+        var o = bert.forward(input);
+        var logits = classifier.forward(dropout.forward(o.LastHiddenState!));
+        var loss = input.Labels is null ? null : ModelOps.TokenLoss(logits, input.Labels);
+        return Build(o, logits, loss);
+    }
+}
+
+/// <summary>BERT extractive QA (HF <c>BertForQuestionAnswering</c>): <c>qa_outputs</c> → start/end logits.</summary>
+public sealed class BertForQuestionAnswering : BertPreTrainedHead
+{
+#pragma warning disable IDE1006
+    /// <summary>HF <c>qa_outputs</c> [num_labels (2), hidden].</summary>
+    public nn.Module<Tensor, Tensor> qa_outputs;
+#pragma warning restore IDE1006
+
+    /// <summary>Builds the model (random weights).</summary>
+    public BertForQuestionAnswering(BertConfig config) : base(nameof(BertForQuestionAnswering), config, false)
+    {
+        qa_outputs = nn.Linear(config.HiddenSize, config.NumLabels);
+        RegisterComponents();
+    }
+
+    /// <summary>
+    /// start_logits / end_logits [B, T]; with start/end positions [B], HF's loss: mean of the two cross-entropies,
+    /// positions clamped to [0, T] and T ignored.
+    /// </summary>
+    public override ModelOutput forward(ModelInput input)
+    {
+        using var scope = NewDisposeScope();
+        var o = bert.forward(input);
+        var logits = qa_outputs.forward(o.LastHiddenState!);                      // [B, T, 2]
+        var start = logits.select(-1, 0).contiguous();                            // [B, T]
+        var end = logits.select(-1, 1).contiguous();
+        Tensor? loss = null;
+        if (input.StartPositions is not null && input.EndPositions is not null)
+        {
+            long t = start.shape[1];
+            var sp = input.StartPositions.to(start.device).to_type(ScalarType.Int64).view(-1).clamp(0, t);
+            var ep = input.EndPositions.to(start.device).to_type(ScalarType.Int64).view(-1).clamp(0, t);
+            loss = (nn.functional.cross_entropy(start.to_type(ScalarType.Float32), sp, ignore_index: t)
+                  + nn.functional.cross_entropy(end.to_type(ScalarType.Float32), ep, ignore_index: t)) / 2;
+        }
+        return Build(o, null, loss, start, end);
+    }
+}
+
+/// <summary>HF <c>BertPredictionHeadTransform</c>: dense, activation, LayerNorm.</summary>
+public sealed class BertPredictionHeadTransform : nn.Module<Tensor, Tensor>
+{
+#pragma warning disable IDE1006
+    /// <summary>HF <c>dense</c>.</summary>
+    public nn.Module<Tensor, Tensor> dense;
+    /// <summary>HF <c>LayerNorm</c>.</summary>
+    public nn.Module<Tensor, Tensor> LayerNorm;
+#pragma warning restore IDE1006
+    private readonly Func<Tensor, Tensor> _act;
+
+    /// <summary>Creates the transform.</summary>
+    public BertPredictionHeadTransform(BertConfig c) : base("BertPredictionHeadTransform")
+    {
+        dense = nn.Linear(c.HiddenSize, c.HiddenSize);
+        LayerNorm = nn.LayerNorm(c.HiddenSize, c.LayerNormEps);
+        _act = ModelOps.Activation(c.HiddenAct);
+        RegisterComponents();
+    }
+
+    /// <summary>h [B, T, hidden] → [B, T, hidden].</summary>
+    public override Tensor forward(Tensor h) => LayerNorm.forward(_act(dense.forward(h)));
+}
+
+/// <summary>HF <c>BertLMPredictionHead</c>: transform, decoder tied to the word embeddings, and <c>bias</c>.</summary>
+public sealed class BertLMPredictionHead : nn.Module<Tensor, Tensor>
+{
+#pragma warning disable IDE1006
+    /// <summary>HF <c>transform</c>.</summary>
+    public BertPredictionHeadTransform transform;
+    /// <summary>HF <c>decoder</c> (weight tied to bert.embeddings.word_embeddings, not saved).</summary>
+    public nn.Module<Tensor, Tensor> decoder;
+    /// <summary>HF <c>bias</c> [vocab] (saved as cls.predictions.bias).</summary>
+    public Parameter bias;
+#pragma warning restore IDE1006
+
+    /// <summary>Creates the head over the word embedding <paramref name="word"/>.</summary>
+    public BertLMPredictionHead(BertConfig c, Embedding word) : base("BertLMPredictionHead")
+    {
+        transform = new BertPredictionHeadTransform(c);
+        decoder = new TiedLinear(() => word.weight!);
+        bias = new Parameter(zeros(c.VocabSize));
+        RegisterComponents();
+    }
+
+    /// <summary>h [B, T, hidden] → [B, T, vocab].</summary>
+    public override Tensor forward(Tensor h) => decoder.forward(transform.forward(h)) + bias;
+}
+
+/// <summary>HF <c>BertOnlyMLMHead</c> ("cls").</summary>
+public sealed class BertOnlyMLMHead : nn.Module<Tensor, Tensor>
+{
+#pragma warning disable IDE1006
+    /// <summary>HF <c>predictions</c>.</summary>
+    public BertLMPredictionHead predictions;
+#pragma warning restore IDE1006
+
+    /// <summary>Creates the head.</summary>
+    public BertOnlyMLMHead(BertConfig c, Embedding word) : base("BertOnlyMLMHead")
+    {
+        predictions = new BertLMPredictionHead(c, word);
+        RegisterComponents();
+    }
+
+    /// <summary>h [B, T, hidden] → [B, T, vocab].</summary>
+    public override Tensor forward(Tensor h) => predictions.forward(h);
+}
+
+/// <summary>BERT masked LM (HF <c>BertForMaskedLM</c>): <c>cls.predictions</c> with the decoder tied to the word embeddings.</summary>
+public sealed class BertForMaskedLM : BertPreTrainedHead
+{
+#pragma warning disable IDE1006
+    /// <summary>HF <c>cls</c>.</summary>
+    public BertOnlyMLMHead cls;
+#pragma warning restore IDE1006
+
+    /// <summary>Builds the model (random weights).</summary>
+    public BertForMaskedLM(BertConfig config) : base(nameof(BertForMaskedLM), config, false)
+    {
+        cls = new BertOnlyMLMHead(config, bert.GetInputEmbeddings());
+        RegisterComponents();
+    }
+
+    /// <inheritdoc />
+    protected internal override IReadOnlyCollection<string> TiedCheckpointKeys => ["cls.predictions.decoder.weight", "cls.predictions.decoder.bias"];
+
+    /// <summary>Logits [B, T, vocab]; cross-entropy (−100 ignored) when labels [B, T] are given.</summary>
+    public override ModelOutput forward(ModelInput input)
+    {
+        using var scope = NewDisposeScope();
+        var o = bert.forward(input);
+        var logits = cls.forward(o.LastHiddenState!);
+        var loss = input.Labels is null ? null : ModelOps.TokenLoss(logits, input.Labels);
+        return Build(o, logits, loss);
+    }
+}

@@ -1,0 +1,75 @@
+using Peft.Core;
+using static TorchSharp.torch;
+
+namespace Peft.Transformers.Models;
+
+/// <summary>Shared pieces of the heads on top of decoder-only backbones.</summary>
+internal static class CausalHeads
+{
+    /// <summary>
+    /// HF's sequence-classification pooling for causal models: the logits of the last non-pad token of each row
+    /// (<c>(arange(T) · (input_ids ≠ pad)).argmax(-1)</c>), or of the last position when no pad id is configured.
+    /// logits [B, T, C] → [B, C].
+    /// </summary>
+    public static Tensor PoolLastNonPad(Tensor logits, Tensor? inputIds, int? padTokenId, string model)
+    {
+        long b = logits.shape[0], t = logits.shape[1];
+        Tensor idx;
+        if (padTokenId is null)
+        {
+            if (b != 1) throw new InvalidOperationException($"{model}: cannot handle batch sizes > 1 if no padding token is defined (config.pad_token_id is null).");
+            idx = full([b], t - 1, dtype: ScalarType.Int64, device: logits.device);
+        }
+        else if (inputIds is null)
+        {
+            idx = full([b], t - 1, dtype: ScalarType.Int64, device: logits.device);
+        }
+        else
+        {
+            var nonPad = inputIds.to(logits.device).ne(padTokenId.Value).to_type(ScalarType.Int64);
+            var positions = arange(t, dtype: ScalarType.Int64, device: logits.device).unsqueeze(0);
+            idx = (positions * nonPad).argmax(-1);
+        }
+        var rows = arange(b, dtype: ScalarType.Int64, device: logits.device);
+        return logits.index([rows, idx]);   // [B, C]
+    }
+
+    /// <summary>Builds the output of a causal LM head: logits, optional loss, backbone outputs passed through (moved to the caller's scope).</summary>
+    public static ModelOutput LmOutput(ModelOutput backbone, Tensor logits, Tensor? labels)
+    {
+        var loss = labels is null ? null : ModelOps.CausalLmLoss(logits, labels);
+        return new ModelOutput
+        {
+            Logits = logits.MoveToOuterDisposeScope(),
+            Loss = loss?.MoveToOuterDisposeScope(),
+            LastHiddenState = backbone.LastHiddenState?.MoveToOuterDisposeScope(),
+            HiddenStates = backbone.HiddenStates?.Select(h => h.MoveToOuterDisposeScope()).ToList(),
+            PastKeyValues = backbone.PastKeyValues,
+        };
+    }
+
+    /// <summary>Builds the output of a sequence-classification head.</summary>
+    public static ModelOutput ClsOutput(ModelOutput backbone, Tensor pooledLogits, Tensor? labels, PretrainedConfig config)
+    {
+        var loss = labels is null ? null : ModelOps.ClassificationLoss(pooledLogits, labels, config.NumLabels, config.ProblemType);
+        return new ModelOutput
+        {
+            Logits = pooledLogits.MoveToOuterDisposeScope(),
+            Loss = loss?.MoveToOuterDisposeScope(),
+            LastHiddenState = backbone.LastHiddenState?.MoveToOuterDisposeScope(),
+            HiddenStates = backbone.HiddenStates?.Select(h => h.MoveToOuterDisposeScope()).ToList(),
+            PastKeyValues = backbone.PastKeyValues,
+        };
+    }
+
+    /// <summary>Checks that exactly one of input_ids / inputs_embeds is given and returns (B, T).</summary>
+    public static (long B, long T) BatchShape(ModelInput input, string model)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        if ((input.InputIds is null) == (input.InputsEmbeds is null))
+            throw new ArgumentException($"{model}: specify exactly one of InputIds and InputsEmbeds.");
+        var x = input.InputIds ?? input.InputsEmbeds!;
+        if (input.InputIds is not null && x.dim() != 2) throw new ArgumentException($"{model}: InputIds must be [B, T], got [{string.Join(", ", x.shape)}].");
+        return (x.shape[0], x.shape[1]);
+    }
+}

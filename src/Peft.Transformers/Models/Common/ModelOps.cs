@@ -1,0 +1,180 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Peft.Transformers.Models;
+
+/// <summary>Small functions the architectures share: activations, masks, positions, attention, losses, init.</summary>
+internal static class ModelOps
+{
+    /// <summary>HF <c>ACT2FN[name]</c> for the activations these models use.</summary>
+    public static Func<Tensor, Tensor> Activation(string name) => name switch
+    {
+        "gelu" => x => nn.functional.gelu(x),
+        "gelu_new" or "gelu_pytorch_tanh" or "gelu_fast" => x => nn.functional.gelu(x, GELU.Approximate.tanh),
+        "relu" => x => nn.functional.relu(x),
+        "silu" or "swish" => x => nn.functional.silu(x),
+        "tanh" => x => x.tanh(),
+        _ => throw new NotSupportedException($"activation function '{name}' is not supported (gelu, gelu_new, gelu_pytorch_tanh, relu, silu, tanh)."),
+    };
+
+    /// <summary>
+    /// Additive attention mask [B or 1, 1, T, past + T] for causal self-attention: 0 where query i (absolute position
+    /// past + i) may see key j (j ≤ past + i and attention_mask[b, j] = 1), the dtype's minimum elsewhere.
+    /// Rows with no visible key (padding queries) stay finite. Null when nothing needs masking (one new token, no padding mask).
+    /// </summary>
+    public static Tensor? CausalMask(Tensor? attentionMask, long batch, long queryLen, long pastLen, ScalarType dtype, Device device)
+    {
+        long keyLen = pastLen + queryLen;
+        if (attentionMask is not null && attentionMask.shape[1] != keyLen)
+            throw new ArgumentException($"attention_mask has length {attentionMask.shape[1]} but past ({pastLen}) + new ({queryLen}) = {keyLen} positions.");
+        if (attentionMask is null && queryLen == 1) return null;
+        using var scope = NewDisposeScope();
+        var q = arange(pastLen, keyLen, dtype: ScalarType.Int64, device: device).unsqueeze(1);   // [T, 1]
+        var k = arange(0, keyLen, dtype: ScalarType.Int64, device: device).unsqueeze(0);         // [1, S]
+        var allowed = k.le(q).unsqueeze(0);                                                   // [1, T, S]
+        if (attentionMask is not null)
+            allowed = allowed.logical_and(attentionMask.to(device).to_type(ScalarType.Bool).unsqueeze(1)); // [B, T, S]
+        return Additive(allowed.unsqueeze(1), dtype).MoveToOuterDisposeScope();               // [B, 1, T, S]
+    }
+
+    /// <summary>Additive padding mask [B, 1, 1, S] for bidirectional attention (BERT); null when no mask is given.</summary>
+    public static Tensor? PaddingMask(Tensor? attentionMask, ScalarType dtype, Device device)
+    {
+        if (attentionMask is null) return null;
+        using var scope = NewDisposeScope();
+        var allowed = attentionMask.to(device).to_type(ScalarType.Bool).unsqueeze(1).unsqueeze(1);
+        return Additive(allowed, dtype).MoveToOuterDisposeScope();
+    }
+
+    private static Tensor Additive(Tensor allowed, ScalarType dtype)
+    {
+        double min = dtype switch
+        {
+            ScalarType.Float16 => -65504.0,
+            ScalarType.BFloat16 => -3.3895313892515355e38,
+            ScalarType.Float64 => double.MinValue,
+            _ => float.MinValue,
+        };
+        return zeros(allowed.shape, dtype: dtype, device: allowed.device).masked_fill(allowed.logical_not(), min);
+    }
+
+    /// <summary>
+    /// Position ids [B, T] of the new tokens: HF generation's <c>cumsum(attention_mask) − 1</c> (padding → 1), so
+    /// left padding does not shift positions; <c>arange(past, past + T)</c> without a mask.
+    /// </summary>
+    public static Tensor PositionIds(Tensor? attentionMask, long batch, long queryLen, long pastLen, Device device)
+    {
+        using var scope = NewDisposeScope();
+        Tensor pos;
+        if (attentionMask is null)
+        {
+            pos = arange(pastLen, pastLen + queryLen, dtype: ScalarType.Int64, device: device).unsqueeze(0).expand(batch, queryLen);
+        }
+        else
+        {
+            var m = attentionMask.to(device).to_type(ScalarType.Int64);
+            pos = m.cumsum(1) - 1;
+            pos = pos.masked_fill(m.eq(0), 1);
+            pos = pos.narrow(1, pastLen, queryLen);
+        }
+        return pos.contiguous().MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Scaled dot-product attention. q [B, H, T, D], k/v [B, Hkv, S, D] (Hkv divides H: grouped-query attention);
+    /// <paramref name="mask"/> additive [B|1, 1, T, S] or null. Returns [B, T, H·D].
+    /// </summary>
+    public static Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor? mask, double dropout)
+    {
+        long b = q.shape[0], h = q.shape[1], t = q.shape[2], d = q.shape[3];
+        long hkv = k.shape[1];
+        if (hkv != h)
+        {
+            long rep = h / hkv;
+            long s = k.shape[2];
+            k = k.unsqueeze(2).expand(b, hkv, rep, s, d).reshape(b, h, s, d);   // [B, H, S, D]
+            v = v.unsqueeze(2).expand(b, hkv, rep, s, d).reshape(b, h, s, d);
+        }
+        var o = nn.functional.scaled_dot_product_attention(q, k, v, mask, dropout);   // [B, H, T, D]
+        return o.transpose(1, 2).reshape(b, t, h * d);                            // [B, T, H·D]
+    }
+
+    /// <summary>HF's causal LM loss: logits[:, :-1] against labels[:, 1:], mean over labels ≠ −100, in float32.</summary>
+    public static Tensor CausalLmLoss(Tensor logits, Tensor labels)
+    {
+        long v = logits.shape[^1];
+        long t = logits.shape[1];
+        var shiftLogits = logits.narrow(1, 0, t - 1).to_type(ScalarType.Float32).reshape(-1, v);
+        var shiftLabels = labels.to(logits.device).narrow(1, 1, t - 1).reshape(-1);
+        return nn.functional.cross_entropy(shiftLogits, shiftLabels, ignore_index: -100);
+    }
+
+    /// <summary>
+    /// HF sequence-classification loss by <c>problem_type</c> (inferred as HF does when null): MSE for regression,
+    /// cross-entropy for single-label, BCE-with-logits for multi-label. logits [B, C].
+    /// </summary>
+    public static Tensor ClassificationLoss(Tensor logits, Tensor labels, int numLabels, string? problemType)
+    {
+        labels = labels.to(logits.device);
+        problemType ??= numLabels == 1 ? "regression"
+            : labels.dtype is ScalarType.Int64 or ScalarType.Int32 ? "single_label_classification"
+            : "multi_label_classification";
+        var lf = logits.to_type(ScalarType.Float32);
+        return problemType switch
+        {
+            "regression" => numLabels == 1
+                ? nn.functional.mse_loss(lf.squeeze(), labels.to_type(ScalarType.Float32).squeeze())
+                : nn.functional.mse_loss(lf, labels.to_type(ScalarType.Float32)),
+            "single_label_classification" => nn.functional.cross_entropy(lf.view(-1, numLabels), labels.to_type(ScalarType.Int64).view(-1)),
+            "multi_label_classification" => nn.functional.binary_cross_entropy_with_logits(lf, labels.to_type(ScalarType.Float32)),
+            _ => throw new ArgumentException($"problem_type '{problemType}' is not one of regression, single_label_classification, multi_label_classification."),
+        };
+    }
+
+    /// <summary>Token-level cross-entropy (token classification, masked LM): logits [B, T, C], labels [B, T] with −100 ignored.</summary>
+    public static Tensor TokenLoss(Tensor logits, Tensor labels)
+    {
+        long c = logits.shape[^1];
+        return nn.functional.cross_entropy(logits.to_type(ScalarType.Float32).reshape(-1, c), labels.to(logits.device).reshape(-1), ignore_index: -100);
+    }
+
+    /// <summary>HF <c>_init_weights</c>: Linear/Embedding ~ N(0, std) (bias 0, padding row 0), LayerNorm/RMSNorm = 1/0.</summary>
+    public static void InitWeights(nn.Module root, double std, Func<nn.Module, bool>? only = null)
+    {
+        using var _ = no_grad();
+        foreach (var (_, m) in root.named_modules())
+        {
+            if (only is not null && !only(m)) continue;
+            switch (m)
+            {
+                case Linear l:
+                    l.weight.normal_(0, std);
+                    l.bias?.zero_();
+                    break;
+                case Embedding e:
+                    e.weight!.normal_(0, std);
+                    break;
+                case LayerNorm ln:
+                    ln.weight?.fill_(1.0);
+                    ln.bias?.zero_();
+                    break;
+                case RmsNorm rn:
+                    rn.weight.fill_(1.0);
+                    break;
+                case Peft.Core.Modules.Conv1D c:
+                    c.weight.normal_(0, std);
+                    c.bias.zero_();
+                    break;
+            }
+        }
+    }
+
+    /// <summary>Zeroes the padding row of an embedding (HF does this after init).</summary>
+    public static void ZeroPaddingRow(Embedding e, int? paddingIdx)
+    {
+        if (paddingIdx is not { } p || p < 0 || p >= e.weight!.shape[0]) return;
+        using var _ = no_grad();
+        e.weight![p].zero_();
+    }
+}

@@ -1,0 +1,254 @@
+using Peft.Core;
+using Peft.Core.Modules;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Peft.Transformers.Models.Gpt2;
+
+/// <summary>GPT-2 attention (HF <c>GPT2Attention</c>): fused <c>c_attn</c> Conv1D ([in, 3·hidden]) and <c>c_proj</c>.</summary>
+public sealed class GPT2Attention : nn.Module
+{
+#pragma warning disable IDE1006
+    /// <summary>HF <c>c_attn</c>: Conv1D [hidden, 3·hidden] → q | k | v.</summary>
+    public nn.Module<Tensor, Tensor> c_attn;
+    /// <summary>HF <c>c_proj</c>: Conv1D [hidden, hidden].</summary>
+    public nn.Module<Tensor, Tensor> c_proj;
+#pragma warning restore IDE1006
+    private readonly int _heads, _headDim, _layerIdx;
+    private readonly double _queryScale, _attnDrop;
+    private readonly Dropout resid_dropout;
+
+    /// <summary>Creates the attention of layer <paramref name="layerIdx"/>.</summary>
+    public GPT2Attention(GPT2Config c, int layerIdx) : base("GPT2Attention")
+    {
+        _heads = c.NHead; _headDim = c.NEmbd / c.NHead; _layerIdx = layerIdx; _attnDrop = c.AttnPdrop;
+        c_attn = new Conv1D(3 * c.NEmbd, c.NEmbd);
+        c_proj = new Conv1D(c.NEmbd, c.NEmbd);
+        resid_dropout = nn.Dropout(c.ResidPdrop);
+        // SDPA divides by √D; HF divides by √D only with scale_attn_weights and also by (layer_idx + 1) when asked.
+        double scale = (c.ScaleAttnWeights ? 1.0 / Math.Sqrt(_headDim) : 1.0) / (c.ScaleAttnByInverseLayerIdx ? layerIdx + 1 : 1);
+        _queryScale = scale * Math.Sqrt(_headDim);
+        RegisterComponents();
+    }
+
+    /// <summary>x [B, T, hidden] → [B, T, hidden].</summary>
+    public Tensor Forward(Tensor x, Tensor? mask, KeyValueCache? cache)
+    {
+        long b = x.shape[0], t = x.shape[1], hidden = x.shape[2];
+        var qkv = c_attn.forward(x).split(hidden, 2);                                 // 3 × [B, T, hidden]
+        var q = qkv[0].view(b, t, _heads, _headDim).transpose(1, 2);               // [B, H, T, D]
+        var k = qkv[1].view(b, t, _heads, _headDim).transpose(1, 2);
+        var v = qkv[2].view(b, t, _heads, _headDim).transpose(1, 2);
+        if (_queryScale != 1.0) q = q * _queryScale;
+        if (cache is not null) (k, v) = cache.Update(_layerIdx, k, v);            // [B, H, past + T, D]
+        var o = ModelOps.Attend(q, k, v, mask, training ? _attnDrop : 0.0);        // [B, T, hidden]
+        return resid_dropout.forward(c_proj.forward(o));
+    }
+}
+
+/// <summary>GPT-2 MLP (HF <c>GPT2MLP</c>): c_fc, activation, c_proj (Conv1D).</summary>
+public sealed class GPT2MLP : nn.Module<Tensor, Tensor>
+{
+#pragma warning disable IDE1006
+    /// <summary>HF <c>c_fc</c>: Conv1D [hidden, inner].</summary>
+    public nn.Module<Tensor, Tensor> c_fc;
+    /// <summary>HF <c>c_proj</c>: Conv1D [inner, hidden].</summary>
+    public nn.Module<Tensor, Tensor> c_proj;
+#pragma warning restore IDE1006
+    private readonly Dropout dropout;
+    private readonly Func<Tensor, Tensor> _act;
+
+    /// <summary>Creates the MLP.</summary>
+    public GPT2MLP(GPT2Config c) : base("GPT2MLP")
+    {
+        int inner = c.NInner ?? 4 * c.NEmbd;
+        c_fc = new Conv1D(inner, c.NEmbd);
+        c_proj = new Conv1D(c.NEmbd, inner);
+        dropout = nn.Dropout(c.ResidPdrop);
+        _act = ModelOps.Activation(c.ActivationFunction);
+        RegisterComponents();
+    }
+
+    /// <summary>x [B, T, hidden] → [B, T, hidden].</summary>
+    public override Tensor forward(Tensor x) => dropout.forward(c_proj.forward(_act(c_fc.forward(x))));
+}
+
+/// <summary>GPT-2 block (HF <c>GPT2Block</c>): pre-norm attention and MLP.</summary>
+public sealed class GPT2Block : nn.Module
+{
+#pragma warning disable IDE1006
+    /// <summary>HF <c>ln_1</c>.</summary>
+    public nn.Module<Tensor, Tensor> ln_1;
+    /// <summary>HF <c>attn</c>.</summary>
+    public GPT2Attention attn;
+    /// <summary>HF <c>ln_2</c>.</summary>
+    public nn.Module<Tensor, Tensor> ln_2;
+    /// <summary>HF <c>mlp</c>.</summary>
+    public GPT2MLP mlp;
+#pragma warning restore IDE1006
+
+    /// <summary>Creates block <paramref name="layerIdx"/>.</summary>
+    public GPT2Block(GPT2Config c, int layerIdx) : base("GPT2Block")
+    {
+        ln_1 = nn.LayerNorm(c.NEmbd, c.LayerNormEpsilon);
+        attn = new GPT2Attention(c, layerIdx);
+        ln_2 = nn.LayerNorm(c.NEmbd, c.LayerNormEpsilon);
+        mlp = new GPT2MLP(c);
+        RegisterComponents();
+    }
+
+    /// <summary>h [B, T, hidden] → [B, T, hidden].</summary>
+    public Tensor Forward(Tensor h, Tensor? mask, KeyValueCache? cache)
+    {
+        h = h + attn.Forward(ln_1.forward(h), mask, cache);
+        return h + mlp.forward(ln_2.forward(h));
+    }
+}
+
+/// <summary>GPT-2 backbone (HF <c>GPT2Model</c>): wte + wpe, blocks, ln_f.</summary>
+public sealed class GPT2Model : PreTrainedModel
+{
+#pragma warning disable IDE1006
+    /// <summary>HF <c>wte</c> [vocab, hidden].</summary>
+    public nn.Module<Tensor, Tensor> wte;
+    /// <summary>HF <c>wpe</c> [n_positions, hidden].</summary>
+    public nn.Module<Tensor, Tensor> wpe;
+    /// <summary>HF <c>h</c>: the blocks.</summary>
+    public ModuleList<GPT2Block> h;
+    /// <summary>HF <c>ln_f</c>.</summary>
+    public nn.Module<Tensor, Tensor> ln_f;
+#pragma warning restore IDE1006
+    private readonly Dropout drop;
+    private readonly ModuleRef<Embedding> _wte;
+    private readonly GPT2Config _c;
+
+    /// <summary>Builds the backbone for <paramref name="config"/> (random weights).</summary>
+    public GPT2Model(GPT2Config config) : base(nameof(GPT2Model), config)
+    {
+        _c = config;
+        var e = nn.Embedding(config.VocabSize, config.NEmbd);
+        _wte = new(e);
+        wte = e;
+        wpe = nn.Embedding(config.NPositions, config.NEmbd);
+        drop = nn.Dropout(config.EmbdPdrop);
+        h = new ModuleList<GPT2Block>(Enumerable.Range(0, config.NLayer).Select(i => new GPT2Block(config, i)).ToArray());
+        ln_f = nn.LayerNorm(config.NEmbd, config.LayerNormEpsilon);
+        RegisterComponents();
+    }
+
+    /// <inheritdoc />
+    public override string BaseModelPrefix => "transformer";
+    /// <inheritdoc />
+    public override bool IsBaseModel => true;
+    /// <inheritdoc />
+    public override TransformerDimensions Dimensions => new(_c.NLayer, _c.NHead, _c.NHead, _c.NEmbd, _c.NEmbd / _c.NHead);
+    /// <inheritdoc />
+    public override Embedding GetInputEmbeddings() => _wte.Value;
+
+    /// <summary>
+    /// input_ids [B, T] (or inputs_embeds), attention_mask [B, past + T] → last_hidden_state [B, T, hidden] after ln_f.
+    /// Positions: position_ids, else cumsum(mask) − 1 (HF generation's rule), else past + arange(T).
+    /// </summary>
+    public override ModelOutput forward(ModelInput input)
+    {
+        var (b, t) = CausalHeads.BatchShape(input, nameof(GPT2Model));
+        using var scope = NewDisposeScope();
+        var cache = input.PastKeyValues ?? (input.UseCache ? new KeyValueCache() : null);
+        long past = cache?.GetSeqLength() ?? 0;
+        var x = input.InputsEmbeds ?? wte.forward(input.InputIds!);                    // [B, T, hidden]
+        var device = x.device;
+        var positions = input.PositionIds?.to(device) ?? ModelOps.PositionIds(input.AttentionMask, b, t, past, device);
+        x = x + wpe.forward(positions);
+        if (input.TokenTypeIds is not null) x = x + wte.forward(input.TokenTypeIds.to(device));
+        x = drop.forward(x);
+        var mask = ModelOps.CausalMask(input.AttentionMask, b, t, past, x.dtype, device);
+        List<Tensor>? all = input.OutputHiddenStates ? [x] : null;
+        foreach (var block in h)
+        {
+            using (NewDisposeScope()) x = block.Forward(x, mask, cache).MoveToOuterDisposeScope();
+            all?.Add(x);
+        }
+        x = ln_f.forward(x);
+        if (all is not null) all[^1] = x;
+        return new ModelOutput
+        {
+            LastHiddenState = x.MoveToOuterDisposeScope(),
+            HiddenStates = all?.Select(y => y.MoveToOuterDisposeScope()).ToList(),
+            PastKeyValues = cache,
+        };
+    }
+}
+
+/// <summary>GPT-2 with the LM head tied to <c>wte</c> (HF <c>GPT2LMHeadModel</c>).</summary>
+public sealed class GPT2LMHeadModel : PreTrainedModel
+{
+#pragma warning disable IDE1006
+    /// <summary>HF <c>transformer</c>: the backbone.</summary>
+    public GPT2Model transformer;
+    /// <summary>HF <c>lm_head</c> [vocab, hidden]: tied to wte (not saved) unless tie_word_embeddings is false.</summary>
+    public nn.Module<Tensor, Tensor> lm_head;
+#pragma warning restore IDE1006
+
+    /// <summary>Builds the model for <paramref name="config"/> (random weights).</summary>
+    public GPT2LMHeadModel(GPT2Config config) : base(nameof(GPT2LMHeadModel), config)
+    {
+        transformer = new GPT2Model(config);
+        var emb = transformer.GetInputEmbeddings();
+        lm_head = config.TieWordEmbeddings ? new TiedLinear(() => emb.weight!) : nn.Linear(config.NEmbd, config.VocabSize, hasBias: false);
+        RegisterComponents();
+    }
+
+    /// <inheritdoc />
+    public override string BaseModelPrefix => "transformer";
+    /// <inheritdoc />
+    public override TransformerDimensions Dimensions => transformer.Dimensions;
+    /// <inheritdoc />
+    public override Embedding GetInputEmbeddings() => transformer.GetInputEmbeddings();
+    /// <inheritdoc />
+    public override bool CanGenerate => true;
+    /// <inheritdoc />
+    protected internal override IReadOnlyCollection<string> TiedCheckpointKeys => Config.TieWordEmbeddings ? ["lm_head.weight"] : [];
+
+    /// <summary>Logits [B, T, vocab]; loss (HF shifted cross-entropy) when labels are given.</summary>
+    public override ModelOutput forward(ModelInput input)
+    {
+        using var scope = NewDisposeScope();
+        var o = transformer.forward(input);
+        return CausalHeads.LmOutput(o, lm_head.forward(o.LastHiddenState!), input.Labels);
+    }
+}
+
+/// <summary>GPT-2 sequence classifier (HF <c>GPT2ForSequenceClassification</c>): <c>score</c> at the last non-pad token.</summary>
+public sealed class GPT2ForSequenceClassification : PreTrainedModel
+{
+#pragma warning disable IDE1006
+    /// <summary>HF <c>transformer</c>: the backbone.</summary>
+    public GPT2Model transformer;
+    /// <summary>HF <c>score</c> [num_labels, hidden], no bias.</summary>
+    public nn.Module<Tensor, Tensor> score;
+#pragma warning restore IDE1006
+
+    /// <summary>Builds the model for <paramref name="config"/> (random weights).</summary>
+    public GPT2ForSequenceClassification(GPT2Config config) : base(nameof(GPT2ForSequenceClassification), config)
+    {
+        transformer = new GPT2Model(config);
+        score = nn.Linear(config.NEmbd, config.NumLabels, hasBias: false);
+        RegisterComponents();
+    }
+
+    /// <inheritdoc />
+    public override string BaseModelPrefix => "transformer";
+    /// <inheritdoc />
+    public override TransformerDimensions Dimensions => transformer.Dimensions;
+    /// <inheritdoc />
+    public override Embedding GetInputEmbeddings() => transformer.GetInputEmbeddings();
+
+    /// <summary>Logits [B, num_labels]; loss by problem_type when labels are given.</summary>
+    public override ModelOutput forward(ModelInput input)
+    {
+        using var scope = NewDisposeScope();
+        var o = transformer.forward(input);
+        var pooled = CausalHeads.PoolLastNonPad(score.forward(o.LastHiddenState!), input.InputIds, Config.PadTokenId, ArchitectureName);
+        return CausalHeads.ClsOutput(o, pooled, input.Labels, Config);
+    }
+}

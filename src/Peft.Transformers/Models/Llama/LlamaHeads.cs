@@ -1,0 +1,107 @@
+using Peft.Core;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Peft.Transformers.Models.Llama;
+
+/// <summary>
+/// A Llama-family backbone with the LM head (HF <c>LlamaForCausalLM</c>): <c>lm_head</c> is a Linear, or a
+/// <see cref="TiedLinear"/> over <c>model.embed_tokens</c> when <c>tie_word_embeddings</c> (then not saved, as HF).
+/// </summary>
+public abstract class RotaryDecoderForCausalLM : PreTrainedModel
+{
+#pragma warning disable IDE1006
+    /// <summary>HF <c>model</c>: the backbone.</summary>
+    public RotaryDecoderModel model;
+    /// <summary>HF <c>lm_head</c> [vocab, hidden].</summary>
+    public nn.Module<Tensor, Tensor> lm_head;
+#pragma warning restore IDE1006
+
+    /// <summary>Builds the head over <paramref name="backbone"/>; the derived constructor calls <c>RegisterComponents()</c>.</summary>
+    protected RotaryDecoderForCausalLM(string name, RotaryDecoderConfig config, RotaryDecoderModel backbone) : base(name, config)
+    {
+        model = backbone;
+        var emb = backbone.GetInputEmbeddings();
+        lm_head = config.TieWordEmbeddings ? new TiedLinear(() => emb.weight!) : nn.Linear(config.HiddenSize, config.VocabSize, hasBias: false);
+    }
+
+    /// <inheritdoc />
+    public override string BaseModelPrefix => "model";
+    /// <inheritdoc />
+    public override TransformerDimensions Dimensions => model.Dimensions;
+    /// <inheritdoc />
+    public override Embedding GetInputEmbeddings() => model.GetInputEmbeddings();
+    /// <inheritdoc />
+    public override bool CanGenerate => true;
+    /// <inheritdoc />
+    protected internal override IReadOnlyCollection<string> TiedCheckpointKeys => Config.TieWordEmbeddings ? ["lm_head.weight"] : [];
+    /// <inheritdoc />
+    protected internal override void AfterInit() => model.AfterInit();
+
+    /// <summary>Logits [B, T, vocab]; loss (HF shifted cross-entropy) when labels [B, T] are given; the cache when used.</summary>
+    public override ModelOutput forward(ModelInput input)
+    {
+        using var scope = NewDisposeScope();
+        var o = model.forward(input);
+        var logits = lm_head.forward(o.LastHiddenState!);
+        return CausalHeads.LmOutput(o, logits, input.Labels);
+    }
+}
+
+/// <summary>A Llama-family backbone with a sequence-classification head <c>score</c> pooled at the last non-pad token (HF <c>LlamaForSequenceClassification</c>).</summary>
+public abstract class RotaryDecoderForSequenceClassification : PreTrainedModel
+{
+#pragma warning disable IDE1006
+    /// <summary>HF <c>model</c>: the backbone.</summary>
+    public RotaryDecoderModel model;
+    /// <summary>HF <c>score</c> [num_labels, hidden], no bias.</summary>
+    public nn.Module<Tensor, Tensor> score;
+#pragma warning restore IDE1006
+
+    /// <summary>Builds the head; the derived constructor calls <c>RegisterComponents()</c>.</summary>
+    protected RotaryDecoderForSequenceClassification(string name, RotaryDecoderConfig config, RotaryDecoderModel backbone) : base(name, config)
+    {
+        model = backbone;
+        score = nn.Linear(config.HiddenSize, config.NumLabels, hasBias: false);
+    }
+
+    /// <inheritdoc />
+    public override string BaseModelPrefix => "model";
+    /// <inheritdoc />
+    public override TransformerDimensions Dimensions => model.Dimensions;
+    /// <inheritdoc />
+    public override Embedding GetInputEmbeddings() => model.GetInputEmbeddings();
+    /// <inheritdoc />
+    protected internal override void AfterInit() => model.AfterInit();
+
+    /// <summary>Logits [B, num_labels] at each row's last non-pad token; loss by problem_type when labels are given.</summary>
+    public override ModelOutput forward(ModelInput input)
+    {
+        using var scope = NewDisposeScope();
+        var o = model.forward(input);
+        var logits = score.forward(o.LastHiddenState!);                                    // [B, T, C]
+        var pooled = CausalHeads.PoolLastNonPad(logits, input.InputIds, Config.PadTokenId, ArchitectureName);
+        return CausalHeads.ClsOutput(o, pooled, input.Labels, Config);
+    }
+}
+
+/// <summary>Llama backbone (HF <c>LlamaModel</c>).</summary>
+public sealed class LlamaModel : RotaryDecoderModel
+{
+    /// <summary>Builds the backbone for <paramref name="config"/> (random weights).</summary>
+    public LlamaModel(LlamaConfig config) : base(nameof(LlamaModel), config) => RegisterComponents();
+}
+
+/// <summary>Llama causal LM (HF <c>LlamaForCausalLM</c>): RMSNorm, RoPE (default/linear/llama3), GQA, SwiGLU, tied or untied head.</summary>
+public sealed class LlamaForCausalLM : RotaryDecoderForCausalLM
+{
+    /// <summary>Builds the model for <paramref name="config"/> (random weights).</summary>
+    public LlamaForCausalLM(LlamaConfig config) : base(nameof(LlamaForCausalLM), config, new LlamaModel(config)) => RegisterComponents();
+}
+
+/// <summary>Llama sequence classifier (HF <c>LlamaForSequenceClassification</c>).</summary>
+public sealed class LlamaForSequenceClassification : RotaryDecoderForSequenceClassification
+{
+    /// <summary>Builds the model for <paramref name="config"/> (random weights).</summary>
+    public LlamaForSequenceClassification(LlamaConfig config) : base(nameof(LlamaForSequenceClassification), config, new LlamaModel(config)) => RegisterComponents();
+}

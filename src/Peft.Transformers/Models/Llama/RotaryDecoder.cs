@@ -1,0 +1,184 @@
+using Peft.Core;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Peft.Transformers.Models.Llama;
+
+/// <summary>
+/// Self-attention of the Llama family (HF <c>LlamaAttention</c> / <c>Qwen2Attention</c>): q/k/v/o projections,
+/// RoPE on q and k, grouped-query attention, KV cache. Projections are replaceable <c>Module&lt;Tensor, Tensor&gt;</c>
+/// fields named as HF's state-dict keys.
+/// </summary>
+public sealed class RotaryAttention : nn.Module
+{
+#pragma warning disable IDE1006 // HF state-dict names
+    /// <summary>HF <c>q_proj</c>: [H·D, hidden].</summary>
+    public nn.Module<Tensor, Tensor> q_proj;
+    /// <summary>HF <c>k_proj</c>: [Hkv·D, hidden].</summary>
+    public nn.Module<Tensor, Tensor> k_proj;
+    /// <summary>HF <c>v_proj</c>: [Hkv·D, hidden].</summary>
+    public nn.Module<Tensor, Tensor> v_proj;
+    /// <summary>HF <c>o_proj</c>: [hidden, H·D].</summary>
+    public nn.Module<Tensor, Tensor> o_proj;
+#pragma warning restore IDE1006
+    private readonly int _heads, _kvHeads, _headDim, _layerIdx;
+    private readonly double _dropout;
+
+    /// <summary>Creates the attention of layer <paramref name="layerIdx"/>.</summary>
+    public RotaryAttention(RotaryDecoderConfig c, int layerIdx) : base("RotaryAttention")
+    {
+        _heads = c.NumAttentionHeads; _kvHeads = c.KeyValueHeads; _headDim = c.HeadDim; _layerIdx = layerIdx;
+        _dropout = c.AttentionDropout;
+        q_proj = nn.Linear(c.HiddenSize, _heads * _headDim, hasBias: c.QkvBias);
+        k_proj = nn.Linear(c.HiddenSize, _kvHeads * _headDim, hasBias: c.QkvBias);
+        v_proj = nn.Linear(c.HiddenSize, _kvHeads * _headDim, hasBias: c.QkvBias);
+        o_proj = nn.Linear(_heads * _headDim, c.HiddenSize, hasBias: c.OutputBias);
+        RegisterComponents();
+    }
+
+    /// <summary>x [B, T, hidden] → [B, T, hidden]; appends this step's k/v to <paramref name="cache"/> when given.</summary>
+    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask, KeyValueCache? cache)
+    {
+        long b = x.shape[0], t = x.shape[1];
+        var q = q_proj.forward(x).view(b, t, _heads, _headDim).transpose(1, 2);     // [B, H, T, D]
+        var k = k_proj.forward(x).view(b, t, _kvHeads, _headDim).transpose(1, 2);   // [B, Hkv, T, D]
+        var v = v_proj.forward(x).view(b, t, _kvHeads, _headDim).transpose(1, 2);   // [B, Hkv, T, D]
+        q = RotaryEmbedding.Apply(q, cos, sin);
+        k = RotaryEmbedding.Apply(k, cos, sin);
+        if (cache is not null) (k, v) = cache.Update(_layerIdx, k, v);             // [B, Hkv, past + T, D]
+        var o = ModelOps.Attend(q, k, v, mask, training ? _dropout : 0.0);         // [B, T, H·D]
+        return o_proj.forward(o);
+    }
+}
+
+/// <summary>Gated MLP: down(act(gate(x)) · up(x)) (HF <c>LlamaMLP</c>).</summary>
+public sealed class GatedMlp : nn.Module<Tensor, Tensor>
+{
+#pragma warning disable IDE1006
+    /// <summary>HF <c>gate_proj</c>.</summary>
+    public nn.Module<Tensor, Tensor> gate_proj;
+    /// <summary>HF <c>up_proj</c>.</summary>
+    public nn.Module<Tensor, Tensor> up_proj;
+    /// <summary>HF <c>down_proj</c>.</summary>
+    public nn.Module<Tensor, Tensor> down_proj;
+#pragma warning restore IDE1006
+    private readonly Func<Tensor, Tensor> _act;
+
+    /// <summary>Creates the MLP.</summary>
+    public GatedMlp(RotaryDecoderConfig c) : base("GatedMlp")
+    {
+        gate_proj = nn.Linear(c.HiddenSize, c.IntermediateSize, hasBias: c.MlpBiasValue);
+        up_proj = nn.Linear(c.HiddenSize, c.IntermediateSize, hasBias: c.MlpBiasValue);
+        down_proj = nn.Linear(c.IntermediateSize, c.HiddenSize, hasBias: c.MlpBiasValue);
+        _act = ModelOps.Activation(c.HiddenAct);
+        RegisterComponents();
+    }
+
+    /// <summary>x [B, T, hidden] → [B, T, hidden].</summary>
+    public override Tensor forward(Tensor x) => down_proj.forward(_act(gate_proj.forward(x)) * up_proj.forward(x));
+}
+
+/// <summary>Pre-norm decoder layer (HF <c>LlamaDecoderLayer</c>).</summary>
+public sealed class RotaryDecoderLayer : nn.Module
+{
+#pragma warning disable IDE1006
+    /// <summary>HF <c>self_attn</c>.</summary>
+    public RotaryAttention self_attn;
+    /// <summary>HF <c>mlp</c>.</summary>
+    public GatedMlp mlp;
+    /// <summary>HF <c>input_layernorm</c>.</summary>
+    public nn.Module<Tensor, Tensor> input_layernorm;
+    /// <summary>HF <c>post_attention_layernorm</c>.</summary>
+    public nn.Module<Tensor, Tensor> post_attention_layernorm;
+#pragma warning restore IDE1006
+
+    /// <summary>Creates layer <paramref name="layerIdx"/>.</summary>
+    public RotaryDecoderLayer(RotaryDecoderConfig c, int layerIdx) : base("RotaryDecoderLayer")
+    {
+        self_attn = new RotaryAttention(c, layerIdx);
+        mlp = new GatedMlp(c);
+        input_layernorm = new RmsNorm(c.HiddenSize, c.RmsNormEps);
+        post_attention_layernorm = new RmsNorm(c.HiddenSize, c.RmsNormEps);
+        RegisterComponents();
+    }
+
+    /// <summary>h [B, T, hidden] → [B, T, hidden].</summary>
+    public Tensor Forward(Tensor h, Tensor cos, Tensor sin, Tensor? mask, KeyValueCache? cache)
+    {
+        h = h + self_attn.Forward(input_layernorm.forward(h), cos, sin, mask, cache);
+        return h + mlp.forward(post_attention_layernorm.forward(h));
+    }
+}
+
+/// <summary>
+/// The backbone of the Llama family (HF <c>LlamaModel</c> / <c>Qwen2Model</c>): token embeddings, decoder layers,
+/// final RMSNorm. Returns <see cref="ModelOutput.LastHiddenState"/> (after the norm) and the cache.
+/// </summary>
+public abstract class RotaryDecoderModel : PreTrainedModel
+{
+#pragma warning disable IDE1006
+    /// <summary>HF <c>embed_tokens</c> [vocab, hidden].</summary>
+    public nn.Module<Tensor, Tensor> embed_tokens;
+    /// <summary>HF <c>layers</c>.</summary>
+    public ModuleList<RotaryDecoderLayer> layers;
+    /// <summary>HF <c>norm</c>.</summary>
+    public nn.Module<Tensor, Tensor> norm;
+#pragma warning restore IDE1006
+    private readonly ModuleRef<Embedding> _embedding;
+    private readonly RotaryDecoderConfig _c;
+
+    /// <summary>Builds the backbone; the derived constructor calls <c>RegisterComponents()</c>.</summary>
+    protected RotaryDecoderModel(string name, RotaryDecoderConfig config) : base(name, config)
+    {
+        _c = config;
+        var emb = nn.Embedding(config.VocabSize, config.HiddenSize, padding_idx: config.PadTokenId);
+        _embedding = new(emb);
+        embed_tokens = emb;
+        layers = new ModuleList<RotaryDecoderLayer>(Enumerable.Range(0, config.NumHiddenLayers).Select(i => new RotaryDecoderLayer(config, i)).ToArray());
+        norm = new RmsNorm(config.HiddenSize, config.RmsNormEps);
+    }
+
+    /// <inheritdoc />
+    public override string BaseModelPrefix => "model";
+    /// <inheritdoc />
+    public override bool IsBaseModel => true;
+    /// <inheritdoc />
+    public override TransformerDimensions Dimensions => new(_c.NumHiddenLayers, _c.NumAttentionHeads, _c.KeyValueHeads, _c.HiddenSize, _c.HeadDim);
+    /// <inheritdoc />
+    public override Embedding GetInputEmbeddings() => _embedding.Value;
+
+    /// <inheritdoc />
+    protected internal override void AfterInit() => ModelOps.ZeroPaddingRow(_embedding.Value, _c.PadTokenId);
+
+    /// <summary>
+    /// input_ids [B, T] (or inputs_embeds [B, T, hidden]), attention_mask [B, past + T] → last_hidden_state [B, T, hidden].
+    /// Positions come from position_ids, else from the mask (cumsum − 1, HF generation's rule), else past + arange(T).
+    /// </summary>
+    public override ModelOutput forward(ModelInput input)
+    {
+        var (b, t) = CausalHeads.BatchShape(input, GetType().Name);
+        using var scope = NewDisposeScope();
+        var cache = input.PastKeyValues ?? (input.UseCache ? new KeyValueCache() : null);
+        long past = cache?.GetSeqLength() ?? 0;
+        var h = input.InputsEmbeds ?? embed_tokens.forward(input.InputIds!);         // [B, T, hidden]
+        var device = h.device;
+        var positions = input.PositionIds?.to(device) ?? ModelOps.PositionIds(input.AttentionMask, b, t, past, device);
+        var mask = ModelOps.CausalMask(input.AttentionMask, b, t, past, h.dtype, device);
+        var invFreq = RotaryEmbedding.InvFreq(_c, device);
+        var (cos, sin) = RotaryEmbedding.CosSin(positions, invFreq, h.dtype);         // [B, T, D]
+        List<Tensor>? all = input.OutputHiddenStates ? [h] : null;
+        foreach (var layer in layers)
+        {
+            using (NewDisposeScope()) h = layer.Forward(h, cos, sin, mask, cache).MoveToOuterDisposeScope();
+            all?.Add(h);
+        }
+        h = norm.forward(h);
+        if (all is not null) all[^1] = h;
+        return new ModelOutput
+        {
+            LastHiddenState = h.MoveToOuterDisposeScope(),
+            HiddenStates = all?.Select(x => x.MoveToOuterDisposeScope()).ToList(),
+            PastKeyValues = cache,
+        };
+    }
+}

@@ -1,0 +1,292 @@
+using Peft.Core;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Peft.Transformers.Models.Opt;
+
+/// <summary>OPT attention (HF <c>OPTAttention</c>): q/k/v/out projections with biases (enable_bias), KV cache.</summary>
+public sealed class OPTAttention : nn.Module
+{
+#pragma warning disable IDE1006
+    /// <summary>HF <c>k_proj</c>.</summary>
+    public nn.Module<Tensor, Tensor> k_proj;
+    /// <summary>HF <c>v_proj</c>.</summary>
+    public nn.Module<Tensor, Tensor> v_proj;
+    /// <summary>HF <c>q_proj</c>.</summary>
+    public nn.Module<Tensor, Tensor> q_proj;
+    /// <summary>HF <c>out_proj</c>.</summary>
+    public nn.Module<Tensor, Tensor> out_proj;
+#pragma warning restore IDE1006
+    private readonly int _heads, _headDim, _layerIdx;
+    private readonly double _dropout;
+
+    /// <summary>Creates the attention of layer <paramref name="layerIdx"/>.</summary>
+    public OPTAttention(OPTConfig c, int layerIdx) : base("OPTAttention")
+    {
+        _heads = c.NumAttentionHeads; _headDim = c.HiddenSize / c.NumAttentionHeads; _layerIdx = layerIdx; _dropout = c.AttentionDropout;
+        k_proj = nn.Linear(c.HiddenSize, c.HiddenSize, hasBias: c.EnableBias);
+        v_proj = nn.Linear(c.HiddenSize, c.HiddenSize, hasBias: c.EnableBias);
+        q_proj = nn.Linear(c.HiddenSize, c.HiddenSize, hasBias: c.EnableBias);
+        out_proj = nn.Linear(c.HiddenSize, c.HiddenSize, hasBias: c.EnableBias);
+        RegisterComponents();
+    }
+
+    /// <summary>x [B, T, hidden] → [B, T, hidden].</summary>
+    public Tensor Forward(Tensor x, Tensor? mask, KeyValueCache? cache)
+    {
+        long b = x.shape[0], t = x.shape[1];
+        var q = q_proj.forward(x).view(b, t, _heads, _headDim).transpose(1, 2);   // [B, H, T, D]
+        var k = k_proj.forward(x).view(b, t, _heads, _headDim).transpose(1, 2);
+        var v = v_proj.forward(x).view(b, t, _heads, _headDim).transpose(1, 2);
+        if (cache is not null) (k, v) = cache.Update(_layerIdx, k, v);          // [B, H, past + T, D]
+        var o = ModelOps.Attend(q, k, v, mask, training ? _dropout : 0.0);      // [B, T, hidden]
+        return out_proj.forward(o);
+    }
+}
+
+/// <summary>OPT decoder layer (HF <c>OPTDecoderLayer</c>): pre- or post-norm by <c>do_layer_norm_before</c>.</summary>
+public sealed class OPTDecoderLayer : nn.Module
+{
+#pragma warning disable IDE1006
+    /// <summary>HF <c>self_attn</c>.</summary>
+    public OPTAttention self_attn;
+    /// <summary>HF <c>self_attn_layer_norm</c>.</summary>
+    public nn.Module<Tensor, Tensor> self_attn_layer_norm;
+    /// <summary>HF <c>fc1</c>.</summary>
+    public nn.Module<Tensor, Tensor> fc1;
+    /// <summary>HF <c>fc2</c>.</summary>
+    public nn.Module<Tensor, Tensor> fc2;
+    /// <summary>HF <c>final_layer_norm</c>.</summary>
+    public nn.Module<Tensor, Tensor> final_layer_norm;
+#pragma warning restore IDE1006
+    private readonly Dropout dropout;
+    private readonly bool _normBefore;
+    private readonly Func<Tensor, Tensor> _act;
+
+    /// <summary>Creates layer <paramref name="layerIdx"/>.</summary>
+    public OPTDecoderLayer(OPTConfig c, int layerIdx) : base("OPTDecoderLayer")
+    {
+        self_attn = new OPTAttention(c, layerIdx);
+        self_attn_layer_norm = nn.LayerNorm(c.HiddenSize, elementwise_affine: c.LayerNormElementwiseAffine);
+        fc1 = nn.Linear(c.HiddenSize, c.FfnDim, hasBias: c.EnableBias);
+        fc2 = nn.Linear(c.FfnDim, c.HiddenSize, hasBias: c.EnableBias);
+        final_layer_norm = nn.LayerNorm(c.HiddenSize, elementwise_affine: c.LayerNormElementwiseAffine);
+        dropout = nn.Dropout(c.Dropout);
+        _normBefore = c.DoLayerNormBefore;
+        _act = ModelOps.Activation(c.ActivationFunction);
+        RegisterComponents();
+    }
+
+    /// <summary>h [B, T, hidden] → [B, T, hidden].</summary>
+    public Tensor Forward(Tensor h, Tensor? mask, KeyValueCache? cache)
+    {
+        var residual = h;
+        if (_normBefore) h = self_attn_layer_norm.forward(h);
+        h = residual + dropout.forward(self_attn.Forward(h, mask, cache));
+        if (!_normBefore) h = self_attn_layer_norm.forward(h);
+
+        residual = h;
+        if (_normBefore) h = final_layer_norm.forward(h);
+        h = residual + dropout.forward(fc2.forward(_act(fc1.forward(h))));
+        if (!_normBefore) h = final_layer_norm.forward(h);
+        return h;
+    }
+}
+
+/// <summary>OPT decoder stack (HF <c>OPTDecoder</c>): embeddings, learned positions (offset 2), layers, final norm, projections.</summary>
+public sealed class OPTDecoder : nn.Module
+{
+    /// <summary>OPT's learned positions are looked up at position + 2 (HF <c>OPTLearnedPositionalEmbedding.offset</c>).</summary>
+    public const int PositionOffset = 2;
+#pragma warning disable IDE1006
+    /// <summary>HF <c>embed_tokens</c> [vocab, word_embed_proj_dim].</summary>
+    public nn.Module<Tensor, Tensor> embed_tokens;
+    /// <summary>HF <c>embed_positions</c> [max_position_embeddings + 2, hidden].</summary>
+    public nn.Module<Tensor, Tensor> embed_positions;
+    /// <summary>HF <c>project_in</c> (only when word_embed_proj_dim ≠ hidden_size).</summary>
+    public nn.Module<Tensor, Tensor>? project_in;
+    /// <summary>HF <c>project_out</c> (only when word_embed_proj_dim ≠ hidden_size).</summary>
+    public nn.Module<Tensor, Tensor>? project_out;
+    /// <summary>HF <c>final_layer_norm</c> (pre-norm models only).</summary>
+    public nn.Module<Tensor, Tensor>? final_layer_norm;
+    /// <summary>HF <c>layers</c>.</summary>
+    public ModuleList<OPTDecoderLayer> layers;
+#pragma warning restore IDE1006
+    private readonly Dropout dropout;
+    internal readonly ModuleRef<Embedding> Embedding;
+
+    /// <summary>Creates the decoder.</summary>
+    public OPTDecoder(OPTConfig c) : base("OPTDecoder")
+    {
+        var e = nn.Embedding(c.VocabSize, c.EmbedDim, padding_idx: c.PadTokenId);
+        Embedding = new(e);
+        embed_tokens = e;
+        embed_positions = nn.Embedding(c.MaxPositionEmbeddings + PositionOffset, c.HiddenSize);
+        if (c.EmbedDim != c.HiddenSize)
+        {
+            project_out = nn.Linear(c.HiddenSize, c.EmbedDim, hasBias: false);
+            project_in = nn.Linear(c.EmbedDim, c.HiddenSize, hasBias: false);
+        }
+        if (c.DoLayerNormBefore && !c.RemoveFinalLayerNorm)
+            final_layer_norm = nn.LayerNorm(c.HiddenSize, elementwise_affine: c.LayerNormElementwiseAffine);
+        layers = new ModuleList<OPTDecoderLayer>(Enumerable.Range(0, c.NumHiddenLayers).Select(i => new OPTDecoderLayer(c, i)).ToArray());
+        dropout = nn.Dropout(c.Dropout);
+        RegisterComponents();
+    }
+
+    /// <summary>Runs the stack; see <see cref="OPTModel.forward"/>.</summary>
+    internal ModelOutput Forward(ModelInput input, long b, long t)
+    {
+        var cache = input.PastKeyValues ?? (input.UseCache ? new KeyValueCache() : null);
+        long past = cache?.GetSeqLength() ?? 0;
+        var x = input.InputsEmbeds ?? embed_tokens.forward(input.InputIds!);          // [B, T, word_embed_proj_dim]
+        if (project_in is not null) x = project_in.forward(x);                       // [B, T, hidden]
+        var device = x.device;
+        Tensor positions;
+        if (input.PositionIds is not null) positions = input.PositionIds.to(device);
+        else if (input.AttentionMask is not null)
+        {
+            // HF: cumsum(mask) · mask − 1, new positions only (padding → −1, i.e. row 1 after the offset).
+            var m = input.AttentionMask.to(device).to_type(ScalarType.Int64);
+            positions = (m.cumsum(1) * m - 1).narrow(1, past, t);
+        }
+        else positions = arange(past, past + t, dtype: ScalarType.Int64, device: device).unsqueeze(0).expand(b, t);
+        x = x + embed_positions.forward(positions + PositionOffset);
+        x = dropout.forward(x);
+        var mask = ModelOps.CausalMask(input.AttentionMask, b, t, past, x.dtype, device);
+        List<Tensor>? all = input.OutputHiddenStates ? [x] : null;
+        foreach (var layer in layers)
+        {
+            using (NewDisposeScope()) x = layer.Forward(x, mask, cache).MoveToOuterDisposeScope();
+            all?.Add(x);
+        }
+        if (final_layer_norm is not null) x = final_layer_norm.forward(x);
+        if (project_out is not null) x = project_out.forward(x);
+        if (all is not null) all[^1] = x;
+        return new ModelOutput { LastHiddenState = x, HiddenStates = all, PastKeyValues = cache };
+    }
+}
+
+/// <summary>OPT backbone (HF <c>OPTModel</c>): keys "decoder.*".</summary>
+public sealed class OPTModel : PreTrainedModel
+{
+#pragma warning disable IDE1006
+    /// <summary>HF <c>decoder</c>.</summary>
+    public OPTDecoder decoder;
+#pragma warning restore IDE1006
+    private readonly OPTConfig _c;
+
+    /// <summary>Builds the backbone for <paramref name="config"/> (random weights).</summary>
+    public OPTModel(OPTConfig config) : base(nameof(OPTModel), config)
+    {
+        _c = config;
+        decoder = new OPTDecoder(config);
+        RegisterComponents();
+    }
+
+    /// <inheritdoc />
+    public override string BaseModelPrefix => "model";
+    /// <inheritdoc />
+    public override bool IsBaseModel => true;
+    /// <inheritdoc />
+    public override TransformerDimensions Dimensions =>
+        new(_c.NumHiddenLayers, _c.NumAttentionHeads, _c.NumAttentionHeads, _c.HiddenSize, _c.HiddenSize / _c.NumAttentionHeads);
+    /// <inheritdoc />
+    public override Embedding GetInputEmbeddings() => decoder.Embedding.Value;
+    /// <inheritdoc />
+    protected internal override void AfterInit() => ModelOps.ZeroPaddingRow(decoder.Embedding.Value, _c.PadTokenId);
+
+    /// <summary>
+    /// input_ids [B, T] (or inputs_embeds), attention_mask [B, past + T] → last_hidden_state [B, T, word_embed_proj_dim]
+    /// (after the final norm and project_out). Positions follow HF OPT: cumsum(mask) · mask − 1 + offset 2.
+    /// </summary>
+    public override ModelOutput forward(ModelInput input)
+    {
+        var (b, t) = CausalHeads.BatchShape(input, nameof(OPTModel));
+        using var scope = NewDisposeScope();
+        var o = decoder.Forward(input, b, t);
+        return o with
+        {
+            LastHiddenState = o.LastHiddenState!.MoveToOuterDisposeScope(),
+            HiddenStates = o.HiddenStates?.Select(x => x.MoveToOuterDisposeScope()).ToList(),
+        };
+    }
+}
+
+/// <summary>OPT causal LM (HF <c>OPTForCausalLM</c>): lm_head tied to embed_tokens unless tie_word_embeddings is false.</summary>
+public sealed class OPTForCausalLM : PreTrainedModel
+{
+#pragma warning disable IDE1006
+    /// <summary>HF <c>model</c>: the backbone.</summary>
+    public OPTModel model;
+    /// <summary>HF <c>lm_head</c> [vocab, word_embed_proj_dim].</summary>
+    public nn.Module<Tensor, Tensor> lm_head;
+#pragma warning restore IDE1006
+
+    /// <summary>Builds the model for <paramref name="config"/> (random weights).</summary>
+    public OPTForCausalLM(OPTConfig config) : base(nameof(OPTForCausalLM), config)
+    {
+        model = new OPTModel(config);
+        var emb = model.GetInputEmbeddings();
+        lm_head = config.TieWordEmbeddings ? new TiedLinear(() => emb.weight!) : nn.Linear(config.EmbedDim, config.VocabSize, hasBias: false);
+        RegisterComponents();
+    }
+
+    /// <inheritdoc />
+    public override string BaseModelPrefix => "model";
+    /// <inheritdoc />
+    public override TransformerDimensions Dimensions => model.Dimensions;
+    /// <inheritdoc />
+    public override Embedding GetInputEmbeddings() => model.GetInputEmbeddings();
+    /// <inheritdoc />
+    public override bool CanGenerate => true;
+    /// <inheritdoc />
+    protected internal override IReadOnlyCollection<string> TiedCheckpointKeys => Config.TieWordEmbeddings ? ["lm_head.weight"] : [];
+    /// <inheritdoc />
+    protected internal override void AfterInit() => model.AfterInit();
+
+    /// <summary>Logits [B, T, vocab]; loss (HF shifted cross-entropy) when labels are given.</summary>
+    public override ModelOutput forward(ModelInput input)
+    {
+        using var scope = NewDisposeScope();
+        var o = model.forward(input);
+        return CausalHeads.LmOutput(o, lm_head.forward(o.LastHiddenState!), input.Labels);
+    }
+}
+
+/// <summary>OPT sequence classifier (HF <c>OPTForSequenceClassification</c>): <c>score</c> at the last non-pad token.</summary>
+public sealed class OPTForSequenceClassification : PreTrainedModel
+{
+#pragma warning disable IDE1006
+    /// <summary>HF <c>model</c>: the backbone.</summary>
+    public OPTModel model;
+    /// <summary>HF <c>score</c> [num_labels, word_embed_proj_dim], no bias.</summary>
+    public nn.Module<Tensor, Tensor> score;
+#pragma warning restore IDE1006
+
+    /// <summary>Builds the model for <paramref name="config"/> (random weights).</summary>
+    public OPTForSequenceClassification(OPTConfig config) : base(nameof(OPTForSequenceClassification), config)
+    {
+        model = new OPTModel(config);
+        score = nn.Linear(config.EmbedDim, config.NumLabels, hasBias: false);
+        RegisterComponents();
+    }
+
+    /// <inheritdoc />
+    public override string BaseModelPrefix => "model";
+    /// <inheritdoc />
+    public override TransformerDimensions Dimensions => model.Dimensions;
+    /// <inheritdoc />
+    public override Embedding GetInputEmbeddings() => model.GetInputEmbeddings();
+    /// <inheritdoc />
+    protected internal override void AfterInit() => model.AfterInit();
+
+    /// <summary>Logits [B, num_labels]; loss by problem_type when labels are given.</summary>
+    public override ModelOutput forward(ModelInput input)
+    {
+        using var scope = NewDisposeScope();
+        var o = model.forward(input);
+        var pooled = CausalHeads.PoolLastNonPad(score.forward(o.LastHiddenState!), input.InputIds, Config.PadTokenId, ArchitectureName);
+        return CausalHeads.ClsOutput(o, pooled, input.Labels, Config);
+    }
+}
