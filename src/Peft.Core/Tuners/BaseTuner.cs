@@ -153,7 +153,8 @@ public abstract class BaseTuner : nn.Module
                 throw new NotSupportedException($"modules_to_save: '{key}' is a {target.GetType().Name}, not a Module<Tensor, Tensor>.");
             var wrapper = new ModulesToSaveWrapper(typed, adapterName);
             ModuleSurgery.ReplaceChild(parent, childName, wrapper);
-            wrapper.SetAdapter(adapterName, trainable);
+            if (active) wrapper.SetAdapter(adapterName, trainable);
+            else wrapper.ClearActive();
         }
     }
 
@@ -171,7 +172,8 @@ public abstract class BaseTuner : nn.Module
         }
         foreach (var (_, w) in ModulesToSaveWrappers())
         {
-            foreach (var name in adapterNames) w.SetAdapter(name, trainable);
+            if (adapterNames.FirstOrDefault(w.Has) is { } name) w.SetAdapter(name, trainable);
+            else w.ClearActive();
         }
     }
 

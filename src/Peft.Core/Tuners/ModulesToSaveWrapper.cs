@@ -66,6 +66,16 @@ public sealed class ModulesToSaveWrapper : nn.Module<Tensor, Tensor>
         _active = adapterName;
     }
 
+    /// <summary>Makes no copy active (forward uses the original) and freezes all copies.</summary>
+    public void ClearActive()
+    {
+        foreach (var name in modules_to_save.Keys)
+        {
+            foreach (var (_, p) in modules_to_save[name].named_parameters()) p.requires_grad = false;
+        }
+        _active = null;
+    }
+
     /// <summary>Removes the copy of <paramref name="adapterName"/>.</summary>
     public void DeleteAdapter(string adapterName)
     {

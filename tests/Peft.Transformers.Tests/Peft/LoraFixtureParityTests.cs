@@ -117,3 +117,32 @@ public class LoraFixtureParityTests
         _ => false,
     };
 }
+
+/// <summary>Two fixture adapters on one base model: each reproduces its own reference when active.</summary>
+public class LoraFixtureMultiAdapterTests
+{
+    [Fact]
+    public void TwoLlamaAdaptersOnOneModelSwitchAndReproduceTheirReferences()
+    {
+        using var scope = NewDisposeScope();
+        var model = LoraFixtureParityTests.LoadBase("llama-dora");
+        var pm = PeftModel.FromPretrained(model, Fixtures.Adapter("llama-dora"), adapterName: "dora");
+        pm.LoadAdapter(Fixtures.Adapter("llama-lora-rslora-all-linear"), "rslora");
+        Assert.Equal(["dora"], pm.ActiveAdapters);
+        foreach (var (adapter, fixture) in new[] { ("dora", "llama-dora"), ("rslora", "llama-lora-rslora-all-linear"), ("dora", "llama-dora") })
+        {
+            pm.SetAdapter(adapter);
+            using var reference = SafetensorsFile.Open(Path.Combine(Fixtures.Adapter(fixture), "reference.safetensors"));
+            var mask = reference.GetTensor("attention_mask");
+            using var _ = no_grad();
+            var logits = pm.forward(new ModelInput { InputIds = reference.GetTensor("input_ids"), AttentionMask = mask }).Logits!;
+            TensorAssert.Close(reference.GetTensor("logits"), logits, 1e-4, mask, $"{adapter} active");
+        }
+        using var dir = new TempDir();
+        pm.SavePretrained(dir.Path);
+        Assert.True(File.Exists(Path.Combine(dir.Path, "dora", "adapter_model.safetensors")));
+        Assert.True(File.Exists(Path.Combine(dir.Path, "rslora", "adapter_model.safetensors")));
+        pm.DeleteAdapter("rslora");
+        Assert.DoesNotContain(pm.named_parameters(), p => p.name.Contains("rslora"));
+    }
+}
