@@ -12,7 +12,7 @@ namespace Peft.Core;
 /// (<see cref="nn.Module{ModelInput, ModelOutput}"/> implementing <see cref="IPretrainedModel"/>) and on any plain
 /// TorchSharp module: a <c>Module&lt;Tensor, Tensor&gt;</c> is run with <see cref="ModelInput.InputsEmbeds"/> (or
 /// <see cref="ModelInput.InputIds"/>) as its input and its output returned as <see cref="ModelOutput.Logits"/>, or
-/// directly through <see cref="Forward(Tensor)"/>.
+/// directly through <see cref="Forward(Tensor, IReadOnlyList{string})"/>.
 /// </summary>
 /// <remarks>
 /// <para><see cref="GetPeftModel"/> changes the model it is given: target layers are replaced in place by adapter
@@ -294,8 +294,8 @@ public sealed class PeftModel : nn.Module<ModelInput, ModelOutput>
     {
         ThrowIfUnloaded();
         ArgumentNullException.ThrowIfNull(input);
-        if (input.AdapterNames is not null)
-            throw new NotSupportedException("Per-row adapter_names (mixed-adapter batches) are not supported yet.");
+        var rows = input.InputIds ?? input.InputsEmbeds;
+        using var mixed = WithRowAdapters(input.AdapterNames, rows?.shape[0]);
         switch (base_model.Model)
         {
             case nn.Module<ModelInput, ModelOutput> m:
@@ -308,12 +308,45 @@ public sealed class PeftModel : nn.Module<ModelInput, ModelOutput>
         }
     }
 
-    /// <summary>Runs a wrapped <c>Module&lt;Tensor, Tensor&gt;</c> on <paramref name="x"/>. The caller owns the result.</summary>
-    public Tensor Forward(Tensor x)
+    /// <summary>
+    /// Runs a wrapped <c>Module&lt;Tensor, Tensor&gt;</c> on <paramref name="x"/> ([B, ...]); with
+    /// <paramref name="adapterNames"/> (one per row, "__base__" = no adapter) each row uses its own adapter. The caller owns the result.
+    /// </summary>
+    public Tensor Forward(Tensor x, IReadOnlyList<string>? adapterNames = null)
     {
         ThrowIfUnloaded();
+        ArgumentNullException.ThrowIfNull(x);
+        using var mixed = WithRowAdapters(adapterNames, x.shape[0]);
         return base_model.Model is nn.Module<Tensor, Tensor> t ? t.forward(x)
             : throw new NotSupportedException($"{base_model.Model.GetType().Name} is not a Module<Tensor, Tensor>; use forward(ModelInput).");
+    }
+
+    /// <summary>
+    /// Hands per-row adapter names to every LoRA layer for one forward call (PEFT passes <c>adapter_names</c> through
+    /// forward pre-hooks the same way) and takes them back when disposed.
+    /// </summary>
+    private IDisposable? WithRowAdapters(IReadOnlyList<string>? adapterNames, long? batch)
+    {
+        if (adapterNames is null) return null;
+        if (batch is { } b && adapterNames.Count != b)
+            throw new ArgumentException($"adapter_names has {adapterNames.Count} entries but the batch has {b} rows.", nameof(adapterNames));
+        foreach (var n in adapterNames.Distinct())
+        {
+            if (n != "__base__" && !_configs.ContainsKey(n))
+                throw new ArgumentException($"adapter_names: unknown adapter '{n}' (have: {string.Join(", ", _configs.Keys)}, or \"__base__\").", nameof(adapterNames));
+        }
+        var layers = base_model.TunerLayers().Select(l => l.Layer).OfType<LoraLayer>().ToList();
+        if (layers.Any(l => l.Merged)) throw new InvalidOperationException("Cannot use adapter_names while adapters are merged.");
+        foreach (var l in layers) l.RowAdapterNames = adapterNames;
+        return new RowAdapterScope(layers);
+    }
+
+    private sealed class RowAdapterScope(List<LoraLayer> layers) : IDisposable
+    {
+        public void Dispose()
+        {
+            foreach (var l in layers) l.RowAdapterNames = null;
+        }
     }
 
     private void ThrowIfUnloaded()

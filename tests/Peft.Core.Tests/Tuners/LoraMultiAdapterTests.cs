@@ -109,3 +109,31 @@ public class LoraMultiAdapterTests
         Assert.Contains("same r", ex.Message);
     }
 }
+
+public class LoraMixedBatchTests
+{
+    [Fact]
+    public void EachRowUsesItsOwnAdapter()
+    {
+        using var scope = NewDisposeScope();
+        var pm = PeftModel.GetPeftModel(new TinyMlp(), new LoraConfig { R = 4, TargetModules = ["emb", "lin0", "fc", "conv"], InitLoraWeights = false });
+        pm.AddAdapter("other", new LoraConfig { R = 2, TargetModules = ["lin0", "lin"], InitLoraWeights = false });
+        pm.eval();
+        var ids = tensor(new long[] { 1, 4, 9, 16, 25, 3, 7, 11, 13, 49, 2, 2, 5, 8, 0 }, [3, 5]);
+        var mixed = pm.Forward(ids, ["other", "__base__", "default"]);
+        pm.SetAdapter("other");
+        var other = pm.Forward(ids);
+        pm.SetAdapter("default");
+        var def = pm.Forward(ids);
+        Tensor baseOut;
+        using (pm.DisableAdapter()) baseOut = pm.Forward(ids);
+        TensorAssert.Close(other[0], mixed[0], 1e-5, what: "row 0 (other)");
+        TensorAssert.Close(baseOut[1], mixed[1], 1e-5, what: "row 1 (base)");
+        TensorAssert.Close(def[2], mixed[2], 1e-5, what: "row 2 (default)");
+        var viaInput = pm.forward(new ModelInput { InputIds = ids, AdapterNames = ["other", "__base__", "default"] }).Logits!;
+        TensorAssert.Close(mixed, viaInput, 0, what: "ModelInput.AdapterNames");
+        TensorAssert.Close(def, pm.Forward(ids), 0, what: "names are cleared after the call");
+        Assert.Throws<ArgumentException>(() => pm.Forward(ids, ["other", "nope", "default"]));
+        Assert.Throws<ArgumentException>(() => pm.Forward(ids, ["other"]));
+    }
+}

@@ -112,3 +112,29 @@ internal static class ModuleListTestExtensions
     public static void RegisterComponentsForTest(this torch.nn.Module module) =>
         typeof(torch.nn.Module).GetMethod("RegisterComponents", System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.NonPublic)!.Invoke(module, null);
 }
+
+/// <summary>State-dict keys of an adapted model are PEFT's.</summary>
+public class LoraStateDictKeyTests
+{
+    [Fact]
+    public void KeysFollowPeftLayout()
+    {
+        var pm = PeftModel.GetPeftModel(new TinyMlp(), new LoraConfig { TargetModules = ["emb", "lin0", "conv"], ModulesToSave = ["classifier"], UseDora = false });
+        pm.AddAdapter("dora", new LoraConfig { TargetModules = ["lin0"], UseDora = true });
+        var keys = pm.state_dict().Keys.ToHashSet();
+        foreach (var k in new[]
+        {
+            "base_model.model.lin0.base_layer.weight", "base_model.model.lin0.base_layer.bias",
+            "base_model.model.lin0.lora_A.default.weight", "base_model.model.lin0.lora_B.default.weight",
+            "base_model.model.lin0.lora_A.dora.weight", "base_model.model.lin0.lora_magnitude_vector.dora.weight",
+            "base_model.model.conv.base_layer.weight", "base_model.model.conv.lora_A.default.weight",
+            "base_model.model.emb.base_layer.weight", "base_model.model.emb.lora_embedding_A.default", "base_model.model.emb.lora_embedding_B.default",
+            "base_model.model.classifier.original_module.weight", "base_model.model.classifier.modules_to_save.default.weight",
+            "base_model.model.layers.0.fc.weight", "base_model.model.seq.lin.weight",
+        })
+        {
+            Assert.Contains(k, keys);
+        }
+        Assert.DoesNotContain("base_model.model.lin0.weight", keys);
+    }
+}

@@ -146,3 +146,28 @@ public class LoraFixtureMultiAdapterTests
         Assert.DoesNotContain(pm.named_parameters(), p => p.name.Contains("rslora"));
     }
 }
+
+/// <summary>Mixed-adapter batches (PEFT's adapter_names) on a fixture model: each row matches its reference.</summary>
+public class LoraFixtureMixedBatchTests
+{
+    [Theory]
+    [InlineData("opt-lora")]
+    [InlineData("gpt2-lora-conv1d")]
+    public void RowsWithAndWithoutTheAdapterMatchTheirReferences(string name)
+    {
+        using var scope = NewDisposeScope();
+        using var reference = SafetensorsFile.Open(Path.Combine(Fixtures.Adapter(name), "reference.safetensors"));
+        var pm = PeftModel.FromPretrained(LoraFixtureParityTests.LoadBase(name), Fixtures.Adapter(name));
+        var mask = reference.GetTensor("attention_mask");
+        using var _ = no_grad();
+        var logits = pm.forward(new ModelInput
+        {
+            InputIds = reference.GetTensor("input_ids"), AttentionMask = mask, AdapterNames = ["default", "__base__", "default"],
+        }).Logits!;
+        var with = reference.GetTensor("logits");
+        var without = reference.GetTensor("logits_adapter_disabled");
+        TensorAssert.Close(with[0], logits[0], 1e-4, mask[0], "row 0 (adapter)");
+        TensorAssert.Close(without[1], logits[1], 1e-4, mask[1], "row 1 (__base__)");
+        TensorAssert.Close(with[2], logits[2], 1e-4, mask[2], "row 2 (adapter)");
+    }
+}

@@ -110,13 +110,30 @@ public sealed class LoraEmbedding : LoraLayer
         }
         if (Merged) return base_layer.forward(x);
         var result = base_layer.forward(x);
+        if (RowAdapterNames is { } rows)
+        {
+            result = result.clone();
+            foreach (var name in rows.Distinct())
+            {
+                if (!lora_embedding_A.ContainsKey(name)) continue;
+                var idx = tensor(rows.Select((n, i) => (n, i)).Where(p => p.n == name).Select(p => (long)p.i).ToArray(), device: x.device);
+                result.index_add_(0, idx, Delta(name, x.index_select(0, idx)).to(result.dtype), 1);
+            }
+            return result;
+        }
         foreach (var name in ActiveAdapters)
         {
             if (!lora_embedding_A.ContainsKey(name)) continue;
-            var table = lora_embedding_A[name].t(); // [num_embeddings, r]
-            var afterA = table.index_select(0, x.flatten()).view([.. x.shape, table.shape[1]]);
-            result = result + afterA.matmul(lora_embedding_B[name].t()).mul(Scaling[name]);
+            result = result + Delta(name, x);
         }
         return result;
+    }
+
+    /// <summary>s · (Aᵀ[ids]) · Bᵀ for ids [...] → [..., dim].</summary>
+    private Tensor Delta(string name, Tensor ids)
+    {
+        var table = lora_embedding_A[name].t(); // [num_embeddings, r]
+        var afterA = table.index_select(0, ids.flatten()).view([.. ids.shape, table.shape[1]]);
+        return afterA.matmul(lora_embedding_B[name].t()).mul(Scaling[name]);
     }
 }

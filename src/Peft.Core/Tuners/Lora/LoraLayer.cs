@@ -58,6 +58,12 @@ public abstract class LoraLayer : nn.Module<Tensor, Tensor>, ITunerLayer
     /// <inheritdoc />
     public IReadOnlyList<string> MergedAdapters => _merged;
 
+    /// <summary>
+    /// Per-row adapter names for the next forward (PEFT's <c>adapter_names</c> argument, passed to layers by
+    /// <see cref="PeftModel"/> for the duration of one call; "__base__" = no adapter for that row). Null = active adapters.
+    /// </summary>
+    internal IReadOnlyList<string>? RowAdapterNames { get; set; }
+
     /// <summary>True when at least one adapter is folded into the base weight.</summary>
     public bool Merged => _merged.Count > 0;
 
