@@ -296,16 +296,7 @@ public sealed class PeftModel : nn.Module<ModelInput, ModelOutput>
         ArgumentNullException.ThrowIfNull(input);
         var rows = input.InputIds ?? input.InputsEmbeds;
         using var mixed = WithRowAdapters(input.AdapterNames, rows?.shape[0]);
-        switch (base_model.Model)
-        {
-            case nn.Module<ModelInput, ModelOutput> m:
-                return m.forward(input);
-            case nn.Module<Tensor, Tensor> t:
-                var x = input.InputsEmbeds ?? input.InputIds ?? throw new ArgumentException("ModelInput needs InputsEmbeds or InputIds for a Module<Tensor, Tensor>.", nameof(input));
-                return new ModelOutput { Logits = t.forward(x) };
-            default:
-                throw new NotSupportedException($"Cannot run a {base_model.Model.GetType().Name}: use a Module<ModelInput, ModelOutput> or Module<Tensor, Tensor>, or call GetBaseModel().");
-        }
+        return base_model.Forward(input);
     }
 
     /// <summary>

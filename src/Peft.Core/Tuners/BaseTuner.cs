@@ -59,6 +59,27 @@ public abstract class BaseTuner : nn.Module
     /// <summary>Makes only adapter parameters (and the method's extras, e.g. biases) trainable.</summary>
     protected abstract void MarkOnlyAdaptersTrainable(PeftConfig config);
 
+    /// <summary>
+    /// Runs the wrapped model (PEFT <c>BaseTuner.forward</c>). Layer-replacing methods need nothing more; a method that
+    /// changes the inputs (prompt learning: virtual tokens, prefix key/values through <see cref="KeyValueCache"/>)
+    /// overrides this. A <c>Module&lt;Tensor, Tensor&gt;</c> gets <see cref="ModelInput.InputsEmbeds"/> (else
+    /// <see cref="ModelInput.InputIds"/>) and returns <see cref="ModelOutput.Logits"/>.
+    /// </summary>
+    public virtual ModelOutput Forward(ModelInput input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        switch (model)
+        {
+            case nn.Module<ModelInput, ModelOutput> m:
+                return m.forward(input);
+            case nn.Module<Tensor, Tensor> t:
+                var x = input.InputsEmbeds ?? input.InputIds ?? throw new ArgumentException("ModelInput needs InputsEmbeds or InputIds for a Module<Tensor, Tensor>.", nameof(input));
+                return new ModelOutput { Logits = t.forward(x) };
+            default:
+                throw new NotSupportedException($"Cannot run a {model.GetType().Name}: use a Module<ModelInput, ModelOutput> or Module<Tensor, Tensor>.");
+        }
+    }
+
     /// <summary>The adapter's tensors as PEFT saves them (keys <c>base_model.model.&lt;path&gt;...</c>, adapter name removed). Not owned by the caller.</summary>
     public abstract Dictionary<string, Tensor> GetAdapterStateDict(string adapterName, PeftConfig config);
 
@@ -77,7 +98,7 @@ public abstract class BaseTuner : nn.Module
     /// Adds adapter <paramref name="adapterName"/> to the model (PEFT <c>inject_adapter</c>). Returns the config as used
     /// (defaults filled in). Throws listing module names when no target matches.
     /// </summary>
-    public PeftConfig InjectAdapter(string adapterName, PeftConfig config, IReadOnlyList<string> activeAdapters)
+    public virtual PeftConfig InjectAdapter(string adapterName, PeftConfig config, IReadOnlyList<string> activeAdapters)
     {
         config = PrepareConfig(config);
         var inner = new List<string>();
