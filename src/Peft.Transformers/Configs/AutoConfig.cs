@@ -13,6 +13,7 @@ public static class AutoConfig
         ["opt"] = typeof(OPTConfig),
         ["llama"] = typeof(LlamaConfig),
         ["qwen2"] = typeof(Qwen2Config),
+        ["mistral"] = typeof(MistralConfig),
     };
 
     /// <summary>The supported <c>model_type</c> values.</summary>

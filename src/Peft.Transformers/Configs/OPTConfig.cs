@@ -23,7 +23,7 @@ public sealed record OPTConfig : PretrainedConfig
     /// <summary>HF <c>_remove_final_layer_norm</c>.</summary>
     [JsonPropertyName("_remove_final_layer_norm")] public bool RemoveFinalLayerNorm { get; init; }
     /// <summary>HF <c>word_embed_proj_dim</c> (null = hidden_size); when different, project_in/out are added.</summary>
-    [JsonPropertyName("word_embed_proj_dim")] public int? WordEmbedProjDim { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull), JsonPropertyName("word_embed_proj_dim")] public int? WordEmbedProjDim { get; init; }
     /// <summary>HF <c>dropout</c>.</summary>
     [JsonPropertyName("dropout")] public double Dropout { get; init; } = 0.1;
     /// <summary>HF <c>attention_dropout</c>.</summary>

@@ -16,13 +16,13 @@ public abstract record PretrainedConfig
     [JsonPropertyName("model_type")] public string ModelType { get; init; } = "";
 
     /// <summary>HF <c>architectures</c>: the class names the checkpoint was saved from.</summary>
-    [JsonPropertyName("architectures")] public List<string>? Architectures { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull), JsonPropertyName("architectures")] public List<string>? Architectures { get; init; }
 
     /// <summary>HF <c>id2label</c>: class index → label name for classification heads.</summary>
-    [JsonPropertyName("id2label")] public Dictionary<int, string>? Id2Label { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull), JsonPropertyName("id2label")] public Dictionary<int, string>? Id2Label { get; init; }
 
     /// <summary>HF <c>label2id</c>: label name → class index.</summary>
-    [JsonPropertyName("label2id")] public Dictionary<string, int>? Label2Id { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull), JsonPropertyName("label2id")] public Dictionary<string, int>? Label2Id { get; init; }
 
     /// <summary>HF <c>problem_type</c>: "regression", "single_label_classification" or "multi_label_classification" (null = inferred from labels).</summary>
     [JsonPropertyName("problem_type")] public string? ProblemType { get; init; }
@@ -44,10 +44,10 @@ public abstract record PretrainedConfig
     [JsonPropertyName("use_cache")] public bool UseCache { get; init; } = true;
 
     /// <summary>HF <c>dtype</c> (older files: <c>torch_dtype</c>, kept in <see cref="ExtensionData"/>): the dtype the weights were saved in.</summary>
-    [JsonPropertyName("dtype")] public string? Dtype { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull), JsonPropertyName("dtype")] public string? Dtype { get; init; }
 
     /// <summary>HF <c>transformers_version</c> of the writer.</summary>
-    [JsonPropertyName("transformers_version")] public string? TransformersVersion { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull), JsonPropertyName("transformers_version")] public string? TransformersVersion { get; init; }
 
     /// <summary>Keys of config.json that this record does not model; kept and written back.</summary>
     [JsonExtensionData] public Dictionary<string, JsonElement>? ExtensionData { get; init; }

@@ -10,21 +10,21 @@ namespace Peft.Transformers;
 public sealed record RopeParameters
 {
     /// <summary>HF <c>rope_type</c> ("default", "linear", "llama3", ...).</summary>
-    [JsonPropertyName("rope_type")] public string? RopeType { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull), JsonPropertyName("rope_type")] public string? RopeType { get; init; }
     /// <summary>Legacy spelling of <see cref="RopeType"/> (<c>type</c>).</summary>
-    [JsonPropertyName("type")] public string? LegacyType { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull), JsonPropertyName("type")] public string? LegacyType { get; init; }
     /// <summary>HF <c>rope_theta</c> (base of the frequencies).</summary>
-    [JsonPropertyName("rope_theta")] public double? RopeTheta { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull), JsonPropertyName("rope_theta")] public double? RopeTheta { get; init; }
     /// <summary>HF <c>factor</c> (linear / llama3 scaling factor).</summary>
-    [JsonPropertyName("factor")] public double? Factor { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull), JsonPropertyName("factor")] public double? Factor { get; init; }
     /// <summary>HF <c>low_freq_factor</c> (llama3).</summary>
-    [JsonPropertyName("low_freq_factor")] public double? LowFreqFactor { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull), JsonPropertyName("low_freq_factor")] public double? LowFreqFactor { get; init; }
     /// <summary>HF <c>high_freq_factor</c> (llama3).</summary>
-    [JsonPropertyName("high_freq_factor")] public double? HighFreqFactor { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull), JsonPropertyName("high_freq_factor")] public double? HighFreqFactor { get; init; }
     /// <summary>HF <c>original_max_position_embeddings</c> (llama3).</summary>
-    [JsonPropertyName("original_max_position_embeddings")] public int? OriginalMaxPositionEmbeddings { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull), JsonPropertyName("original_max_position_embeddings")] public int? OriginalMaxPositionEmbeddings { get; init; }
     /// <summary>HF <c>partial_rotary_factor</c> (fraction of the head dimension that is rotated).</summary>
-    [JsonPropertyName("partial_rotary_factor")] public double? PartialRotaryFactor { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull), JsonPropertyName("partial_rotary_factor")] public double? PartialRotaryFactor { get; init; }
     /// <summary>Other keys, kept and written back.</summary>
     [JsonExtensionData] public Dictionary<string, JsonElement>? ExtensionData { get; init; }
 
@@ -49,9 +49,9 @@ public abstract record RotaryDecoderConfig : PretrainedConfig
     /// <summary>HF <c>num_attention_heads</c>.</summary>
     [JsonPropertyName("num_attention_heads")] public int NumAttentionHeads { get; init; } = 32;
     /// <summary>HF <c>num_key_value_heads</c> (null = num_attention_heads, i.e. no GQA).</summary>
-    [JsonPropertyName("num_key_value_heads")] public int? NumKeyValueHeads { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull), JsonPropertyName("num_key_value_heads")] public int? NumKeyValueHeads { get; init; }
     /// <summary>HF <c>head_dim</c> (null = hidden_size / num_attention_heads).</summary>
-    [JsonPropertyName("head_dim")] public int? HeadDimValue { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull), JsonPropertyName("head_dim")] public int? HeadDimValue { get; init; }
     /// <summary>HF <c>hidden_act</c> of the gated MLP ("silu").</summary>
     [JsonPropertyName("hidden_act")] public string HiddenAct { get; init; } = "silu";
     /// <summary>HF <c>max_position_embeddings</c>.</summary>
@@ -61,11 +61,11 @@ public abstract record RotaryDecoderConfig : PretrainedConfig
     /// <summary>HF <c>rms_norm_eps</c>.</summary>
     [JsonPropertyName("rms_norm_eps")] public double RmsNormEps { get; init; } = 1e-6;
     /// <summary>HF <c>rope_theta</c> (transformers 4 files; 5 puts it in <see cref="RopeParameters"/>).</summary>
-    [JsonPropertyName("rope_theta")] public double? RopeTheta { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull), JsonPropertyName("rope_theta")] public double? RopeTheta { get; init; }
     /// <summary>HF <c>rope_scaling</c> (transformers 4 files).</summary>
-    [JsonPropertyName("rope_scaling")] public RopeParameters? RopeScaling { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull), JsonPropertyName("rope_scaling")] public RopeParameters? RopeScaling { get; init; }
     /// <summary>HF <c>rope_parameters</c> (transformers 5 files).</summary>
-    [JsonPropertyName("rope_parameters")] public RopeParameters? RopeParameters { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull), JsonPropertyName("rope_parameters")] public RopeParameters? RopeParameters { get; init; }
     /// <summary>HF <c>attention_dropout</c>.</summary>
     [JsonPropertyName("attention_dropout")] public double AttentionDropout { get; init; }
 
@@ -89,6 +89,9 @@ public abstract record RotaryDecoderConfig : PretrainedConfig
     [JsonIgnore] public override int HiddenSizeValue => HiddenSize;
     /// <inheritdoc />
     [JsonIgnore] public override double InitStd => InitializerRange;
+
+    /// <summary>Sliding-window size of layer <paramref name="layer"/> (keys older than this many positions are masked), or null for full attention.</summary>
+    public virtual int? SlidingWindowOf(int layer) => null;
 
     /// <inheritdoc />
     public override void Validate()
@@ -140,7 +143,7 @@ public sealed record Qwen2Config : RotaryDecoderConfig
     /// <summary>HF <c>max_window_layers</c>.</summary>
     [JsonPropertyName("max_window_layers")] public int MaxWindowLayers { get; init; } = 28;
     /// <summary>HF <c>layer_types</c> ("full_attention" / "sliding_attention" per layer).</summary>
-    [JsonPropertyName("layer_types")] public List<string>? LayerTypes { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull), JsonPropertyName("layer_types")] public List<string>? LayerTypes { get; init; }
 
     /// <inheritdoc />
     [JsonIgnore] protected override double DefaultRopeTheta => 10000.0;
@@ -151,11 +154,46 @@ public sealed record Qwen2Config : RotaryDecoderConfig
     /// <inheritdoc />
     [JsonIgnore] public override bool MlpBiasValue => false;
 
+    /// <summary>
+    /// HF: the window applies when use_sliding_window and sliding_window are set, to the layers whose
+    /// <c>layer_types</c> entry is "sliding_attention" (default: layers at index ≥ max_window_layers).
+    /// </summary>
+    public override int? SlidingWindowOf(int layer)
+    {
+        if (!UseSlidingWindow || SlidingWindow is null) return null;
+        var type = LayerTypes is { } t && layer < t.Count ? t[layer] : layer >= MaxWindowLayers ? "sliding_attention" : "full_attention";
+        return type == "sliding_attention" ? SlidingWindow : null;
+    }
+
     /// <inheritdoc />
     public override void Validate()
     {
         base.Validate();
-        if (UseSlidingWindow || (LayerTypes is not null && LayerTypes.Any(t => t != "full_attention")))
-            throw new NotSupportedException("qwen2: sliding-window attention (use_sliding_window / layer_types) is not supported.");
+        if (LayerTypes is not null && LayerTypes.Count != NumHiddenLayers)
+            throw new ArgumentException($"qwen2: layer_types has {LayerTypes.Count} entries but num_hidden_layers is {NumHiddenLayers}.");
     }
+}
+
+/// <summary>Mistral config (HF <c>MistralConfig</c>, <c>model_type</c> "mistral"): the Llama layout with sliding-window attention.</summary>
+public sealed record MistralConfig : RotaryDecoderConfig
+{
+    /// <summary>Creates a config with HF's defaults (Mistral-7B shape).</summary>
+    public MistralConfig()
+    {
+        ModelType = "mistral"; IntermediateSize = 14336; NumKeyValueHeads = 8; MaxPositionEmbeddings = 4096 * 32; BosTokenId = 1; EosTokenId = [2];
+        TieWordEmbeddings = false; RmsNormEps = 1e-6;
+    }
+
+    /// <summary>HF <c>sliding_window</c> (null = full attention).</summary>
+    [JsonPropertyName("sliding_window")] public int? SlidingWindow { get; init; } = 4096;
+
+    /// <inheritdoc />
+    [JsonIgnore] public override bool QkvBias => false;
+    /// <inheritdoc />
+    [JsonIgnore] public override bool OutputBias => false;
+    /// <inheritdoc />
+    [JsonIgnore] public override bool MlpBiasValue => false;
+
+    /// <inheritdoc />
+    public override int? SlidingWindowOf(int layer) => SlidingWindow;
 }

@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging;
 using Peft.Transformers.Models.Bert;
 using Peft.Transformers.Models.Gpt2;
 using Peft.Transformers.Models.Llama;
+using Peft.Transformers.Models.Mistral;
 using Peft.Transformers.Models.Opt;
 using Peft.Transformers.Models.Qwen2;
 using TorchSharp;
@@ -47,6 +48,9 @@ public static class ModelFactory
         [("qwen2", ModelTask.Base)] = c => new Qwen2Model((Qwen2Config)c),
         [("qwen2", ModelTask.CausalLM)] = c => new Qwen2ForCausalLM((Qwen2Config)c),
         [("qwen2", ModelTask.SequenceClassification)] = c => new Qwen2ForSequenceClassification((Qwen2Config)c),
+        [("mistral", ModelTask.Base)] = c => new MistralModel((MistralConfig)c),
+        [("mistral", ModelTask.CausalLM)] = c => new MistralForCausalLM((MistralConfig)c),
+        [("mistral", ModelTask.SequenceClassification)] = c => new MistralForSequenceClassification((MistralConfig)c),
     };
 
     /// <summary>A freshly initialised model for <paramref name="config"/> and <paramref name="task"/> (HF <c>from_config</c>).</summary>
@@ -115,7 +119,7 @@ public static class AutoModel
     public static PreTrainedModel FromConfig(PretrainedConfig config) => ModelFactory.FromConfig(config, ModelTask.Base);
 }
 
-/// <summary>Loads a causal LM (HF <c>AutoModelForCausalLM</c>): GPT2LMHeadModel, OPTForCausalLM, LlamaForCausalLM, Qwen2ForCausalLM.</summary>
+/// <summary>Loads a causal LM (HF <c>AutoModelForCausalLM</c>): GPT2LMHeadModel, OPTForCausalLM, LlamaForCausalLM, Qwen2ForCausalLM, MistralForCausalLM.</summary>
 public static class AutoModelForCausalLM
 {
     /// <summary>Loads from a folder or a cached hub id.</summary>

@@ -59,6 +59,12 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
     /// <summary>Checkpoint keys of tied weights that may appear in a file and are not loaded (e.g. "lm_head.weight" with tied embeddings).</summary>
     protected internal virtual IReadOnlyCollection<string> TiedCheckpointKeys => [];
 
+    /// <summary>
+    /// Checkpoint keys that are dropped silently when the model has no such key (HF
+    /// <c>_keys_to_ignore_on_load_unexpected</c>), e.g. GPT-2's old causal-mask buffers "h.N.attn.bias".
+    /// </summary>
+    protected internal virtual System.Text.RegularExpressions.Regex? IgnoredUnexpectedKeys => null;
+
     /// <summary>Keys the model expected but the checkpoint lacked (newly initialised) at the last <c>FromPretrained</c>.</summary>
     public IReadOnlyList<string> MissingKeys { get; internal set; } = [];
 
@@ -74,6 +80,12 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
     /// </summary>
     public Tensor Generate(Tensor inputIds, Tensor? attentionMask, GenerationConfig config) =>
         GenerationLoop.Generate(this, inputIds, attentionMask, config, GenerationConfig);
+
+    /// <summary>Device of the first parameter (HF <c>model.device</c>).</summary>
+    public Device Device => parameters().FirstOrDefault()?.device ?? CPU;
+
+    /// <summary>Dtype of the first floating-point parameter (HF <c>model.dtype</c>).</summary>
+    public ScalarType Dtype => parameters().FirstOrDefault(p => p.is_floating_point())?.dtype ?? ScalarType.Float32;
 
     /// <summary>Bytes held by parameters and buffers, each shared tensor counted once (HF <c>get_memory_footprint()</c>).</summary>
     public long GetMemoryFootprint()
@@ -180,14 +192,28 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
     /// <exception cref="InvalidDataException">A tensor's shape differs from the model's.</exception>
     public (IReadOnlyList<string> Missing, IReadOnlyList<string> Unexpected) LoadWeights(string dir)
     {
+        if (!File.Exists(Path.Combine(dir, "model.safetensors")) && !File.Exists(Path.Combine(dir, "model.safetensors.index.json"))
+            && (File.Exists(Path.Combine(dir, "pytorch_model.bin")) || File.Exists(Path.Combine(dir, "pytorch_model.bin.index.json"))))
+            throw new NotSupportedException(
+                $"{dir} holds only pytorch_model.bin (a pickle checkpoint), which cannot be read safely; convert it to safetensors with the Python stack (model.save_pretrained(dir, safe_serialization=True)).");
         using var ckpt = SafetensorsCheckpoint.OpenFolder(dir, "model");
         var sd = state_dict();
         var prefix = BaseModelPrefix + ".";
         bool modelHasPrefix = sd.Keys.Any(k => k.StartsWith(prefix, StringComparison.Ordinal));
         bool fileHasPrefix = ckpt.Keys.Any(k => k.StartsWith(prefix, StringComparison.Ordinal));
-        Func<string, string?> map = k => k;
-        if (modelHasPrefix && !fileHasPrefix) map = k => sd.ContainsKey(prefix + k) ? prefix + k : k;
-        else if (!modelHasPrefix && fileHasPrefix) map = k => k.StartsWith(prefix, StringComparison.Ordinal) ? k[prefix.Length..] : k;
+        Func<string, string> addPrefix = k => k;
+        if (modelHasPrefix && !fileHasPrefix) addPrefix = k => sd.ContainsKey(prefix + k) || sd.ContainsKey(prefix + Legacy(k)) ? prefix + k : k;
+        else if (!modelHasPrefix && fileHasPrefix) addPrefix = k => k.StartsWith(prefix, StringComparison.Ordinal) ? k[prefix.Length..] : k;
+        // HF renames legacy TF-era LayerNorm names on load (bert-base-cased stores "LayerNorm.gamma"/"LayerNorm.beta").
+        static string Legacy(string k) =>
+            k.EndsWith("LayerNorm.gamma", StringComparison.Ordinal) ? k[..^"gamma".Length] + "weight"
+            : k.EndsWith("LayerNorm.beta", StringComparison.Ordinal) ? k[..^"beta".Length] + "bias" : k;
+        string? map(string k)
+        {
+            var m = addPrefix(k);
+            return sd.ContainsKey(m) ? m : Legacy(m);
+        }
+        var ignore = IgnoredUnexpectedKeys;
 
         var loaded = new HashSet<string>(StringComparer.Ordinal);
         var unexpected = new List<string>();
@@ -199,7 +225,7 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
                 var key = map(fileKey);
                 if (key is null || !sd.TryGetValue(key, out var target))
                 {
-                    if (!tied.Contains(fileKey) && (key is null || !tied.Contains(key))) unexpected.Add(fileKey);
+                    if (!tied.Contains(fileKey) && (key is null || !tied.Contains(key)) && ignore?.IsMatch(fileKey) != true) unexpected.Add(fileKey);
                     continue;
                 }
                 var info = ckpt.GetInfo(fileKey);

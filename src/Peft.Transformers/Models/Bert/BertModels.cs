@@ -33,13 +33,13 @@ public sealed class BertEmbeddings : nn.Module
         RegisterComponents();
     }
 
-    /// <summary>→ [B, T, hidden]. Positions default to arange(T); token types to 0.</summary>
-    public Tensor Forward(Tensor? inputIds, Tensor? inputsEmbeds, Tensor? tokenTypeIds, Tensor? positionIds)
+    /// <summary>→ [B, T, hidden]. Positions default to arange(past, past + T) (HF); token types to 0.</summary>
+    public Tensor Forward(Tensor? inputIds, Tensor? inputsEmbeds, Tensor? tokenTypeIds, Tensor? positionIds, long past = 0)
     {
         var x = inputsEmbeds ?? word_embeddings.forward(inputIds!);                       // [B, T, hidden]
         long b = x.shape[0], t = x.shape[1];
         var device = x.device;
-        positionIds ??= arange(t, dtype: ScalarType.Int64, device: device).unsqueeze(0).expand(b, t);
+        positionIds ??= arange(past, past + t, dtype: ScalarType.Int64, device: device).unsqueeze(0).expand(b, t);
         tokenTypeIds ??= zeros([b, t], dtype: ScalarType.Int64, device: device);
         x = x + token_type_embeddings.forward(tokenTypeIds.to(device)) + position_embeddings.forward(positionIds.to(device));
         return dropout.forward(LayerNorm.forward(x));
@@ -70,13 +70,22 @@ public sealed class BertSelfAttention : nn.Module
         RegisterComponents();
     }
 
-    /// <summary>x [B, T, hidden], additive mask [B, 1, 1, T] → context [B, T, hidden].</summary>
-    public Tensor Forward(Tensor x, Tensor? mask)
+    /// <summary>
+    /// x [B, T, hidden], additive mask [B, 1, 1, P + T] → context [B, T, hidden]. <paramref name="past"/> holds
+    /// prefix keys/values [B, H, P, D] that are attended to but not updated (HF encoder use of past_key_values,
+    /// e.g. PEFT prefix tuning).
+    /// </summary>
+    public Tensor Forward(Tensor x, Tensor? mask, (Tensor Key, Tensor Value)? past = null)
     {
         long b = x.shape[0], t = x.shape[1];
         var q = query.forward(x).view(b, t, _heads, _headDim).transpose(1, 2);   // [B, H, T, D]
         var k = key.forward(x).view(b, t, _heads, _headDim).transpose(1, 2);
         var v = value.forward(x).view(b, t, _heads, _headDim).transpose(1, 2);
+        if (past is { } p)
+        {
+            k = cat([p.Key.to(k.dtype), k], 2);                                   // [B, H, P + T, D]
+            v = cat([p.Value.to(v.dtype), v], 2);
+        }
         return ModelOps.Attend(q, k, v, mask, training ? _dropout : 0.0);       // [B, T, hidden]
     }
 }
@@ -124,7 +133,7 @@ public sealed class BertAttention : nn.Module
     }
 
     /// <summary>x [B, T, hidden] → [B, T, hidden].</summary>
-    public Tensor Forward(Tensor x, Tensor? mask) => output.Forward(self.Forward(x, mask), x);
+    public Tensor Forward(Tensor x, Tensor? mask, (Tensor Key, Tensor Value)? past = null) => output.Forward(self.Forward(x, mask, past), x);
 }
 
 /// <summary>HF <c>BertIntermediate</c>: dense + activation.</summary>
@@ -170,9 +179,9 @@ public sealed class BertLayer : nn.Module
     }
 
     /// <summary>x [B, T, hidden] → [B, T, hidden].</summary>
-    public Tensor Forward(Tensor x, Tensor? mask)
+    public Tensor Forward(Tensor x, Tensor? mask, (Tensor Key, Tensor Value)? past = null)
     {
-        var a = attention.Forward(x, mask);
+        var a = attention.Forward(x, mask, past);
         return output.Forward(intermediate.forward(a), a);
     }
 }
@@ -248,28 +257,30 @@ public sealed class BertModel : PreTrainedModel
     protected internal override void AfterInit() => ModelOps.ZeroPaddingRow(embeddings.Word.Value, _c.PadTokenId);
 
     /// <summary>
-    /// input_ids [B, T] (or inputs_embeds), attention_mask [B, T] (padding on either side), token_type_ids [B, T] →
-    /// last_hidden_state [B, T, hidden] and pooler_output [B, hidden] (with a pooler).
+    /// input_ids [B, T] (or inputs_embeds), attention_mask [B, P + T] (padding on either side), token_type_ids [B, T] →
+    /// last_hidden_state [B, T, hidden] and pooler_output [B, hidden] (with a pooler). A given
+    /// <see cref="ModelInput.PastKeyValues"/> (P prefix positions per layer, e.g. from PEFT prefix tuning) is attended
+    /// to and left unchanged, and positions start at P, as in HF's encoder.
     /// </summary>
     public override ModelOutput forward(ModelInput input)
     {
-        CausalHeads.BatchShape(input, nameof(BertModel));
+        var (b, t) = CausalHeads.BatchShape(input, nameof(BertModel));
         using var scope = NewDisposeScope();
-        var x = embeddings.Forward(input.InputIds, input.InputsEmbeds, input.TokenTypeIds, input.PositionIds);
-        var mask = ModelOps.PaddingMask(input.AttentionMask, x.dtype, x.device);   // [B, 1, 1, T]
+        var cache = input.PastKeyValues;
+        long past = cache?.GetSeqLength() ?? 0;
+        if (input.AttentionMask is not null && input.AttentionMask.shape[1] != past + t)
+            throw new ArgumentException($"BertModel: attention_mask has length {input.AttentionMask.shape[1]} but past ({past}) + new ({t}) = {past + t} positions.");
+        var x = embeddings.Forward(input.InputIds, input.InputsEmbeds, input.TokenTypeIds, input.PositionIds, past);
+        var mask = ModelOps.PaddingMask(input.AttentionMask, x.dtype, x.device);   // [B, 1, 1, P + T]
         List<Tensor>? all = input.OutputHiddenStates ? [x] : null;
-        foreach (var layer in encoder.layer)
+        for (int i = 0; i < encoder.layer.Count; i++)
         {
-            using (NewDisposeScope()) x = layer.Forward(x, mask).MoveToOuterDisposeScope();
+            var layerPast = cache?[i];
+            using (NewDisposeScope()) x = encoder.layer[i].Forward(x, mask, layerPast).MoveToOuterDisposeScope();
             all?.Add(x);
         }
         var pooled = pooler?.forward(x);
-        return new ModelOutput
-        {
-            LastHiddenState = x.MoveToOuterDisposeScope(),
-            PoolerOutput = pooled?.MoveToOuterDisposeScope(),
-            HiddenStates = all?.Select(y => y.MoveToOuterDisposeScope()).ToList(),
-        };
+        return ModelOps.MoveOut(new ModelOutput { LastHiddenState = x, PoolerOutput = pooled, HiddenStates = all, PastKeyValues = cache });
     }
 }
 
@@ -295,16 +306,8 @@ public abstract class BertPreTrainedHead : PreTrainedModel
     protected internal override void AfterInit() => bert.AfterInit();
 
     /// <summary>Output with the backbone's tensors moved to the caller's scope.</summary>
-    protected static ModelOutput Build(ModelOutput o, Tensor? logits, Tensor? loss, Tensor? start = null, Tensor? end = null) => new()
-    {
-        Logits = logits?.MoveToOuterDisposeScope(),
-        Loss = loss?.MoveToOuterDisposeScope(),
-        StartLogits = start?.MoveToOuterDisposeScope(),
-        EndLogits = end?.MoveToOuterDisposeScope(),
-        LastHiddenState = o.LastHiddenState?.MoveToOuterDisposeScope(),
-        PoolerOutput = o.PoolerOutput?.MoveToOuterDisposeScope(),
-        HiddenStates = o.HiddenStates?.Select(h => h.MoveToOuterDisposeScope()).ToList(),
-    };
+    protected static ModelOutput Build(ModelOutput o, Tensor? logits, Tensor? loss, Tensor? start = null, Tensor? end = null) =>
+        ModelOps.MoveOut(o with { Logits = logits, Loss = loss, StartLogits = start, EndLogits = end });
 }
 
 /// <summary>BERT sequence classifier (HF <c>BertForSequenceClassification</c>): dropout + <c>classifier</c> on the pooled output.</summary>

@@ -38,28 +38,14 @@ internal static class CausalHeads
     public static ModelOutput LmOutput(ModelOutput backbone, Tensor logits, Tensor? labels)
     {
         var loss = labels is null ? null : ModelOps.CausalLmLoss(logits, labels);
-        return new ModelOutput
-        {
-            Logits = logits.MoveToOuterDisposeScope(),
-            Loss = loss?.MoveToOuterDisposeScope(),
-            LastHiddenState = backbone.LastHiddenState?.MoveToOuterDisposeScope(),
-            HiddenStates = backbone.HiddenStates?.Select(h => h.MoveToOuterDisposeScope()).ToList(),
-            PastKeyValues = backbone.PastKeyValues,
-        };
+        return ModelOps.MoveOut(backbone with { Logits = logits, Loss = loss });
     }
 
     /// <summary>Builds the output of a sequence-classification head.</summary>
     public static ModelOutput ClsOutput(ModelOutput backbone, Tensor pooledLogits, Tensor? labels, PretrainedConfig config)
     {
         var loss = labels is null ? null : ModelOps.ClassificationLoss(pooledLogits, labels, config.NumLabels, config.ProblemType);
-        return new ModelOutput
-        {
-            Logits = pooledLogits.MoveToOuterDisposeScope(),
-            Loss = loss?.MoveToOuterDisposeScope(),
-            LastHiddenState = backbone.LastHiddenState?.MoveToOuterDisposeScope(),
-            HiddenStates = backbone.HiddenStates?.Select(h => h.MoveToOuterDisposeScope()).ToList(),
-            PastKeyValues = backbone.PastKeyValues,
-        };
+        return ModelOps.MoveOut(backbone with { Logits = pooledLogits, Loss = loss });
     }
 
     /// <summary>Checks that exactly one of input_ids / inputs_embeds is given and returns (B, T).</summary>

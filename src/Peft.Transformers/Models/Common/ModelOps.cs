@@ -1,3 +1,4 @@
+using Peft.Core;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -7,6 +8,22 @@ namespace Peft.Transformers.Models;
 /// <summary>Small functions the architectures share: activations, masks, positions, attention, losses, init.</summary>
 internal static class ModelOps
 {
+    /// <summary>
+    /// Moves every distinct tensor of <paramref name="o"/> to the enclosing dispose scope exactly once (a tensor that
+    /// appears twice, e.g. the last hidden state inside the hidden-states list, must not be moved two levels up).
+    /// </summary>
+    public static ModelOutput MoveOut(ModelOutput o)
+    {
+        var seen = new HashSet<Tensor>(ReferenceEqualityComparer.Instance);
+        void Move(Tensor? t)
+        {
+            if (t is not null && seen.Add(t)) t.MoveToOuterDisposeScope();
+        }
+        Move(o.Logits); Move(o.Loss); Move(o.LastHiddenState); Move(o.PoolerOutput); Move(o.StartLogits); Move(o.EndLogits);
+        if (o.HiddenStates is not null) foreach (var h in o.HiddenStates) Move(h);
+        return o;
+    }
+
     /// <summary>HF <c>ACT2FN[name]</c> for the activations these models use.</summary>
     public static Func<Tensor, Tensor> Activation(string name) => name switch
     {
@@ -21,18 +38,21 @@ internal static class ModelOps
     /// <summary>
     /// Additive attention mask [B or 1, 1, T, past + T] for causal self-attention: 0 where query i (absolute position
     /// past + i) may see key j (j ≤ past + i and attention_mask[b, j] = 1), the dtype's minimum elsewhere.
-    /// Rows with no visible key (padding queries) stay finite. Null when nothing needs masking (one new token, no padding mask).
+    /// Rows with no visible key (padding queries) stay finite. With <paramref name="slidingWindow"/> w, query i sees
+    /// only keys j &gt; past + i − w (HF's sliding-window overlay). Null when nothing needs masking (one new token, no padding mask).
     /// </summary>
-    public static Tensor? CausalMask(Tensor? attentionMask, long batch, long queryLen, long pastLen, ScalarType dtype, Device device)
+    public static Tensor? CausalMask(Tensor? attentionMask, long batch, long queryLen, long pastLen, ScalarType dtype, Device device, int? slidingWindow = null)
     {
         long keyLen = pastLen + queryLen;
         if (attentionMask is not null && attentionMask.shape[1] != keyLen)
             throw new ArgumentException($"attention_mask has length {attentionMask.shape[1]} but past ({pastLen}) + new ({queryLen}) = {keyLen} positions.");
-        if (attentionMask is null && queryLen == 1) return null;
+        if (attentionMask is null && queryLen == 1 && (slidingWindow is null || keyLen <= slidingWindow)) return null;
         using var scope = NewDisposeScope();
         var q = arange(pastLen, keyLen, dtype: ScalarType.Int64, device: device).unsqueeze(1);   // [T, 1]
         var k = arange(0, keyLen, dtype: ScalarType.Int64, device: device).unsqueeze(0);         // [1, S]
-        var allowed = k.le(q).unsqueeze(0);                                                   // [1, T, S]
+        var allowed = k.le(q);                                                                // [T, S]
+        if (slidingWindow is { } w) allowed = allowed.logical_and(k.gt(q - w));               // HF: kv_idx > q_idx − window
+        allowed = allowed.unsqueeze(0);                                                       // [1, T, S]
         if (attentionMask is not null)
             allowed = allowed.logical_and(attentionMask.to(device).to_type(ScalarType.Bool).unsqueeze(1)); // [B, T, S]
         return Additive(allowed.unsqueeze(1), dtype).MoveToOuterDisposeScope();               // [B, 1, T, S]

@@ -5,6 +5,12 @@ using static TorchSharp.torch;
 
 namespace Peft.Transformers.Models.Gpt2;
 
+internal static class Gpt2Keys
+{
+    /// <summary>Old GPT-2 checkpoints store the causal mask as buffers "h.N.attn.bias" / "h.N.attn.masked_bias"; HF ignores them.</summary>
+    public static readonly System.Text.RegularExpressions.Regex Ignored = new(@"(^|\.)h\.\d+\.attn\.(masked_)?bias$", System.Text.RegularExpressions.RegexOptions.CultureInvariant);
+}
+
 /// <summary>GPT-2 attention (HF <c>GPT2Attention</c>): fused <c>c_attn</c> Conv1D ([in, 3·hidden]) and <c>c_proj</c>.</summary>
 public sealed class GPT2Attention : nn.Module
 {
@@ -141,6 +147,8 @@ public sealed class GPT2Model : PreTrainedModel
     /// <inheritdoc />
     public override bool IsBaseModel => true;
     /// <inheritdoc />
+    protected internal override System.Text.RegularExpressions.Regex? IgnoredUnexpectedKeys => Gpt2Keys.Ignored;
+    /// <inheritdoc />
     public override TransformerDimensions Dimensions => new(_c.NLayer, _c.NHead, _c.NHead, _c.NEmbd, _c.NEmbd / _c.NHead);
     /// <inheritdoc />
     public override Embedding GetInputEmbeddings() => _wte.Value;
@@ -170,12 +178,7 @@ public sealed class GPT2Model : PreTrainedModel
         }
         x = ln_f.forward(x);
         if (all is not null) all[^1] = x;
-        return new ModelOutput
-        {
-            LastHiddenState = x.MoveToOuterDisposeScope(),
-            HiddenStates = all?.Select(y => y.MoveToOuterDisposeScope()).ToList(),
-            PastKeyValues = cache,
-        };
+        return ModelOps.MoveOut(new ModelOutput { LastHiddenState = x, HiddenStates = all, PastKeyValues = cache });
     }
 }
 
@@ -200,6 +203,8 @@ public sealed class GPT2LMHeadModel : PreTrainedModel
 
     /// <inheritdoc />
     public override string BaseModelPrefix => "transformer";
+    /// <inheritdoc />
+    protected internal override System.Text.RegularExpressions.Regex? IgnoredUnexpectedKeys => Gpt2Keys.Ignored;
     /// <inheritdoc />
     public override TransformerDimensions Dimensions => transformer.Dimensions;
     /// <inheritdoc />
@@ -238,6 +243,8 @@ public sealed class GPT2ForSequenceClassification : PreTrainedModel
 
     /// <inheritdoc />
     public override string BaseModelPrefix => "transformer";
+    /// <inheritdoc />
+    protected internal override System.Text.RegularExpressions.Regex? IgnoredUnexpectedKeys => Gpt2Keys.Ignored;
     /// <inheritdoc />
     public override TransformerDimensions Dimensions => transformer.Dimensions;
     /// <inheritdoc />

@@ -164,21 +164,20 @@ public abstract class RotaryDecoderModel : PreTrainedModel
         var device = h.device;
         var positions = input.PositionIds?.to(device) ?? ModelOps.PositionIds(input.AttentionMask, b, t, past, device);
         var mask = ModelOps.CausalMask(input.AttentionMask, b, t, past, h.dtype, device);
+        var windows = Enumerable.Range(0, layers.Count).Select(_c.SlidingWindowOf).ToArray();
+        var windowMasks = windows.Where(w => w is not null).Distinct()
+            .ToDictionary(w => w!.Value, w => ModelOps.CausalMask(input.AttentionMask, b, t, past, h.dtype, device, w));
         var invFreq = RotaryEmbedding.InvFreq(_c, device);
         var (cos, sin) = RotaryEmbedding.CosSin(positions, invFreq, h.dtype);         // [B, T, D]
         List<Tensor>? all = input.OutputHiddenStates ? [h] : null;
-        foreach (var layer in layers)
+        for (int i = 0; i < layers.Count; i++)
         {
-            using (NewDisposeScope()) h = layer.Forward(h, cos, sin, mask, cache).MoveToOuterDisposeScope();
+            var layerMask = windows[i] is { } w ? windowMasks[w] : mask;
+            using (NewDisposeScope()) h = layers[i].Forward(h, cos, sin, layerMask, cache).MoveToOuterDisposeScope();
             all?.Add(h);
         }
         h = norm.forward(h);
         if (all is not null) all[^1] = h;
-        return new ModelOutput
-        {
-            LastHiddenState = h.MoveToOuterDisposeScope(),
-            HiddenStates = all?.Select(x => x.MoveToOuterDisposeScope()).ToList(),
-            PastKeyValues = cache,
-        };
+        return ModelOps.MoveOut(new ModelOutput { LastHiddenState = h, HiddenStates = all, PastKeyValues = cache });
     }
 }

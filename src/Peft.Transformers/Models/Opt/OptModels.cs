@@ -205,11 +205,7 @@ public sealed class OPTModel : PreTrainedModel
         var (b, t) = CausalHeads.BatchShape(input, nameof(OPTModel));
         using var scope = NewDisposeScope();
         var o = decoder.Forward(input, b, t);
-        return o with
-        {
-            LastHiddenState = o.LastHiddenState!.MoveToOuterDisposeScope(),
-            HiddenStates = o.HiddenStates?.Select(x => x.MoveToOuterDisposeScope()).ToList(),
-        };
+        return ModelOps.MoveOut(o);
     }
 }
 
