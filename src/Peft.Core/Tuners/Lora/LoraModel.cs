@@ -54,9 +54,13 @@ public sealed class LoraModel : BaseTuner
     private TargetModules ExpandAllLinear(LoraConfig config)
     {
         var names = new List<string>();
+        var inner = new List<string>();
         foreach (var (name, m) in Model.named_modules())
         {
-            if (m is not (Linear or Peft.Core.Modules.Conv1D)) continue;
+            if (inner.Any(p => name.StartsWith(p, StringComparison.Ordinal))) continue; // inside an adapter layer or wrapper
+            if (m is ITunerLayer or ModulesToSaveWrapper) inner.Add(name + ".");
+            bool linear = m is Linear or Peft.Core.Modules.Conv1D || m is ITunerLayer { BaseLayer: Linear or Peft.Core.Modules.Conv1D };
+            if (!linear) continue;
             var last = name[(name.LastIndexOf('.') + 1)..];
             // PEFT leaves out the output embedding of a transformers model, and the classifier of a SEQ_CLS plain module.
             if (Model is IPretrainedModel && last == "lm_head") continue;
@@ -68,7 +72,12 @@ public sealed class LoraModel : BaseTuner
     }
 
     /// <inheritdoc />
-    protected override string DescribeTargets(PeftConfig config) => ((LoraConfig)config).TargetModules?.ToString() ?? "(none)";
+    protected override string DescribeTargets(PeftConfig config)
+    {
+        var t = ((LoraConfig)config).TargetModules;
+        if (t?.Names is { Count: > 12 } n) return "[" + string.Join(", ", n.Take(12).Select(x => $"'{x}'")) + $", ... ({n.Count} names)]";
+        return t?.ToString() ?? "(none)";
+    }
 
     /// <inheritdoc />
     protected override bool IsTarget(PeftConfig config, string key)
