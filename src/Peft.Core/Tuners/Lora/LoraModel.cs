@@ -132,9 +132,12 @@ public sealed class LoraModel : BaseTuner
             case Embedding embedding:
                 created = new LoraEmbedding(embedding, adapterName, r, alpha, lora);
                 break;
+            case Conv2d conv2d:
+                created = new LoraConv2d(conv2d, adapterName, r, alpha, lora);
+                break;
             default:
                 throw new NotSupportedException(
-                    $"Target module '{key}' ({target.GetType().FullName}) is not supported. LoRA supports Linear, Embedding and Peft.Core.Modules.Conv1D.");
+                    $"Target module '{key}' ({target.GetType().FullName}) is not supported. LoRA supports Linear, Embedding, Conv2d and Peft.Core.Modules.Conv1D.");
         }
         ModuleSurgery.ReplaceChild(parent, childName, created);
     }
