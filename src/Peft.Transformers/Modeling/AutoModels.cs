@@ -39,6 +39,9 @@ public static class ModelFactory
         [("gpt2", ModelTask.Base)] = c => new GPT2Model((GPT2Config)c),
         [("gpt2", ModelTask.CausalLM)] = c => new GPT2LMHeadModel((GPT2Config)c),
         [("gpt2", ModelTask.SequenceClassification)] = c => new GPT2ForSequenceClassification((GPT2Config)c),
+        [("gpt2", ModelTask.TokenClassification)] = c => new GPT2ForTokenClassification((GPT2Config)c),
+        [("llama", ModelTask.TokenClassification)] = c => new LlamaForTokenClassification((LlamaConfig)c),
+        [("qwen2", ModelTask.TokenClassification)] = c => new Qwen2ForTokenClassification((Qwen2Config)c),
         [("opt", ModelTask.Base)] = c => new OPTModel((OPTConfig)c),
         [("opt", ModelTask.CausalLM)] = c => new OPTForCausalLM((OPTConfig)c),
         [("opt", ModelTask.SequenceClassification)] = c => new OPTForSequenceClassification((OPTConfig)c),
@@ -85,13 +88,19 @@ public static class ModelFactory
             throw new NotSupportedException($"{dir}: no {task} architecture for model_type '{config.ModelType}'.");
         var model = build(config);
         model.NameOrPath = pathOrId;
-        var (missing, unexpected) = model.LoadWeights(dir);
+        var (missing, unexpected) = model.LoadWeights(dir, options.IgnoreMismatchedSizes);
         if (missing.Count > 0)
         {
             model.InitializeKeys(missing.ToHashSet(StringComparer.Ordinal));
             options.Logger?.LogWarning(
                 "Some weights of {Model} were not initialized from the model checkpoint at {Path} and are newly initialized: [{Keys}]. You should probably TRAIN this model on a down-stream task to be able to use it for predictions and inference.",
                 model.ArchitectureName, pathOrId, string.Join(", ", missing));
+        }
+        if (model.MismatchedKeys.Count > 0)
+        {
+            options.Logger?.LogWarning(
+                "Some weights of {Model} were not initialized from the model checkpoint at {Path} and are newly initialized because the shapes did not match: [{Keys}].",
+                model.ArchitectureName, pathOrId, string.Join("; ", model.MismatchedKeys));
         }
         if (unexpected.Count > 0)
         {
@@ -137,7 +146,7 @@ public static class AutoModelForSequenceClassification
     public static PreTrainedModel FromConfig(PretrainedConfig config) => ModelFactory.FromConfig(config, ModelTask.SequenceClassification);
 }
 
-/// <summary>Loads a token classifier (HF <c>AutoModelForTokenClassification</c>): BERT.</summary>
+/// <summary>Loads a token classifier (HF <c>AutoModelForTokenClassification</c>): BERT, GPT-2, Llama, Qwen2.</summary>
 public static class AutoModelForTokenClassification
 {
     /// <summary>Loads from a folder or a cached hub id.</summary>

@@ -27,6 +27,12 @@ public sealed record FromPretrainedOptions
     /// <summary>Quantized loading (HF <c>quantization_config</c>); not implemented yet: setting it throws <see cref="NotSupportedException"/>.</summary>
     public BitsAndBytesConfig? Quantization { get; init; }
 
+    /// <summary>
+    /// Skip checkpoint tensors whose shape differs from the model's (e.g. a classifier with another label count)
+    /// and initialise those weights instead of failing (HF <c>ignore_mismatched_sizes</c>).
+    /// </summary>
+    public bool IgnoreMismatchedSizes { get; init; }
+
     /// <summary>Receives the "newly initialized" / "not used" warnings; null = no logging.</summary>
     public ILogger? Logger { get; init; }
 }

@@ -68,6 +68,9 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
     /// <summary>Keys the model expected but the checkpoint lacked (newly initialised) at the last <c>FromPretrained</c>.</summary>
     public IReadOnlyList<string> MissingKeys { get; internal set; } = [];
 
+    /// <summary>Keys skipped because of a shape mismatch (with <see cref="FromPretrainedOptions.IgnoreMismatchedSizes"/>), with both shapes.</summary>
+    public IReadOnlyList<string> MismatchedKeys { get; internal set; } = [];
+
     /// <summary>Keys of the checkpoint the model did not use at the last <c>FromPretrained</c>.</summary>
     public IReadOnlyList<string> UnexpectedKeys { get; internal set; } = [];
 
@@ -189,8 +192,8 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
     /// Copies the tensors of the checkpoint in <paramref name="dir"/> into this model (strict names and shapes, HF
     /// base-model prefix added or removed as needed). Returns the missing and unexpected keys.
     /// </summary>
-    /// <exception cref="InvalidDataException">A tensor's shape differs from the model's.</exception>
-    public (IReadOnlyList<string> Missing, IReadOnlyList<string> Unexpected) LoadWeights(string dir)
+    /// <exception cref="InvalidDataException">A tensor's shape differs from the model's (unless <paramref name="ignoreMismatchedSizes"/>, which reports it as missing).</exception>
+    public (IReadOnlyList<string> Missing, IReadOnlyList<string> Unexpected) LoadWeights(string dir, bool ignoreMismatchedSizes = false)
     {
         if (!File.Exists(Path.Combine(dir, "model.safetensors")) && !File.Exists(Path.Combine(dir, "model.safetensors.index.json"))
             && (File.Exists(Path.Combine(dir, "pytorch_model.bin")) || File.Exists(Path.Combine(dir, "pytorch_model.bin.index.json"))))
@@ -217,6 +220,7 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
 
         var loaded = new HashSet<string>(StringComparer.Ordinal);
         var unexpected = new List<string>();
+        var mismatched = new List<string>();
         var tied = TiedCheckpointKeys;
         using (no_grad())
         {
@@ -229,6 +233,11 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
                     continue;
                 }
                 var info = ckpt.GetInfo(fileKey);
+                if (!info.Shape.SequenceEqual(target.shape) && ignoreMismatchedSizes)
+                {
+                    mismatched.Add($"{key}: found shape [{string.Join(", ", info.Shape)}] in the checkpoint and [{string.Join(", ", target.shape)}] in the model");
+                    continue;
+                }
                 if (!info.Shape.SequenceEqual(target.shape))
                     throw new InvalidDataException(
                         $"{dir}: tensor '{fileKey}' has shape [{string.Join(", ", info.Shape)}] but {ArchitectureName} expects [{string.Join(", ", target.shape)}] for '{key}'.");
@@ -240,6 +249,7 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
         var missing = sd.Keys.Where(k => !loaded.Contains(k)).ToList();
         MissingKeys = missing;
         UnexpectedKeys = unexpected;
+        MismatchedKeys = mismatched;
         return (missing, unexpected);
     }
 

@@ -332,3 +332,42 @@ public sealed class CheckpointFormatTests
         Assert.Equal(DeviceType.CPU, model.Device.type);
     }
 }
+
+/// <summary>Token-classification heads on decoder backbones (new heads over the reference hidden states).</summary>
+public sealed class DecoderTokenClassificationTests
+{
+    [Theory]
+    [InlineData("gpt2-tiny", "classifier")]
+    [InlineData("llama-tiny", "score")]
+    [InlineData("qwen2-tiny", "score")]
+    public void New_token_head_applies_to_the_reference_hidden_states(string name, string head)
+    {
+        using var scope = torch.NewDisposeScope();
+        using var model = AutoModelForTokenClassification.FromPretrained(Fixtures.Model(name), new FromPretrainedOptions { NumLabels = 4 });
+        Assert.Equal(new[] { head + ".bias", head + ".weight" }, model.MissingKeys.Order(StringComparer.Ordinal));
+        var r = ModelTestUtil.Reference(name);
+        var labels = r["labels"].remainder(4).masked_fill(r["labels"].eq(-100), -100);
+        var o = model.forward(ModelTestUtil.ReferenceInput(name, r) with { Labels = labels });
+        var sd = model.state_dict();
+        var expected = torch.nn.functional.linear(r["last_hidden_state"], sd[head + ".weight"], sd[head + ".bias"]);
+        TensorAssert.Close(expected, o.Logits!, 1e-4, r["attention_mask"], name);
+        Assert.NotNull(o.Loss);
+    }
+}
+
+/// <summary>HF's ignore_mismatched_sizes: a head of another size is re-initialised instead of failing.</summary>
+public sealed class MismatchedSizeTests
+{
+    [Fact]
+    public void Classifier_with_another_label_count_fails_or_is_reinitialised()
+    {
+        var e = Assert.Throws<InvalidDataException>(() => AutoModelForSequenceClassification.FromPretrained(Fixtures.Model("bert-tiny"), new FromPretrainedOptions { NumLabels = 3 }));
+        Assert.Contains("classifier.", e.Message);
+        using var model = AutoModelForSequenceClassification.FromPretrained(Fixtures.Model("bert-tiny"), new FromPretrainedOptions { NumLabels = 3, IgnoreMismatchedSizes = true });
+        Assert.Equal(["classifier.bias", "classifier.weight"], model.MissingKeys.Order(StringComparer.Ordinal));
+        Assert.Equal(2, model.MismatchedKeys.Count);
+        Assert.Contains("[5, 64]", string.Join(" ", model.MismatchedKeys));
+        Assert.Equal(3, model.Config.NumLabels);
+        Assert.Equal([3L, 64L], model.state_dict()["classifier.weight"].shape);
+    }
+}

@@ -153,6 +153,18 @@ public sealed class GPT2Model : PreTrainedModel
     /// <inheritdoc />
     public override Embedding GetInputEmbeddings() => _wte.Value;
 
+    /// <summary>HF GPT-2 init: residual projections (<c>c_proj</c>) get std initializer_range / √(2·n_layer).</summary>
+    protected internal override void AfterInit()
+    {
+        using var _ = no_grad();
+        double std = _c.InitializerRange / Math.Sqrt(2.0 * _c.NLayer);
+        foreach (var block in h)
+        {
+            if (block.attn.c_proj is Conv1D a) a.weight.normal_(0, std);
+            if (block.mlp.c_proj is Conv1D m) m.weight.normal_(0, std);
+        }
+    }
+
     /// <summary>
     /// input_ids [B, T] (or inputs_embeds), attention_mask [B, past + T] → last_hidden_state [B, T, hidden] after ln_f.
     /// Positions: position_ids, else cumsum(mask) − 1 (HF generation's rule), else past + arange(T).
@@ -210,6 +222,8 @@ public sealed class GPT2LMHeadModel : PreTrainedModel
     /// <inheritdoc />
     public override Embedding GetInputEmbeddings() => transformer.GetInputEmbeddings();
     /// <inheritdoc />
+    protected internal override void AfterInit() => transformer.AfterInit();
+    /// <inheritdoc />
     public override bool CanGenerate => true;
     /// <inheritdoc />
     protected internal override IReadOnlyCollection<string> TiedCheckpointKeys => Config.TieWordEmbeddings ? ["lm_head.weight"] : [];
@@ -249,6 +263,8 @@ public sealed class GPT2ForSequenceClassification : PreTrainedModel
     public override TransformerDimensions Dimensions => transformer.Dimensions;
     /// <inheritdoc />
     public override Embedding GetInputEmbeddings() => transformer.GetInputEmbeddings();
+    /// <inheritdoc />
+    protected internal override void AfterInit() => transformer.AfterInit();
 
     /// <summary>Logits [B, num_labels]; loss by problem_type when labels are given.</summary>
     public override ModelOutput forward(ModelInput input)
@@ -257,5 +273,49 @@ public sealed class GPT2ForSequenceClassification : PreTrainedModel
         var o = transformer.forward(input);
         var pooled = CausalHeads.PoolLastNonPad(score.forward(o.LastHiddenState!), input.InputIds, Config.PadTokenId, ArchitectureName);
         return CausalHeads.ClsOutput(o, pooled, input.Labels, Config);
+    }
+}
+
+/// <summary>GPT-2 token classifier (HF <c>GPT2ForTokenClassification</c>): dropout + <c>classifier</c> per token.</summary>
+public sealed class GPT2ForTokenClassification : PreTrainedModel
+{
+#pragma warning disable IDE1006
+    /// <summary>HF <c>transformer</c>: the backbone.</summary>
+    public GPT2Model transformer;
+    /// <summary>HF <c>classifier</c> [num_labels, hidden].</summary>
+    public nn.Module<Tensor, Tensor> classifier;
+#pragma warning restore IDE1006
+    private readonly Dropout dropout;
+
+    /// <summary>Builds the model for <paramref name="config"/> (random weights).</summary>
+    public GPT2ForTokenClassification(GPT2Config config) : base(nameof(GPT2ForTokenClassification), config)
+    {
+        transformer = new GPT2Model(config);
+        var p = config.ExtensionData is not null && config.ExtensionData.TryGetValue("classifier_dropout", out var cd) && cd.ValueKind == System.Text.Json.JsonValueKind.Number
+            ? cd.GetDouble() : config.ResidPdrop;
+        dropout = nn.Dropout(p);
+        classifier = nn.Linear(config.NEmbd, config.NumLabels);
+        RegisterComponents();
+    }
+
+    /// <inheritdoc />
+    public override string BaseModelPrefix => "transformer";
+    /// <inheritdoc />
+    protected internal override System.Text.RegularExpressions.Regex? IgnoredUnexpectedKeys => Gpt2Keys.Ignored;
+    /// <inheritdoc />
+    public override TransformerDimensions Dimensions => transformer.Dimensions;
+    /// <inheritdoc />
+    public override Embedding GetInputEmbeddings() => transformer.GetInputEmbeddings();
+    /// <inheritdoc />
+    protected internal override void AfterInit() => transformer.AfterInit();
+
+    /// <summary>Logits [B, T, num_labels]; cross-entropy (−100 ignored) when labels [B, T] are given.</summary>
+    public override ModelOutput forward(ModelInput input)
+    {
+        using var scope = NewDisposeScope();
+        var o = transformer.forward(input);
+        var logits = classifier.forward(dropout.forward(o.LastHiddenState!));
+        var loss = input.Labels is null ? null : ModelOps.TokenLoss(logits, input.Labels);
+        return ModelOps.MoveOut(o with { Logits = logits, Loss = loss });
     }
 }

@@ -85,6 +85,45 @@ public abstract class RotaryDecoderForSequenceClassification : PreTrainedModel
     }
 }
 
+/// <summary>A Llama-family backbone with a per-token classifier <c>score</c> (HF <c>LlamaForTokenClassification</c>).</summary>
+public abstract class RotaryDecoderForTokenClassification : PreTrainedModel
+{
+#pragma warning disable IDE1006
+    /// <summary>HF <c>model</c>: the backbone.</summary>
+    public RotaryDecoderModel model;
+    /// <summary>HF <c>score</c> [num_labels, hidden] with bias.</summary>
+    public nn.Module<Tensor, Tensor> score;
+#pragma warning restore IDE1006
+    private readonly Dropout dropout;
+
+    /// <summary>Builds the head; the derived constructor calls <c>RegisterComponents()</c>.</summary>
+    protected RotaryDecoderForTokenClassification(string name, RotaryDecoderConfig config, RotaryDecoderModel backbone) : base(name, config)
+    {
+        model = backbone;
+        dropout = nn.Dropout(0.1);
+        score = nn.Linear(config.HiddenSize, config.NumLabels);
+    }
+
+    /// <inheritdoc />
+    public override string BaseModelPrefix => "model";
+    /// <inheritdoc />
+    public override TransformerDimensions Dimensions => model.Dimensions;
+    /// <inheritdoc />
+    public override Embedding GetInputEmbeddings() => model.GetInputEmbeddings();
+    /// <inheritdoc />
+    protected internal override void AfterInit() => model.AfterInit();
+
+    /// <summary>Logits [B, T, num_labels]; cross-entropy (−100 ignored) when labels [B, T] are given.</summary>
+    public override ModelOutput forward(ModelInput input)
+    {
+        using var scope = NewDisposeScope();
+        var o = model.forward(input);
+        var logits = score.forward(dropout.forward(o.LastHiddenState!));
+        var loss = input.Labels is null ? null : ModelOps.TokenLoss(logits, input.Labels);
+        return ModelOps.MoveOut(o with { Logits = logits, Loss = loss });
+    }
+}
+
 /// <summary>Llama backbone (HF <c>LlamaModel</c>).</summary>
 public sealed class LlamaModel : RotaryDecoderModel
 {
@@ -104,4 +143,11 @@ public sealed class LlamaForSequenceClassification : RotaryDecoderForSequenceCla
 {
     /// <summary>Builds the model for <paramref name="config"/> (random weights).</summary>
     public LlamaForSequenceClassification(LlamaConfig config) : base(nameof(LlamaForSequenceClassification), config, new LlamaModel(config)) => RegisterComponents();
+}
+
+/// <summary>Llama token classifier (HF <c>LlamaForTokenClassification</c>).</summary>
+public sealed class LlamaForTokenClassification : RotaryDecoderForTokenClassification
+{
+    /// <summary>Builds the model for <paramref name="config"/> (random weights).</summary>
+    public LlamaForTokenClassification(LlamaConfig config) : base(nameof(LlamaForTokenClassification), config, new LlamaModel(config)) => RegisterComponents();
 }

@@ -22,3 +22,10 @@ public sealed class Qwen2ForSequenceClassification : RotaryDecoderForSequenceCla
     /// <summary>Builds the model for <paramref name="config"/> (random weights).</summary>
     public Qwen2ForSequenceClassification(Qwen2Config config) : base(nameof(Qwen2ForSequenceClassification), config, new Qwen2Model(config)) => RegisterComponents();
 }
+
+/// <summary>Qwen2 token classifier (HF <c>Qwen2ForTokenClassification</c>).</summary>
+public sealed class Qwen2ForTokenClassification : RotaryDecoderForTokenClassification
+{
+    /// <summary>Builds the model for <paramref name="config"/> (random weights).</summary>
+    public Qwen2ForTokenClassification(Qwen2Config config) : base(nameof(Qwen2ForTokenClassification), config, new Qwen2Model(config)) => RegisterComponents();
+}
