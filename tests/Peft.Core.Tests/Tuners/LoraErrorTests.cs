@@ -102,3 +102,29 @@ public class LoraErrorTests
         Assert.Throws<InvalidOperationException>(() => pm.SetAdapter("default"));
     }
 }
+
+public class LoraPeftFileQuirkTests
+{
+    [Fact]
+    public void BiasAllFilesWithWrapperBiasKeysAsPeftWritesThemLoad()
+    {
+        using var scope = NewDisposeScope();
+        using var dir = new TempDir();
+        var baseModel = new TinyMlp();
+        var fresh = TinyMlp.CopyOf(baseModel);
+        var pm = PeftModel.GetPeftModel(baseModel, new LoraConfig { R = 2, TargetModules = ["lin0"], Bias = "all", ModulesToSave = ["classifier"], InitLoraWeights = false });
+        pm.eval();
+        using (no_grad()) foreach (var (n, p) in pm.named_parameters()) if (n.EndsWith("bias") && p.requires_grad) p.add_(0.5);
+        var expected = pm.Forward(TinyMlp.Input());
+        pm.SavePretrained(dir.Path);
+        var file = Path.Combine(dir.Path, "adapter_model.safetensors");
+        Dictionary<string, Tensor> tensors;
+        using (var f = SafetensorsFile.Open(file)) tensors = f.ReadAll();
+        // Python PEFT's bias="all" files also hold the wrapper's internal bias keys (adapter name stripped).
+        tensors["base_model.model.classifier.modules_to_save.bias"] = tensors["base_model.model.classifier.bias"];
+        tensors["base_model.model.classifier.original_module.bias"] = pm.state_dict()["base_model.model.classifier.original_module.bias"];
+        SafetensorsWriter.Save(file, tensors, new Dictionary<string, string> { ["format"] = "pt" });
+        var loaded = PeftModel.FromPretrained(fresh, dir.Path);
+        TensorAssert.Close(expected, loaded.Forward(TinyMlp.Input()), 1e-6, what: "bias=all with wrapper keys");
+    }
+}

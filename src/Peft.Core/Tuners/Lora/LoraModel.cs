@@ -226,6 +226,13 @@ public sealed class LoraModel : BaseTuner
                 var key = $"{root}{path}.{name}";
                 targets[key] = (t, k) => CopyInto(value, t, k);
                 required.Add(key);
+                // PEFT's bias="all" files also carry the wrapper's own bias keys; accept them (the copy's value is the same tensor).
+                if (name.EndsWith("bias", StringComparison.Ordinal))
+                {
+                    targets[$"{root}{path}.modules_to_save.{name}"] = (t, k) => CopyInto(value, t, k);
+                    var original = w.OriginalModule.state_dict()[name];
+                    targets[$"{root}{path}.original_module.{name}"] = (t, k) => CopyInto(original, t, k);
+                }
             }
         }
         foreach (var (key, value) in tensors)
