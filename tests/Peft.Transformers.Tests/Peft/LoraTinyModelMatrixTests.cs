@@ -24,6 +24,7 @@ public class LoraTinyModelMatrixTests
         { "bert-tiny", "seqcls-embed" },
         { "bert-ner-tiny", "tokcls" },
         { "bert-qa-tiny", "qa" },
+        { "bert-tiny", "seqcls-all-linear" },
     };
 
     private static (PreTrainedModel Model, LoraConfig Config) Build(string model, string setting)
@@ -52,6 +53,7 @@ public class LoraTinyModelMatrixTests
             "seqcls-embed" => new() { R = 4, TargetModules = ["word_embeddings", "query", "value"], TaskType = TaskType.SeqCls },
             "tokcls" => new() { R = 4, TargetModules = ["query", "key", "dense"], TaskType = TaskType.TokenCls, ExcludeModules = @".*output\.dense" },
             "qa" => new() { R = 4, TargetModules = ["query", "value"], TaskType = TaskType.QuestionAns },
+            "seqcls-all-linear" => new() { R = 2, TargetModules = "all-linear", TaskType = TaskType.SeqCls },
             _ => throw new ArgumentException(setting),
         };
         // Random A and B so every adapter changes the output (gaussian: B is zero at first, so it is filled below).

@@ -65,6 +65,8 @@ public sealed class LoraModel : BaseTuner
             // PEFT leaves out the output embedding of a transformers model, and the classifier of a SEQ_CLS plain module.
             if (Model is IPretrainedModel && last == "lm_head") continue;
             if (Model is not IPretrainedModel && config.TaskType == TaskType.SeqCls && last is "classifier" or "score") continue;
+            // Modules trained in full (modules_to_save, e.g. the classifier head) are not also given LoRA.
+            if (config.ModulesToSave?.Any(t => name == t || name.EndsWith("." + t, StringComparison.Ordinal)) == true) continue;
             names.Add(name);
         }
         if (names.Count == 0) throw new ArgumentException($"target_modules=\"all-linear\": {Model.GetType().Name} has no linear layers.");
