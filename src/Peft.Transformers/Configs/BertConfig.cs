@@ -38,6 +38,8 @@ public sealed record BertConfig : PretrainedConfig
     [JsonPropertyName("is_decoder")] public bool IsDecoder { get; init; }
 
     /// <inheritdoc />
+    public override PretrainedConfig WithVocabSize(int vocabSize) => this with { VocabSize = vocabSize };
+    /// <inheritdoc />
     [JsonIgnore] public override int HiddenSizeValue => HiddenSize;
     /// <inheritdoc />
     [JsonIgnore] public override double InitStd => InitializerRange;

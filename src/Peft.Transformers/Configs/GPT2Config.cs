@@ -40,6 +40,8 @@ public sealed record GPT2Config : PretrainedConfig
     [JsonPropertyName("reorder_and_upcast_attn")] public bool ReorderAndUpcastAttn { get; init; }
 
     /// <inheritdoc />
+    public override PretrainedConfig WithVocabSize(int vocabSize) => this with { VocabSize = vocabSize };
+    /// <inheritdoc />
     [JsonIgnore] public override int HiddenSizeValue => NEmbd;
     /// <inheritdoc />
     [JsonIgnore] public override double InitStd => InitializerRange;

@@ -44,6 +44,8 @@ public sealed record OPTConfig : PretrainedConfig
     /// <summary>The embedding width actually used (<see cref="WordEmbedProjDim"/> or <see cref="HiddenSize"/>).</summary>
     [JsonIgnore] public int EmbedDim => WordEmbedProjDim ?? HiddenSize;
     /// <inheritdoc />
+    public override PretrainedConfig WithVocabSize(int vocabSize) => this with { VocabSize = vocabSize };
+    /// <inheritdoc />
     [JsonIgnore] public override int HiddenSizeValue => HiddenSize;
     /// <inheritdoc />
     [JsonIgnore] public override double InitStd => InitStdValue;

@@ -64,6 +64,9 @@ public abstract record PretrainedConfig
     /// <summary>Hidden size of the model (the width of its hidden states).</summary>
     [JsonIgnore] public abstract int HiddenSizeValue { get; }
 
+    /// <summary>A copy with another <c>vocab_size</c> (used by <c>ResizeTokenEmbeddings</c>).</summary>
+    public abstract PretrainedConfig WithVocabSize(int vocabSize);
+
     /// <summary>Standard deviation of the normal initialisation of new weights (HF <c>initializer_range</c> / <c>init_std</c>).</summary>
     [JsonIgnore] public abstract double InitStd { get; }
 

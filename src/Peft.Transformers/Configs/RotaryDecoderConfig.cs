@@ -86,6 +86,8 @@ public abstract record RotaryDecoderConfig : PretrainedConfig
     /// <summary>Whether the MLP projections carry biases.</summary>
     [JsonIgnore] public abstract bool MlpBiasValue { get; }
     /// <inheritdoc />
+    public override PretrainedConfig WithVocabSize(int vocabSize) => this with { VocabSize = vocabSize };
+    /// <inheritdoc />
     [JsonIgnore] public override int HiddenSizeValue => HiddenSize;
     /// <inheritdoc />
     [JsonIgnore] public override double InitStd => InitializerRange;

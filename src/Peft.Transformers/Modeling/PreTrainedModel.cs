@@ -90,6 +90,52 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
     /// <summary>Dtype of the first floating-point parameter (HF <c>model.dtype</c>).</summary>
     public ScalarType Dtype => parameters().FirstOrDefault(p => p.is_floating_point())?.dtype ?? ScalarType.Float32;
 
+    /// <summary>
+    /// The untied output projection over the vocabulary (lm_head) as a <see cref="Linear"/>, or null when there is
+    /// none or it is tied to the input embeddings (HF <c>get_output_embeddings()</c>).
+    /// </summary>
+    public virtual Linear? GetOutputEmbeddings() => null;
+
+    /// <summary>Vocabulary-sized biases that follow the embedding size (BERT's MLM bias); empty by default.</summary>
+    protected internal virtual IEnumerable<Parameter> VocabularyBiases() => [];
+
+    /// <summary>
+    /// Changes the vocabulary size (HF <c>resize_token_embeddings</c>): the input embedding, an untied output
+    /// projection and vocabulary biases are cut or grown; new rows are the mean of the old rows (HF's mean
+    /// resizing; biases grow with zeros); <c>config.vocab_size</c> is updated. Returns the input embedding.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The output projection was replaced (e.g. by a PEFT wrapper).</exception>
+    public Embedding ResizeTokenEmbeddings(int newNumTokens)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(newNumTokens, 1);
+        var emb = GetInputEmbeddings();
+        using (no_grad())
+        {
+            emb.weight = Grow(emb.weight!, newNumTokens, zeros: false);
+            if (GetOutputEmbeddings() is { } head) head.weight = Grow(head.weight, newNumTokens, zeros: false);
+            foreach (var bias in VocabularyBiases())
+            {
+                using var grown = Grow(bias, newNumTokens, zeros: true);
+                bias.set_(grown.detach().clone());
+            }
+        }
+        ReplaceConfig(Config.WithVocabSize(newNumTokens));
+        return emb;
+    }
+
+    private static Parameter Grow(Tensor old, int rows, bool zeros)
+    {
+        using var scope = NewDisposeScope();
+        long keep = Math.Min(rows, old.shape[0]);
+        var shape = old.shape.ToArray();
+        shape[0] = rows;
+        var fresh = zeros || old.shape[0] == 0
+            ? torch.zeros(shape, dtype: old.dtype, device: old.device)
+            : old.to_type(ScalarType.Float32).mean([0], keepdim: true).to_type(old.dtype).expand(shape).clone();
+        fresh.narrow(0, 0, keep).copy_(old.narrow(0, 0, keep));
+        return new Parameter(fresh.detach().MoveToOuterDisposeScope(), old.requires_grad);
+    }
+
     /// <summary>Bytes held by parameters and buffers, each shared tensor counted once (HF <c>get_memory_footprint()</c>).</summary>
     public long GetMemoryFootprint()
     {
@@ -136,7 +182,13 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
             ScalarType.Float64 => "float64",
             _ => "float32",
         };
-        var cfg = Config with { Architectures = [ArchitectureName], Dtype = dtypeName };
+        var ext = Config.ExtensionData;
+        if (ext is not null && ext.ContainsKey("torch_dtype"))
+        {
+            ext = new Dictionary<string, JsonElement>(ext);
+            ext.Remove("torch_dtype");   // superseded by "dtype", which now states the saved dtype
+        }
+        var cfg = Config with { Architectures = [ArchitectureName], Dtype = dtypeName, ExtensionData = ext };
         cfg.Save(dir);
         if (CanGenerate) WriteGenerationConfig(Path.Combine(dir, "generation_config.json"));
     }
@@ -155,13 +207,10 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
     private void WriteGenerationConfig(string path)
     {
         var g = GenerationConfig;
-        var o = new JsonObject();
-        if (g.BosTokenId is { } bos) o["bos_token_id"] = bos;
+        var options = new JsonSerializerOptions { DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull };
+        var o = (JsonObject)JsonNode.Parse(JsonSerializer.Serialize(g, options))!;
         if (g.EosTokenIds is { Count: > 1 } many) o["eos_token_id"] = new JsonArray(many.Select(x => (JsonNode)x).ToArray());
         else if (g.EosTokenId is { } eos) o["eos_token_id"] = eos;
-        if (g.PadTokenId is { } pad) o["pad_token_id"] = pad;
-        if (g.ExtensionData is not null)
-            foreach (var (k, v) in g.ExtensionData) o[k] = JsonNode.Parse(v.GetRawText());
         AtomicFile.WriteAllText(path, o.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
     }
 

@@ -371,3 +371,65 @@ public sealed class MismatchedSizeTests
         Assert.Equal([3L, 64L], model.state_dict()["classifier.weight"].shape);
     }
 }
+
+/// <summary>generation_config.json survives save → reload.</summary>
+public sealed class GenerationConfigSaveTests
+{
+    [Fact]
+    public void Saved_generation_config_keeps_the_loaded_settings()
+    {
+        using var tmp = new TempDir();
+        using var model = AutoModelForCausalLM.FromPretrained(Fixtures.Model("opt-tiny"));
+        model.GenerationConfig = model.GenerationConfig with { MaxNewTokens = 7, RepetitionPenalty = 1.3, EosTokenIds = [2, 5] };
+        model.SavePretrained(tmp.Path);
+        var json = JsonNode.Parse(File.ReadAllText(tmp.File("generation_config.json")))!.AsObject();
+        Assert.Equal(7, json["max_new_tokens"]!.GetValue<int>());
+        Assert.Equal(2, json["eos_token_id"]!.AsArray().Count);
+        Assert.False(json.ContainsKey("max_length"));
+        using var again = AutoModelForCausalLM.FromPretrained(tmp.Path);
+        Assert.Equal(7, again.GenerationConfig.MaxNewTokens);
+        Assert.Equal(1.3, again.GenerationConfig.RepetitionPenalty);
+        Assert.Equal([2, 5], again.GenerationConfig.EosTokenIds!);
+        Assert.Equal(model.GenerationConfig.BosTokenId, again.GenerationConfig.BosTokenId);
+    }
+}
+
+/// <summary>HF resize_token_embeddings: embeddings, untied heads and MLM bias follow the new vocabulary size.</summary>
+public sealed class ResizeTokenEmbeddingsTests
+{
+    [Theory]
+    [InlineData("llama-tiny")]
+    [InlineData("gpt2-tiny")]
+    [InlineData("opt-tiny")]
+    public void Growing_keeps_old_logits_and_round_trips(string name)
+    {
+        using var scope = torch.NewDisposeScope();
+        using var model = ModelTestUtil.Load(name);
+        var r = ModelTestUtil.Reference(name);
+        var input = ModelTestUtil.ReferenceInput(name, r) with { Labels = null };
+        var before = model.forward(input).Logits!;
+        long n0 = model.NumParameters();
+        bool untied = model.GetOutputEmbeddings() is not null;
+        var emb = model.ResizeTokenEmbeddings(1003);
+        Assert.Equal([1003L, 64L], emb.weight!.shape);
+        Assert.Equal(n0 + 3 * 64 * (untied ? 2 : 1), model.NumParameters());
+        var after = model.forward(input).Logits!;
+        Assert.Equal(1003, after.shape[2]);
+        TensorAssert.Close(before, after.narrow(2, 0, 1000), 1e-5, r["attention_mask"], $"{name} old vocabulary");
+        using var tmp = new TempDir();
+        model.SavePretrained(tmp.Path);
+        using var again = AutoModelForCausalLM.FromPretrained(tmp.Path);
+        Assert.Empty(again.MissingKeys);
+        TensorAssert.Close(after, again.forward(input).Logits!, 0, null, $"{name} reloaded");
+    }
+
+    [Fact]
+    public void Bert_mlm_bias_grows_with_zeros()
+    {
+        using var model = (Peft.Transformers.Models.Bert.BertForMaskedLM)AutoModelForMaskedLM.FromPretrained(Fixtures.Model("bert-tiny"));
+        model.ResizeTokenEmbeddings(1002);
+        Assert.Equal([1002L], model.cls.predictions.bias.shape);
+        Assert.Equal(1002, ((BertConfig)model.Config).VocabSize);
+        Assert.Equal(0f, model.cls.predictions.bias[1001].item<float>());
+    }
+}

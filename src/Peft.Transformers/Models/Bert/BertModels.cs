@@ -490,6 +490,8 @@ public sealed class BertForMaskedLM : BertPreTrainedHead
 
     /// <inheritdoc />
     protected internal override IReadOnlyCollection<string> TiedCheckpointKeys => ["cls.predictions.decoder.weight", "cls.predictions.decoder.bias"];
+    /// <inheritdoc />
+    protected internal override IEnumerable<Parameter> VocabularyBiases() => [cls.predictions.bias];
 
     /// <summary>Logits [B, T, vocab]; cross-entropy (−100 ignored) when labels [B, T] are given.</summary>
     public override ModelOutput forward(ModelInput input)

@@ -237,6 +237,13 @@ public sealed class OPTForCausalLM : PreTrainedModel
     /// <inheritdoc />
     public override bool CanGenerate => true;
     /// <inheritdoc />
+    public override Linear? GetOutputEmbeddings() => lm_head switch
+    {
+        TiedLinear => null,
+        Linear l => l,
+        _ => throw new InvalidOperationException($"{ArchitectureName}: lm_head was replaced by {lm_head.GetType().Name}; resize the vocabulary before wrapping it."),
+    };
+    /// <inheritdoc />
     protected internal override IReadOnlyCollection<string> TiedCheckpointKeys => Config.TieWordEmbeddings ? ["lm_head.weight"] : [];
     /// <inheritdoc />
     protected internal override void AfterInit() => model.AfterInit();
