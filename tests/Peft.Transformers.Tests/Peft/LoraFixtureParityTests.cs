@@ -5,7 +5,7 @@ using Peft.Testing;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Peft.Transformers.Tests.Peft;
+namespace Peft.Transformers.Tests.PeftParity; // not "...Tests.Peft": that would shadow the root namespace Peft in sibling tests
 
 /// <summary>
 /// Golden parity with Python PEFT 0.21 for the LoRA-family fixtures in <c>shared/fixtures/hf/adapters</c>: parameter

@@ -3,7 +3,7 @@ using Peft.Testing;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Peft.Transformers.Tests.Peft;
+namespace Peft.Transformers.Tests.PeftParity; // not "...Tests.Peft": that would shadow the root namespace Peft in sibling tests
 
 /// <summary>
 /// The tuner matrix on the tiny transformer models: for each model and LoRA setting, the adapter changes the output,

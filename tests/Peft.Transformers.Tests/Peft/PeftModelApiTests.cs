@@ -4,7 +4,7 @@ using Peft.Testing;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Peft.Transformers.Tests.Peft;
+namespace Peft.Transformers.Tests.PeftParity; // not "...Tests.Peft": that would shadow the root namespace Peft in sibling tests
 
 /// <summary>The DESIGN.md PEFT flow on a real (tiny) model: create, train a little, save, reload, switch, merge.</summary>
 public class PeftModelApiTests
