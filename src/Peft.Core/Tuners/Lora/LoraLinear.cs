@@ -1,0 +1,315 @@
+using Peft.Core.Tuners;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Peft.Core;
+
+/// <summary>
+/// LoRA on a linear layer (PEFT <c>lora.Linear</c>): y = base(x) + s · B(A(dropout(x))), A = Linear(in → r, no bias),
+/// B = Linear(r → out, no bias). Wraps <see cref="Linear"/> (weight [out, in]) and GPT-2's
+/// <see cref="Peft.Core.Modules.Conv1D"/> (weight [in, out], i.e. <c>fan_in_fan_out</c>). State-dict keys:
+/// <c>base_layer.weight</c>, <c>lora_A.&lt;adapter&gt;.weight</c>, <c>lora_B.&lt;adapter&gt;.weight</c> and, for DoRA,
+/// <c>lora_magnitude_vector.&lt;adapter&gt;.weight</c>. The per-adapter math lives in a variant strategy
+/// (<see cref="ILoraLinearVariant"/>: plain LoRA or DoRA).
+/// </summary>
+public sealed class LoraLinear : LoraLayer
+{
+    private readonly AdapterModuleDict<nn.Module<Tensor, Tensor>> lora_dropout = new();
+    private readonly AdapterModuleDict<Linear> lora_A = new();
+    private readonly AdapterModuleDict<Linear> lora_B = new();
+    private readonly AdapterModuleDict<DoraMagnitude> lora_magnitude_vector = new();
+    private readonly Dictionary<string, ILoraLinearVariant> _variants = new(StringComparer.Ordinal);
+
+    /// <summary>Wraps <paramref name="baseLayer"/> and adds <paramref name="adapterName"/>.</summary>
+    /// <param name="baseLayer">A <see cref="Linear"/> or <see cref="Peft.Core.Modules.Conv1D"/>.</param>
+    /// <param name="adapterName">The first adapter.</param>
+    /// <param name="r">Rank.</param>
+    /// <param name="alpha">Alpha.</param>
+    /// <param name="config">The rest of the settings (dropout, init, rsLoRA, DoRA, fan_in_fan_out).</param>
+    public LoraLinear(nn.Module<Tensor, Tensor> baseLayer, string adapterName, int r, double alpha, LoraConfig config) : base("LoraLinear", baseLayer)
+    {
+        (InFeatures, OutFeatures) = baseLayer switch
+        {
+            Linear l => (l.in_features, l.out_features),
+            Peft.Core.Modules.Conv1D c => (c.InFeatures, c.OutFeatures),
+            _ => throw new ArgumentException($"LoRA Linear cannot wrap a {baseLayer.GetType().Name}.", nameof(baseLayer)),
+        };
+        FanInFanOut = baseLayer is Peft.Core.Modules.Conv1D;
+        RegisterComponents();
+        UpdateLayer(adapterName, r, alpha, config);
+    }
+
+    /// <summary>Input features of the base layer.</summary>
+    public long InFeatures { get; }
+
+    /// <summary>Output features of the base layer.</summary>
+    public long OutFeatures { get; }
+
+    /// <summary>True when the base weight is stored [in, out] (GPT-2 Conv1D).</summary>
+    public bool FanInFanOut { get; }
+
+    /// <summary>lora_A of an adapter: weight [r, in].</summary>
+    public Linear LoraA(string adapterName) => lora_A[adapterName];
+
+    /// <summary>lora_B of an adapter: weight [out, r].</summary>
+    public Linear LoraB(string adapterName) => lora_B[adapterName];
+
+    /// <summary>The DoRA magnitude of an adapter ([out]), or null for plain LoRA.</summary>
+    public Parameter? Magnitude(string adapterName) => lora_magnitude_vector.TryGetValue(adapterName, out var m) ? m.weight : null;
+
+    internal nn.Module<Tensor, Tensor> Dropout(string adapterName) => lora_dropout[adapterName];
+
+    internal AdapterModuleDict<DoraMagnitude> MagnitudeDict => lora_magnitude_vector;
+
+    /// <inheritdoc />
+    public override void UpdateLayer(string adapterName, int r, double alpha, LoraConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        SetAdapterScale(adapterName, r, alpha, config);
+        var weight = BaseWeight;
+        lora_dropout.Set(adapterName, config.LoraDropout > 0 ? nn.Dropout(config.LoraDropout) : nn.Identity());
+        var a = nn.Linear(InFeatures, r, hasBias: false, device: weight.device, dtype: weight.dtype);
+        var b = nn.Linear(r, OutFeatures, hasBias: false, device: weight.device, dtype: weight.dtype);
+        using (no_grad())
+        {
+            switch (config.InitLoraWeights.Kind ?? "true")
+            {
+                case "true":
+                    nn.init.kaiming_uniform_(a.weight, a: Math.Sqrt(5));
+                    nn.init.zeros_(b.weight);
+                    break;
+                case "gaussian":
+                    nn.init.normal_(a.weight, 0, 1.0 / r);
+                    nn.init.zeros_(b.weight);
+                    break;
+                default: // false: both keep nn.Linear's default (Kaiming-uniform) init
+                    break;
+            }
+        }
+        lora_A.Set(adapterName, a);
+        lora_B.Set(adapterName, b);
+        ILoraLinearVariant variant = config.UseDora ? new DoraLinearVariant() : StandardLoraVariant.Instance;
+        _variants[adapterName] = variant;
+        if (!config.UseDora) lora_magnitude_vector.Remove(adapterName);
+        variant.Init(this, adapterName);
+        SetAdapter(ActiveAdapters);
+    }
+
+    /// <summary>B·A, [out, in], in the adapter weights' dtype. Caller owns the result.</summary>
+    internal Tensor LoraProduct(string adapterName) => lora_B[adapterName].weight.matmul(lora_A[adapterName].weight);
+
+    /// <summary>The base weight as [out, in] (transposed for Conv1D). A view; not owned by the caller.</summary>
+    internal Tensor WeightOutIn(Tensor weight) => FanInFanOut ? weight.t() : weight;
+
+    /// <inheritdoc />
+    public override Tensor GetDeltaWeight(string adapterName)
+    {
+        var delta = LoraProduct(adapterName).mul(Scaling[adapterName]);
+        return FanInFanOut ? delta.t() : delta;
+    }
+
+    /// <inheritdoc />
+    protected override IEnumerable<Parameter> AdapterParameters(string adapterName)
+    {
+        if (lora_A.TryGetValue(adapterName, out var a)) yield return a.weight;
+        if (lora_B.TryGetValue(adapterName, out var b)) yield return b.weight;
+        if (lora_magnitude_vector.TryGetValue(adapterName, out var m)) yield return m.weight;
+    }
+
+    /// <inheritdoc />
+    protected override void RemoveAdapterState(string adapterName)
+    {
+        lora_A.Remove(adapterName);
+        lora_B.Remove(adapterName);
+        lora_dropout.Remove(adapterName);
+        lora_magnitude_vector.Remove(adapterName);
+        _variants.Remove(adapterName);
+    }
+
+    /// <inheritdoc />
+    protected override Tensor MergedWeight(string adapterName, Tensor weight) => _variants[adapterName].Merge(this, adapterName, weight);
+
+    /// <inheritdoc />
+    protected override Tensor UnmergedWeight(string adapterName, Tensor weight) => _variants[adapterName].Unmerge(this, adapterName, weight);
+
+    /// <inheritdoc />
+    public override IEnumerable<(string Name, Tensor Value)> AdapterTensors(string adapterName)
+    {
+        yield return ("lora_A.weight", lora_A[adapterName].weight);
+        yield return ("lora_B.weight", lora_B[adapterName].weight);
+        if (lora_magnitude_vector.TryGetValue(adapterName, out var m)) yield return ("lora_magnitude_vector", m.weight);
+    }
+
+    /// <inheritdoc />
+    public override void LoadAdapterTensor(string adapterName, string name, Tensor value, string key)
+    {
+        Tensor target = name switch
+        {
+            "lora_A.weight" => lora_A[adapterName].weight,
+            "lora_B.weight" => lora_B[adapterName].weight,
+            "lora_magnitude_vector" when lora_magnitude_vector.TryGetValue(adapterName, out var m) => m.weight,
+            _ => throw new InvalidDataException($"adapter tensor '{key}': LoRA layer has no '{name}' for adapter '{adapterName}' (expected lora_A.weight, lora_B.weight{(lora_magnitude_vector.ContainsKey(adapterName) ? ", lora_magnitude_vector" : "")})."),
+        };
+        CopyChecked(target, value, key);
+    }
+
+    /// <inheritdoc />
+    public override Tensor forward(Tensor x)
+    {
+        if (DisableAdapters)
+        {
+            if (Merged) Unmerge();
+            return base_layer.forward(x);
+        }
+        if (Merged) return base_layer.forward(x);
+        var result = base_layer.forward(x);
+        if (RowAdapterNames is { } rows) return MixedBatchForward(x, result, rows);
+        foreach (var name in ActiveAdapters)
+        {
+            if (!_variants.TryGetValue(name, out var variant)) continue;
+            result = variant.Forward(this, name, x, result);
+        }
+        return result;
+    }
+
+    /// <summary>PEFT <c>_mixed_batch_forward</c>: row i gets the adapter <paramref name="rows"/>[i] ("__base__" = none).</summary>
+    private Tensor MixedBatchForward(Tensor x, Tensor result, IReadOnlyList<string> rows)
+    {
+        result = result.clone();
+        foreach (var name in rows.Distinct())
+        {
+            if (!_variants.TryGetValue(name, out var variant)) continue;
+            if (variant is not StandardLoraVariant)
+                throw new NotSupportedException($"Mixed-adapter batches do not support DoRA (adapter '{name}').");
+            var idx = tensor(rows.Select((n, i) => (n, i)).Where(p => p.n == name).Select(p => (long)p.i).ToArray(), device: x.device);
+            var sub = x.index_select(0, idx);
+            var h = LoraB(name).forward(LoraA(name).forward(Dropout(name).forward(sub))).mul(Scaling[name]);
+            result.index_add_(0, idx, h.to(result.dtype), 1);
+        }
+        return result;
+    }
+}
+
+/// <summary>The per-adapter math of a LoRA linear layer (plain LoRA, DoRA, ...): PEFT's <c>LoraVariant</c>.</summary>
+public interface ILoraLinearVariant
+{
+    /// <summary>Called after A and B are created (DoRA creates its magnitude here).</summary>
+    void Init(LoraLinear layer, string adapterName);
+
+    /// <summary>Adds the adapter's contribution to <paramref name="result"/> = base(x) (and earlier adapters). Returns the new result.</summary>
+    Tensor Forward(LoraLinear layer, string adapterName, Tensor x, Tensor result);
+
+    /// <summary>The merged weight (storage layout) from the current <paramref name="weight"/>.</summary>
+    Tensor Merge(LoraLinear layer, string adapterName, Tensor weight);
+
+    /// <summary>The weight before <see cref="Merge"/> from the merged <paramref name="weight"/>.</summary>
+    Tensor Unmerge(LoraLinear layer, string adapterName, Tensor weight);
+}
+
+/// <summary>Plain LoRA: y += s·B(A(dropout(x))); W' = W + s·B·A.</summary>
+public sealed class StandardLoraVariant : ILoraLinearVariant
+{
+    /// <summary>The shared instance (stateless).</summary>
+    public static StandardLoraVariant Instance { get; } = new();
+
+    /// <inheritdoc />
+    public void Init(LoraLinear layer, string adapterName) { }
+
+    /// <inheritdoc />
+    public Tensor Forward(LoraLinear layer, string adapterName, Tensor x, Tensor result)
+    {
+        var h = layer.LoraB(adapterName).forward(layer.LoraA(adapterName).forward(layer.Dropout(adapterName).forward(x)));
+        return result + h.mul(layer.Scaling[adapterName]);
+    }
+
+    /// <inheritdoc />
+    public Tensor Merge(LoraLinear layer, string adapterName, Tensor weight) => weight + layer.GetDeltaWeight(adapterName).to(weight.dtype);
+
+    /// <inheritdoc />
+    public Tensor Unmerge(LoraLinear layer, string adapterName, Tensor weight) => weight - layer.GetDeltaWeight(adapterName).to(weight.dtype);
+}
+
+/// <summary>The DoRA magnitude of one adapter: a module with one parameter <c>weight</c> [out] (PEFT <c>DoraLinearLayer</c>).</summary>
+public sealed class DoraMagnitude : nn.Module
+{
+    /// <summary>m, [out].</summary>
+    public Parameter weight;
+
+    /// <summary>Creates the magnitude from <paramref name="value"/> (copied).</summary>
+    public DoraMagnitude(Tensor value) : base("DoraMagnitude")
+    {
+        weight = new Parameter(value.detach().clone());
+        weight.DetachFromDisposeScope();
+        RegisterComponents();
+    }
+}
+
+/// <summary>
+/// DoRA (weight-decomposed LoRA, PEFT <c>DoraLinearVariant</c>): W' = m / ‖W + s·B·A‖_row · (W + s·B·A), the norm taken
+/// per output feature and treated as a constant in backward. m starts as ‖W + s·B·A‖.
+/// </summary>
+public sealed class DoraLinearVariant : ILoraLinearVariant
+{
+    private Tensor? _mergedNorm;
+
+    private static Tensor WeightNorm(Tensor weightOutIn, Tensor loraWeight, double scaling) =>
+        linalg.norm(weightOutIn + loraWeight.mul(scaling), dims: [1]);
+
+    /// <inheritdoc />
+    public void Init(LoraLinear layer, string adapterName)
+    {
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var w = layer.WeightOutIn(layer.BaseWeight);
+        var norm = WeightNorm(w, layer.LoraProduct(adapterName).to(w.dtype), layer.Scaling[adapterName]);
+        layer.MagnitudeDict.Set(adapterName, new DoraMagnitude(norm));
+    }
+
+    /// <inheritdoc />
+    public Tensor Forward(LoraLinear layer, string adapterName, Tensor x, Tensor result)
+    {
+        double s = layer.Scaling[adapterName];
+        var dropped = layer.Dropout(adapterName).forward(x);
+        var magnitude = layer.Magnitude(adapterName)!;
+        var weight = layer.WeightOutIn(layer.BaseWeight);
+        var loraWeight = layer.LoraProduct(adapterName).detach();
+        var norm = WeightNorm(weight, loraWeight, s).detach();
+        var scale = (magnitude / norm).view(1, -1); // [1, out]
+        var loraResult = layer.LoraB(adapterName).forward(layer.LoraA(adapterName).forward(dropped));
+        Tensor baseResult;
+        if (ReferenceEquals(dropped, x) || !layer.training)
+        {
+            baseResult = layer.BaseBias is { } bias ? result - bias : result;
+        }
+        else
+        {
+            baseResult = nn.functional.linear(dropped, weight);
+        }
+        return result + (scale - 1) * baseResult + scale * loraResult * s;
+    }
+
+    /// <inheritdoc />
+    public Tensor Merge(LoraLinear layer, string adapterName, Tensor weight)
+    {
+        var w = layer.WeightOutIn(weight);
+        var delta = layer.LoraProduct(adapterName).mul(layer.Scaling[adapterName]).to(w.dtype);
+        var norm = WeightNorm(w, delta, 1.0).detach();
+        _mergedNorm?.Dispose();
+        _mergedNorm = norm.clone().DetachFromDisposeScope();
+        var factor = (layer.Magnitude(adapterName)! / norm).view(-1, 1);
+        var merged = factor * (w + delta);
+        return layer.FanInFanOut ? merged.t() : merged;
+    }
+
+    /// <inheritdoc />
+    public Tensor Unmerge(LoraLinear layer, string adapterName, Tensor weight)
+    {
+        var norm = _mergedNorm ?? throw new InvalidOperationException($"DoRA adapter '{adapterName}' was not merged.");
+        var w = layer.WeightOutIn(weight);
+        var delta = layer.LoraProduct(adapterName).mul(layer.Scaling[adapterName]).to(w.dtype);
+        var factor = (layer.Magnitude(adapterName)! / norm).view(-1, 1);
+        var orig = w / factor - delta;
+        return layer.FanInFanOut ? orig.t() : orig;
+    }
+}
