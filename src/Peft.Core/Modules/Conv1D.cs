@@ -26,8 +26,9 @@ public sealed class Conv1D : nn.Module<Tensor, Tensor>
     /// <summary>Creates the layer with HF's initialisation (weight ~ N(0, 0.02), bias = 0).</summary>
     public Conv1D(long outFeatures, long inFeatures, ScalarType? dtype = null, Device? device = null) : base("Conv1D")
     {
-        weight = new Parameter(normal(0, 0.02, [inFeatures, outFeatures], dtype: dtype ?? ScalarType.Float32, device: device));
-        bias = new Parameter(zeros([outFeatures], dtype: dtype ?? ScalarType.Float32, device: device));
+        // Parameters are long-lived: detach them from any dispose scope the constructor runs in (as TorchSharp's Linear does).
+        weight = (Parameter)new Parameter(normal(0, 0.02, [inFeatures, outFeatures], dtype: dtype ?? ScalarType.Float32, device: device)).DetachFromDisposeScope();
+        bias = (Parameter)new Parameter(zeros([outFeatures], dtype: dtype ?? ScalarType.Float32, device: device)).DetachFromDisposeScope();
         RegisterComponents();
     }
 
