@@ -184,4 +184,38 @@ public class DatasetTests
         Assert.Equal([8, 9], noShuffle["test"].Column<int>("x"));
         Assert.Throws<ArgumentException>(() => ds.TrainTestSplit(1.5));
     }
+
+    // The shape of the DESIGN.md example: a tokenizer whose EncodeBatch(...).ToColumns() returns
+    // IReadOnlyDictionary<string, IList> of List<int[]> (as Peft.Transformers' BatchEncoding does).
+    private sealed class FakeEncoding(List<int[]> ids)
+    {
+        public IReadOnlyDictionary<string, IList> ToColumns() => new Dictionary<string, IList>
+        {
+            ["input_ids"] = ids,
+            ["attention_mask"] = ids.Select(r => Enumerable.Repeat(1, r.Length).ToArray()).ToList(),
+        };
+    }
+
+    private sealed class FakeTokenizer
+    {
+        public FakeEncoding EncodeBatch(IReadOnlyList<string> texts, bool truncation = false) =>
+            new(texts.Select(t => t.Split(' ').Select(w => (int)w[0]).Take(truncation ? 2 : int.MaxValue).ToArray()).ToList());
+    }
+
+    [Fact]
+    public void DesignExampleCompilesAndWorks()
+    {
+        var tok = new FakeTokenizer();
+        var ds = new DatasetDict { ["train"] = Small() };
+        Dataset small = ds["train"].Shuffle(seed: 42).Select(Enumerable.Range(0, 3));
+        Dataset tokd = small.Map(batch => tok.EncodeBatch(batch.Column<string>("text"), truncation: true).ToColumns(), batched: true, removeColumns: ["text"]);
+        Assert.Equal(["label", "input_ids", "attention_mask"], tokd.ColumnNames);
+        Assert.Equal(3, tokd.NumRows);
+        Assert.Equal(small.Column<string>("text").Select(t => t.Split(' ').Take(2).Select(w => (int)w[0]).ToArray()), tokd.Column<int[]>("input_ids"));
+        var split = tokd.TrainTestSplit(0.34, seed: 1);
+        Assert.Equal(2, split["test"].NumRows);   // ceil(3 * 0.34) = 2
+        Assert.Equal(1, split["train"].NumRows);
+        var dictMapped = ds.Map(b => tok.EncodeBatch(b.Column<string>("text")).ToColumns(), batched: true, removeColumns: ["text"]);
+        Assert.Equal(5, dictMapped["train"].NumRows);
+    }
 }

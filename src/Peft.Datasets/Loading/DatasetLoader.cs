@@ -55,7 +55,7 @@ public sealed class DatasetLoadException : Exception
 /// pandas does: int64, float64 (with missing values), bool, else string; pandas' default NA strings become null),
 /// "json" (System.Text.Json; JSON Lines, a JSON array of records, or a list inside an object via
 /// <see cref="LoadDatasetOptions.Field"/>), "parquet" (Parquet.Net, row group by row group), "text" (one row per
-/// line in a "text" column, empty lines kept, Python <c>splitlines</c> boundaries). File values may be globs
+/// line in a "text" column, empty lines kept, universal newlines). File values may be globs
 /// ("data/train-*.csv"). Files stream into compact typed columns without a second full copy.
 /// </summary>
 public static class DatasetLoader
@@ -184,39 +184,57 @@ internal static class CsvLoader
         "NULL", "NaN", "None", "n/a", "nan", "null",
     };
 
-    private sealed class Accumulator
+    // HF reads CSV with pandas in chunks of 10,000 rows; the Arrow writer takes its schema from the first chunk and
+    // casts later chunks to it. So types are inferred from the first 10,000 data rows, and later rows must cast.
+    internal const int InferenceRows = 10_000;
+
+    private sealed class Accumulator(string file, string column)
     {
         public readonly ChunkedColumnBuilder Strings = new(new Value("string"));
         public bool AllInt = true, AllFloat = true, AllBool = true, AnyNull, AnyValue;
+        private int _rows;
 
         public void Add(string cell)
         {
+            bool inferring = _rows++ < InferenceRows;
             if (NaValues.Contains(cell))
             {
                 Strings.Append(null);
-                AnyNull = true;
+                if (inferring) AnyNull = true;
                 return;
             }
-            AnyValue = true;
             Strings.Append(cell);
+            if (!inferring) return;
+            AnyValue = true;
             if (AllInt && !long.TryParse(cell, NumberStyles.Integer, CultureInfo.InvariantCulture, out _)) AllInt = false;
             if (AllFloat && !AllInt && !TryFloat(cell, out _)) AllFloat = false;
             if (AllBool && !IsBool(cell, out _)) AllBool = false;
         }
+
+        public List<long> Lines { get; set; } = [];
+
+        private DatasetLoadException CastError(int row, string value, string dtype) => new(file, row < Lines.Count ? Lines[row] : null, column,
+            $"data row {row + 1}: value '{value}' cannot be cast to {dtype}, the type inferred from the first {InferenceRows} rows (as HF's CSV reader does)");
 
         public ChunkedColumn Finish()
         {
             var strings = Strings.Build();
             if (!AnyValue || AllInt || AllFloat)
             {
-                FeatureType f = AnyValue && AllInt && !AnyNull ? new Value("int64") : new Value("float64");
-                var b = new ChunkedColumnBuilder(f);
+                bool isInt = AnyValue && AllInt && !AnyNull;
+                var b = new ChunkedColumnBuilder(new Value(isInt ? "int64" : "float64"));
                 for (int r = 0; r < strings.Length; r++)
                 {
                     var s = (string?)strings.GetBoxed(r);
-                    if (s is null) b.Append(null);
-                    else if (f is Value { Dtype: "int64" }) b.Append(long.Parse(s, NumberStyles.Integer, CultureInfo.InvariantCulture));
-                    else { TryFloat(s, out var d); b.Append(d); }
+                    if (s is null) { b.Append(null); continue; }
+                    if (isInt)
+                    {
+                        if (long.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out var l)) b.Append(l);
+                        else if (TryFloat(s, out var d) && Math.Floor(d) == d && Math.Abs(d) < 9.2e18) b.Append((long)d);
+                        else throw CastError(r, s, "int64");
+                    }
+                    else if (TryFloat(s, out var d)) b.Append(d);
+                    else throw CastError(r, s, "float64");
                 }
                 return b.Build();
             }
@@ -226,7 +244,9 @@ internal static class CsvLoader
                 for (int r = 0; r < strings.Length; r++)
                 {
                     var s = (string?)strings.GetBoxed(r);
-                    if (s is null) b.Append(null); else { IsBool(s, out var v); b.Append(v); }
+                    if (s is null) b.Append(null);
+                    else if (IsBool(s, out var v)) b.Append(v);
+                    else throw CastError(r, s, "bool");
                 }
                 return b.Build();
             }
@@ -278,7 +298,9 @@ internal static class CsvLoader
             if (seen.TryGetValue(h, out var k)) { seen[h] = k + 1; h = $"{h}.{k + 1}"; } else seen[h] = 0;
             header[c] = h;
         }
-        var acc = header.Select(_ => new Accumulator()).ToArray();
+        var acc = header.Select(h => new Accumulator(path, h)).ToArray();
+        var lines = new List<long>();
+        foreach (var a in acc) a.Lines = lines;
         while (parser.Read())
         {
             int n = parser.Count;
@@ -288,6 +310,7 @@ internal static class CsvLoader
                 throw new DatasetLoadException(path, parser.RawRow, column,
                     $"expected {header.Length} fields ({string.Join(", ", header)}) but found {n}{(n < header.Length ? $"; missing from column '{header[n]}' on" : "")}");
             }
+            lines.Add(parser.RawRow);
             for (int c = 0; c < n; c++) acc[c].Add(parser[c]);
         }
         var cols = new List<Dataset.NamedColumn>();
@@ -537,7 +560,7 @@ internal static class ParquetLoader
     };
 }
 
-/// <summary>Text: one row per line in a "text" column (Python <c>str.splitlines</c> boundaries), empty lines kept.</summary>
+/// <summary>Text: one row per line in a "text" column; lines end at "\n", "\r\n" or "\r" (Python universal newlines, as HF reads them), empty lines kept.</summary>
 internal static class TextLoader
 {
     public static Dataset Load(string path, LoadDatasetOptions options)
@@ -566,7 +589,7 @@ internal static class TextLoader
                         line.Clear();
                         pendingCr = true;
                         break;
-                    case '\n' or '\v' or '\f' or '\x1c' or '\x1d' or '\x1e' or '\x85' or '\u2028' or '\u2029':
+                    case '\n':
                         if (options.KeepLinebreaks) line.Append(c);
                         b.Append(line.ToString());
                         line.Clear();

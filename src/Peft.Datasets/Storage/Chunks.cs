@@ -248,9 +248,12 @@ internal sealed class PrimitiveBuilder<TS> : ChunkBuilder where TS : unmanaged
 
     public override Chunk Build()
     {
-        var chunk = new PrimitiveChunk<TS>(_count == _values.Length ? _values : _values.AsSpan(0, _count).ToArray(), _count,
+        bool exact = _count == _values.Length;
+        var chunk = new PrimitiveChunk<TS>(exact ? _values : _values.AsSpan(0, _count).ToArray(), _count,
             _nulls?.AsSpan(0, _count).ToArray());
-        _values = new TS[16];
+        // The next chunk is likely as big as this one: reuse the buffer (or start at this size) instead of
+        // doubling from scratch, which keeps large-object garbage down when streaming millions of rows.
+        if (exact) _values = new TS[Math.Max(16, _count)];
         _nulls = null;
         _count = 0;
         return chunk;
@@ -338,8 +341,8 @@ internal sealed class StringChunkBuilder : ChunkBuilder
     {
         var chunk = new StringChunk(_data.AsSpan(0, _bytes).ToArray(), _offsets.AsSpan(0, _count + 1).ToArray(), _count,
             _nulls?.AsSpan(0, _count).ToArray());
-        _data = new byte[256];
-        _offsets = new int[17];
+        // keep the grown buffers for the next chunk (their contents are copied into the sealed chunk above)
+        _offsets[0] = 0;
         _nulls = null;
         _count = 0;
         _bytes = 0;
@@ -409,7 +412,7 @@ internal sealed class ListChunkBuilder(ChunkBuilder child) : ChunkBuilder
     public override Chunk Build()
     {
         var chunk = new ListChunk(_offsets.AsSpan(0, _count + 1).ToArray(), _child.Build(), _count, _nulls?.AsSpan(0, _count).ToArray());
-        _offsets = new int[17];
+        _offsets[0] = 0;
         _nulls = null;
         _count = 0;
         return chunk;

@@ -113,9 +113,38 @@ public class DatasetLoaderTests
     {
         using var tmp = new TempDir();
         var path = tmp.File("t.txt");
-        File.WriteAllText(path, "first\n\nthird\r\nfourth");
+        File.WriteAllText(path, "first\n\nthird\r\nfourth\rfifth \f sixth\n\n");
         var ds = DatasetLoader.LoadDataset("text", path)["train"];
-        Assert.Equal(["first", "", "third", "fourth"], ds.Column<string>("text"));
+        // universal newlines (\n, \r\n, \r) end lines; other characters stay in the line, as HF's text builder
+        Assert.Equal(["first", "", "third", "fourth", "fifth \f sixth", ""], ds.Column<string>("text"));
+        var kept = DatasetLoader.LoadDataset("text", path, new LoadDatasetOptions { KeepLinebreaks = true })["train"];
+        Assert.Equal(["first\n", "\n", "third\n", "fourth\n", "fifth \f sixth\n", "\n"], kept.Column<string>("text"));
+    }
+
+    [Fact]
+    public void CsvTypesComeFromTheFirst10000RowsLikeHf()
+    {
+        using var tmp = new TempDir();
+        var sb = new StringBuilder("id,value\n");
+        for (int i = 0; i < 10_000; i++) sb.Append(i).Append(',').Append(i % 7).Append('\n');
+        sb.Append("10000,\n");          // missing after the first pandas chunk: HF keeps int64 (with a null)
+        File.WriteAllText(tmp.File("late-null.csv"), sb.ToString());
+        var ds = DatasetLoader.LoadDataset("csv", tmp.File("late-null.csv"))["train"];
+        Assert.Equal(new Value("int64"), ds.Features["value"]);
+        Assert.Null(ds[10_000]["value"]);
+        Assert.Equal(3L, ds[10]["value"]);
+
+        sb.Append("10001,abc\n");       // a later value that cannot be cast to the inferred type
+        File.WriteAllText(tmp.File("late-str.csv"), sb.ToString());
+        var e = Assert.Throws<DatasetLoadException>(() => DatasetLoader.LoadDataset("csv", tmp.File("late-str.csv")));
+        Assert.Equal("value", e.Column);
+        Assert.Equal(10_003, e.Line);
+        Assert.Contains("'abc'", e.Message);
+
+        File.WriteAllText(tmp.File("early-null.csv"), "a\n1\n\"\"\n3\n");   // missing in the first chunk → float64
+        var f = DatasetLoader.LoadDataset("csv", tmp.File("early-null.csv"))["train"];
+        Assert.Equal(new Value("float64"), f.Features["a"]);
+        Assert.Equal([1.0, null, 3.0], f.Column<double?>("a"));
     }
 
     public sealed class Rec
