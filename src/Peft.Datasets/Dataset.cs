@@ -8,7 +8,7 @@ namespace Peft.Datasets;
 /// An immutable columnar table with the Hugging Face <c>datasets.Dataset</c> verbs. Columns are compact typed chunks
 /// (primitive arrays, UTF-8 blob + offsets for strings, offsets + child values for lists); row-selecting verbs
 /// (<see cref="Shuffle(int)"/>, <see cref="Select"/>, <see cref="Filter(Func{DatasetRow, bool})"/>, <see cref="Sort"/>,
-/// <see cref="TrainTestSplit(double?, double?, int?, bool, string?)"/>) return a new dataset sharing the same columns
+/// <see cref="TrainTestSplit(double?, int?, double?, bool, string?)"/>) return a new dataset sharing the same columns
 /// through an index mapping (no copy), as HF does. <see cref="Map(Func{DatasetBatch, IReadOnlyDictionary{string, IList}}, bool, IEnumerable{string}?, int)"/>
 /// streams batch by batch and appends its outputs to new typed columns.
 /// </summary>
@@ -528,11 +528,21 @@ public sealed partial class Dataset
     /// the rows come from <c>numpy.random.default_rng(seed).permutation(n)</c> (test first), like Python; with
     /// <paramref name="stratifyByColumn"/> (a ClassLabel column) class proportions are kept as HF's stratified split does.
     /// </summary>
-    public DatasetDict TrainTestSplit(double? testSize = null, double? trainSize = null, int? seed = null, bool shuffle = true, string? stratifyByColumn = null)
+    /// <param name="testSize">Fraction of rows for "test" (default 0.25 when neither size is given).</param>
+    /// <param name="seed">Seed of the numpy generator (non-negative); null picks a random one.</param>
+    /// <param name="trainSize">Fraction of rows for "train"; default: the rest.</param>
+    /// <param name="shuffle">Shuffle before splitting (default true); false takes the first rows for train.</param>
+    /// <param name="stratifyByColumn">A ClassLabel column whose class proportions both splits keep.</param>
+    public DatasetDict TrainTestSplit(double? testSize = null, int? seed = null, double? trainSize = null, bool shuffle = true, string? stratifyByColumn = null)
         => SplitCore(testSize is null ? null : new SplitSize(testSize.Value, false), trainSize is null ? null : new SplitSize(trainSize.Value, false), seed, shuffle, stratifyByColumn);
 
-    /// <summary><see cref="TrainTestSplit(double?, double?, int?, bool, string?)"/> with absolute row counts.</summary>
-    public DatasetDict TrainTestSplit(int testSize, int? trainSize = null, int? seed = null, bool shuffle = true, string? stratifyByColumn = null)
+    /// <summary><see cref="TrainTestSplit(double?, int?, double?, bool, string?)"/> with absolute row counts.</summary>
+    /// <param name="testSize">Rows for "test".</param>
+    /// <param name="seed">Seed of the numpy generator (non-negative); null picks a random one.</param>
+    /// <param name="trainSize">Rows for "train"; default: the rest.</param>
+    /// <param name="shuffle">Shuffle before splitting (default true).</param>
+    /// <param name="stratifyByColumn">A ClassLabel column whose class proportions both splits keep.</param>
+    public DatasetDict TrainTestSplit(int testSize, int? seed = null, int? trainSize = null, bool shuffle = true, string? stratifyByColumn = null)
         => SplitCore(new SplitSize(testSize, true), trainSize is null ? null : new SplitSize(trainSize.Value, true), seed, shuffle, stratifyByColumn);
 
     private readonly record struct SplitSize(double Value, bool IsCount);
@@ -570,6 +580,7 @@ public sealed partial class Dataset
         }
         else
         {
+            if (seed < 0) throw new ArgumentOutOfRangeException(nameof(seed), seed, "numpy seeds must be non-negative");
             var rng = new NumpyGenerator((ulong)(seed ?? System.Random.Shared.Next(int.MaxValue)));
             if (stratifyByColumn is not null)
             {

@@ -180,6 +180,8 @@ public class DatasetTests
         Assert.Equal(5, bySize["test"].NumRows);
         var counts = ds.TrainTestSplit(2, seed: 1);
         Assert.Equal(2, counts["test"].NumRows);
+        var positional = ds.TrainTestSplit(0.25, 42);   // DESIGN contract: TrainTestSplit(double testSize, int? seed)
+        Assert.Equal(split["test"].Column<int>("x"), positional["test"].Column<int>("x"));
         var noShuffle = ds.TrainTestSplit(0.2, shuffle: false);
         Assert.Equal([8, 9], noShuffle["test"].Column<int>("x"));
         Assert.Throws<ArgumentException>(() => ds.TrainTestSplit(1.5));
