@@ -319,61 +319,80 @@ internal static class CsvLoader
     }
 }
 
-/// <summary>Accumulates boxed values (JSON / Parquet records) per column into typed columns, chunk by chunk.</summary>
+/// <summary>
+/// Accumulates boxed values (JSON / Parquet records) per column into typed columns: values wait in a small pending
+/// block, whose type is inferred and unified with the column's so far (int64 + float64 → float64, as pyarrow does),
+/// then stream into one builder per column; a type change seals the builder and the sealed parts are cast at the end.
+/// </summary>
 internal sealed class RecordAccumulator(string file)
 {
-    private const int ChunkRows = 1 << 15;
+    private const int BlockRows = 1 << 13;
     private readonly List<string> _order = [];
     private readonly Dictionary<string, List<object?>> _pending = new(StringComparer.Ordinal);
     private readonly Dictionary<string, List<ChunkedColumn>> _parts = new(StringComparer.Ordinal);
-    private readonly Dictionary<string, int> _partRows = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, ChunkedColumnBuilder?> _builders = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, int> _columnRows = new(StringComparer.Ordinal);
     private int _rows;
     private int _pendingRows;
     private long _firstPendingLine = 1;
+    private long _lastLine;
 
     public void Add(IEnumerable<KeyValuePair<string, object?>> record, long line)
     {
         if (_pendingRows == 0) _firstPendingLine = line;
+        _lastLine = line;
         foreach (var (k, v) in record)
         {
             if (!_pending.TryGetValue(k, out var list))
             {
-                list = new List<object?>(ChunkRows);
+                list = new List<object?>(BlockRows);
                 for (int i = 0; i < _pendingRows; i++) list.Add(null);
                 _pending[k] = list;
                 _order.Add(k);
                 _parts[k] = [];
-                _partRows[k] = 0;
+                _builders[k] = null;
+                _columnRows[k] = 0;
             }
             if (list.Count > _pendingRows) throw new DatasetLoadException(file, line, k, "duplicate key in a record");
             list.Add(v);
         }
         _pendingRows++;
         foreach (var l in _pending.Values) if (l.Count < _pendingRows) l.Add(null);
-        if (_pendingRows >= ChunkRows) Flush(line);
+        if (_pendingRows >= BlockRows) Flush();
     }
 
-    private void Flush(long lastLine)
+    private void Flush()
     {
         if (_pendingRows == 0) return;
         foreach (var k in _order)
         {
-            if (_partRows[k] < _rows)
-            {
-                // column first seen in this chunk: earlier rows are null
-                _parts[k].Add(TypeInference.BuildColumn(Enumerable.Repeat<object?>(null, _rows - _partRows[k]).ToList(), k));
-                _partRows[k] = _rows;
-            }
+            var pending = _pending[k];
             try
             {
-                _parts[k].Add(TypeInference.BuildColumn(_pending[k], k));
+                if (_columnRows[k] < _rows)
+                {
+                    // column first seen in this block: the earlier rows are null
+                    _parts[k].Add(TypeInference.BuildColumn(new object?[_rows - _columnRows[k]], k, new ObjectFeature()));
+                    _columnRows[k] = _rows;
+                }
+                var blockType = TypeInference.FromList(pending, k);
+                var cur = _builders[k];
+                var target = cur is null ? blockType : TypeInference.Unify(cur.Feature is ObjectFeature ? new Value("null") : cur.Feature, blockType, k);
+                if (target is Value { Dtype: "null" }) target = new ObjectFeature();
+                if (cur is null || target != cur.Feature)
+                {
+                    if (cur is not null) _parts[k].Add(cur.Build());
+                    cur = new ChunkedColumnBuilder(target);
+                    _builders[k] = cur;
+                }
+                cur.AppendList(pending, k);
             }
             catch (InvalidCastException e)
             {
-                throw new DatasetLoadException(file, null, k, $"in lines {_firstPendingLine}..{lastLine}: {e.Message}", e);
+                throw new DatasetLoadException(file, null, k, $"in lines {_firstPendingLine}..{_lastLine}: {e.Message}", e);
             }
-            _partRows[k] += _pendingRows;
-            _pending[k].Clear();
+            _columnRows[k] += _pendingRows;
+            pending.Clear();
         }
         _rows += _pendingRows;
         _pendingRows = 0;
@@ -381,24 +400,32 @@ internal sealed class RecordAccumulator(string file)
 
     public Dataset Build()
     {
-        Flush(_firstPendingLine);
+        Flush();
         var cols = new List<Dataset.NamedColumn>();
         foreach (var k in _order)
         {
             var parts = _parts[k];
+            if (_builders[k] is { } b) parts.Add(b.Build());
             FeatureType? f = null;
             try
             {
-                foreach (var p in parts) f = TypeInference.Unify(f, p.Feature, k);
+                foreach (var p in parts) f = TypeInference.Unify(f, p.Feature is ObjectFeature && IsAllNull(p) ? new Value("null") : p.Feature, k);
             }
             catch (InvalidCastException e)
             {
                 throw new DatasetLoadException(file, null, k, e.Message, e);
             }
-            var unified = parts.Select(p => p.Feature == f ? p : Recast(p, f!)).ToList();
-            cols.Add(new Dataset.NamedColumn(k, ChunkedColumn.Concat(f!, unified)));
+            if (f is null or Value { Dtype: "null" }) f = new ObjectFeature();
+            var unified = parts.Select(p => p.Feature == f ? p : Recast(p, f)).ToList();
+            cols.Add(new Dataset.NamedColumn(k, ChunkedColumn.Concat(f, unified)));
         }
         return new Dataset(cols, null, _rows);
+    }
+
+    private static bool IsAllNull(ChunkedColumn c)
+    {
+        for (int r = 0; r < c.Length; r++) if (!c.IsNull(r)) return false;
+        return true;
     }
 
     private static ChunkedColumn Recast(ChunkedColumn c, FeatureType f)
@@ -480,6 +507,7 @@ internal static class JsonLoader
         using var reader = new StreamReader(path, options.Encoding ?? Encoding.UTF8, true, 1 << 16);
         long lineNo = 0;
         string? line;
+        var record = new List<KeyValuePair<string, object?>>();
         while ((line = reader.ReadLine()) is not null)
         {
             lineNo++;
@@ -497,7 +525,9 @@ internal static class JsonLoader
             {
                 if (doc.RootElement.ValueKind != JsonValueKind.Object)
                     throw new DatasetLoadException(path, lineNo, null, $"a JSON Lines record must be an object, found a {doc.RootElement.ValueKind}");
-                acc.Add(doc.RootElement.EnumerateObject().Select(p => new KeyValuePair<string, object?>(p.Name, Convert(p.Value))).ToList(), lineNo);
+                record.Clear();
+                foreach (var p in doc.RootElement.EnumerateObject()) record.Add(new KeyValuePair<string, object?>(p.Name, Convert(p.Value)));
+                acc.Add(record, lineNo);
             }
         }
         return acc.Build();

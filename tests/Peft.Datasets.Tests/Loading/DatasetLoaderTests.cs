@@ -109,6 +109,29 @@ public class DatasetLoaderTests
     }
 
     [Fact]
+    public void JsonLinesTypesUnifyAcrossBlocks()
+    {
+        using var tmp = new TempDir();
+        var sb = new StringBuilder();
+        for (int i = 0; i < 20_000; i++)
+        {
+            sb.Append("{\"n\": ").Append(i < 15_000 ? i.ToString() : (i + 0.5).ToString(System.Globalization.CultureInfo.InvariantCulture));
+            if (i >= 12_000) sb.Append(", \"late\": \"v").Append(i).Append('"');
+            sb.Append(", \"none\": null}\n");
+        }
+        File.WriteAllText(tmp.File("big.jsonl"), sb.ToString());
+        var ds = DatasetLoader.LoadDataset("json", tmp.File("big.jsonl"))["train"];
+        Assert.Equal(20_000, ds.NumRows);
+        Assert.Equal(new Value("float64"), ds.Features["n"]);     // int64 then float64 → float64, as pyarrow
+        Assert.Equal(14_999.0, ds[14_999]["n"]);
+        Assert.Equal(15_000.5, ds[15_000]["n"]);
+        Assert.Equal(new Value("string"), ds.Features["late"]);
+        Assert.Null(ds[11_999]["late"]);
+        Assert.Equal("v12000", ds[12_000]["late"]);
+        Assert.All(ds.Column<object?>("none").Take(100), Assert.Null);
+    }
+
+    [Fact]
     public void TextKeepsEmptyLines()
     {
         using var tmp = new TempDir();
