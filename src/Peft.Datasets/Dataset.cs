@@ -32,6 +32,7 @@ public sealed partial class Dataset
                 throw new ArgumentException($"Column '{columns[i].Name}' has {columns[i].Column.Length} rows, expected {numRows}");
         }
         Features = new Features(columns.Select(c => new KeyValuePair<string, FeatureType>(c.Name, c.Column.Feature)));
+        ColumnNames = columns.Select(c => c.Name).ToArray();
     }
 
     internal IReadOnlyList<NamedColumn> Columns { get; }
@@ -40,7 +41,7 @@ public sealed partial class Dataset
     public int NumRows { get; }
 
     /// <summary>Column names in order (HF <c>column_names</c>).</summary>
-    public IReadOnlyList<string> ColumnNames => Columns.Select(c => c.Name).ToArray();
+    public IReadOnlyList<string> ColumnNames { get; }
 
     /// <summary>The column types (HF <c>features</c>).</summary>
     public Features Features { get; }

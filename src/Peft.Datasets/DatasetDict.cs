@@ -96,16 +96,11 @@ public sealed class DatasetDict : IReadOnlyDictionary<string, Dataset>
     public DatasetDict CastColumn(string column, FeatureType feature) => Apply(d => d.CastColumn(column, feature));
 
     /// <summary>
-    /// <see cref="Dataset.ClassEncodeColumn"/> over all splits with one shared label set (the sorted distinct values of every split),
-    /// so ids agree between train and test.
+    /// <see cref="Dataset.ClassEncodeColumn"/> on every split, each with its own sorted label set, exactly as HF's
+    /// <c>DatasetDict.class_encode_column</c> (if a split lacks a value the ids can differ between splits; cast every
+    /// split to one <see cref="ClassLabel"/> with <see cref="CastColumn"/> to share them).
     /// </summary>
-    public DatasetDict ClassEncodeColumn(string column)
-    {
-        var names = Values.SelectMany(d => d.Unique(column)).Where(v => v is not null).Select(Formatting.Str)
-            .Distinct(StringComparer.Ordinal).OrderBy(s => s, StringComparer.Ordinal).ToList();
-        var cl = new ClassLabel(names);
-        return Apply(d => d.CastColumn(column, new Value("string")).CastColumn(column, cl));
-    }
+    public DatasetDict ClassEncodeColumn(string column) => Apply(d => d.ClassEncodeColumn(column));
 
     /// <summary><see cref="Dataset.FlattenIndices"/> on every split.</summary>
     public DatasetDict FlattenIndices() => Apply(d => d.FlattenIndices());

@@ -64,6 +64,7 @@ public sealed class DatasetRow : IReadOnlyDictionary<string, object?>
     private readonly Dataset _dataset;
     private readonly int _row;
     private readonly object?[] _values;
+    private readonly bool[] _loaded;
 
     internal DatasetRow(Dataset dataset, int index, int row)
     {
@@ -71,14 +72,25 @@ public sealed class DatasetRow : IReadOnlyDictionary<string, object?>
         Index = index;
         _row = row;
         _values = new object?[dataset.Columns.Count];
-        for (int c = 0; c < _values.Length; c++) _values[c] = dataset.Columns[c].Column.GetBoxed(row);
+        _loaded = new bool[_values.Length];
+    }
+
+    // Values are read on first access, so a Filter on one column of a wide text dataset decodes only that column.
+    private object? ValueAt(int c)
+    {
+        if (!_loaded[c])
+        {
+            _values[c] = _dataset.Columns[c].Column.GetBoxed(_row);
+            _loaded[c] = true;
+        }
+        return _values[c];
     }
 
     /// <summary>The row's position in its dataset.</summary>
     public int Index { get; }
 
     /// <summary>The value of <paramref name="key"/> (boxed); throws naming the known columns when absent.</summary>
-    public object? this[string key] => _values[_dataset.ColumnIndex(key)];
+    public object? this[string key] => ValueAt(_dataset.ColumnIndex(key));
 
     /// <summary>The value converted to <typeparamref name="T"/> (e.g. <c>Get&lt;int&gt;("label")</c> on an int64 column).</summary>
     public T Get<T>(string key)
@@ -95,7 +107,7 @@ public sealed class DatasetRow : IReadOnlyDictionary<string, object?>
     public IEnumerable<string> Keys => _dataset.ColumnNames;
 
     /// <inheritdoc />
-    public IEnumerable<object?> Values => _values;
+    public IEnumerable<object?> Values => Enumerable.Range(0, _values.Length).Select(ValueAt);
 
     /// <inheritdoc />
     public int Count => _values.Length;
@@ -106,16 +118,16 @@ public sealed class DatasetRow : IReadOnlyDictionary<string, object?>
     /// <inheritdoc />
     public bool TryGetValue(string key, out object? value)
     {
-        int i = _dataset.ColumnNames.ToList().IndexOf(key);
-        value = i >= 0 ? _values[i] : null;
-        return i >= 0;
+        bool found = _dataset.ColumnNames.Contains(key);
+        value = found ? ValueAt(_dataset.ColumnIndex(key)) : null;
+        return found;
     }
 
     /// <inheritdoc />
     public IEnumerator<KeyValuePair<string, object?>> GetEnumerator()
     {
         int i = 0;
-        foreach (var n in _dataset.ColumnNames) yield return new(n, _values[i++]);
+        foreach (var n in _dataset.ColumnNames) yield return new(n, ValueAt(i++));
     }
 
     IEnumerator IEnumerable.GetEnumerator() => GetEnumerator();
