@@ -220,4 +220,26 @@ public class DatasetTests
         var dictMapped = ds.Map(b => tok.EncodeBatch(b.Column<string>("text")).ToColumns(), batched: true, removeColumns: ["text"]);
         Assert.Equal(5, dictMapped["train"].NumRows);
     }
+
+    [Fact]
+    public void IterFeaturesTextDictVerbsAndConcatenateMismatch()
+    {
+        var ds = Small();
+        var batches = ds.Iter(2).ToList();
+        Assert.Equal([2, 2, 1], batches.Select(b => b["text"].Count));
+        Assert.Equal(2, ds.Iter(2, dropLastBatch: true).Count());
+        Assert.Equal("{'text': Value('string'), 'label': Value('int64')}", ds.Features.ToString());
+        Assert.Equal("{'text': 'a b c', 'label': 1}", ds[0].ToString());
+        var dd = new DatasetDict { ["train"] = ds, ["test"] = ds.Select([0, 1]) };
+        var shuffled = dd.Shuffle(seed: 42);
+        Assert.Equal(ds.Shuffle(42).Column<string>("text"), shuffled["train"].Column<string>("text"));
+        var filtered = dd.Filter(r => (long)r["label"]! > 0).RemoveColumns("text");
+        Assert.Equal(new Dictionary<string, int> { ["train"] = 3, ["test"] = 1 }, filtered.NumRows);
+        Assert.Equal(["label"], filtered["test"].ColumnNames);
+        Assert.Contains("test: Dataset({", dd.ToString());
+        var other = Dataset.FromDict(new Dictionary<string, IList> { ["text"] = new List<string> { "x" }, ["label"] = new List<int> { 1 } });
+        var e = Assert.Throws<ArgumentException>(() => Dataset.Concatenate(ds, other));
+        Assert.Contains("can't be aligned", e.Message);
+        Assert.Throws<KeyNotFoundException>(() => dd["validation"]);
+    }
 }
