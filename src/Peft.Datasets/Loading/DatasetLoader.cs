@@ -337,6 +337,20 @@ internal sealed class RecordAccumulator(string file)
     private long _firstPendingLine = 1;
     private long _lastLine;
 
+    /// <summary>Fixes the column order up front (Parquet: the schema's order, even when the first rows lack values).</summary>
+    public void Declare(IEnumerable<string> columns)
+    {
+        foreach (var k in columns)
+        {
+            if (_pending.ContainsKey(k)) continue;
+            _pending[k] = new List<object?>(BlockRows);
+            _order.Add(k);
+            _parts[k] = [];
+            _builders[k] = null;
+            _columnRows[k] = 0;
+        }
+    }
+
     public void Add(IEnumerable<KeyValuePair<string, object?>> record, long line)
     {
         if (_pendingRows == 0) _firstPendingLine = line;
@@ -554,13 +568,16 @@ internal static class ParquetLoader
         var acc = new RecordAccumulator(path);
         using var stream = File.OpenRead(path);
         int groups;
+        Features? hfFeatures = null;
         try
         {
             var reader = Parquet.ParquetReader.CreateAsync(stream, leaveStreamOpen: true).GetAwaiter().GetResult();
             groups = reader.RowGroupCount;
+            acc.Declare(reader.Schema.Fields.Select(f => f.Name));
+            if (reader.CustomMetadata.TryGetValue("huggingface", out var hf)) hfFeatures = ReadHfFeatures(hf);
             reader.DisposeAsync().AsTask().GetAwaiter().GetResult();
         }
-        catch (Exception e) when (e is not OutOfMemoryException)
+        catch (Exception e) when (e is not OutOfMemoryException and not DatasetLoadException)
         {
             throw new DatasetLoadException(path, null, null, $"not a readable Parquet file: {e.Message}", e);
         }
@@ -575,7 +592,29 @@ internal static class ParquetLoader
                 acc.Add(rec.Select(kv => new KeyValuePair<string, object?>(kv.Key, Normalize(kv.Value))), row);
             }
         }
-        return acc.Build();
+        var ds = acc.Build();
+        // Features written by HF datasets (or Dataset.ToParquet) restore ClassLabel names and exact dtypes.
+        if (hfFeatures is not null)
+        {
+            foreach (var (k, f) in hfFeatures)
+            {
+                if (ds.Features.ContainsKey(k) && ds.Features[k] != f && f is not Sequence { Feature: Sequence }) ds = ds.CastColumn(k, f);
+            }
+        }
+        return ds;
+    }
+
+    private static Features? ReadHfFeatures(string json)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(json);
+            return doc.RootElement.TryGetProperty("info", out var info) && info.TryGetProperty("features", out var f) ? FeaturesJson.FromJson(f) : null;
+        }
+        catch (Exception e) when (e is JsonException or FormatException or KeyNotFoundException or InvalidOperationException)
+        {
+            return null;   // unknown metadata layouts are ignored; the Parquet schema still gives the types
+        }
     }
 
     private static object? Normalize(object? v) => v switch
