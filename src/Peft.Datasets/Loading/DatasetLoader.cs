@@ -304,6 +304,9 @@ internal static class CsvLoader
         while (parser.Read())
         {
             int n = parser.Count;
+            // pandas (skip_blank_lines=True) also skips lines of spaces / tabs only
+            if (n == 1 && header.Length > 1 && parser[0].Length > 0 && parser[0].AsSpan().IndexOfAnyExcept(' ', '\t') < 0
+                && parser.RawRecord.AsSpan().TrimEnd("\r\n").IndexOfAnyExcept(' ', '\t') < 0) continue;
             if (n != header.Length)
             {
                 string? column = n > header.Length ? null : header[n];

@@ -21,6 +21,7 @@ public class DatasetLoaderTests
             "\"Hello, world\",1,0.5,True\n" +
             "\n" +
             "\"She said \"\"hi\"\"\",2,1,false\n" +
+            "   \t \n" +
             "\"line one\nline two\",3,,True\n" +
             "Ünïcödé 漢字 🙂,4,2.25,False\n", new UTF8Encoding(false));
         var ds = DatasetLoader.LoadDataset("csv", new Dictionary<string, string> { ["train"] = path })["train"];
