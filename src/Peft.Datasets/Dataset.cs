@@ -386,30 +386,7 @@ public sealed partial class Dataset
         int ci = ColumnIndex(column);
         var src = Columns[ci].Column;
         ChunkedColumn result;
-        if (feature is ClassLabel cl)
-        {
-            var b = new ChunkedColumnBuilder(cl);
-            for (int r = 0; r < src.Length; r++)
-            {
-                var v = src.GetBoxed(r);
-                switch (v)
-                {
-                    case null: b.Append(null); break;
-                    case string s:
-                        try { b.Append((long)cl.Str2Int(s)); }
-                        catch (ArgumentException e) { throw new ArgumentException($"Column '{column}' row {r}: {e.Message}", e); }
-                        break;
-                    case int or long or short or byte:
-                        long id = Convert.ToInt64(v);
-                        if (id < -1 || id >= cl.NumClasses) throw new ArgumentException($"Column '{column}' row {r}: class id {id} is not in [0, {cl.NumClasses})");
-                        b.Append(id);
-                        break;
-                    default: throw new InvalidCastException($"Column '{column}' row {r}: cannot cast a {v.GetType().Name} value to {cl}");
-                }
-            }
-            result = b.Build();
-        }
-        else if (SameStorage(src.Feature, feature))
+        if (!HasClassLabel(feature) && SameStorage(src.Feature, feature))
         {
             result = src.WithFeature(feature);
         }
@@ -418,10 +395,10 @@ public sealed partial class Dataset
             var b = new ChunkedColumnBuilder(feature);
             for (int r = 0; r < src.Length; r++)
             {
-                try { b.Append(src.GetBoxed(r)); }
-                catch (Exception e) when (e is InvalidCastException or FormatException or OverflowException)
+                try { b.Append(CastValue(src.GetBoxed(r), feature)); }
+                catch (Exception e) when (e is InvalidCastException or FormatException or OverflowException or ArgumentException)
                 {
-                    throw new InvalidCastException($"Column '{column}' row {r}: cannot cast {src.Feature} to {feature}: {e.Message}", e);
+                    throw new ArgumentException($"Column '{column}' row {r}: cannot cast {src.Feature} to {feature}: {e.Message}", e);
                 }
             }
             result = b.Build();
@@ -432,7 +409,34 @@ public sealed partial class Dataset
     }
 
     private static bool SameStorage(FeatureType a, FeatureType b) =>
-        a == b || (a is ClassLabel && b is Value { Dtype: "int64" }) || (a is Value { Dtype: "int64" } && b is ClassLabel);
+        a == b || (a is ClassLabel && b is Value { Dtype: "int64" }) || (a is Value { Dtype: "int64" } && b is ClassLabel)
+        || (a is Sequence sa && b is Sequence sb && SameStorage(sa.Feature, sb.Feature));
+
+    private static bool HasClassLabel(FeatureType f) => f is ClassLabel || f is Sequence s && HasClassLabel(s.Feature);
+
+    /// <summary>Converts one value for a cast: class names → ids (also inside lists, e.g. NER tags), ids checked.</summary>
+    private static object? CastValue(object? v, FeatureType target)
+    {
+        if (v is null) return null;
+        switch (target)
+        {
+            case ClassLabel cl:
+                if (v is string s) return (long)cl.Str2Int(s);
+                if (v is int or long or short or byte or sbyte or uint)
+                {
+                    long id = Convert.ToInt64(v, System.Globalization.CultureInfo.InvariantCulture);
+                    if (id < -1 || id >= cl.NumClasses) throw new ArgumentException($"class id {id} is not in [0, {cl.NumClasses}) (-1 marks a missing label)");
+                    return id;
+                }
+                throw new InvalidCastException($"a {v.GetType().Name} value cannot become a ClassLabel id");
+            case Sequence seq when HasClassLabel(seq.Feature) && v is Array a:
+                var res = new object?[a.Length];
+                for (int i = 0; i < a.Length; i++) res[i] = CastValue(a.GetValue(i), seq.Feature);
+                return res;
+            default:
+                return v;
+        }
+    }
 
     /// <summary>Casts several columns (HF <c>cast</c>); columns not in <paramref name="features"/> keep their type.</summary>
     public Dataset Cast(Features features)

@@ -163,6 +163,16 @@ public class DatasetTests
         Assert.Equal([3L, 4, 3, 2], cast.Column<long>("topic"));
         var ex = Assert.Throws<ArgumentException>(() => Dataset.FromDict(new Dictionary<string, IList> { ["t"] = new List<string> { "x" } }).CastColumn("t", names));
         Assert.Contains("'x'", ex.Message);
+        var bad = Assert.Throws<ArgumentException>(() => Dataset.FromDict(new Dictionary<string, IList> { ["t"] = new List<long> { 7 } }).CastColumn("t", names));
+        Assert.Contains("7", bad.Message);
+        // NER-style tags: a list of class names per row → Sequence(ClassLabel)
+        var bio = new ClassLabel(["O", "B-PER", "I-PER"]);
+        var tags = Dataset.FromDict(new Dictionary<string, IList> { ["ner_tags"] = new List<string[]> { new[] { "B-PER", "I-PER", "O" }, new[] { "O" } } })
+            .CastColumn("ner_tags", new Sequence(bio));
+        Assert.Equal(new Sequence(bio), tags.Features["ner_tags"]);
+        Assert.Equal([1L, 2, 0], tags.Column<long[]>("ner_tags")[0]);
+        var asInts = tags.CastColumn("ner_tags", new Sequence(new Value("int64")));
+        Assert.Equal([0L], asInts.Column<long[]>("ner_tags")[1]);
     }
 
     [Fact]
