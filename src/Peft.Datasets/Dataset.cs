@@ -9,7 +9,7 @@ namespace Peft.Datasets;
 /// (primitive arrays, UTF-8 blob + offsets for strings, offsets + child values for lists); row-selecting verbs
 /// (<see cref="Shuffle(int)"/>, <see cref="Select"/>, <see cref="Filter(Func{DatasetRow, bool})"/>, <see cref="Sort"/>,
 /// <see cref="TrainTestSplit(double?, int?, double?, bool, string?)"/>) return a new dataset sharing the same columns
-/// through an index mapping (no copy), as HF does. <see cref="Map(Func{DatasetBatch, IReadOnlyDictionary{string, IList}}, bool, IEnumerable{string}?, int)"/>
+/// through an index mapping (no copy), as HF does. <see cref="Map(Func{DatasetBatch, IReadOnlyDictionary{string, IList}}, bool, IEnumerable{string}?, int, IProgress{int}?, CancellationToken)"/>
 /// streams batch by batch and appends its outputs to new typed columns.
 /// </summary>
 public sealed partial class Dataset

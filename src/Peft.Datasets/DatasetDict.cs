@@ -60,7 +60,7 @@ public sealed class DatasetDict : IReadOnlyDictionary<string, Dataset>
 
     private DatasetDict Apply(Func<Dataset, Dataset> f) => new(_order.Select(k => new KeyValuePair<string, Dataset>(k, f(_splits[k]))));
 
-    /// <summary>Batched <see cref="Dataset.Map(Func{DatasetBatch, IReadOnlyDictionary{string, IList}}, bool, IEnumerable{string}?, int)"/> on every split.</summary>
+    /// <summary>Batched <see cref="Dataset.Map(Func{DatasetBatch, IReadOnlyDictionary{string, IList}}, bool, IEnumerable{string}?, int, IProgress{int}?, CancellationToken)"/> on every split.</summary>
     public DatasetDict Map(Func<DatasetBatch, IReadOnlyDictionary<string, IList>> function, bool batched = false, IEnumerable<string>? removeColumns = null, int batchSize = 1000)
     {
         var remove = removeColumns?.ToList();

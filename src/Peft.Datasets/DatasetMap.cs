@@ -19,8 +19,10 @@ public sealed partial class Dataset
     /// <param name="batched">Give the function batches of <paramref name="batchSize"/> rows instead of single rows.</param>
     /// <param name="removeColumns">Input columns to drop from the result.</param>
     /// <param name="batchSize">Rows per batch (HF default 1000); 0 or less means the whole dataset in one batch.</param>
+    /// <param name="progress">Receives the number of input rows processed after each batch.</param>
+    /// <param name="cancellationToken">Checked before each batch.</param>
     public Dataset Map(Func<DatasetBatch, IReadOnlyDictionary<string, IList>> function, bool batched = false,
-        IEnumerable<string>? removeColumns = null, int batchSize = 1000)
+        IEnumerable<string>? removeColumns = null, int batchSize = 1000, IProgress<int>? progress = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(function);
         var remove = removeColumns is null ? [] : CheckColumns(removeColumns, "remove");
@@ -31,13 +33,14 @@ public sealed partial class Dataset
         bool sawOutput = false;
         for (int s = 0; s < NumRows; s += bs)
         {
+            cancellationToken.ThrowIfCancellationRequested();
             int n = Math.Min(bs, NumRows - s);
             IReadOnlyDictionary<string, IList>? result;
             try
             {
                 result = function(new DatasetBatch(this, s, n));
             }
-            catch (Exception e) when (e is not OutOfMemoryException)
+            catch (Exception e) when (e is not OutOfMemoryException and not OperationCanceledException)
             {
                 throw new InvalidOperationException($"Map function failed on rows {s}..{s + n - 1}: {e.Message}", e);
             }
@@ -87,6 +90,7 @@ public sealed partial class Dataset
                 }
             }
             outRows += rows;
+            if (progress is not null && (batched || (s + n) % 1000 == 0 || s + n == NumRows)) progress.Report(s + n);
         }
         if (NumRows == 0)
         {

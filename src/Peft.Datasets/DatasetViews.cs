@@ -137,7 +137,7 @@ public sealed class DatasetRow : IReadOnlyDictionary<string, object?>
 }
 
 /// <summary>
-/// A batch of consecutive rows handed to a batched <see cref="Dataset.Map(Func{DatasetBatch, IReadOnlyDictionary{string, IList}}, bool, IEnumerable{string}?, int)"/>
+/// A batch of consecutive rows handed to a batched <see cref="Dataset.Map(Func{DatasetBatch, IReadOnlyDictionary{string, IList}}, bool, IEnumerable{string}?, int, IProgress{int}?, CancellationToken)"/>
 /// (HF's batch dict of lists): <c>Column&lt;T&gt;(name)</c> gives a typed list view, <c>batch["name"]</c> a list.
 /// </summary>
 public sealed class DatasetBatch

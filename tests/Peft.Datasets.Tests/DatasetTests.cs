@@ -252,4 +252,22 @@ public class DatasetTests
         Assert.Contains("can't be aligned", e.Message);
         Assert.Throws<KeyNotFoundException>(() => dd["validation"]);
     }
+
+    [Fact]
+    public void MapReportsProgressAndCanBeCancelled()
+    {
+        var ds = Dataset.FromDict(new Dictionary<string, IList> { ["x"] = Enumerable.Range(0, 25).ToList() });
+        var seen = new List<int>();
+        var progress = new SyncProgress(seen.Add);
+        ds.Map(b => new Dictionary<string, IList> { ["y"] = b.Column<int>("x").Select(v => v * 2).ToList() }, batched: true, batchSize: 10, progress: progress);
+        Assert.Equal([10, 20, 25], seen);
+        using var cts = new CancellationTokenSource();
+        cts.Cancel();
+        Assert.Throws<OperationCanceledException>(() => ds.Map(b => new Dictionary<string, IList>(), batched: true, cancellationToken: cts.Token));
+    }
+
+    private sealed class SyncProgress(Action<int> report) : IProgress<int>
+    {
+        public void Report(int value) => report(value);
+    }
 }

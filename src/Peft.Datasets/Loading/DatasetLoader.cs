@@ -26,6 +26,12 @@ public sealed record LoadDatasetOptions
 
     /// <summary>File encoding; default UTF-8 (a BOM is honoured).</summary>
     public Encoding? Encoding { get; init; }
+
+    /// <summary>Receives the number of rows read so far (every 10,000 rows and at the end of each file).</summary>
+    public IProgress<long>? Progress { get; init; }
+
+    /// <summary>Checked while reading.</summary>
+    public CancellationToken CancellationToken { get; init; }
 }
 
 /// <summary>Bad input in a data file: names the file and, when known, the 1-based line and the column.</summary>
@@ -315,7 +321,13 @@ internal static class CsvLoader
             }
             lines.Add(parser.RawRow);
             for (int c = 0; c < n; c++) acc[c].Add(parser[c]);
+            if (lines.Count % 10_000 == 0)
+            {
+                options.CancellationToken.ThrowIfCancellationRequested();
+                options.Progress?.Report(lines.Count);
+            }
         }
+        options.Progress?.Report(lines.Count);
         var cols = new List<Dataset.NamedColumn>();
         for (int c = 0; c < header.Length; c++) cols.Add(new Dataset.NamedColumn(header[c], acc[c].Finish()));
         return new Dataset(cols, null, cols.Count == 0 ? 0 : cols[0].Column.Length);
@@ -528,6 +540,11 @@ internal static class JsonLoader
         while ((line = reader.ReadLine()) is not null)
         {
             lineNo++;
+            if (lineNo % 10_000 == 0)
+            {
+                options.CancellationToken.ThrowIfCancellationRequested();
+                options.Progress?.Report(lineNo);
+            }
             if (string.IsNullOrWhiteSpace(line)) continue;
             JsonDocument doc;
             try
@@ -547,6 +564,7 @@ internal static class JsonLoader
                 acc.Add(record, lineNo);
             }
         }
+        options.Progress?.Report(lineNo);
         return acc.Build();
     }
 
@@ -645,6 +663,7 @@ internal static class TextLoader
         bool pendingCr = false;
         while ((n = reader.Read(buf, 0, buf.Length)) > 0)
         {
+            options.CancellationToken.ThrowIfCancellationRequested();
             for (int i = 0; i < n; i++)
             {
                 char c = buf[i];
