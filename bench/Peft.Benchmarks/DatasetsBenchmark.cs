@@ -11,6 +11,9 @@ namespace Peft.Benchmarks;
 /// bytes held by the dataset's column buffers. Tokenization is a stand-in (whitespace split + hashed vocabulary
 /// ids, giving int32 token lists like a tokenizer's <c>ToColumns()</c>), because the real tokenizer is built elsewhere;
 /// the benchmark measures the dataset machinery, not a tokenizer.
+/// Environment overrides for a scale run: <c>PEFT_DATASETS_BENCH_ROWS</c> (e.g. 6800000 for a ~2 GB CSV) and
+/// <c>PEFT_DATASETS_BENCH_FORMATS</c> ("csv", "json" or "csv,json"); above 1M rows each step runs once, without warm-up,
+/// so that peak RSS reflects one load + one map.
 /// </summary>
 public sealed class DatasetsBenchmark : IBenchmark
 {
@@ -21,25 +24,31 @@ public sealed class DatasetsBenchmark : IBenchmark
     public void Run(BenchmarkOptions options, Action<IReadOnlyDictionary<string, object?>> report)
     {
         int rows = options.Quick ? 100_000 : 1_000_000;
+        if (int.TryParse(Environment.GetEnvironmentVariable("PEFT_DATASETS_BENCH_ROWS"), out var envRows) && envRows > 0) rows = envRows;
+        var formats = (Environment.GetEnvironmentVariable("PEFT_DATASETS_BENCH_FORMATS") ?? "csv,json").Split(',', StringSplitOptions.TrimEntries);
         int repeats = options.Quick ? 1 : Math.Min(options.Repeats, 3);
+        Func<Action, double> time = rows > 1_000_000
+            ? a => { var sw = Stopwatch.StartNew(); a(); return sw.Elapsed.TotalSeconds; }
+            : a => Timing.MedianSeconds(a, repeats);
         var dir = Path.Combine(Path.GetTempPath(), "peft-bench-datasets-" + Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(dir);
         try
         {
             var csv = Path.Combine(dir, "train.csv");
             var jsonl = Path.Combine(dir, "train.jsonl");
-            WriteSynthetic(csv, jsonl, rows);
+            WriteSynthetic(formats.Contains("csv") ? csv : null, formats.Contains("json") ? jsonl : null, rows);
             foreach (var (builder, file) in new[] { ("csv", csv), ("json", jsonl) })
             {
+                if (!formats.Contains(builder)) continue;
                 Dataset? loaded = null;
-                double loadS = Timing.MedianSeconds(() =>
+                double loadS = time(() =>
                 {
                     loaded = null;
                     loaded = DatasetLoader.LoadDataset(builder, new Dictionary<string, string> { ["train"] = file })["train"];
                 }, repeats);
                 var ds = loaded!;
                 Dataset? tokd = null;
-                double mapS = Timing.MedianSeconds(() =>
+                double mapS = time(() =>
                 {
                     tokd = null;
                     tokd = ds.Map(batch => Tokenize(batch.Column<string>("text")), batched: true, removeColumns: ["text"]);
@@ -98,12 +107,12 @@ public sealed class DatasetsBenchmark : IBenchmark
         }
     }
 
-    private static void WriteSynthetic(string csv, string jsonl, int rows)
+    private static void WriteSynthetic(string? csv, string? jsonl, int rows)
     {
         var rnd = new System.Random(1234);
         var vocab = Enumerable.Range(0, 5000).Select(i => "w" + i.ToString("x", System.Globalization.CultureInfo.InvariantCulture) + new string('a', i % 7)).ToArray();
-        using var c = new StreamWriter(csv, false, new UTF8Encoding(false), 1 << 20);
-        using var j = new StreamWriter(jsonl, false, new UTF8Encoding(false), 1 << 20);
+        using var c = csv is null ? StreamWriter.Null : new StreamWriter(csv, false, new UTF8Encoding(false), 1 << 20);
+        using var j = jsonl is null ? StreamWriter.Null : new StreamWriter(jsonl, false, new UTF8Encoding(false), 1 << 20);
         c.Write("text,label\n");
         var sb = new StringBuilder();
         for (int r = 0; r < rows; r++)
