@@ -45,14 +45,14 @@ public sealed class DatasetsBenchmark : IBenchmark
                 {
                     loaded = null;
                     loaded = DatasetLoader.LoadDataset(builder, new Dictionary<string, string> { ["train"] = file })["train"];
-                }, repeats);
+                });
                 var ds = loaded!;
                 Dataset? tokd = null;
                 double mapS = time(() =>
                 {
                     tokd = null;
                     tokd = ds.Map(batch => Tokenize(batch.Column<string>("text")), batched: true, removeColumns: ["text"]);
-                }, repeats);
+                });
                 var proc = Process.GetCurrentProcess();
                 proc.Refresh();
                 long tokens = tokd!.Column<int[]>("attention_mask").Sum(a => (long)a.Length);
