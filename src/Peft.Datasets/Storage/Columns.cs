@@ -118,7 +118,7 @@ internal sealed class ChunkedColumnBuilder(FeatureType feature)
     {
         try
         {
-            if (values.Count > 0 && _current.Count + values.Count <= MaxRows && Feature is not Sequence) _current.AppendAll(values);
+            if (values.Count > 0 && _current.Count + values.Count <= MaxRows && Feature is ClassLabel or Value { Dtype: not "string" }) _current.AppendAll(values);
             else
             {
                 foreach (var v in values)
