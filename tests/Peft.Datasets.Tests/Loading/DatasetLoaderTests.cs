@@ -39,6 +39,18 @@ public class DatasetLoaderTests
     }
 
     [Fact]
+    public void CsvWithBomAndCrLf()
+    {
+        using var tmp = new TempDir();
+        var path = tmp.File("bom.csv");
+        File.WriteAllText(path, "text,label\r\n\"a\r\nb\",1\r\nc,2\r\n", new UTF8Encoding(true));
+        var ds = DatasetLoader.LoadDataset("csv", path)["train"];
+        Assert.Equal(["text", "label"], ds.ColumnNames);
+        Assert.Equal(["a\r\nb", "c"], ds.Column<string>("text"));
+        Assert.Equal([1L, 2], ds.Column<long>("label"));
+    }
+
+    [Fact]
     public void CsvDelimiterAndNullStrings()
     {
         using var tmp = new TempDir();
