@@ -181,8 +181,12 @@ public sealed record GenerationConfig
         return eos is null ? cfg : eos.Count == 1 ? cfg with { EosTokenId = eos[0] } : cfg with { EosTokenIds = eos, EosTokenId = eos[0] };
     }
 
-    /// <summary>The JSON text HF's <c>GenerationConfig.to_json_string</c> would hold for these values (eos as int or list).</summary>
-    public string ToJson()
+    /// <summary>
+    /// The JSON text of <c>generation_config.json</c>. With <paramref name="useDiff"/> (the default, as HF's
+    /// <c>save_pretrained</c> writes it) only values that differ from a default <see cref="GenerationConfig"/> are
+    /// written, plus every unknown key kept from the loaded file; eos is an int or a list.
+    /// </summary>
+    public string ToJson(bool useDiff = true)
     {
         var obj = JsonSerializer.SerializeToNode(this, JsonOptions)!.AsObject();
         var eos = EffectiveEosTokenIds;
@@ -192,6 +196,19 @@ public sealed record GenerationConfig
             1 => eos[0],
             _ => new System.Text.Json.Nodes.JsonArray(eos.Select(x => (System.Text.Json.Nodes.JsonNode?)x).ToArray()),
         };
+        if (useDiff)
+        {
+            var defaults = JsonSerializer.SerializeToNode(new GenerationConfig(), JsonOptions)!.AsObject();
+            defaults["eos_token_id"] = null;
+            foreach (var key in obj.Select(kv => kv.Key).ToList())
+            {
+                if (ExtensionData?.ContainsKey(key) == true) continue;
+                if (defaults.TryGetPropertyValue(key, out var d) && System.Text.Json.Nodes.JsonNode.DeepEquals(d, obj[key]))
+                {
+                    obj.Remove(key);
+                }
+            }
+        }
         return obj.ToJsonString(JsonOptions);
     }
 
