@@ -31,7 +31,8 @@ public sealed class GreedyDecodingParityTests
         var input = ids;
         for (int step = 0; step < 16; step++)
         {
-            var o = model.forward(new ModelInput { InputIds = input, AttentionMask = mask, PastKeyValues = cache, UseCache = true });
+            var positions = GenerationPositionIds(mask, input.shape[1]);           // as HF prepare_inputs_for_generation
+            var o = model.forward(new ModelInput { InputIds = input, AttentionMask = mask, PositionIds = positions, PastKeyValues = cache, UseCache = true });
             var next = o.Logits!.select(1, -1).argmax(-1);                          // [B]
             next = next * unfinished + pad * (1 - unfinished);
             ids = torch.cat([ids, next.unsqueeze(1)], 1);

@@ -4,6 +4,8 @@ using Peft.Testing;
 using Peft.Transformers;
 using TorchSharp;
 
+using static Peft.Transformers.Tests.Models.ModelTestUtil;
+
 namespace Peft.Transformers.Tests.Models;
 
 /// <summary>
@@ -106,9 +108,14 @@ public sealed class HeldOutConfigTests
             pieces.Add(model.forward(new ModelInput { InputIds = ids.narrow(1, i, 1), AttentionMask = mask.narrow(1, 0, i + 1), PastKeyValues = cache }).Logits!);
         TensorAssert.Close(o.Logits, torch.cat(pieces, 1), 1e-4, mask, $"{name} cache");
 
-        // the left-padded row equals the same tokens unpadded
+        // without position ids the positions are HF's default (arange(past, past + T); OPT: from the mask)
+        var explicitDefault = model.forward(new ModelInput { InputIds = ids, AttentionMask = mask, PositionIds = HfDefaultPositionIds(config.ModelType, mask, 0, 9) }).Logits!;
+        TensorAssert.Close(explicitDefault, o.Logits, 1e-6, null, $"{name} default positions");
+
+        // with generate's positions the left-padded row equals the same tokens unpadded
+        var generation = model.forward(new ModelInput { InputIds = ids, AttentionMask = mask, PositionIds = GenerationPositionIds(mask, 9) }).Logits!;
         var alone = model.forward(new ModelInput { InputIds = ids[1].narrow(0, 3, 6).unsqueeze(0) }).Logits!;
-        TensorAssert.Close(alone[0], o.Logits[1].narrow(0, 3, 6), 1e-4, null, $"{name} left padding");
+        TensorAssert.Close(alone[0], generation[1].narrow(0, 3, 6), 1e-4, null, $"{name} left padding");
 
         using var tmp = new TempDir();
         model.SavePretrained(tmp.Path);

@@ -114,7 +114,10 @@ public sealed class ModelParityTests
         TensorAssert.Close(full, incremental, 1e-4, mask, $"{name} cached vs full");
     }
 
-    /// <summary>A left-padded row gives the same logits as the same tokens unpadded (positions come from the mask).</summary>
+    /// <summary>
+    /// A left-padded row gives the same logits as the same tokens unpadded when the positions are HF generate's
+    /// (cumsum(mask) − 1, padding 1), passed explicitly as a Python user would.
+    /// </summary>
     [Theory]
     [MemberData(nameof(CausalModels))]
     public void Left_padding_does_not_change_real_token_logits(string name)
@@ -124,7 +127,8 @@ public sealed class ModelParityTests
         var r = Reference(name);
         var ids = r["gen_input_ids"];
         var mask = r["gen_attention_mask"];
-        var batched = model.forward(new ModelInput { InputIds = ids, AttentionMask = mask }).Logits!;
+        var positions = GenerationPositionIds(mask, ids.shape[1]);
+        var batched = model.forward(new ModelInput { InputIds = ids, AttentionMask = mask, PositionIds = positions }).Logits!;
         for (long row = 0; row < ids.shape[0]; row++)
         {
             long pad = ids.shape[1] - mask[row].sum().item<long>();

@@ -80,26 +80,13 @@ internal static class ModelOps
     }
 
     /// <summary>
-    /// Position ids [B, T] of the new tokens: HF generation's <c>cumsum(attention_mask) − 1</c> (padding → 1), so
-    /// left padding does not shift positions; <c>arange(past, past + T)</c> without a mask.
+    /// Default position ids [B, T] of the new tokens when the caller passes none: <c>arange(past, past + T)</c> for
+    /// every row, whatever the attention mask says (HF 5.x <c>position_ids = cache_position.unsqueeze(0)</c> in the
+    /// Llama family and GPT-2). Left padding therefore shifts the positions of a plain forward, exactly as in HF;
+    /// generation passes mask-derived positions explicitly (HF <c>prepare_inputs_for_generation</c>).
     /// </summary>
-    public static Tensor PositionIds(Tensor? attentionMask, long batch, long queryLen, long pastLen, Device device)
-    {
-        using var scope = NewDisposeScope();
-        Tensor pos;
-        if (attentionMask is null)
-        {
-            pos = arange(pastLen, pastLen + queryLen, dtype: ScalarType.Int64, device: device).unsqueeze(0).expand(batch, queryLen);
-        }
-        else
-        {
-            var m = attentionMask.to(device).to_type(ScalarType.Int64);
-            pos = m.cumsum(1) - 1;
-            pos = pos.masked_fill(m.eq(0), 1);
-            pos = pos.narrow(1, pastLen, queryLen);
-        }
-        return pos.contiguous().MoveToOuterDisposeScope();
-    }
+    public static Tensor DefaultPositionIds(long batch, long queryLen, long pastLen, Device device) =>
+        arange(pastLen, pastLen + queryLen, dtype: ScalarType.Int64, device: device).unsqueeze(0).expand(batch, queryLen);
 
     /// <summary>
     /// Scaled dot-product attention. q [B, H, T, D], k/v [B, Hkv, S, D] (Hkv divides H: grouped-query attention);

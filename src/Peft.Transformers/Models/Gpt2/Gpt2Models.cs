@@ -167,7 +167,8 @@ public sealed class GPT2Model : PreTrainedModel
 
     /// <summary>
     /// input_ids [B, T] (or inputs_embeds), attention_mask [B, past + T] → last_hidden_state [B, T, hidden] after ln_f.
-    /// Positions: position_ids, else cumsum(mask) − 1 (HF generation's rule), else past + arange(T).
+    /// Positions: position_ids, else arange(past, past + T) whatever the mask (HF <c>GPT2Model</c>); pass
+    /// mask-derived ids for left-padded batches, as HF's generate does.
     /// </summary>
     public override ModelOutput forward(ModelInput input)
     {
@@ -177,7 +178,7 @@ public sealed class GPT2Model : PreTrainedModel
         long past = cache?.GetSeqLength() ?? 0;
         var x = input.InputsEmbeds ?? wte.forward(input.InputIds!);                    // [B, T, hidden]
         var device = x.device;
-        var positions = input.PositionIds?.to(device) ?? ModelOps.PositionIds(input.AttentionMask, b, t, past, device);
+        var positions = input.PositionIds?.to(device) ?? ModelOps.DefaultPositionIds(b, t, past, device);
         x = x + wpe.forward(positions);
         if (input.TokenTypeIds is not null) x = x + wte.forward(input.TokenTypeIds.to(device));
         x = drop.forward(x);

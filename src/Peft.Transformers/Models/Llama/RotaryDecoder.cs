@@ -152,7 +152,9 @@ public abstract class RotaryDecoderModel : PreTrainedModel
 
     /// <summary>
     /// input_ids [B, T] (or inputs_embeds [B, T, hidden]), attention_mask [B, past + T] → last_hidden_state [B, T, hidden].
-    /// Positions come from position_ids, else from the mask (cumsum − 1, HF generation's rule), else past + arange(T).
+    /// Positions come from position_ids, else arange(past, past + T) whatever the mask (HF 5.x
+    /// <c>position_ids = cache_position.unsqueeze(0)</c>); pass mask-derived ids for left-padded batches, as HF's
+    /// generate does.
     /// </summary>
     public override ModelOutput forward(ModelInput input)
     {
@@ -162,7 +164,7 @@ public abstract class RotaryDecoderModel : PreTrainedModel
         long past = cache?.GetSeqLength() ?? 0;
         var h = input.InputsEmbeds ?? embed_tokens.forward(input.InputIds!);         // [B, T, hidden]
         var device = h.device;
-        var positions = input.PositionIds?.to(device) ?? ModelOps.PositionIds(input.AttentionMask, b, t, past, device);
+        var positions = input.PositionIds?.to(device) ?? ModelOps.DefaultPositionIds(b, t, past, device);
         var mask = ModelOps.CausalMask(input.AttentionMask, b, t, past, h.dtype, device);
         var windows = Enumerable.Range(0, layers.Count).Select(_c.SlidingWindowOf).ToArray();
         var windowMasks = windows.Where(w => w is not null).Distinct()

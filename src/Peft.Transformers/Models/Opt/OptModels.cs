@@ -150,7 +150,7 @@ public sealed class OPTDecoder : nn.Module
             var m = input.AttentionMask.to(device).to_type(ScalarType.Int64);
             positions = (m.cumsum(1) * m - 1).narrow(1, past, t);
         }
-        else positions = arange(past, past + t, dtype: ScalarType.Int64, device: device).unsqueeze(0).expand(b, t);
+        else positions = ModelOps.DefaultPositionIds(b, t, past, device);   // HF: mask of ones → arange(past, past + T)
         x = x + embed_positions.forward(positions + PositionOffset);
         x = dropout.forward(x);
         var mask = ModelOps.CausalMask(input.AttentionMask, b, t, past, x.dtype, device);
