@@ -122,6 +122,7 @@ public sealed class PeftGenerationTests
         using var pm = LoadPeft(adapter);
         var tokenizer = AutoTokenizer.FromPretrained(BaseDir(adapter));
         using var pipe = (TextGenerationPipeline)Pipeline.Create("text-generation", pm, tokenizer);
+        Assert.Same(((PreTrainedModel)pm.GetBaseModel()).GenerationConfig, pipe.ModelDefaults);
         const string prompt = "Hello, my dog is";
         var config = new GenerationConfig { MaxNewTokens = 12, DoSample = false };
 
