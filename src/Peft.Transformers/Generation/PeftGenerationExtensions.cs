@@ -39,6 +39,34 @@ public static class PeftGenerationExtensions
     }
 
     /// <summary>
+    /// Streams the new token ids of one prompt ([1, T]) through the adapted model as they are chosen (greedy or sampling),
+    /// with the base model's generation defaults (see <see cref="GenerationLoop.Stream"/>).
+    /// </summary>
+    public static IEnumerable<int> Stream(this PeftModel model, Tensor inputIds, Tensor? attentionMask, GenerationConfig config,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        return GenerationLoop.Stream(model, inputIds, attentionMask, config, GenerationDefaults(model), cancellationToken);
+    }
+
+    /// <summary>
+    /// Streams decoded text pieces of one prompt ([1, T]) through the adapted model (HF <c>TextStreamer</c>; see
+    /// <see cref="GenerationLoop.StreamText"/>), with the base model's generation defaults.
+    /// </summary>
+    /// <param name="model">A PEFT model over a causal LM.</param>
+    /// <param name="inputIds">One prompt, [1, T] int64.</param>
+    /// <param name="attentionMask">Its mask [1, T], or null.</param>
+    /// <param name="config">Per-call settings (greedy or sampling).</param>
+    /// <param name="decode">Decodes new token ids to text (e.g. <c>ids =&gt; tok.Decode(ids, skipSpecialTokens: true)</c>).</param>
+    /// <param name="cancellationToken">Checked before every step.</param>
+    public static IEnumerable<string> StreamText(this PeftModel model, Tensor inputIds, Tensor? attentionMask, GenerationConfig config,
+        Func<IReadOnlyList<int>, string> decode, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        return GenerationLoop.StreamText(model, inputIds, attentionMask, config, decode, GenerationDefaults(model), cancellationToken);
+    }
+
+    /// <summary>
     /// The base model's generation defaults (its <c>generation_config.json</c>); null when the base model is not a
     /// <see cref="PreTrainedModel"/> (e.g. a plain module), in which case only the call's settings apply.
     /// </summary>

@@ -139,6 +139,26 @@ public sealed class PeftGenerationTests
         Assert.Equal(newText, onlyNew.GeneratedText);
     }
 
+    [Theory]
+    [InlineData("opt-lora")]
+    [InlineData("llama-dora")]
+    public void Streaming_through_a_peft_model_yields_the_generated_tokens_and_text(string adapter)
+    {
+        using var scope = NewDisposeScope();
+        var (ids, mask) = Prompts(adapter);
+        var keep = mask[0].nonzero().squeeze(1);
+        var prompt = ids[0].index_select(0, keep).unsqueeze(0);
+        using var pm = LoadPeft(adapter);
+        var tokenizer = AutoTokenizer.FromPretrained(BaseDir(adapter));
+        var config = new GenerationConfig { MaxNewTokens = 10 };
+        var generated = pm.Generate(prompt, null, config);
+        var newIds = generated[0, (int)prompt.shape[1]..].data<long>().Select(x => (int)x).ToArray();
+        var streamed = pm.Stream(prompt, null, config).ToArray();
+        Assert.Equal(newIds.Take(streamed.Length), streamed);
+        string Decode(IReadOnlyList<int> t) => tokenizer.Decode(t, skipSpecialTokens: true);
+        Assert.Equal(Decode(streamed), string.Concat(pm.StreamText(prompt, null, config, Decode)));
+    }
+
     [Fact]
     public void Generate_on_a_peft_model_takes_the_base_models_generation_config()
     {
