@@ -45,7 +45,7 @@ public abstract partial class Pipeline : IDisposable
     /// Builds a pipeline over an already-loaded model and tokenizer (the caller keeps ownership of both). Works with any
     /// <c>torch.nn.Module&lt;ModelInput, ModelOutput&gt;</c>, e.g. a <c>PeftModel</c>: pass <paramref name="config"/> (for
     /// id2label / problem_type) and <paramref name="generationConfig"/> when <paramref name="model"/> is not a
-    /// <see cref="PreTrainedModel"/> (a PreTrainedModel supplies its own).
+    /// <see cref="PreTrainedModel"/> (a PreTrainedModel, or a PeftModel over one, supplies its own).
     /// </summary>
     public static Pipeline Create(string task, nn.Module<ModelInput, ModelOutput> model, PreTrainedTokenizer tokenizer,
         PretrainedConfig? config = null, GenerationConfig? generationConfig = null)
@@ -53,7 +53,7 @@ public abstract partial class Pipeline : IDisposable
         ArgumentNullException.ThrowIfNull(task);
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(tokenizer);
-        var pre = model as PreTrainedModel;
+        var pre = model as PreTrainedModel ?? (model as PeftModel)?.GetBaseModel() as PreTrainedModel;
         config ??= pre?.Config;
         generationConfig ??= pre?.GenerationConfig;
         var tok = PipelineTokenizer.From(tokenizer);
