@@ -8,9 +8,10 @@ namespace Peft.Benchmarks;
 /// <summary>
 /// Loading + tokenizing a synthetic CSV and JSONL of 1M rows (100k with --quick) with Peft.Datasets: rows/s for
 /// <c>LoadDataset</c> and for a batched <c>Map</c> that tokenizes and drops the text column, plus peak RSS and the
-/// bytes held by the dataset's column buffers. Tokenization is a stand-in (whitespace split + hashed vocabulary
-/// ids, giving int32 token lists like a tokenizer's <c>ToColumns()</c>), because the real tokenizer is built elsewhere;
-/// the benchmark measures the dataset machinery, not a tokenizer.
+/// bytes held by the dataset's column buffers. With <c>PEFT_TOKENIZER</c> set to a Hugging Face tokenizer folder the
+/// Map runs the real tokenizer (<c>AutoTokenizer.FromPretrained(dir).EncodeBatch(texts, truncation: true).ToColumns()</c>,
+/// the DESIGN.md pipeline); without it a whitespace-split stand-in (hashed vocabulary ids, int32 token lists of the same
+/// shape) isolates the dataset machinery from tokenizer speed.
 /// Environment overrides for a scale run: <c>PEFT_DATASETS_BENCH_ROWS</c> (e.g. 6800000 for a ~2 GB CSV) and
 /// <c>PEFT_DATASETS_BENCH_FORMATS</c> ("csv", "json" or "csv,json"); above 1M rows each step runs once, without warm-up,
 /// so that peak RSS reflects one load + one map.
@@ -30,6 +31,15 @@ public sealed class DatasetsBenchmark : IBenchmark
         Func<Action, double> time = rows > 1_000_000
             ? a => { var sw = Stopwatch.StartNew(); a(); return sw.Elapsed.TotalSeconds; }
             : a => Timing.MedianSeconds(a, repeats);
+        var tokenizerDir = Environment.GetEnvironmentVariable("PEFT_TOKENIZER");
+        var tokenizer = string.IsNullOrEmpty(tokenizerDir) ? null : Peft.Transformers.AutoTokenizer.FromPretrained(tokenizerDir);
+        Func<IReadOnlyList<string>, IReadOnlyDictionary<string, IList>> tokenize = tokenizer is null
+            ? Tokenize
+            : texts =>
+            {
+                using var enc = tokenizer.EncodeBatch(texts, truncation: true);
+                return enc.ToColumns();
+            };
         var dir = Path.Combine(Path.GetTempPath(), "peft-bench-datasets-" + Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(dir);
         try
@@ -51,7 +61,7 @@ public sealed class DatasetsBenchmark : IBenchmark
                 double mapS = time(() =>
                 {
                     tokd = null;
-                    tokd = ds.Map(batch => Tokenize(batch.Column<string>("text")), batched: true, removeColumns: ["text"]);
+                    tokd = ds.Map(batch => tokenize(batch.Column<string>("text")), batched: true, removeColumns: ["text"]);
                 });
                 var proc = Process.GetCurrentProcess();
                 proc.Refresh();
@@ -70,7 +80,7 @@ public sealed class DatasetsBenchmark : IBenchmark
                     ["tokenized_mb"] = Math.Round(tokd.ByteSize / 1e6, 1),
                     ["managed_mb_after_gc"] = Math.Round(GC.GetTotalMemory(forceFullCollection: true) / 1e6, 1),
                     ["peak_rss_mb"] = Math.Round(proc.PeakWorkingSet64 / 1e6, 1),
-                    ["tokenizer"] = "whitespace stand-in",
+                    ["tokenizer"] = tokenizerDir is null or "" ? "whitespace stand-in" : Path.GetFileName(Path.TrimEndingDirectorySeparator(tokenizerDir)),
                 });
             }
         }
