@@ -101,33 +101,7 @@ public sealed class LoraEmbedding : LoraLayer
     }
 
     /// <inheritdoc />
-    public override Tensor forward(Tensor x)
-    {
-        if (DisableAdapters)
-        {
-            if (Merged) Unmerge();
-            return base_layer.forward(x);
-        }
-        if (Merged) return base_layer.forward(x);
-        var result = base_layer.forward(x);
-        if (RowAdapterNames is { } rows)
-        {
-            result = result.clone();
-            foreach (var name in rows.Distinct())
-            {
-                if (!lora_embedding_A.ContainsKey(name)) continue;
-                var idx = tensor(rows.Select((n, i) => (n, i)).Where(p => p.n == name).Select(p => (long)p.i).ToArray(), device: x.device);
-                result.index_add_(0, idx, Delta(name, x.index_select(0, idx)).to(result.dtype), 1);
-            }
-            return result;
-        }
-        foreach (var name in ActiveAdapters)
-        {
-            if (!lora_embedding_A.ContainsKey(name)) continue;
-            result = result + Delta(name, x);
-        }
-        return result;
-    }
+    public override Tensor forward(Tensor x) => AdapterForward(x, lora_embedding_A.ContainsKey, Delta);
 
     /// <summary>s · (Aᵀ[ids]) · Bᵀ for ids [...] → [..., dim].</summary>
     private Tensor Delta(string name, Tensor ids)

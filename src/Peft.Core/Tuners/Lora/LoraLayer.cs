@@ -171,6 +171,44 @@ public abstract class LoraLayer : nn.Module<Tensor, Tensor>, ITunerLayer
         }
     }
 
+    /// <summary>
+    /// The forward every LoRA layer shares (PEFT <c>LoraLayer.forward</c>): the base layer alone when adapters are
+    /// disabled (unmerging first) or merged; otherwise the base output with each active adapter applied, or, for a
+    /// mixed-adapter batch, each row's own adapter term added (PEFT <c>_mixed_batch_forward</c>; "__base__" rows get none).
+    /// </summary>
+    /// <param name="x">The layer input.</param>
+    /// <param name="hasAdapter">True when this layer holds the named adapter.</param>
+    /// <param name="delta">The additive term of one adapter for (rows of) <paramref name="x"/>.</param>
+    /// <param name="apply">Applies one adapter to the running result; null = add <paramref name="delta"/> (plain LoRA).</param>
+    protected Tensor AdapterForward(Tensor x, Func<string, bool> hasAdapter, Func<string, Tensor, Tensor> delta,
+        Func<string, Tensor, Tensor, Tensor>? apply = null)
+    {
+        if (DisableAdapters)
+        {
+            if (Merged) Unmerge();
+            return base_layer.forward(x);
+        }
+        if (Merged) return base_layer.forward(x);
+        var result = base_layer.forward(x);
+        if (RowAdapterNames is { } rows)
+        {
+            result = result.clone();
+            foreach (var name in rows.Distinct())
+            {
+                if (!hasAdapter(name)) continue;
+                var idx = tensor(rows.Select((n, i) => (n, i)).Where(p => p.n == name).Select(p => (long)p.i).ToArray(), device: x.device);
+                result.index_add_(0, idx, delta(name, x.index_select(0, idx)).to(result.dtype), 1);
+            }
+            return result;
+        }
+        foreach (var name in ActiveAdapters)
+        {
+            if (!hasAdapter(name)) continue;
+            result = apply is null ? result + delta(name, x) : apply(name, x, result);
+        }
+        return result;
+    }
+
     /// <summary>Copies <paramref name="value"/> into <paramref name="target"/>, throwing with the key and both shapes when they differ.</summary>
     protected static void CopyChecked(Tensor target, Tensor value, string key)
     {

@@ -155,39 +155,15 @@ public sealed class LoraLinear : LoraLayer
     }
 
     /// <inheritdoc />
-    public override Tensor forward(Tensor x)
-    {
-        if (DisableAdapters)
-        {
-            if (Merged) Unmerge();
-            return base_layer.forward(x);
-        }
-        if (Merged) return base_layer.forward(x);
-        var result = base_layer.forward(x);
-        if (RowAdapterNames is { } rows) return MixedBatchForward(x, result, rows);
-        foreach (var name in ActiveAdapters)
-        {
-            if (!_variants.TryGetValue(name, out var variant)) continue;
-            result = variant.Forward(this, name, x, result);
-        }
-        return result;
-    }
+    public override Tensor forward(Tensor x) =>
+        AdapterForward(x, _variants.ContainsKey, MixedBatchDelta, (name, input, result) => _variants[name].Forward(this, name, input, result));
 
-    /// <summary>PEFT <c>_mixed_batch_forward</c>: row i gets the adapter <paramref name="rows"/>[i] ("__base__" = none).</summary>
-    private Tensor MixedBatchForward(Tensor x, Tensor result, IReadOnlyList<string> rows)
+    /// <summary>One adapter's term for the rows of a mixed-adapter batch (plain LoRA only, as in PEFT).</summary>
+    private Tensor MixedBatchDelta(string name, Tensor x)
     {
-        result = result.clone();
-        foreach (var name in rows.Distinct())
-        {
-            if (!_variants.TryGetValue(name, out var variant)) continue;
-            if (variant is not StandardLoraVariant)
-                throw new NotSupportedException($"Mixed-adapter batches do not support DoRA (adapter '{name}').");
-            var idx = tensor(rows.Select((n, i) => (n, i)).Where(p => p.n == name).Select(p => (long)p.i).ToArray(), device: x.device);
-            var sub = x.index_select(0, idx);
-            var h = LoraB(name).forward(LoraA(name).forward(Dropout(name).forward(sub))).mul(Scaling[name]);
-            result.index_add_(0, idx, h.to(result.dtype), 1);
-        }
-        return result;
+        if (_variants[name] is not StandardLoraVariant)
+            throw new NotSupportedException($"Mixed-adapter batches do not support DoRA (adapter '{name}').");
+        return LoraB(name).forward(LoraA(name).forward(Dropout(name).forward(x))).mul(Scaling[name]);
     }
 }
 
