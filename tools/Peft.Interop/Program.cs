@@ -1,0 +1,140 @@
+// Interop check, C# half: saves folders with Peft.NET's writers and records what Peft.NET computes on them.
+//   dotnet run --project tools/Peft.Interop -- MODELS_DIR OUT_DIR
+// MODELS_DIR holds Hugging Face model folders to start from (e.g. the tiny test models); OUT_DIR receives
+//   models/<name>/      config.json, model.safetensors, generation_config.json, tokenizer files  (written by C#)
+//   adapters/<name>/    adapter_config.json, adapter_model.safetensors of a LoRA trained 3 steps in C#
+//   expected/<name>.safetensors   input_ids, attention_mask, logits (what C# computes on the saved folder)
+//   expected/tokenizers.json      ids C# gives for a few strings, per model
+// Then tools/Peft.Interop/check_python.py OUT_DIR loads everything with the Python stack and compares.
+using System.Text.Json;
+using Peft.Core;
+using Peft.Core.Safetensors;
+using Peft.Transformers;
+using TorchSharp;
+using static TorchSharp.torch;
+
+if (args.Length != 2)
+{
+    Console.Error.WriteLine("usage: Peft.Interop MODELS_DIR OUT_DIR");
+    return 2;
+}
+string modelsDir = args[0], outDir = args[1];
+string[] texts = ["Two things are infinite: the universe and human stupidity.", "Hello,  world!\tTabs and ünïcödé — 你好", "A"];
+var tokenizerIds = new Dictionary<string, object>();
+manual_seed(1234);
+
+foreach (var name in new[] { "gpt2-tiny", "opt-tiny", "llama-tiny", "qwen2-tiny", "bert-tiny" })
+{
+    var src = Path.Combine(modelsDir, name);
+    var dst = Path.Combine(outDir, "models", name);
+    bool causal = name != "bert-tiny";
+    using var model = causal ? AutoModelForCausalLM.FromPretrained(src) : AutoModelForSequenceClassification.FromPretrained(src);
+    var tok = AutoTokenizer.FromPretrained(src);
+    model.SavePretrained(dst);
+    tok.SavePretrained(dst);
+    tokenizerIds[name] = texts.Select(t => tok.Encode(t, addSpecialTokens: true)).ToList();
+    Expect(model, name, vocab: 900);
+}
+
+// Held-out shapes and heads built from configs with random weights, saved by C#; Python recomputes them from the files.
+var heldOut = new (string Name, ModelTask Task, string Json)[]
+{
+    ("llama-gqa-llama3rope", ModelTask.CausalLM, """
+        {"model_type":"llama","vocab_size":500,"hidden_size":96,"intermediate_size":160,"num_hidden_layers":3,
+         "num_attention_heads":6,"num_key_value_heads":2,"max_position_embeddings":256,"rms_norm_eps":1e-6,
+         "tie_word_embeddings":false,"rope_theta":10000.0,
+         "rope_scaling":{"rope_type":"llama3","factor":8.0,"low_freq_factor":1.0,"high_freq_factor":4.0,"original_max_position_embeddings":64}}
+        """),
+    ("llama-mqa-linear-headdim-bias-tied", ModelTask.CausalLM, """
+        {"model_type":"llama","vocab_size":500,"hidden_size":64,"intermediate_size":96,"num_hidden_layers":2,
+         "num_attention_heads":4,"num_key_value_heads":1,"head_dim":24,"attention_bias":true,"mlp_bias":true,
+         "max_position_embeddings":128,"tie_word_embeddings":true,"rope_theta":500.0,
+         "rope_scaling":{"rope_type":"linear","factor":2.0}}
+        """),
+    ("qwen2-gqa-tied", ModelTask.CausalLM, """
+        {"model_type":"qwen2","vocab_size":500,"hidden_size":96,"intermediate_size":128,"num_hidden_layers":2,
+         "num_attention_heads":6,"num_key_value_heads":2,"max_position_embeddings":128,"tie_word_embeddings":true,
+         "rope_theta":1000000.0,"use_sliding_window":false}
+        """),
+    ("mistral-sliding-window", ModelTask.CausalLM, """
+        {"model_type":"mistral","vocab_size":500,"hidden_size":64,"intermediate_size":96,"num_hidden_layers":2,
+         "num_attention_heads":4,"num_key_value_heads":2,"max_position_embeddings":128,"sliding_window":4,
+         "tie_word_embeddings":false}
+        """),
+    ("gpt2-ninner-layerscale", ModelTask.CausalLM, """
+        {"model_type":"gpt2","vocab_size":500,"n_embd":48,"n_layer":3,"n_head":4,"n_inner":100,"n_positions":128,
+         "scale_attn_by_inverse_layer_idx":true,"activation_function":"gelu_new"}
+        """),
+    ("opt-postnorm-project", ModelTask.CausalLM, """
+        {"model_type":"opt","vocab_size":500,"hidden_size":64,"word_embed_proj_dim":32,"num_hidden_layers":2,
+         "num_attention_heads":4,"ffn_dim":96,"max_position_embeddings":128,"do_layer_norm_before":false,
+         "pad_token_id":1,"bos_token_id":2,"eos_token_id":2}
+        """),
+    ("llama-seqcls", ModelTask.SequenceClassification, """
+        {"model_type":"llama","vocab_size":500,"hidden_size":64,"intermediate_size":96,"num_hidden_layers":2,
+         "num_attention_heads":4,"num_key_value_heads":2,"max_position_embeddings":128,"pad_token_id":0,"num_labels":3}
+        """),
+    ("gpt2-tokcls", ModelTask.TokenClassification, """
+        {"model_type":"gpt2","vocab_size":500,"n_embd":48,"n_layer":2,"n_head":4,"n_positions":128,"num_labels":4}
+        """),
+    ("bert-maskedlm", ModelTask.MaskedLM, """
+        {"model_type":"bert","vocab_size":500,"hidden_size":48,"num_hidden_layers":2,"num_attention_heads":4,
+         "intermediate_size":96,"max_position_embeddings":128,"type_vocab_size":2}
+        """),
+    ("bert-tokcls", ModelTask.TokenClassification, """
+        {"model_type":"bert","vocab_size":500,"hidden_size":48,"num_hidden_layers":2,"num_attention_heads":4,
+         "intermediate_size":96,"max_position_embeddings":128,"num_labels":5}
+        """),
+};
+var tasks = new Dictionary<string, string>();
+foreach (var (name, task, json) in heldOut)
+{
+    using var model = ModelFactory.FromConfig(AutoConfig.FromJson(json), task);
+    model.SavePretrained(Path.Combine(outDir, "models", name));
+    Expect(model, name, vocab: 500);
+    tasks[name] = task.ToString();
+}
+
+// LoRA adapters trained a few steps in C#: plain LoRA on OPT, Conv1D LoRA on GPT-2, DoRA + rsLoRA on Llama.
+Adapter("opt-tiny", "opt-lora-csharp", new LoraConfig { R = 4, LoraAlpha = 8, TargetModules = ["q_proj", "v_proj"], TaskType = TaskType.CausalLM });
+Adapter("gpt2-tiny", "gpt2-lora-csharp", new LoraConfig { R = 4, LoraAlpha = 16, TargetModules = ["c_attn"], TaskType = TaskType.CausalLM, FanInFanOut = true });
+Adapter("llama-tiny", "llama-dora-csharp", new LoraConfig { R = 4, LoraAlpha = 8, TargetModules = "all-linear", UseDora = true, UseRslora = true, TaskType = TaskType.CausalLM });
+
+Directory.CreateDirectory(Path.Combine(outDir, "expected"));
+File.WriteAllText(Path.Combine(outDir, "expected", "tokenizers.json"), JsonSerializer.Serialize(new { texts, ids = tokenizerIds }));
+File.WriteAllText(Path.Combine(outDir, "expected", "tasks.json"), JsonSerializer.Serialize(tasks));
+Console.WriteLine($"wrote {outDir}");
+return 0;
+
+void Expect(nn.Module<ModelInput, ModelOutput> model, string name, int vocab)
+{
+    using var scope = NewDisposeScope();
+    using var noGrad = no_grad();
+    model.eval();
+    var ids = randint(3, vocab, [2, 11], generator: new Generator(7));
+    var mask = ones_like(ids);
+    mask[1].narrow(0, 7, 4).fill_(0); // row 1 is right-padded: its last 4 positions are padding
+    var logits = model.forward(new ModelInput { InputIds = ids, AttentionMask = mask }).Logits!;
+    Directory.CreateDirectory(Path.Combine(outDir, "expected"));
+    SafetensorsWriter.Save(Path.Combine(outDir, "expected", name + ".safetensors"),
+        new Dictionary<string, Tensor> { ["input_ids"] = ids, ["attention_mask"] = mask, ["logits"] = logits.contiguous() });
+}
+
+void Adapter(string baseName, string adapterName, LoraConfig config)
+{
+    var baseModel = AutoModelForCausalLM.FromPretrained(Path.Combine(modelsDir, baseName));
+    var pm = PeftModel.GetPeftModel(baseModel, config);
+    using var optimizer = optim.AdamW(pm.parameters().Where(p => p.requires_grad), lr: 0.05);
+    pm.train();
+    for (int step = 0; step < 3; step++)
+    {
+        using var scope = NewDisposeScope();
+        var ids = randint(3, 900, [4, 12], generator: new Generator((ulong)step));
+        var output = pm.forward(new ModelInput { InputIds = ids, AttentionMask = ones_like(ids), Labels = ids });
+        optimizer.zero_grad();
+        output.Loss!.backward();
+        optimizer.step();
+    }
+    pm.SavePretrained(Path.Combine(outDir, "adapters", adapterName));
+    Expect(pm, adapterName, vocab: 900);
+}

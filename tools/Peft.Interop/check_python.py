@@ -1,0 +1,62 @@
+"""Interop check, Python half: loads the folders Peft.NET wrote (see Program.cs) with transformers / peft /
+tokenizers, recomputes the logits and ids, and compares them with what Peft.NET computed.
+
+    python3 tools/Peft.Interop/check_python.py OUT_DIR
+
+Exits non-zero if any folder fails to load or any value differs (logits: max |diff| > 1e-4 on unpadded positions;
+token ids: exact)."""
+import json
+import os
+import sys
+
+import torch
+from safetensors.torch import load_file
+import transformers
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+root = sys.argv[1]
+failures = []
+
+
+def compare(name, model):
+    exp = load_file(os.path.join(root, "expected", name + ".safetensors"))
+    model.eval()
+    with torch.no_grad():
+        logits = model(input_ids=exp["input_ids"], attention_mask=exp["attention_mask"]).logits
+    mask = exp["attention_mask"].bool()
+    if logits.dim() == 3:
+        diff = (logits - exp["logits"]).abs()[mask].max().item()
+    else:
+        diff = (logits - exp["logits"]).abs().max().item()
+    ok = diff <= 1e-4
+    print(f"{'OK  ' if ok else 'FAIL'} {name:22s} logits max|diff| = {diff:.2e}")
+    if not ok:
+        failures.append(name)
+
+
+tasks = json.load(open(os.path.join(root, "expected", "tasks.json"), encoding="utf-8"))
+for name in sorted(os.listdir(os.path.join(root, "models"))):
+    path = os.path.join(root, "models", name)
+    task = tasks.get(name, "SequenceClassification" if name.startswith("bert") else "CausalLM")
+    cls = getattr(transformers, "AutoModelFor" + {"CausalLM": "CausalLM", "SequenceClassification": "SequenceClassification",
+                                                   "TokenClassification": "TokenClassification", "MaskedLM": "MaskedLM"}[task])
+    compare(name, cls.from_pretrained(path))
+
+from peft import PeftModel  # noqa: E402
+
+bases = {"opt-lora-csharp": "opt-tiny", "gpt2-lora-csharp": "gpt2-tiny", "llama-dora-csharp": "llama-tiny"}
+for name in sorted(os.listdir(os.path.join(root, "adapters"))):
+    base = AutoModelForCausalLM.from_pretrained(os.path.join(root, "models", bases[name]))
+    compare(name, PeftModel.from_pretrained(base, os.path.join(root, "adapters", name)))
+
+tok_exp = json.load(open(os.path.join(root, "expected", "tokenizers.json"), encoding="utf-8"))
+for name, rows in tok_exp["ids"].items():
+    tok = AutoTokenizer.from_pretrained(os.path.join(root, "models", name))
+    got = [tok(t, add_special_tokens=True)["input_ids"] for t in tok_exp["texts"]]
+    ok = got == rows
+    print(f"{'OK  ' if ok else 'FAIL'} tokenizer {name:12s} ids {'equal' if ok else f'differ: python {got} vs C# {rows}'}")
+    if not ok:
+        failures.append("tokenizer " + name)
+
+print("interop:", "all equal" if not failures else f"{len(failures)} failed: {failures}")
+sys.exit(1 if failures else 0)
