@@ -95,14 +95,38 @@ foreach (var (name, task, json) in heldOut)
     tasks[name] = task.ToString();
 }
 
-// LoRA adapters trained a few steps in C#: plain LoRA on OPT, Conv1D LoRA on GPT-2, DoRA + rsLoRA on Llama.
-Adapter("opt-tiny", "opt-lora-csharp", new LoraConfig { R = 4, LoraAlpha = 8, TargetModules = ["q_proj", "v_proj"], TaskType = TaskType.CausalLM });
-Adapter("gpt2-tiny", "gpt2-lora-csharp", new LoraConfig { R = 4, LoraAlpha = 16, TargetModules = ["c_attn"], TaskType = TaskType.CausalLM, FanInFanOut = true });
-Adapter("llama-tiny", "llama-dora-csharp", new LoraConfig { R = 4, LoraAlpha = 8, TargetModules = "all-linear", UseDora = true, UseRslora = true, TaskType = TaskType.CausalLM });
+// LoRA adapters trained a few steps in C#, covering the config fields that change the math or the file layout.
+var adapterBases = new Dictionary<string, object>();
+Adapter("opt-tiny", "opt-lora-csharp", ModelTask.CausalLM,
+    new LoraConfig { R = 4, LoraAlpha = 8, TargetModules = ["q_proj", "v_proj"], TaskType = TaskType.CausalLM });
+Adapter("gpt2-tiny", "gpt2-lora-csharp", ModelTask.CausalLM,
+    new LoraConfig { R = 4, LoraAlpha = 16, TargetModules = ["c_attn"], TaskType = TaskType.CausalLM, FanInFanOut = true });
+Adapter("llama-tiny", "llama-dora-csharp", ModelTask.CausalLM,
+    new LoraConfig { R = 4, LoraAlpha = 8, TargetModules = "all-linear", UseDora = true, UseRslora = true, TaskType = TaskType.CausalLM });
+Adapter("qwen2-tiny", "qwen2-patterns-bias-csharp", ModelTask.CausalLM, new LoraConfig
+{
+    R = 4, LoraAlpha = 8, TargetModules = ["q_proj", "k_proj", "down_proj"], RankPattern = new Dictionary<string, int> { ["down_proj"] = 2 },
+    AlphaPattern = new Dictionary<string, double> { ["k_proj"] = 3 }, LayersToTransform = [1], LayersPattern = ["layers"],
+    Bias = "lora_only", TaskType = TaskType.CausalLM,
+});
+Adapter("llama-tiny", "llama-embedding-mts-csharp", ModelTask.CausalLM, new LoraConfig
+{
+    R = 4, LoraAlpha = 4, TargetModules = ["embed_tokens", "o_proj"], ModulesToSave = ["lm_head"], InitLoraWeights = LoraInit.Gaussian,
+    TaskType = TaskType.CausalLM,
+});
+Adapter("gpt2-tiny", "gpt2-cproj-bias-all-csharp", ModelTask.CausalLM, new LoraConfig
+{
+    R = 2, LoraAlpha = 4, TargetModules = @".*\.(c_proj|c_fc)", FanInFanOut = true, Bias = "all", TaskType = TaskType.CausalLM,
+});
+Adapter("bert-tiny", "bert-seqcls-rslora-csharp", ModelTask.SequenceClassification, new LoraConfig
+{
+    R = 4, LoraAlpha = 8, TargetModules = ["query", "value"], UseRslora = true, TaskType = TaskType.SeqCls,
+});
 
 Directory.CreateDirectory(Path.Combine(outDir, "expected"));
 File.WriteAllText(Path.Combine(outDir, "expected", "tokenizers.json"), JsonSerializer.Serialize(new { texts, ids = tokenizerIds }));
 File.WriteAllText(Path.Combine(outDir, "expected", "tasks.json"), JsonSerializer.Serialize(tasks));
+File.WriteAllText(Path.Combine(outDir, "expected", "adapters.json"), JsonSerializer.Serialize(adapterBases));
 Console.WriteLine($"wrote {outDir}");
 return 0;
 
@@ -120,9 +144,9 @@ void Expect(nn.Module<ModelInput, ModelOutput> model, string name, int vocab)
         new Dictionary<string, Tensor> { ["input_ids"] = ids, ["attention_mask"] = mask, ["logits"] = logits.contiguous() });
 }
 
-void Adapter(string baseName, string adapterName, LoraConfig config)
+void Adapter(string baseName, string adapterName, ModelTask task, LoraConfig config)
 {
-    var baseModel = AutoModelForCausalLM.FromPretrained(Path.Combine(modelsDir, baseName));
+    var baseModel = ModelFactory.FromPretrained(Path.Combine(modelsDir, baseName), task);
     var pm = PeftModel.GetPeftModel(baseModel, config);
     using var optimizer = optim.AdamW(pm.parameters().Where(p => p.requires_grad), lr: 0.05);
     pm.train();
@@ -130,11 +154,13 @@ void Adapter(string baseName, string adapterName, LoraConfig config)
     {
         using var scope = NewDisposeScope();
         var ids = randint(3, 900, [4, 12], generator: new Generator((ulong)step));
-        var output = pm.forward(new ModelInput { InputIds = ids, AttentionMask = ones_like(ids), Labels = ids });
+        var labels = task == ModelTask.CausalLM ? ids : randint(0, 5, [4], generator: new Generator((ulong)step + 100));
+        var output = pm.forward(new ModelInput { InputIds = ids, AttentionMask = ones_like(ids), Labels = labels });
         optimizer.zero_grad();
         output.Loss!.backward();
         optimizer.step();
     }
     pm.SavePretrained(Path.Combine(outDir, "adapters", adapterName));
     Expect(pm, adapterName, vocab: 900);
+    adapterBases[adapterName] = new { @base = baseName, task = task.ToString() };
 }

@@ -44,9 +44,10 @@ for name in sorted(os.listdir(os.path.join(root, "models"))):
 
 from peft import PeftModel  # noqa: E402
 
-bases = {"opt-lora-csharp": "opt-tiny", "gpt2-lora-csharp": "gpt2-tiny", "llama-dora-csharp": "llama-tiny"}
+adapters = json.load(open(os.path.join(root, "expected", "adapters.json"), encoding="utf-8"))
 for name in sorted(os.listdir(os.path.join(root, "adapters"))):
-    base = AutoModelForCausalLM.from_pretrained(os.path.join(root, "models", bases[name]))
+    cls = getattr(transformers, "AutoModelFor" + adapters[name]["task"])
+    base = cls.from_pretrained(os.path.join(root, "models", adapters[name]["base"]))
     compare(name, PeftModel.from_pretrained(base, os.path.join(root, "adapters", name)))
 
 tok_exp = json.load(open(os.path.join(root, "expected", "tokenizers.json"), encoding="utf-8"))
