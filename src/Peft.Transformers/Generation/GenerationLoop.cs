@@ -210,10 +210,19 @@ public static class GenerationLoop
         private readonly ModelStepper _stepper;
         private readonly LogitsProcessorList _processors;
         private readonly Generator? _generator;
-        private Tensor _ids, _mask, _unfinished;
+        private readonly Tensor? _eos;                                                    // [E], on the model's device, made once
+        private Tensor _ids, _mask, _unfinished, _last;
         private bool _done;
 
-        public long[] LastTokens { get; private set; } = [];
+        /// <summary>The tokens chosen by the last step (copied to the host only when asked: streaming needs them, Generate does not).</summary>
+        public long[] LastTokens
+        {
+            get
+            {
+                using var scope = NewDisposeScope();
+                return _last.cpu().data<long>().ToArray();
+            }
+        }
 
         public TokenDecoder(nn.Module<ModelInput, ModelOutput> model, Plan plan)
         {
@@ -225,6 +234,8 @@ public static class GenerationLoop
             _ids = plan.InputIds;
             _mask = plan.Mask;
             _unfinished = ones(_ids.shape[0], dtype: ScalarType.Bool, device: _ids.device).DetachFromDisposeScope();
+            _last = empty(0, dtype: ScalarType.Int64).DetachFromDisposeScope();
+            if (plan.HasEos) _eos = tensor(plan.Eos, device: _ids.device).DetachFromDisposeScope();
         }
 
         /// <summary>Chooses one token per row; false (and nothing done) once every row has finished.</summary>
@@ -245,10 +256,10 @@ public static class GenerationLoop
             var ids = cat([_ids, next.unsqueeze(1)], 1);
             var mask = cat([_mask, ones_like(next).unsqueeze(1)], 1);
             var stop = ids.shape[1] >= _plan.MaxLength ? ones_like(_unfinished) : zeros_like(_unfinished);
-            if (_plan.HasEos) stop = stop.logical_or(isin(next, tensor(_plan.Eos, device: next.device)));
+            if (_eos is not null) stop = stop.logical_or(isin(next, _eos));
             var unfinished = _unfinished.logical_and(stop.logical_not());
             _done = !unfinished.any().item<bool>();
-            LastTokens = next.cpu().data<long>().ToArray();
+            Replace(ref _last, next);
             Replace(ref _ids, ids);
             Replace(ref _mask, mask);
             Replace(ref _unfinished, unfinished);
@@ -274,6 +285,8 @@ public static class GenerationLoop
             _ids.Dispose();
             _mask.Dispose();
             _unfinished.Dispose();
+            _last.Dispose();
+            _eos?.Dispose();
             _generator?.Dispose();
             _stepper.Dispose();
         }
