@@ -25,6 +25,7 @@ public static class PeftRegistry
     private static readonly ConcurrentDictionary<string, Entry> Entries = new(StringComparer.Ordinal)
     {
         ["LORA"] = new("LORA", typeof(LoraConfig), (m, log) => new LoraModel(m, log)),
+        ["ADALORA"] = new("ADALORA", typeof(AdaLoraConfig), (m, log) => new AdaLoraModel(m, log)),
     };
 
     /// <summary>

@@ -16,7 +16,7 @@ public class LoraFixtureParityTests
     public static TheoryData<string> Cases => new()
     {
         "opt-lora", "opt-lora-bias-all", "gpt2-lora-conv1d", "bert-lora-seqcls", "bert-ner-lora-tokcls",
-        "llama-lora-rslora-all-linear", "llama-dora", "qwen2-lora-layers-pattern",
+        "llama-lora-rslora-all-linear", "llama-dora", "qwen2-lora-layers-pattern", "llama-adalora",
     };
 
     private static JsonObject ReferenceJson(string name) =>

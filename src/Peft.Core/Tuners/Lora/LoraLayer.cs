@@ -52,8 +52,14 @@ public abstract class LoraLayer : BaseTunerLayer, IMixedBatchTunerLayer
         _scaling[adapterName] = config.Scaling(r, alpha);
     }
 
-    /// <summary>Sets the rank of an adapter directly (AdaLoRA resizing to a rank pattern).</summary>
-    protected void OverrideRank(string adapterName, int r) => _r[adapterName] = r;
+    /// <summary>Records rank, alpha and scale as given, without LoRA's checks (AdaLoRA: rank 0 allowed, scale = alpha).</summary>
+    protected void RecordAdapter(string adapterName, int r, double alpha, double scaling)
+    {
+        RegisterAdapter(adapterName);
+        _r[adapterName] = r;
+        _alpha[adapterName] = alpha;
+        _scaling[adapterName] = scaling;
+    }
 
     /// <summary>Sets the scale of an adapter directly (weighted adapters).</summary>
     internal void OverrideScaling(string adapterName, double scaling) => _scaling[adapterName] = scaling;
