@@ -122,6 +122,19 @@ Adapter("bert-tiny", "bert-seqcls-rslora-csharp", ModelTask.SequenceClassificati
 {
     R = 4, LoraAlpha = 8, TargetModules = ["query", "value"], UseRslora = true, TaskType = TaskType.SeqCls,
 });
+// AdaLoRA through its whole schedule (warm-up, budget decrease, final phase): the orthogonal regulariser joins the
+// loss and the rank allocator runs after every optimizer step, so the saved files are trimmed to a rank_pattern that
+// Python PEFT must apply (resize) when loading.
+Adapter("llama-tiny", "llama-adalora-csharp", ModelTask.CausalLM, new AdaLoraConfig
+{
+    InitR = 4, TargetR = 2, Tinit = 1, Tfinal = 2, DeltaT = 1, TotalStep = 6, LoraAlpha = 8, TargetModules = ["q_proj", "v_proj", "down_proj"],
+    TaskType = TaskType.CausalLM,
+}, steps: 6);
+Adapter("gpt2-tiny", "gpt2-adalora-conv1d-csharp", ModelTask.CausalLM, new AdaLoraConfig
+{
+    InitR = 3, TargetR = 1, Tinit = 0, Tfinal = 1, DeltaT = 2, TotalStep = 5, LoraAlpha = 6, TargetModules = ["c_attn", "c_fc"],
+    FanInFanOut = true, TaskType = TaskType.CausalLM,
+}, steps: 5);
 
 Directory.CreateDirectory(Path.Combine(outDir, "expected"));
 File.WriteAllText(Path.Combine(outDir, "expected", "tokenizers.json"), JsonSerializer.Serialize(new { texts, ids = tokenizerIds }));
@@ -144,21 +157,24 @@ void Expect(nn.Module<ModelInput, ModelOutput> model, string name, int vocab)
         new Dictionary<string, Tensor> { ["input_ids"] = ids, ["attention_mask"] = mask, ["logits"] = logits.contiguous() });
 }
 
-void Adapter(string baseName, string adapterName, ModelTask task, LoraConfig config)
+void Adapter(string baseName, string adapterName, ModelTask task, LoraConfig config, int steps = 3)
 {
     var baseModel = ModelFactory.FromPretrained(Path.Combine(modelsDir, baseName), task);
     var pm = PeftModel.GetPeftModel(baseModel, config);
+    ITrainingHooks hooks = pm; // AdaLoRA: regulariser and rank allocation; nothing for LoRA
     using var optimizer = optim.AdamW(pm.parameters().Where(p => p.requires_grad), lr: 0.05);
     pm.train();
-    for (int step = 0; step < 3; step++)
+    for (int step = 0; step < steps; step++)
     {
         using var scope = NewDisposeScope();
         var ids = randint(3, 900, [4, 12], generator: new Generator((ulong)step));
         var labels = task == ModelTask.CausalLM ? ids : randint(0, 5, [4], generator: new Generator((ulong)step + 100));
         var output = pm.forward(new ModelInput { InputIds = ids, AttentionMask = ones_like(ids), Labels = labels });
         optimizer.zero_grad();
-        output.Loss!.backward();
+        var loss = hooks.LossTerm() is { } extra ? output.Loss! + extra : output.Loss!;
+        loss.backward();
         optimizer.step();
+        hooks.OnOptimizerStep(step); // after the step, before the next zero_grad (PEFT update_and_allocate)
     }
     pm.SavePretrained(Path.Combine(outDir, "adapters", adapterName));
     Expect(pm, adapterName, vocab: 900);
