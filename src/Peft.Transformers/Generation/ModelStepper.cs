@@ -50,7 +50,7 @@ internal sealed class ModelStepper(nn.Module<ModelInput, ModelOutput> model, boo
             _first = false;
             if (useCache) _cache = output.PastKeyValues;          // null: the model has no cache, recompute every step
         }
-        else if (output.PastKeyValues is { } other && !ReferenceEquals(other, _cache))
+        if (output.PastKeyValues is { } other && !ReferenceEquals(other, _cache))
         {
             other.Dispose();                                       // a cache the model made for this step only (no caching)
         }
