@@ -12,7 +12,6 @@ namespace Peft.Core.Tests.Tuners;
 /// through <see cref="IBaseLayerWeight"/> and merges / unmerges through it); PeftModel's training hooks and
 /// checkpointing forward to the tuner / model.
 /// </summary>
-[Collection("LoraDispatchers")] // registers a process-wide factory for the duration of a test
 public class TunerCoreTests
 {
     private static LoraConfig Cfg(params string[] targets) => new() { R = 2, LoraAlpha = 4, TargetModules = targets, InitLoraWeights = false };
@@ -46,6 +45,35 @@ public class TunerCoreTests
     }
 
     [Fact]
+    public void Checkpointing_is_forwarded_to_a_model_that_supports_it()
+    {
+        using var scope = NewDisposeScope();
+        var model = new CheckpointingModel();
+        using var pm = PeftModel.GetPeftModel(model, Cfg("fc"));
+        IGradientCheckpointing g = pm;
+        g.GradientCheckpointingEnable();
+        Assert.True(model.IsGradientCheckpointing);
+        Assert.True(g.IsGradientCheckpointing);
+        g.GradientCheckpointingDisable();
+        Assert.False(pm.IsGradientCheckpointing);
+    }
+
+    private sealed class CheckpointingModel : nn.Module<Tensor, Tensor>, IGradientCheckpointing
+    {
+        private readonly nn.Module<Tensor, Tensor> fc = nn.Linear(4, 4);
+
+        public CheckpointingModel() : base("CheckpointingModel") => RegisterComponents();
+
+        public bool IsGradientCheckpointing { get; private set; }
+
+        public void GradientCheckpointingEnable() => IsGradientCheckpointing = true;
+
+        public void GradientCheckpointingDisable() => IsGradientCheckpointing = false;
+
+        public override Tensor forward(Tensor x) => fc.forward(x);
+    }
+
+    [Fact]
     public void A_weight_access_linear_is_adapted_merged_and_unmerged_through_its_interface()
     {
         using var scope = NewDisposeScope();
@@ -69,11 +97,13 @@ public class TunerCoreTests
     public void A_registered_factory_is_tried_before_the_built_in_ones()
     {
         using var scope = NewDisposeScope();
-        LoraLayerFactory factory = q => q.Target is Linear l && q.Key == "lin0" ? new MarkedLoraLinear(l, q.AdapterName, q.R, q.Alpha, q.Config) : null;
+        // Matches only this test's adapter name: the list is process-wide and other tests run in parallel.
+        LoraLayerFactory factory = q => q.Target is Linear l && q.Key == "lin0" && q.AdapterName == "dispatch-test"
+            ? new MarkedLoraLinear(l, q.AdapterName, q.R, q.Alpha, q.Config) : null;
         LoraDispatchers.Register(factory);
         try
         {
-            using var pm = PeftModel.GetPeftModel(new TinyMlp(), Cfg("fc", "lin0"));
+            using var pm = PeftModel.GetPeftModel(new TinyMlp(), Cfg("fc", "lin0"), adapterName: "dispatch-test");
             var layers = pm.Tuner.TunerLayers().ToDictionary(l => l.Path, l => l.Layer);
             Assert.IsType<MarkedLoraLinear>(layers["lin0"]);
             Assert.All(layers.Where(l => l.Key != "lin0"), l => Assert.IsType<LoraLinear>(l.Value));
