@@ -117,6 +117,53 @@ public class AdaLoraTests
     }
 
     [Fact]
+    public void Conv2d_layers_merge_train_and_reload_trimmed()
+    {
+        using var scope = NewDisposeScope();
+        using var dir = new TempDir();
+        var model = new TinyConvNet();
+        var sd = model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().clone());
+        var x = randn(3, 3, 8, 8);
+        var baseOut = model.forward(x).detach().clone();
+        var config = Config(totalStep: 6) with { TargetModules = ["conv1", "conv2"] };
+        using var pm = PeftModel.GetPeftModel(model, config);
+        var conv1 = Assert.IsType<SvdConv2d>(Peft.Core.Tuners.ModuleSurgery.GetSubmodule(pm.GetBaseModel(), "conv1"));
+        Assert.Equal([4L, 3 * 3 * 3], conv1.LoraA("default").shape);
+        pm.eval();
+        var adapted = pm.Forward(x);
+        Assert.False(baseOut.allclose(adapted, atol: 1e-4));
+        using (pm.DisableAdapter()) TensorAssert.Close(baseOut, pm.Forward(x), 1e-6, what: "disabled");
+        pm.MergeAdapter();
+        TensorAssert.Close(adapted, pm.Forward(x), 1e-5, what: "merged");
+        pm.UnmergeAdapter();
+        TensorAssert.Close(adapted, pm.Forward(x), 1e-5, what: "unmerged");
+
+        pm.train();
+        ITrainingHooks hooks = pm;
+        using (var optimizer = optim.AdamW(pm.parameters().Where(p => p.requires_grad), lr: 0.05))
+        {
+            for (int step = 0; step < 6; step++)
+            {
+                using var stepScope = NewDisposeScope();
+                var loss = pm.Forward(x).pow(2).mean() + hooks.LossTerm()!;
+                loss.backward();
+                optimizer.step();
+                hooks.OnOptimizerStep(step);
+                optimizer.zero_grad();
+            }
+        }
+        var pattern = ((AdaLoraConfig)pm.PeftConfigs["default"]).RankPattern!;
+        Assert.Equal(config.TargetR * 2, pattern.Values.Sum(v => v.Count(k => k)));
+        pm.eval();
+        var trained = pm.Forward(x);
+        pm.SavePretrained(dir.Path);
+        var fresh = new TinyConvNet();
+        using (no_grad()) foreach (var (k, v) in fresh.state_dict()) v.copy_(sd[k]);
+        using var loaded = PeftModel.FromPretrained(fresh, dir.Path);
+        TensorAssert.Close(trained, loaded.Forward(x), 1e-5, what: "trimmed and reloaded");
+    }
+
+    [Fact]
     public void Errors_as_PEFT_raises_them()
     {
         using var scope = NewDisposeScope();

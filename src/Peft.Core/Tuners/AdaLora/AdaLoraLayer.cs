@@ -29,6 +29,9 @@ public abstract class AdaLoraLayer : LoraLayer
     /// <summary>Output features of the base layer.</summary>
     public long OutFeatures => WeightAccess!.OutFeatures;
 
+    /// <summary>The width of lora_A: input features (in_channels · kernel area for a convolution).</summary>
+    protected virtual long AWidth => InFeatures;
+
     /// <summary>lora_A of an adapter, [r, in].</summary>
     public Parameter LoraA(string adapterName) => lora_A[adapterName];
 
@@ -62,7 +65,7 @@ public abstract class AdaLoraLayer : LoraLayer
         using (var scope = NewDisposeScope())
         using (no_grad())
         {
-            var a = randn([r, InFeatures], dtype: dtype, device: device);
+            var a = randn([r, AWidth], dtype: dtype, device: device);
             var e = randn([r, 1], dtype: dtype, device: device);
             var b = randn([OutFeatures, r], dtype: dtype, device: device);
             if (config.InitLoraWeights.Kind is not "false")

@@ -6,8 +6,8 @@ using static TorchSharp.torch;
 namespace Peft.Core;
 
 /// <summary>
-/// The AdaLoRA tuner (PEFT <c>AdaLoraModel(LoraModel)</c>): LoRA's target matching with <see cref="SvdLinear"/> layers
-/// of rank <c>init_r</c>, the orthogonal regulariser as <see cref="LossTerm"/>, and the <see cref="RankAllocator"/>
+/// The AdaLoRA tuner (PEFT <c>AdaLoraModel(LoraModel)</c>): LoRA's target matching with <see cref="SvdLinear"/> /
+/// <see cref="SvdConv2d"/> layers of rank <c>init_r</c>, the orthogonal regulariser as <see cref="LossTerm"/>, and the <see cref="RankAllocator"/>
 /// driven by <see cref="UpdateAndAllocate"/> (called by the Trainer through <see cref="OnOptimizerStep"/>, or by hand).
 /// Saving trims each module to its <c>rank_pattern</c> and writes the pattern into <c>adapter_config.json</c>; loading
 /// an adapter with a pattern shrinks the modules first, as PEFT does. At most one adapter may be trainable.
@@ -25,8 +25,14 @@ public class AdaLoraModel : LoraModel
     /// <summary>The rank allocator of the trainable adapter, or null.</summary>
     public RankAllocator? Allocator => _allocator;
 
-    /// <summary>AdaLoRA's factories: Conv1D (fan_in_fan_out forced on) and Linear / <see cref="IBaseLayerWeight"/> linears, as <see cref="SvdLinear"/>.</summary>
-    protected override IReadOnlyList<LoraLayerFactory> Dispatchers { get; } = [SvdConv1D, SvdLinearFactory];
+    /// <summary>
+    /// AdaLoRA's factories (PEFT <c>AdaLoraModel._create_new_module</c>): Conv2d as <see cref="SvdConv2d"/>; Conv1D
+    /// (fan_in_fan_out forced on) and Linear / <see cref="IBaseLayerWeight"/> linears as <see cref="SvdLinear"/>.
+    /// </summary>
+    protected override IReadOnlyList<LoraLayerFactory> Dispatchers { get; } = [SvdConv2dFactory, SvdConv1D, SvdLinearFactory];
+
+    private static LoraLayer? SvdConv2dFactory(LoraLayerRequest q) =>
+        q.Target is TorchSharp.Modules.Conv2d c ? new SvdConv2d(c, q.AdapterName, q.R, q.Alpha, (AdaLoraConfig)q.Config) : null;
 
     private static LoraLayer? SvdConv1D(LoraLayerRequest q)
     {
