@@ -66,11 +66,11 @@ public class AdaLoraTests
         Assert.False(adapted.allclose(plain.forward(ids), atol: 1e-4), "the adapter does not change the output, so this test would prove nothing");
         using (pm.DisableAdapter()) TensorAssert.Close(plain.forward(ids), pm.Forward(ids), 1e-6, what: "disabled");
         pm.MergeAdapter();
-        TensorAssert.Close(adapted, pm.Forward(ids), 1e-5, what: "merged");
+        TensorAssert.Close(adapted, pm.Forward(ids), 1e-4, what: "merged");
         pm.UnmergeAdapter();
-        TensorAssert.Close(adapted, pm.Forward(ids), 1e-5, what: "unmerged");
+        TensorAssert.Close(adapted, pm.Forward(ids), 1e-4, what: "unmerged");
         var merged = (TinyMlp)pm.MergeAndUnload();
-        TensorAssert.Close(adapted, merged.forward(ids), 1e-5, what: "merge and unload");
+        TensorAssert.Close(adapted, merged.forward(ids), 1e-4, what: "merge and unload");
     }
 
     [Fact]
@@ -113,7 +113,7 @@ public class AdaLoraTests
         var sd = ((TinyMlp)pm.Unload()).state_dict();
         using (no_grad()) foreach (var (k, v) in baseCopy.state_dict()) v.copy_(sd[k]);
         using var loaded = PeftModel.FromPretrained(baseCopy, dir.Path);
-        TensorAssert.Close(trained, loaded.Forward(ids), 1e-5, what: "trained vs trimmed and reloaded");
+        TensorAssert.Close(trained, loaded.Forward(ids), 1e-4, what: "trained vs trimmed and reloaded");
     }
 
     [Fact]
@@ -134,9 +134,9 @@ public class AdaLoraTests
         Assert.False(baseOut.allclose(adapted, atol: 1e-4));
         using (pm.DisableAdapter()) TensorAssert.Close(baseOut, pm.Forward(x), 1e-6, what: "disabled");
         pm.MergeAdapter();
-        TensorAssert.Close(adapted, pm.Forward(x), 1e-5, what: "merged");
+        TensorAssert.Close(adapted, pm.Forward(x), 1e-4, what: "merged");
         pm.UnmergeAdapter();
-        TensorAssert.Close(adapted, pm.Forward(x), 1e-5, what: "unmerged");
+        TensorAssert.Close(adapted, pm.Forward(x), 1e-4, what: "unmerged");
 
         pm.train();
         ITrainingHooks hooks = pm;
@@ -160,7 +160,17 @@ public class AdaLoraTests
         var fresh = new TinyConvNet();
         using (no_grad()) foreach (var (k, v) in fresh.state_dict()) v.copy_(sd[k]);
         using var loaded = PeftModel.FromPretrained(fresh, dir.Path);
-        TensorAssert.Close(trained, loaded.Forward(x), 1e-5, what: "trimmed and reloaded");
+        TensorAssert.Close(trained, loaded.Forward(x), 1e-4, what: "trimmed and reloaded");
+    }
+
+    [Fact]
+    public void A_budget_that_is_already_met_masks_nothing()
+    {
+        using var scope = NewDisposeScope();
+        using var pm = PeftModel.GetPeftModel(new TinyMlp(), Config(totalStep: 6) with { TargetR = 4 });
+        Train(pm, steps: 6);
+        var pattern = ((AdaLoraConfig)pm.PeftConfigs["default"]).RankPattern!;
+        Assert.All(pattern.Values, v => Assert.All(v, Assert.True));
     }
 
     [Fact]

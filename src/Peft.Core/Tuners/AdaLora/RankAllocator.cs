@@ -98,13 +98,16 @@ public sealed class RankAllocator : IDisposable
     /// <summary>
     /// PEFT <c>mask_to_budget</c>: the triplet score of each singular value (E's score + mean score of A's row + mean
     /// score of B's column), the threshold = the (init − budget)-th smallest score, singular values with score ≤
-    /// threshold zeroed. Returns the rank pattern (key <c>&lt;path&gt;.lora_E</c> → kept flags).
+    /// threshold zeroed. Returns the rank pattern (key <c>&lt;path&gt;.lora_E</c> → kept flags). A budget that is not
+    /// below the initial total rank (init_r ≤ target_r) masks nothing (PEFT's <c>kthvalue</c> would fail with k = 0).
     /// </summary>
     public IReadOnlyDictionary<string, IReadOnlyList<bool>> MaskToBudget(int budget)
     {
         int k = InitBudget - budget;
-        if (k < 1 || k > InitBudget)
-            throw new InvalidOperationException($"AdaLoRA: cannot mask to a budget of {budget} out of {InitBudget} (init_r {_config.InitR}, target_r {_config.TargetR}); the budget must be below the initial total rank.");
+        if (k < 1)
+        {
+            return Held().ToDictionary(l => $"{l.Path}.lora_E", l => (IReadOnlyList<bool>)Enumerable.Repeat(true, (int)l.Layer.LoraE(_adapter).shape[0]).ToArray(), StringComparer.Ordinal);
+        }
         using var scope = NewDisposeScope();
         var triplets = new List<(string Path, AdaLoraLayer Layer, Tensor Score)>();
         foreach (var (path, layer) in Held())
