@@ -1,0 +1,46 @@
+using Microsoft.Extensions.Logging;
+using Peft.Core.Tuners.PromptLearning;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Peft.Core.Tuners.PromptTuning;
+
+/// <summary>
+/// Prompt tuning (PEFT <c>PROMPT_TUNING</c>): a <see cref="PromptEmbedding"/> per adapter whose rows are prepended to the
+/// input embeddings (<see cref="VirtualTokenTuner{TConfig}"/>). TEXT init uses <see cref="PromptTuningConfig.InitTokenizer"/>.
+/// </summary>
+public sealed class PromptTuningModel : VirtualTokenTuner<PromptTuningConfig>
+{
+    /// <summary>Wraps <paramref name="model"/> (an <see cref="IPretrainedModel"/>).</summary>
+    public PromptTuningModel(nn.Module model, ILogger? logger) : base(nameof(PromptTuningModel), model, logger) { }
+
+    /// <inheritdoc />
+    protected override BasePromptEncoder CreateEncoder(PromptTuningConfig config) =>
+        new PromptEmbedding(config, Pretrained.GetInputEmbeddings(), config.InferenceMode ? null : InitIds(config));
+
+    /// <summary>The word ids whose embeddings start the prompt (PEFT <c>PromptEmbedding.__init__</c>), or null for a random start.</summary>
+    private long[]? InitIds(PromptTuningConfig config)
+    {
+        int total = config.TotalVirtualTokens;
+        switch (config.PromptTuningInit)
+        {
+            case PromptTuningConfig.Init.SampleVocab:
+            {
+                long vocab = Pretrained.GetInputEmbeddings().weight!.shape[0];
+                using var ids = randint(0, vocab, [total], dtype: ScalarType.Int64);
+                return ids.data<long>().ToArray();
+            }
+            case PromptTuningConfig.Init.Text:
+            {
+                var tokenizer = config.InitTokenizer ?? throw new InvalidOperationException(
+                    $"PROMPT_TUNING: prompt_tuning_init \"TEXT\" needs a tokenizer; Peft.NET does not load tokenizer_name_or_path \"{config.TokenizerNameOrPath}\" itself — set PromptTuningConfig.InitTokenizer (e.g. text => tokenizer.Encode(text)).");
+                var ids = tokenizer(config.PromptTuningInitText!);
+                if (ids.Count == 0) throw new ArgumentException($"PROMPT_TUNING: prompt_tuning_init_text \"{config.PromptTuningInitText}\" tokenizes to no ids.", nameof(config));
+                // Cut to the virtual token count, or repeat the ids until it is reached (PEFT).
+                return Enumerable.Range(0, total).Select(i => (long)ids[i % ids.Count]).ToArray();
+            }
+            default:
+                return null;
+        }
+    }
+}
