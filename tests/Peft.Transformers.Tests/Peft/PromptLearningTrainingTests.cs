@@ -125,6 +125,11 @@ public sealed class PromptLearningTrainingTests
             TensorAssert.Close(f.GetTensor("logits"), pm.forward(input with { Labels = null }).Logits!, 1e-4, null, $"{method}: disabled = base model");
         }
         pm.SavePretrained(dir.Path);
+        using (var file = SafetensorsFile.Open(Path.Combine(dir.Path, PeftModel.WeightsFileName)))
+        {
+            // PEFT's prompt-learning PeftModel holds the model itself as base_model: no ".model" in the modules_to_save keys.
+            Assert.Equal(["base_model.classifier.bias", "base_model.classifier.weight", "prompt_embeddings"], file.Keys.Order(StringComparer.Ordinal));
+        }
         using var again = PeftModel.FromPretrained(AutoModelForSequenceClassification.FromPretrained(Fixtures.Model("bert-tiny")), dir.Path);
         using (no_grad()) TensorAssert.Close(trained, again.forward(input with { Labels = null }).Logits!, 1e-5, null, $"bert seq-cls {method}: reloaded adapter");
     }

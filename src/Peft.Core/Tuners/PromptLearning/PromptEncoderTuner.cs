@@ -115,10 +115,18 @@ public abstract class PromptEncoderTuner<TConfig> : PromptLearningTuner where TC
         prompt_encoder.Remove(adapterName);
     }
 
-    /// <summary>The file holds <c>prompt_embeddings</c>, loaded into the encoder's embedding (see <see cref="BasePromptEncoder.LoadPromptEmbeddings"/>).</summary>
+    /// <summary>The root of model tensors in prompt-learning files: PEFT's prompt-learning <c>PeftModel</c> holds the model itself as <c>base_model</c> (no tuner in between).</summary>
+    public const string PromptLearningStateDictRoot = "base_model.";
+
+    /// <summary>
+    /// The file holds <c>prompt_embeddings</c>, loaded into the encoder's embedding (see
+    /// <see cref="BasePromptEncoder.LoadPromptEmbeddings"/>), and modules_to_save copies keyed
+    /// <c>base_model.&lt;path&gt;</c> (e.g. <c>base_model.classifier.weight</c>), as PEFT writes them for prompt learning.
+    /// </summary>
     protected override IEnumerable<AdapterTensorSlot> AdapterSlots(string adapterName, PeftConfig config)
     {
-        foreach (var s in base.AdapterSlots(adapterName, config)) yield return s;
+        foreach (var s in base.AdapterSlots(adapterName, config))
+            yield return s.Key.StartsWith(StateDictRoot, StringComparison.Ordinal) ? s with { Key = PromptLearningStateDictRoot + s.Key[StateDictRoot.Length..] } : s;
         var encoder = prompt_encoder[adapterName];
         yield return new AdapterTensorSlot(PromptEmbeddingsKey, encoder.Embedding.weight!, Save: false, Load: encoder.LoadPromptEmbeddings);
     }
