@@ -159,8 +159,38 @@ public sealed class PromptLearningTrainingTests
             TaskType = TaskType.CausalLM, NumVirtualTokens = 4, PromptTuningInit = PromptTuningConfig.Init.Text,
             PromptTuningInitText = text, TokenizerNameOrPath = "some/tokenizer",
         };
-        var e = Assert.Throws<InvalidOperationException>(() => PeftModel.GetPeftModel(AutoModelForCausalLM.FromPretrained(Fixtures.Model("opt-tiny")), noTokenizer));
-        Assert.Contains("some/tokenizer", e.Message);
+        using (var untokenized = PeftModel.GetPeftModel(AutoModelForCausalLM.FromPretrained(Fixtures.Model("opt-tiny")), noTokenizer))
+        {
+            var e = Assert.Throws<InvalidOperationException>(() => untokenized.forward(new ModelInput { InputIds = tensor(new long[,] { { 5, 6 } }) }));
+            Assert.Contains("some/tokenizer", e.Message);
+            using var nowhere = new TempDir();
+            Assert.Throws<InvalidOperationException>(() => untokenized.SavePretrained(nowhere.Path));
+            Assert.False(File.Exists(Path.Combine(nowhere.Path, PeftModel.WeightsFileName)));
+        }
+    }
+
+    [Fact]
+    public void A_text_initialised_adapter_reloads_trainable_without_a_tokenizer()
+    {
+        using var scope = NewDisposeScope();
+        using var dir = new TempDir();
+        var tokenizer = AutoTokenizer.FromPretrained(Fixtures.Model("opt-tiny"));
+        var config = new PromptTuningConfig
+        {
+            TaskType = TaskType.CausalLM, NumVirtualTokens = 4, PromptTuningInit = PromptTuningConfig.Init.Text,
+            PromptTuningInitText = "Summarize:", TokenizerNameOrPath = Fixtures.Model("opt-tiny"), InitTokenizer = t => tokenizer.Encode(t),
+        };
+        var input = new ModelInput { InputIds = tensor(new long[,] { { 5, 6, 7 } }) };
+        Tensor expected;
+        using (var pm = PeftModel.GetPeftModel(AutoModelForCausalLM.FromPretrained(Fixtures.Model("opt-tiny")), config))
+        {
+            pm.SavePretrained(dir.Path);
+            using (no_grad()) expected = pm.forward(input).Logits!;
+        }
+        // Resuming training: the saved config says TEXT, FromPretrained has no tokenizer, the saved weights replace the init.
+        using var again = PeftModel.FromPretrained(AutoModelForCausalLM.FromPretrained(Fixtures.Model("opt-tiny")), dir.Path, isTrainable: true);
+        Assert.Equal(4L * 64, again.GetNbTrainableParameters().trainable);
+        using (no_grad()) TensorAssert.Close(expected, again.forward(input).Logits!, 1e-6, null, "TEXT adapter reloaded trainable");
     }
 
     [Fact]

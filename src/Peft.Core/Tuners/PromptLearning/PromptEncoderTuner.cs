@@ -64,8 +64,11 @@ public abstract class PromptEncoderTuner<TConfig> : PromptLearningTuner where TC
         prepared.Validate();
         prompt_encoder.Set(adapterName, CreateEncoder(prepared));
         foreach (var (_, p) in prompt_encoder[adapterName].named_parameters()) p.requires_grad = !prepared.InferenceMode;
-        return prepared;
+        return OnEncoderCreated(adapterName, prepared);
     }
+
+    /// <summary>Called after <paramref name="adapterName"/>'s encoder exists; returns the config to store. Default: unchanged.</summary>
+    protected virtual PeftConfig OnEncoderCreated(string adapterName, TConfig config) => config;
 
     /// <summary>
     /// The encoder output for the active adapter, [B, N, W] (PEFT <c>get_prompt</c> before any reshape): in inference mode
