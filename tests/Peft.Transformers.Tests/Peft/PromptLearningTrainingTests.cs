@@ -19,8 +19,11 @@ public sealed class PromptLearningTrainingTests
         var data = new TheoryData<string, string>();
         foreach (var method in new[] { "prompt-tuning", "p-tuning-mlp", "p-tuning-lstm", "prefix-tuning", "prefix-tuning-projection" })
             data.Add("opt-tiny", method);
-        foreach (var method in new[] { "prompt-tuning", "prefix-tuning" })
-            data.Add("llama-tiny", method);
+        foreach (var model in new[] { "llama-tiny", "gpt2-tiny", "qwen2-tiny" })
+        {
+            foreach (var method in new[] { "prompt-tuning", "prefix-tuning" })
+                data.Add(model, method);
+        }
         return data;
     }
 
