@@ -2,7 +2,7 @@
 //   dotnet run --project tools/Peft.Interop -- MODELS_DIR OUT_DIR
 // MODELS_DIR holds Hugging Face model folders to start from (e.g. the tiny test models); OUT_DIR receives
 //   models/<name>/      config.json, model.safetensors, generation_config.json, tokenizer files  (written by C#)
-//   adapters/<name>/    adapter_config.json, adapter_model.safetensors of a LoRA trained 3 steps in C#
+//   adapters/<name>/    adapter_config.json, adapter_model.safetensors of a LoRA / prompt-learning adapter trained 3 steps in C#
 //   expected/<name>.safetensors   input_ids, attention_mask, logits (what C# computes on the saved folder)
 //   expected/tokenizers.json      ids C# gives for a few strings, per model
 // Then tools/Peft.Interop/check_python.py OUT_DIR loads everything with the Python stack and compares.
@@ -136,6 +136,30 @@ Adapter("gpt2-tiny", "gpt2-adalora-conv1d-csharp", ModelTask.CausalLM, new AdaLo
     FanInFanOut = true, TaskType = TaskType.CausalLM,
 }, steps: 5);
 
+// Prompt-learning adapters trained a few steps in C# (saved prompt_embeddings = the encoder output; logits of prompt
+// tuning / P-tuning include the virtual positions first).
+var llamaTokenizer = AutoTokenizer.FromPretrained(Path.Combine(modelsDir, "llama-tiny"));
+Adapter("opt-tiny", "opt-prompt-tuning-csharp", ModelTask.CausalLM, new PromptTuningConfig { NumVirtualTokens = 5, TaskType = TaskType.CausalLM });
+Adapter("llama-tiny", "llama-prompt-tuning-text-csharp", ModelTask.CausalLM, new PromptTuningConfig
+{
+    NumVirtualTokens = 6, PromptTuningInit = PromptTuningConfig.Init.Text, PromptTuningInitText = "Answer briefly:",
+    TokenizerNameOrPath = Path.Combine(modelsDir, "llama-tiny"), TaskType = TaskType.CausalLM,
+    InitTokenizer = text => llamaTokenizer.Encode(text),
+});
+Adapter("opt-tiny", "opt-p-tuning-mlp-csharp", ModelTask.CausalLM, new PromptEncoderConfig { NumVirtualTokens = 4, EncoderHiddenSize = 32, TaskType = TaskType.CausalLM });
+Adapter("llama-tiny", "llama-p-tuning-lstm-csharp", ModelTask.CausalLM, new PromptEncoderConfig
+{
+    NumVirtualTokens = 3, EncoderReparameterizationType = "LSTM", EncoderHiddenSize = 16, TaskType = TaskType.CausalLM,
+});
+Adapter("llama-tiny", "llama-prefix-tuning-csharp", ModelTask.CausalLM, new PrefixTuningConfig { NumVirtualTokens = 4, TaskType = TaskType.CausalLM });
+Adapter("opt-tiny", "opt-prefix-tuning-projection-csharp", ModelTask.CausalLM, new PrefixTuningConfig
+{
+    NumVirtualTokens = 3, PrefixProjection = true, EncoderHiddenSize = 24, TaskType = TaskType.CausalLM,
+});
+Adapter("qwen2-tiny", "qwen2-prefix-tuning-csharp", ModelTask.CausalLM, new PrefixTuningConfig { NumVirtualTokens = 2, TaskType = TaskType.CausalLM });
+Adapter("bert-tiny", "bert-seqcls-prompt-tuning-csharp", ModelTask.SequenceClassification, new PromptTuningConfig { NumVirtualTokens = 4, TaskType = TaskType.SeqCls });
+Adapter("bert-tiny", "bert-seqcls-prefix-tuning-csharp", ModelTask.SequenceClassification, new PrefixTuningConfig { NumVirtualTokens = 3, TaskType = TaskType.SeqCls });
+
 Directory.CreateDirectory(Path.Combine(outDir, "expected"));
 File.WriteAllText(Path.Combine(outDir, "expected", "tokenizers.json"), JsonSerializer.Serialize(new { texts, ids = tokenizerIds }));
 File.WriteAllText(Path.Combine(outDir, "expected", "tasks.json"), JsonSerializer.Serialize(tasks));
@@ -157,7 +181,7 @@ void Expect(nn.Module<ModelInput, ModelOutput> model, string name, int vocab)
         new Dictionary<string, Tensor> { ["input_ids"] = ids, ["attention_mask"] = mask, ["logits"] = logits.contiguous() });
 }
 
-void Adapter(string baseName, string adapterName, ModelTask task, LoraConfig config, int steps = 3)
+void Adapter(string baseName, string adapterName, ModelTask task, PeftConfig config, int steps = 3)
 {
     var baseModel = ModelFactory.FromPretrained(Path.Combine(modelsDir, baseName), task);
     var pm = PeftModel.GetPeftModel(baseModel, config);

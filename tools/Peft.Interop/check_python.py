@@ -24,6 +24,13 @@ def compare(name, model):
     with torch.no_grad():
         logits = model(input_ids=exp["input_ids"], attention_mask=exp["attention_mask"]).logits
     mask = exp["attention_mask"].bool()
+    if logits.dim() == 3 and logits.shape[1] > mask.shape[1]:
+        # prompt tuning / P-tuning: the virtual positions come first and are always attended
+        mask = torch.cat([torch.ones(mask.shape[0], logits.shape[1] - mask.shape[1], dtype=torch.bool), mask], 1)
+    if logits.shape != exp["logits"].shape:
+        print(f"FAIL {name:22s} logits shape {tuple(logits.shape)} vs C# {tuple(exp['logits'].shape)}")
+        failures.append(name)
+        return
     if logits.dim() == 3:
         diff = (logits - exp["logits"]).abs()[mask].max().item()
     else:
