@@ -25,6 +25,7 @@ public static class PeftRegistry
     private static readonly ConcurrentDictionary<string, Entry> Entries = new(StringComparer.Ordinal)
     {
         ["LORA"] = new("LORA", typeof(LoraConfig), (m, log) => new LoraModel(m, log)),
+        ["IA3"] = new("IA3", typeof(IA3Config), (m, log) => new IA3Model(m, log)),
     };
 
     /// <summary>
