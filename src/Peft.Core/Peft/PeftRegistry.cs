@@ -26,6 +26,7 @@ public static class PeftRegistry
     {
         ["LORA"] = new("LORA", typeof(LoraConfig), (m, log) => new LoraModel(m, log)),
         ["IA3"] = new("IA3", typeof(IA3Config), (m, log) => new IA3Model(m, log)),
+        ["BOTTLENECK"] = new("BOTTLENECK", typeof(BottleneckAdapterConfig), (m, log) => new BottleneckModel(m, log)),
     };
 
     /// <summary>
