@@ -110,6 +110,30 @@ public class IA3AdapterTests
     }
 
     [Fact]
+    public void VectorsTakeTheBaseWeightsDtypeAndOutputsKeepIt()
+    {
+        using var scope = NewDisposeScope();
+        var model = new TinyMlp();
+        model.to(float64);
+        var pm = PeftModel.GetPeftModel(model, Config);
+        Assert.All(pm.named_parameters().Where(p => p.name.Contains("ia3_l")), p => Assert.Equal(float64, p.parameter.dtype));
+        Assert.Equal(float64, pm.Forward(TinyMlp.Input()).dtype);
+        pm.MergeAdapter();
+        Assert.Equal(float64, pm.Forward(TinyMlp.Input()).dtype);
+    }
+
+    [Fact]
+    public void FanInFanOutDisagreeingWithTheModuleTypeIsCorrectedWithAWarning()
+    {
+        using var scope = NewDisposeScope();
+        var pm = PeftModel.GetPeftModel(new TinyMlp(), new IA3Config { TargetModules = ["conv", "lin0"], FeedforwardModules = Array.Empty<string>() });
+        Assert.Contains(pm.Warnings, w => w.Contains("'conv'") && w.Contains("Conv1D"));
+        Assert.True(((IA3Linear)pm.Tuner.TunerLayers().Single(l => l.Path == "conv").Layer).FanInFanOut);
+        pm = PeftModel.GetPeftModel(new TinyMlp(), new IA3Config { TargetModules = ["lin0"], FeedforwardModules = Array.Empty<string>(), FanInFanOut = true });
+        Assert.Contains(pm.Warnings, w => w.Contains("'lin0'") && w.Contains("Linear"));
+    }
+
+    [Fact]
     public void MixedAdapterBatchesAreRefused()
     {
         using var scope = NewDisposeScope();
