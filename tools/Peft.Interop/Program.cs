@@ -2,7 +2,7 @@
 //   dotnet run --project tools/Peft.Interop -- MODELS_DIR OUT_DIR
 // MODELS_DIR holds Hugging Face model folders to start from (e.g. the tiny test models); OUT_DIR receives
 //   models/<name>/      config.json, model.safetensors, generation_config.json, tokenizer files  (written by C#)
-//   adapters/<name>/    adapter_config.json, adapter_model.safetensors of a LoRA / prompt-learning adapter trained 3 steps in C#
+//   adapters/<name>/    adapter_config.json, adapter_model.safetensors of a LoRA / AdaLoRA / (IA)³ / prompt-learning adapter trained 3 steps in C#
 //   expected/<name>.safetensors   input_ids, attention_mask, logits (what C# computes on the saved folder)
 //   expected/tokenizers.json      ids C# gives for a few strings, per model
 // Then tools/Peft.Interop/check_python.py OUT_DIR loads everything with the Python stack and compares.
@@ -159,6 +159,14 @@ Adapter("opt-tiny", "opt-prefix-tuning-projection-csharp", ModelTask.CausalLM, n
 Adapter("qwen2-tiny", "qwen2-prefix-tuning-csharp", ModelTask.CausalLM, new PrefixTuningConfig { NumVirtualTokens = 2, TaskType = TaskType.CausalLM });
 Adapter("bert-tiny", "bert-seqcls-prompt-tuning-csharp", ModelTask.SequenceClassification, new PromptTuningConfig { NumVirtualTokens = 4, TaskType = TaskType.SeqCls });
 Adapter("bert-tiny", "bert-seqcls-prefix-tuning-csharp", ModelTask.SequenceClassification, new PrefixTuningConfig { NumVirtualTokens = 3, TaskType = TaskType.SeqCls });
+
+// (IA)³ adapters trained a few steps in C#: OPT Linear (k/v output scaling, fc2 input scaling) and GPT-2 Conv1D
+// (PEFT's default targets c_attn + mlp.c_proj, with fan_in_fan_out).
+Adapter("opt-tiny", "opt-ia3-csharp", ModelTask.CausalLM, new IA3Config
+{
+    TargetModules = ["k_proj", "v_proj", "fc2"], FeedforwardModules = ["fc2"], TaskType = TaskType.CausalLM,
+});
+Adapter("gpt2-tiny", "gpt2-ia3-conv1d-csharp", ModelTask.CausalLM, new IA3Config { FanInFanOut = true, TaskType = TaskType.CausalLM });
 
 Directory.CreateDirectory(Path.Combine(outDir, "expected"));
 File.WriteAllText(Path.Combine(outDir, "expected", "tokenizers.json"), JsonSerializer.Serialize(new { texts, ids = tokenizerIds }));

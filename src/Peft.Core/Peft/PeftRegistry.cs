@@ -29,6 +29,8 @@ public static class PeftRegistry
         ["PROMPT_TUNING"] = new("PROMPT_TUNING", typeof(PromptTuningConfig), (m, log) => new Tuners.PromptTuning.PromptTuningModel(m, log)),
         ["P_TUNING"] = new("P_TUNING", typeof(PromptEncoderConfig), (m, log) => new Tuners.PTuning.PTuningModel(m, log)),
         ["PREFIX_TUNING"] = new("PREFIX_TUNING", typeof(PrefixTuningConfig), (m, log) => new Tuners.PrefixTuning.PrefixTuningModel(m, log)),
+        ["IA3"] = new("IA3", typeof(IA3Config), (m, log) => new IA3Model(m, log)),
+        ["BOTTLENECK"] = new("BOTTLENECK", typeof(BottleneckAdapterConfig), (m, log) => new BottleneckModel(m, log)),
     };
 
     /// <summary>

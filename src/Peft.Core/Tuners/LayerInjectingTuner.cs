@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.RegularExpressions;
 using Microsoft.Extensions.Logging;
 using TorchSharp;
+using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace Peft.Core.Tuners;
@@ -62,6 +63,33 @@ public abstract class LayerInjectingTuner : BaseTuner
         }
         MarkOnlyAdaptersTrainable(config);
         return config;
+    }
+
+    /// <summary>
+    /// PEFT's <c>_maybe_include_all_linear_layers</c>: the names of every Linear / GPT-2 Conv1D module for
+    /// <c>target_modules="all-linear"</c>, leaving out a transformers model's <c>lm_head</c>, a plain SEQ_CLS module's
+    /// classifier, and the modules trained in full (<paramref name="modulesToSave"/>). Throws when there is none.
+    /// </summary>
+    protected TargetModules ExpandAllLinear(TaskType? taskType, IReadOnlyList<string>? modulesToSave)
+    {
+        var names = new List<string>();
+        var inner = new List<string>();
+        foreach (var (name, m) in Model.named_modules())
+        {
+            if (inner.Any(p => name.StartsWith(p, StringComparison.Ordinal))) continue; // inside an adapter layer or wrapper
+            if (m is ITunerLayer or ModulesToSaveWrapper) inner.Add(name + ".");
+            bool linear = m is Linear or Peft.Core.Modules.Conv1D || m is ITunerLayer { BaseLayer: Linear or Peft.Core.Modules.Conv1D };
+            if (!linear) continue;
+            var last = name[(name.LastIndexOf('.') + 1)..];
+            // PEFT leaves out the output embedding of a transformers model, and the classifier of a SEQ_CLS plain module.
+            if (Model is IPretrainedModel && last == "lm_head") continue;
+            if (Model is not IPretrainedModel && taskType == TaskType.SeqCls && last is "classifier" or "score") continue;
+            // Modules trained in full (modules_to_save, e.g. the classifier head) are not also adapted.
+            if (modulesToSave?.Any(t => name == t || name.EndsWith("." + t, StringComparison.Ordinal)) == true) continue;
+            names.Add(name);
+        }
+        if (names.Count == 0) throw new ArgumentException($"target_modules=\"all-linear\": {Model.GetType().Name} has no linear layers.");
+        return TargetModules.FromNames(names);
     }
 
     /// <summary>

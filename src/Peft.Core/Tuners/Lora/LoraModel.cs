@@ -50,30 +50,8 @@ public class LoraModel : LayerInjectingTuner, IWeightedAdapterTuner
                 throw new ArgumentException($"Please specify target_modules in the LoRA config: there is no default for model type '{type ?? Model.GetType().Name}'.");
             lora = lora with { TargetModules = defaults };
         }
-        if (lora.TargetModules.IsAllLinear) lora = lora with { TargetModules = ExpandAllLinear(lora) };
+        if (lora.TargetModules.IsAllLinear) lora = lora with { TargetModules = ExpandAllLinear(lora.TaskType, lora.ModulesToSave) };
         return lora;
-    }
-
-    private TargetModules ExpandAllLinear(LoraConfig config)
-    {
-        var names = new List<string>();
-        var inner = new List<string>();
-        foreach (var (name, m) in Model.named_modules())
-        {
-            if (inner.Any(p => name.StartsWith(p, StringComparison.Ordinal))) continue; // inside an adapter layer or wrapper
-            if (m is ITunerLayer or ModulesToSaveWrapper) inner.Add(name + ".");
-            bool linear = m is Linear or Peft.Core.Modules.Conv1D || m is ITunerLayer { BaseLayer: Linear or Peft.Core.Modules.Conv1D };
-            if (!linear) continue;
-            var last = name[(name.LastIndexOf('.') + 1)..];
-            // PEFT leaves out the output embedding of a transformers model, and the classifier of a SEQ_CLS plain module.
-            if (Model is IPretrainedModel && last == "lm_head") continue;
-            if (Model is not IPretrainedModel && config.TaskType == TaskType.SeqCls && last is "classifier" or "score") continue;
-            // Modules trained in full (modules_to_save, e.g. the classifier head) are not also given LoRA.
-            if (config.ModulesToSave?.Any(t => name == t || name.EndsWith("." + t, StringComparison.Ordinal)) == true) continue;
-            names.Add(name);
-        }
-        if (names.Count == 0) throw new ArgumentException($"target_modules=\"all-linear\": {Model.GetType().Name} has no linear layers.");
-        return TargetModules.FromNames(names);
     }
 
     /// <inheritdoc />
