@@ -11,10 +11,27 @@ internal static class DecoderModels
 
     public static TheoryData<string> Theory => new(Names);
 
-    /// <summary>Loads a fixture model, or builds the random Mistral (seeded, so two calls give the same weights).</summary>
+    /// <summary>
+    /// Loads a fixture model (with every dropout probability set to <paramref name="dropout"/> when it is not 0), or
+    /// builds the random Mistral (seeded, so two calls give the same weights).
+    /// </summary>
     public static PreTrainedModel Load(string name, int layers = 2, double dropout = 0.0)
     {
-        if (name != "mistral-tiny") return ModelTestUtil.Load(name);
+        if (name != "mistral-tiny" && dropout == 0.0) return ModelTestUtil.Load(name);
+        if (name != "mistral-tiny")
+        {
+            var dir = Fixtures.Model(name);
+            PretrainedConfig config = AutoConfig.FromPretrained(dir) switch
+            {
+                GPT2Config g => g with { AttnPdrop = dropout, ResidPdrop = dropout, EmbdPdrop = dropout },
+                OPTConfig o => o with { Dropout = dropout, AttentionDropout = dropout },
+                RotaryDecoderConfig r => r with { AttentionDropout = dropout },
+                var other => throw new ArgumentException($"no dropout mapping for {other.ModelType}"),
+            };
+            var model = AutoModelForCausalLM.FromConfig(config);
+            model.LoadWeights(dir);
+            return model;
+        }
         torch.manual_seed(11);
         return AutoModelForCausalLM.FromConfig(new MistralConfig
         {

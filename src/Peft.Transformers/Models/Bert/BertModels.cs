@@ -269,7 +269,7 @@ public sealed class BertModel : PreTrainedModel
     {
         var (b, t) = CausalHeads.BatchShape(input, nameof(BertModel));
         using var scope = NewDisposeScope();
-        var pass = new BackbonePass(input, b, t, createCache: false);
+        var pass = new BackbonePass(input, b, t, CheckpointsLayers, createCache: false);
         long past = pass.PastLength;
         if (input.AttentionMask is not null && input.AttentionMask.shape[1] != past + t)
             throw new ArgumentException($"BertModel: attention_mask has length {input.AttentionMask.shape[1]} but past ({past}) + new ({t}) = {past + t} positions.");

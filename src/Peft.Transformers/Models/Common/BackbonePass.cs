@@ -28,16 +28,24 @@ internal sealed class BackbonePass
     /// <param name="input">The forward's input.</param>
     /// <param name="batch">B.</param>
     /// <param name="queryLen">T, the new tokens.</param>
+    /// <param name="checkpointing">
+    /// Recompute each layer in backward (the model's <c>CheckpointsLayers</c>). Caching is then off, as in HF: use_cache
+    /// creates no cache, and a given cache is read (its prefix attended to) but not extended.
+    /// </param>
     /// <param name="createCache">Whether use_cache creates a cache when none is given (false for encoders, which only read a prefix).</param>
-    public BackbonePass(ModelInput input, long batch, long queryLen, bool createCache = true)
+    public BackbonePass(ModelInput input, long batch, long queryLen, bool checkpointing, bool createCache = true)
     {
         _input = input;
         Batch = batch;
         QueryLength = queryLen;
-        Cache = input.PastKeyValues ?? (createCache && input.UseCache ? new KeyValueCache() : null);
+        Checkpointing = checkpointing;
+        Cache = input.PastKeyValues ?? (createCache && input.UseCache && !checkpointing ? new KeyValueCache() : null);
         PastLength = Cache?.GetSeqLength() ?? 0;
         _hidden = input.OutputHiddenStates ? [] : null;
     }
+
+    /// <summary>Whether the layers run through <see cref="LayerCheckpoint"/>.</summary>
+    public bool Checkpointing { get; }
 
     /// <summary>B.</summary>
     public long Batch { get; }
@@ -101,7 +109,8 @@ internal sealed class BackbonePass
         {
             if (i >= _masks.Length) throw new InvalidOperationException($"BackbonePass: masks were built for {_masks.Length} layers, the stack has more.");
             var inputs = new LayerInputs(i, _masks[i], rope?.Cos, rope?.Sin, Cache);
-            using (NewDisposeScope()) hidden = layer.Forward(hidden, inputs).MoveToOuterDisposeScope();
+            using (NewDisposeScope())
+                hidden = (Checkpointing ? LayerCheckpoint.Forward(layer, hidden, inputs) : layer.Forward(hidden, inputs)).MoveToOuterDisposeScope();
             _hidden?.Add(hidden);
             i++;
         }

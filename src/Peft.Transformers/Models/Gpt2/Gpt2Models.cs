@@ -176,7 +176,7 @@ public sealed class GPT2Model : PreTrainedModel
     {
         var (b, t) = CausalHeads.BatchShape(input, nameof(GPT2Model));
         using var scope = NewDisposeScope();
-        var pass = new BackbonePass(input, b, t);
+        var pass = new BackbonePass(input, b, t, CheckpointsLayers);
         var x = input.InputsEmbeds ?? wte.forward(input.InputIds!);                    // [B, T, hidden]
         var device = x.device;
         x = x + wpe.forward(pass.PositionIds(device, ModelOps.ArangePositionIds));

@@ -137,9 +137,9 @@ public sealed class OPTDecoder : nn.Module
     }
 
     /// <summary>Runs the stack; see <see cref="OPTModel.forward"/>.</summary>
-    internal ModelOutput Forward(ModelInput input, long b, long t)
+    internal ModelOutput Forward(ModelInput input, long b, long t, bool checkpointing)
     {
-        var pass = new BackbonePass(input, b, t);
+        var pass = new BackbonePass(input, b, t, checkpointing);
         var x = input.InputsEmbeds ?? embed_tokens.forward(input.InputIds!);          // [B, T, word_embed_proj_dim]
         if (project_in is not null) x = project_in.forward(x);                       // [B, T, hidden]
         var device = x.device;
@@ -192,7 +192,7 @@ public sealed class OPTModel : PreTrainedModel
     {
         var (b, t) = CausalHeads.BatchShape(input, nameof(OPTModel));
         using var scope = NewDisposeScope();
-        var o = decoder.Forward(input, b, t);
+        var o = decoder.Forward(input, b, t, CheckpointsLayers);
         return ModelOps.MoveOut(o);
     }
 }
