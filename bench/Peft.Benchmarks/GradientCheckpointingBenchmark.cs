@@ -9,9 +9,9 @@ namespace Peft.Benchmarks;
 /// <summary>
 /// Gradient checkpointing on a deeper tiny Llama (16 layers, hidden 256, seq 512, batch 2; --quick: 4 layers, seq 128):
 /// one training step (forward with labels, backward) with checkpointing off and on, for full fine-tuning and for LoRA
-/// (q_proj/v_proj, r 8). Per case, medians over the repeats of: step seconds (after one warm-up step); peak memory of
-/// the step; memory held at the end of the forward (what autograd keeps for backward), measured on separate, untimed
-/// steps. Final row: on/off ratios.
+/// (q_proj/v_proj, r 8). Per case, medians over the repeats of: peak memory of a step and memory held at the end of
+/// the forward (what autograd keeps for backward), on untimed steps; then step seconds, on and off timed in
+/// alternating pairs. Summary row per mode: on/off ratios (the time ratio is the median of the per-pair ratios).
 /// </summary>
 /// <remarks>
 /// Memory on CPU is measured in this process: before each step, freed heap pages go back to the OS (glibc
@@ -53,69 +53,97 @@ public sealed class GradientCheckpointingBenchmark : IBenchmark
                 ? PeftModel.GetPeftModel(model, new LoraConfig { R = 8, LoraAlpha = 16, TargetModules = new[] { "q_proj", "v_proj" }, TaskType = TaskType.CausalLM })
                 : model;
             trained.train();
+            var runner = new StepRunner(trained, model, new ModelInput { InputIds = ids, Labels = ids }, device.type == DeviceType.CUDA);
+            // memory first, checkpointing on before off: the CUDA caching allocator's high-water mark only grows
             foreach (bool on in new[] { true, false })
             {
-                if (on) model.GradientCheckpointingEnable(); else model.GradientCheckpointingDisable();
-                var row = Measure(trained, ids, device, options.Repeats, deviceBaseline);
+                var row = runner.Memory(on, options.Repeats, deviceBaseline);
                 row["training"] = training;
                 row["gradient_checkpointing"] = on;
                 row["layers"] = layers; row["hidden"] = hidden; row["seq"] = seq; row["batch"] = batch;
                 row["repeats"] = options.Repeats;
                 results[(training, on)] = row;
-                report(row);
             }
-        }
-        foreach (var training in modes)
-        {
-            var on = results[(training, true)];
-            var off = results[(training, false)];
+            var (onS, offS, ratio) = runner.InterleavedTimes(options.Repeats);
+            results[(training, true)]["step_s"] = onS;
+            results[(training, false)]["step_s"] = offS;
+            report(results[(training, true)]);
+            report(results[(training, false)]);
             report(new Dictionary<string, object?>
             {
                 ["training"] = training, ["summary"] = "checkpointing on / off",
-                ["peak_step_ratio"] = Ratio(on["peak_step_mb"], off["peak_step_mb"]),
-                ["held_after_forward_ratio"] = Ratio(on["held_after_forward_mb"], off["held_after_forward_mb"]),
-                ["step_time_ratio"] = Ratio(on["step_s"], off["step_s"]),
+                ["peak_step_ratio"] = Ratio(results[(training, true)]["peak_step_mb"], results[(training, false)]["peak_step_mb"]),
+                ["held_after_forward_ratio"] = Ratio(results[(training, true)]["held_after_forward_mb"], results[(training, false)]["held_after_forward_mb"]),
+                ["step_time_ratio"] = ratio,
             });
         }
     }
 
     private static double? Ratio(object? a, object? b) => a is double x && b is double y && y != 0 ? x / y : null;
 
-    private static Dictionary<string, object?> Measure(nn.Module<ModelInput, ModelOutput> model, Tensor ids, Device device, int repeats, long deviceBaseline)
+    /// <summary>Training steps of one model with checkpointing switched per step.</summary>
+    private sealed class StepRunner(nn.Module<ModelInput, ModelOutput> trained, PreTrainedModel model, ModelInput input, bool cuda)
     {
-        var input = new ModelInput { InputIds = ids, Labels = ids };
-        bool cuda = device.type == DeviceType.CUDA;
-        long held = 0;
-        void Step()
+        private long _held;
+
+        private void Step(bool checkpointing)
         {
+            if (checkpointing) model.GradientCheckpointingEnable(); else model.GradientCheckpointingDisable();
             using var scope = NewDisposeScope();
-            foreach (var p in model.parameters()) p.grad = null;
+            foreach (var p in trained.parameters()) p.grad = null;
             long before = cuda ? 0 : ProcessMemory.HeapInUseBytes();
-            var loss = model.forward(input).Loss!;
-            if (!cuda) held = ProcessMemory.HeapInUseBytes() - before;
+            var loss = trained.forward(input).Loss!;
+            if (!cuda) _held = ProcessMemory.HeapInUseBytes() - before;
             loss.backward();
             if (cuda) torch.cuda.synchronize();
         }
-        // timed steps run as a training loop would (heap pages stay mapped between steps)
-        double stepS = Timing.MedianSeconds(Step, repeats);
-        var peaks = new List<double>();
-        var helds = new List<double>();
-        for (int i = 0; i < Math.Max(1, repeats) && !cuda; i++)
+
+        /// <summary>Peak memory of a step and memory held after its forward (medians of untimed steps).</summary>
+        public Dictionary<string, object?> Memory(bool checkpointing, int repeats, long deviceBaseline)
         {
-            long start = ProcessMemory.ResetPeak();                                   // separate, untimed steps
-            Step();
-            peaks.Add((ProcessMemory.PeakRssBytes() - start) / 1048576.0);
-            helds.Add(held / 1048576.0);
+            Step(checkpointing);                                                       // warm-up
+            var peaks = new List<double>();
+            var helds = new List<double>();
+            for (int i = 0; i < Math.Max(1, repeats) && !cuda; i++)
+            {
+                long start = ProcessMemory.ResetPeak();
+                Step(checkpointing);
+                peaks.Add((ProcessMemory.PeakRssBytes() - start) / 1048576.0);
+                helds.Add(_held / 1048576.0);
+            }
+            if (cuda) peaks.Add((Nvml.UsedBytes() - deviceBaseline) / 1048576.0);
+            return new Dictionary<string, object?>
+            {
+                ["peak_step_mb"] = Median(peaks),
+                ["held_after_forward_mb"] = helds.Count > 0 ? Median(helds) : null,
+                ["memory_measure"] = cuda ? "nvml device used after the case - before the first model" : "VmHWM - VmRSS after malloc_trim + clear_refs",
+            };
         }
-        if (cuda) peaks.Add((Nvml.UsedBytes() - deviceBaseline) / 1048576.0);
-        foreach (var p in model.parameters()) p.grad = null;
-        return new Dictionary<string, object?>
+
+        /// <summary>
+        /// Step seconds with checkpointing on and off, timed in alternating pairs (order flipped every pair) so that a
+        /// shared machine's load drift hits both alike: (median on, median off, median of the per-pair ratios).
+        /// </summary>
+        public (double On, double Off, double Ratio) InterleavedTimes(int repeats)
         {
-            ["step_s"] = stepS,
-            ["peak_step_mb"] = peaks.Count > 0 ? Median(peaks) : null,
-            ["held_after_forward_mb"] = helds.Count > 0 ? Median(helds) : null,
-            ["memory_measure"] = cuda ? "nvml device used after the case - before the first model" : "VmHWM - VmRSS after malloc_trim + clear_refs",
-        };
+            var on = new List<double>();
+            var off = new List<double>();
+            var ratios = new List<double>();
+            double Time(bool c)
+            {
+                var sw = System.Diagnostics.Stopwatch.StartNew();
+                Step(c);
+                return sw.Elapsed.TotalSeconds;
+            }
+            for (int i = 0; i < Math.Max(1, repeats); i++)
+            {
+                double a, b;
+                if (i % 2 == 0) { a = Time(true); b = Time(false); } else { b = Time(false); a = Time(true); }
+                on.Add(a); off.Add(b); ratios.Add(a / b);
+            }
+            foreach (var p in trained.parameters()) p.grad = null;
+            return (Median(on), Median(off), Median(ratios));
+        }
     }
 
     private static double Median(List<double> xs)

@@ -12,9 +12,11 @@ namespace Peft.Transformers.Models;
 /// <remarks>
 /// The trainable parameters the function uses are passed as inputs of the node, so the node is part of the graph
 /// even when no tensor input requires grad (frozen embeddings under LoRA, the case for which HF needs
-/// <c>enable_input_require_grads()</c> with reentrant checkpointing); their gradients reach <c>.grad</c> through the
-/// autograd engine like any other. Tensors the function needs must come through <c>inputs</c> (they are saved with
-/// the node and released with the graph), never captured by the delegate.
+/// <c>enable_input_require_grads()</c> with reentrant checkpointing); the recomputation's backward accumulates their
+/// gradients into <c>.grad</c> directly, and the node returns gradients for its tensor inputs only. Tensors the function needs must come through <c>inputs</c> (they are saved with
+/// the node and released with the graph), never captured by the delegate. As with torch's reentrant checkpoint, the
+/// outer pass must be <c>backward()</c>: <c>torch.autograd.grad</c> over parameters inside a checkpointed function
+/// would find them accumulated into <c>.grad</c> instead of returned.
 /// </remarks>
 internal sealed class CheckpointFunction : SingleTensorFunction<CheckpointFunction>
 {
@@ -70,8 +72,7 @@ internal sealed class CheckpointFunction : SingleTensorFunction<CheckpointFuncti
         using var scope = NewDisposeScope();
         var saved = ctx.get_saved_variables();
         var inputs = new Tensor?[n];
-        var wrt = new List<Tensor>();
-        var slots = new List<int>();
+        var wrt = new List<Tensor>(call.Parameters);
         for (int i = 0; i < n; i++)
         {
             if (saved[i] is not { } s) continue;
@@ -79,21 +80,17 @@ internal sealed class CheckpointFunction : SingleTensorFunction<CheckpointFuncti
             if (!call.NeedsGrad[i]) continue;
             inputs[i]!.requires_grad_(true);
             wrt.Add(inputs[i]!);
-            slots.Add(1 + i);
-        }
-        for (int j = 0; j < call.Parameters.Length; j++)
-        {
-            wrt.Add(call.Parameters[j]);
-            slots.Add(1 + n + j);
         }
         if (wrt.Count == 0) return result.ToList()!;
         Tensor output;
         using (enable_grad())
         using (RngReplay.Replay(saved[n], call.CudaSeed))
             output = call.Fn(inputs);
-        var grads = grad([output], wrt, [grad_output], allow_unused: true);
-        for (int k = 0; k < grads.Count; k++)
-            if (!grads[k].IsInvalid) result[slots[k]] = grads[k].MoveToOuterDisposeScope();
+        // Parameters: accumulated into .grad by this nested backward (the engine steals a fresh gradient instead of
+        // copying it, as torch's reentrant checkpoint does); their slots stay null. Inputs: returned to the engine.
+        TorchSharp.torch.autograd.backward([output], [grad_output], inputs: wrt);
+        for (int i = 0; i < n; i++)
+            if (call.NeedsGrad[i] && inputs[i]!.grad is { IsInvalid: false } g) result[1 + i] = g.MoveToOuterDisposeScope();
         return result.ToList()!;
     }
 }
