@@ -15,8 +15,10 @@ namespace Peft.Transformers;
 /// <see cref="ModelInput"/> to <see cref="ModelOutput"/> with its <see cref="Config"/>, generation defaults,
 /// HF-compatible save, and parameter accounting. State-dict keys are exactly Hugging Face's.
 /// </summary>
-public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPretrainedModel
+public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPretrainedModel, IGradientCheckpointing
 {
+    private bool _gradientCheckpointing;
+
     /// <summary>Creates the model shell; derived constructors build the layers and call <c>RegisterComponents()</c>.</summary>
     protected PreTrainedModel(string name, PretrainedConfig config) : base(name)
     {
@@ -205,6 +207,32 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
 
     /// <summary>True for models with an LM head that <see cref="Generate"/> can drive (HF <c>can_generate()</c>).</summary>
     public virtual bool CanGenerate => false;
+
+    /// <inheritdoc />
+    public bool IsGradientCheckpointing => _gradientCheckpointing;
+
+    /// <summary>
+    /// Turns gradient checkpointing on for this model and every <see cref="PreTrainedModel"/> inside it (the backbone of
+    /// a head model), HF <c>gradient_checkpointing_enable()</c>. In training mode with autograd on, each transformer
+    /// layer then keeps only its inputs and is recomputed in backward (same dropout masks), and caching is off as in HF
+    /// (use_cache creates no cache; a given prefix cache is attended to but not extended). Gradients reach trainable
+    /// parameters inside the layers even when the embeddings are frozen (LoRA), so no <c>enable_input_require_grads()</c>
+    /// is needed. Eval mode and <c>no_grad</c> forwards are unaffected.
+    /// </summary>
+    public void GradientCheckpointingEnable() => SetGradientCheckpointing(true);
+
+    /// <summary>Turns gradient checkpointing off (HF <c>gradient_checkpointing_disable()</c>).</summary>
+    public void GradientCheckpointingDisable() => SetGradientCheckpointing(false);
+
+    private void SetGradientCheckpointing(bool on)
+    {
+        _gradientCheckpointing = on;
+        foreach (var (_, m) in named_modules())
+            if (m is PreTrainedModel inner) inner._gradientCheckpointing = on;
+    }
+
+    /// <summary>Whether this forward recomputes its layers in backward: checkpointing on, training mode, autograd enabled.</summary>
+    protected internal bool CheckpointsLayers => _gradientCheckpointing && training && is_grad_enabled();
 
     /// <summary>Applies a config change that does not alter shapes (e.g. label names). Used by the loaders.</summary>
     internal void ReplaceConfig(PretrainedConfig config) => Config = config;

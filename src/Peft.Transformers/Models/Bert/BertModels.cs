@@ -158,7 +158,7 @@ public sealed class BertIntermediate : nn.Module<Tensor, Tensor>
 }
 
 /// <summary>HF <c>BertLayer</c>.</summary>
-public sealed class BertLayer : nn.Module
+public sealed class BertLayer : nn.Module, ITransformerLayer
 {
 #pragma warning disable IDE1006
     /// <summary>HF <c>attention</c>.</summary>
@@ -184,6 +184,9 @@ public sealed class BertLayer : nn.Module
         var a = attention.Forward(x, mask, past);
         return output.Forward(intermediate.forward(a), a);
     }
+
+    /// <remarks>The cache is only read: its entry for this layer is a prefix attended to and not extended (HF encoder).</remarks>
+    Tensor ITransformerLayer.Forward(Tensor hidden, in LayerInputs inputs) => Forward(hidden, inputs.Mask, inputs.Cache?[inputs.LayerIndex]);
 }
 
 /// <summary>HF <c>BertEncoder</c>: the layer stack ("encoder.layer.N").</summary>
@@ -266,21 +269,14 @@ public sealed class BertModel : PreTrainedModel
     {
         var (b, t) = CausalHeads.BatchShape(input, nameof(BertModel));
         using var scope = NewDisposeScope();
-        var cache = input.PastKeyValues;
-        long past = cache?.GetSeqLength() ?? 0;
+        var pass = new BackbonePass(input, b, t, CheckpointsLayers, createCache: false);
+        long past = pass.PastLength;
         if (input.AttentionMask is not null && input.AttentionMask.shape[1] != past + t)
             throw new ArgumentException($"BertModel: attention_mask has length {input.AttentionMask.shape[1]} but past ({past}) + new ({t}) = {past + t} positions.");
         var x = embeddings.Forward(input.InputIds, input.InputsEmbeds, input.TokenTypeIds, input.PositionIds, past);
-        var mask = ModelOps.PaddingMask(input.AttentionMask, x.dtype, x.device);   // [B, 1, 1, P + T]
-        List<Tensor>? all = input.OutputHiddenStates ? [x] : null;
-        for (int i = 0; i < encoder.layer.Count; i++)
-        {
-            var layerPast = cache?[i];
-            using (NewDisposeScope()) x = encoder.layer[i].Forward(x, mask, layerPast).MoveToOuterDisposeScope();
-            all?.Add(x);
-        }
-        var pooled = pooler?.forward(x);
-        return ModelOps.MoveOut(new ModelOutput { LastHiddenState = x, PoolerOutput = pooled, HiddenStates = all, PastKeyValues = cache });
+        pass.UsePaddingMask(encoder.layer.Count, x.dtype, x.device);                 // [B, 1, 1, P + T]
+        x = pass.RunLayers(encoder.layer, x);
+        return ModelOps.MoveOut(pass.Output(x, pooler?.forward(x)));
     }
 }
 

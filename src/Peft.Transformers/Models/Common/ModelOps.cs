@@ -88,6 +88,21 @@ internal static class ModelOps
     public static Tensor DefaultPositionIds(long batch, long queryLen, long pastLen, Device device) =>
         arange(pastLen, pastLen + queryLen, dtype: ScalarType.Int64, device: device).unsqueeze(0).expand(batch, queryLen);
 
+    /// <summary><see cref="DefaultPositionIds"/> as a <see cref="DefaultPositions"/> rule (GPT-2, the Llama family).</summary>
+    public static Tensor ArangePositionIds(Tensor? attentionMask, long batch, long queryLen, long pastLen, Device device) =>
+        DefaultPositionIds(batch, queryLen, pastLen, device);
+
+    /// <summary>
+    /// HF OPT's default positions: <c>(cumsum(mask) · mask − 1)[:, past:]</c> (padding → −1), or
+    /// <c>arange(past, past + T)</c> without a mask. [B, T] int64.
+    /// </summary>
+    public static Tensor MaskDerivedPositionIds(Tensor? attentionMask, long batch, long queryLen, long pastLen, Device device)
+    {
+        if (attentionMask is null) return DefaultPositionIds(batch, queryLen, pastLen, device);
+        var m = attentionMask.to(device).to_type(ScalarType.Int64);                  // [B, past + T]
+        return (m.cumsum(1) * m - 1).narrow(1, pastLen, queryLen);                     // [B, T]
+    }
+
     /// <summary>
     /// Scaled dot-product attention. q [B, H, T, D], k/v [B, Hkv, S, D] (Hkv divides H: grouped-query attention);
     /// <paramref name="mask"/> additive [B|1, 1, T, S] or null. Returns [B, T, H·D].

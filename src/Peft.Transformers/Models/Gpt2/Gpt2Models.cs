@@ -80,7 +80,7 @@ public sealed class GPT2MLP : nn.Module<Tensor, Tensor>
 }
 
 /// <summary>GPT-2 block (HF <c>GPT2Block</c>): pre-norm attention and MLP.</summary>
-public sealed class GPT2Block : nn.Module
+public sealed class GPT2Block : nn.Module, ITransformerLayer
 {
 #pragma warning disable IDE1006
     /// <summary>HF <c>ln_1</c>.</summary>
@@ -109,6 +109,8 @@ public sealed class GPT2Block : nn.Module
         h = h + attn.Forward(ln_1.forward(h), mask, cache);
         return h + mlp.forward(ln_2.forward(h));
     }
+
+    Tensor ITransformerLayer.Forward(Tensor hidden, in LayerInputs inputs) => Forward(hidden, inputs.Mask, inputs.Cache);
 }
 
 /// <summary>GPT-2 backbone (HF <c>GPT2Model</c>): wte + wpe, blocks, ln_f.</summary>
@@ -174,24 +176,15 @@ public sealed class GPT2Model : PreTrainedModel
     {
         var (b, t) = CausalHeads.BatchShape(input, nameof(GPT2Model));
         using var scope = NewDisposeScope();
-        var cache = input.PastKeyValues ?? (input.UseCache ? new KeyValueCache() : null);
-        long past = cache?.GetSeqLength() ?? 0;
+        var pass = new BackbonePass(input, b, t, CheckpointsLayers);
         var x = input.InputsEmbeds ?? wte.forward(input.InputIds!);                    // [B, T, hidden]
         var device = x.device;
-        var positions = input.PositionIds?.to(device) ?? ModelOps.DefaultPositionIds(b, t, past, device);
-        x = x + wpe.forward(positions);
+        x = x + wpe.forward(pass.PositionIds(device, ModelOps.ArangePositionIds));
         if (input.TokenTypeIds is not null) x = x + wte.forward(input.TokenTypeIds.to(device));
         x = drop.forward(x);
-        var mask = ModelOps.CausalMask(input.AttentionMask, b, t, past, x.dtype, device);
-        List<Tensor>? all = input.OutputHiddenStates ? [x] : null;
-        foreach (var block in h)
-        {
-            using (NewDisposeScope()) x = block.Forward(x, mask, cache).MoveToOuterDisposeScope();
-            all?.Add(x);
-        }
-        x = ln_f.forward(x);
-        if (all is not null) all[^1] = x;
-        return ModelOps.MoveOut(new ModelOutput { LastHiddenState = x, HiddenStates = all, PastKeyValues = cache });
+        pass.UseCausalMasks(h.Count, x.dtype, device);
+        x = pass.RunLayers(h, x);
+        return ModelOps.MoveOut(pass.Output(ln_f.forward(x)));
     }
 }
 

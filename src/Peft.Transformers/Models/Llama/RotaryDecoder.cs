@@ -79,7 +79,7 @@ public sealed class GatedMlp : nn.Module<Tensor, Tensor>
 }
 
 /// <summary>Pre-norm decoder layer (HF <c>LlamaDecoderLayer</c>).</summary>
-public sealed class RotaryDecoderLayer : nn.Module
+public sealed class RotaryDecoderLayer : nn.Module, ITransformerLayer
 {
 #pragma warning disable IDE1006
     /// <summary>HF <c>self_attn</c>.</summary>
@@ -108,6 +108,9 @@ public sealed class RotaryDecoderLayer : nn.Module
         h = h + self_attn.Forward(input_layernorm.forward(h), cos, sin, mask, cache);
         return h + mlp.forward(post_attention_layernorm.forward(h));
     }
+
+    Tensor ITransformerLayer.Forward(Tensor hidden, in LayerInputs inputs) =>
+        Forward(hidden, inputs.Cos ?? throw new ArgumentException("RotaryDecoderLayer needs the rotary cos/sin."), inputs.Sin!, inputs.Mask, inputs.Cache);
 }
 
 /// <summary>
@@ -160,26 +163,14 @@ public abstract class RotaryDecoderModel : PreTrainedModel
     {
         var (b, t) = CausalHeads.BatchShape(input, GetType().Name);
         using var scope = NewDisposeScope();
-        var cache = input.PastKeyValues ?? (input.UseCache ? new KeyValueCache() : null);
-        long past = cache?.GetSeqLength() ?? 0;
+        var pass = new BackbonePass(input, b, t, CheckpointsLayers);
         var h = input.InputsEmbeds ?? embed_tokens.forward(input.InputIds!);         // [B, T, hidden]
         var device = h.device;
-        var positions = input.PositionIds?.to(device) ?? ModelOps.DefaultPositionIds(b, t, past, device);
-        var mask = ModelOps.CausalMask(input.AttentionMask, b, t, past, h.dtype, device);
-        var windows = Enumerable.Range(0, layers.Count).Select(_c.SlidingWindowOf).ToArray();
-        var windowMasks = windows.Where(w => w is not null).Distinct()
-            .ToDictionary(w => w!.Value, w => ModelOps.CausalMask(input.AttentionMask, b, t, past, h.dtype, device, w));
+        var positions = pass.PositionIds(device, ModelOps.ArangePositionIds);
+        pass.UseCausalMasks(layers.Count, h.dtype, device, _c.SlidingWindowOf);
         var invFreq = RotaryEmbedding.InvFreq(_c, device);
-        var (cos, sin) = RotaryEmbedding.CosSin(positions, invFreq, h.dtype);         // [B, T, D]
-        List<Tensor>? all = input.OutputHiddenStates ? [h] : null;
-        for (int i = 0; i < layers.Count; i++)
-        {
-            var layerMask = windows[i] is { } w ? windowMasks[w] : mask;
-            using (NewDisposeScope()) h = layers[i].Forward(h, cos, sin, layerMask, cache).MoveToOuterDisposeScope();
-            all?.Add(h);
-        }
-        h = norm.forward(h);
-        if (all is not null) all[^1] = h;
-        return ModelOps.MoveOut(new ModelOutput { LastHiddenState = h, HiddenStates = all, PastKeyValues = cache });
+        var rope = RotaryEmbedding.CosSin(positions, invFreq, h.dtype);               // [B, T, D] each
+        h = pass.RunLayers(layers, h, rope);
+        return ModelOps.MoveOut(pass.Output(norm.forward(h)));
     }
 }

@@ -45,7 +45,7 @@ public sealed class OPTAttention : nn.Module
 }
 
 /// <summary>OPT decoder layer (HF <c>OPTDecoderLayer</c>): pre- or post-norm by <c>do_layer_norm_before</c>.</summary>
-public sealed class OPTDecoderLayer : nn.Module
+public sealed class OPTDecoderLayer : nn.Module, ITransformerLayer
 {
 #pragma warning disable IDE1006
     /// <summary>HF <c>self_attn</c>.</summary>
@@ -91,6 +91,8 @@ public sealed class OPTDecoderLayer : nn.Module
         if (!_normBefore) h = final_layer_norm.forward(h);
         return h;
     }
+
+    Tensor ITransformerLayer.Forward(Tensor hidden, in LayerInputs inputs) => Forward(hidden, inputs.Mask, inputs.Cache);
 }
 
 /// <summary>OPT decoder stack (HF <c>OPTDecoder</c>): embeddings, learned positions (offset 2), layers, final norm, projections.</summary>
@@ -135,35 +137,21 @@ public sealed class OPTDecoder : nn.Module
     }
 
     /// <summary>Runs the stack; see <see cref="OPTModel.forward"/>.</summary>
-    internal ModelOutput Forward(ModelInput input, long b, long t)
+    internal ModelOutput Forward(ModelInput input, long b, long t, bool checkpointing)
     {
-        var cache = input.PastKeyValues ?? (input.UseCache ? new KeyValueCache() : null);
-        long past = cache?.GetSeqLength() ?? 0;
+        var pass = new BackbonePass(input, b, t, checkpointing);
         var x = input.InputsEmbeds ?? embed_tokens.forward(input.InputIds!);          // [B, T, word_embed_proj_dim]
         if (project_in is not null) x = project_in.forward(x);                       // [B, T, hidden]
         var device = x.device;
-        Tensor positions;
-        if (input.PositionIds is not null) positions = input.PositionIds.to(device);
-        else if (input.AttentionMask is not null)
-        {
-            // HF: cumsum(mask) · mask − 1, new positions only (padding → −1, i.e. row 1 after the offset).
-            var m = input.AttentionMask.to(device).to_type(ScalarType.Int64);
-            positions = (m.cumsum(1) * m - 1).narrow(1, past, t);
-        }
-        else positions = ModelOps.DefaultPositionIds(b, t, past, device);   // HF: mask of ones → arange(past, past + T)
+        // HF: cumsum(mask) · mask − 1 over the new positions (padding → −1, i.e. row 1 after the offset)
+        var positions = pass.PositionIds(device, ModelOps.MaskDerivedPositionIds);
         x = x + embed_positions.forward(positions + PositionOffset);
         x = dropout.forward(x);
-        var mask = ModelOps.CausalMask(input.AttentionMask, b, t, past, x.dtype, device);
-        List<Tensor>? all = input.OutputHiddenStates ? [x] : null;
-        foreach (var layer in layers)
-        {
-            using (NewDisposeScope()) x = layer.Forward(x, mask, cache).MoveToOuterDisposeScope();
-            all?.Add(x);
-        }
+        pass.UseCausalMasks(layers.Count, x.dtype, device);
+        x = pass.RunLayers(layers, x);
         if (final_layer_norm is not null) x = final_layer_norm.forward(x);
         if (project_out is not null) x = project_out.forward(x);
-        if (all is not null) all[^1] = x;
-        return new ModelOutput { LastHiddenState = x, HiddenStates = all, PastKeyValues = cache };
+        return pass.Output(x);
     }
 }
 
@@ -204,7 +192,7 @@ public sealed class OPTModel : PreTrainedModel
     {
         var (b, t) = CausalHeads.BatchShape(input, nameof(OPTModel));
         using var scope = NewDisposeScope();
-        var o = decoder.Forward(input, b, t);
+        var o = decoder.Forward(input, b, t, CheckpointsLayers);
         return ModelOps.MoveOut(o);
     }
 }

@@ -1,0 +1,129 @@
+using Peft.Core;
+using static TorchSharp.torch;
+
+namespace Peft.Transformers.Models;
+
+/// <summary>Default position ids [B, T] of the new tokens when the caller passes none (architecture-specific rule).</summary>
+internal delegate Tensor DefaultPositions(Tensor? attentionMask, long batch, long queryLen, long pastLen, Device device);
+
+/// <summary>
+/// One forward pass through a transformer stack: the part GPT-2, OPT, the Llama family and BERT share (the body of
+/// HF's <c>GPT2Model</c> / <c>OPTDecoder</c> / <c>LlamaModel</c> / <c>BertEncoder</c> forward between the embeddings
+/// and the final norm). It owns the KV-cache rule (the given cache, or a new one when use_cache), the past length,
+/// default position ids, the causal (optionally sliding-window) or padding masks, the layer loop with one dispose
+/// scope per layer, output_hidden_states, and gradient checkpointing. The architecture supplies its embeddings,
+/// layers and final norm.
+/// </summary>
+/// <remarks>
+/// Created inside the model's forward dispose scope; every tensor it creates lives in that scope (the caller moves
+/// the output out with <see cref="ModelOps.MoveOut"/>).
+/// </remarks>
+internal sealed class BackbonePass
+{
+    private readonly ModelInput _input;
+    private readonly List<Tensor>? _hidden;
+    private Tensor?[] _masks = [];
+
+    /// <summary>Starts a pass: validates nothing beyond the cache rule (the caller has run <c>CausalHeads.BatchShape</c>).</summary>
+    /// <param name="input">The forward's input.</param>
+    /// <param name="batch">B.</param>
+    /// <param name="queryLen">T, the new tokens.</param>
+    /// <param name="checkpointing">
+    /// Recompute each layer in backward (the model's <c>CheckpointsLayers</c>). Caching is then off, as in HF: use_cache
+    /// creates no cache, and a given cache is read (its prefix attended to) but not extended.
+    /// </param>
+    /// <param name="createCache">Whether use_cache creates a cache when none is given (false for encoders, which only read a prefix).</param>
+    public BackbonePass(ModelInput input, long batch, long queryLen, bool checkpointing, bool createCache = true)
+    {
+        _input = input;
+        Batch = batch;
+        QueryLength = queryLen;
+        Checkpointing = checkpointing;
+        Cache = input.PastKeyValues ?? (createCache && input.UseCache && !checkpointing ? new KeyValueCache() : null);
+        PastLength = Cache?.GetSeqLength() ?? 0;
+        _hidden = input.OutputHiddenStates ? [] : null;
+    }
+
+    /// <summary>Whether the layers run through <see cref="LayerCheckpoint"/>.</summary>
+    public bool Checkpointing { get; }
+
+    /// <summary>B.</summary>
+    public long Batch { get; }
+
+    /// <summary>T, the number of new tokens.</summary>
+    public long QueryLength { get; }
+
+    /// <summary>The cache layers read from and append to, or null (returned as <see cref="ModelOutput.PastKeyValues"/>).</summary>
+    public KeyValueCache? Cache { get; }
+
+    /// <summary>Positions already in the cache.</summary>
+    public long PastLength { get; }
+
+    /// <summary>position_ids [B, T] on <paramref name="device"/>: the caller's, else the architecture's default rule.</summary>
+    public Tensor PositionIds(Device device, DefaultPositions rule) =>
+        _input.PositionIds?.to(device) ?? rule(_input.AttentionMask, Batch, QueryLength, PastLength, device);
+
+    /// <summary>
+    /// Builds the causal mask of every layer ([B|1, 1, T, past + T] or null): one full mask shared by the layers
+    /// without a window, one per distinct sliding window (<paramref name="slidingWindowOf"/>, Mistral / Qwen2).
+    /// </summary>
+    public void UseCausalMasks(int layerCount, ScalarType dtype, Device device, Func<int, int?>? slidingWindowOf = null)
+    {
+        var windows = Enumerable.Range(0, layerCount).Select(i => slidingWindowOf?.Invoke(i)).ToArray();
+        var byWindow = new Dictionary<int, Tensor?>();
+        Tensor? full = null;
+        bool fullBuilt = false;
+        _masks = new Tensor?[layerCount];
+        for (int i = 0; i < layerCount; i++)
+        {
+            if (windows[i] is { } w)
+            {
+                if (!byWindow.TryGetValue(w, out var m)) byWindow[w] = m = ModelOps.CausalMask(_input.AttentionMask, Batch, QueryLength, PastLength, dtype, device, w);
+                _masks[i] = m;
+            }
+            else
+            {
+                if (!fullBuilt) (full, fullBuilt) = (ModelOps.CausalMask(_input.AttentionMask, Batch, QueryLength, PastLength, dtype, device), true);
+                _masks[i] = full;
+            }
+        }
+    }
+
+    /// <summary>Uses one bidirectional padding mask [B, 1, 1, past + T] (or none) for every layer (BERT).</summary>
+    public void UsePaddingMask(int layerCount, ScalarType dtype, Device device)
+    {
+        var m = ModelOps.PaddingMask(_input.AttentionMask, dtype, device);
+        _masks = Enumerable.Repeat(m, layerCount).ToArray();
+    }
+
+    /// <summary>
+    /// Runs <paramref name="layers"/> in order on <paramref name="hidden"/> [B, T, hidden], each in its own dispose
+    /// scope, recording hidden states when asked. <paramref name="rope"/> is the rotary (cos, sin) of the Llama family.
+    /// Call a mask method first.
+    /// </summary>
+    public Tensor RunLayers(IEnumerable<ITransformerLayer> layers, Tensor hidden, (Tensor Cos, Tensor Sin)? rope = null)
+    {
+        _hidden?.Add(hidden);
+        int i = 0;
+        foreach (var layer in layers)
+        {
+            if (i >= _masks.Length) throw new InvalidOperationException($"BackbonePass: masks were built for {_masks.Length} layers, the stack has more.");
+            var inputs = new LayerInputs(i, _masks[i], rope?.Cos, rope?.Sin, Cache);
+            using (NewDisposeScope())
+                hidden = (Checkpointing ? LayerCheckpoint.Forward(layer, hidden, inputs) : layer.Forward(hidden, inputs)).MoveToOuterDisposeScope();
+            _hidden?.Add(hidden);
+            i++;
+        }
+        return hidden;
+    }
+
+    /// <summary>
+    /// The backbone output: <paramref name="lastHidden"/> (after the final norm) replaces the last recorded hidden
+    /// state, as HF does. Not moved out of the scope: the caller does that once.
+    /// </summary>
+    public ModelOutput Output(Tensor lastHidden, Tensor? pooled = null)
+    {
+        if (_hidden is { Count: > 0 }) _hidden[^1] = lastHidden;
+        return new ModelOutput { LastHiddenState = lastHidden, PoolerOutput = pooled, HiddenStates = _hidden, PastKeyValues = Cache };
+    }
+}

@@ -1,0 +1,25 @@
+using Peft.Core;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Peft.Transformers.Models;
+
+/// <summary>
+/// One layer of a transformer stack as <see cref="BackbonePass"/> drives it (HF <c>GPT2Block</c>,
+/// <c>OPTDecoderLayer</c>, <c>LlamaDecoderLayer</c>, <c>BertLayer</c>): hidden [B, T, hidden] → [B, T, hidden].
+/// </summary>
+internal interface ITransformerLayer
+{
+    /// <summary>Runs the layer. Must not keep or dispose any tensor of <paramref name="inputs"/>.</summary>
+    Tensor Forward(Tensor hidden, in LayerInputs inputs);
+
+    /// <summary>The layer's parameters (implemented by <c>nn.Module.parameters</c>); checkpointing back-propagates into them.</summary>
+    IEnumerable<Parameter> parameters(bool recurse = true);
+}
+
+/// <summary>
+/// What every layer of one pass receives besides the hidden states: its index, the additive attention mask
+/// [B|1, 1, T, past + T] (null = none), the rotary cos/sin [B, T, D] of the Llama family (null elsewhere) and the
+/// key/value cache the layer reads its past keys and values from and appends to (null = no cache).
+/// </summary>
+internal readonly record struct LayerInputs(int LayerIndex, Tensor? Mask, Tensor? Cos, Tensor? Sin, KeyValueCache? Cache);
