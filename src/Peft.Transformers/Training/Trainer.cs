@@ -94,6 +94,7 @@ public sealed class Trainer
         using var run = TrainingRun.Start(this, train, resumeFromCheckpoint);
         _control = new TrainerControl();
         _callbacks.Each(c => c.OnTrainBegin(Args, State, _control));
+        _control.ShouldTrainingStop |= State.GlobalStep >= State.MaxSteps;
         int stepsAtStart = State.GlobalStep;
         for (int epoch = run.Epoch; epoch < State.NumTrainEpochs && !_control.ShouldTrainingStop; epoch++, run.NextEpoch())
         {
