@@ -1,5 +1,5 @@
+using Peft.Transformers;
 using TrainerKillChild;
-using Peft.Transformers.Training;
 
 // Usage: Peft.Trainer.KillChild <outputDir> <maxSteps>
 // Trains TinyTrainingSetup, resuming from the newest checkpoint when one exists; at the end writes

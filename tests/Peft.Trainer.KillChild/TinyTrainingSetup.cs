@@ -4,7 +4,6 @@ using Peft.Core.Safetensors;
 using Peft.Datasets;
 using Peft.Testing;
 using Peft.Transformers;
-using Peft.Transformers.Training;
 using static TorchSharp.torch;
 
 namespace TrainerKillChild;

@@ -4,7 +4,7 @@ using Peft.Datasets;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Peft.Transformers.Training;
+namespace Peft.Transformers;
 
 /// <summary>
 /// The prediction loop (HF <c>evaluation_loop</c>): the model in eval mode without gradients, the batch-size-weighted

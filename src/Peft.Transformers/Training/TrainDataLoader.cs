@@ -3,7 +3,7 @@ using Peft.Datasets;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Peft.Transformers.Training;
+namespace Peft.Transformers;
 
 /// <summary>
 /// Yields collated micro-batches of a <see cref="Dataset"/> (HF's DataLoader + sampler). The order of epoch

@@ -2,7 +2,7 @@ using Peft.Core;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Peft.Transformers.Training;
+namespace Peft.Transformers;
 
 /// <summary>
 /// One optimizer step (HF <c>training_step</c> × gradient accumulation + the update): forward and backward of each

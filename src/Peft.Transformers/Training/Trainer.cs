@@ -6,7 +6,7 @@ using Peft.Datasets;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Peft.Transformers.Training;
+namespace Peft.Transformers;
 
 /// <summary>
 /// Trains a model (a <see cref="PreTrainedModel"/>, a <see cref="PeftModel"/> or any module whose output carries the

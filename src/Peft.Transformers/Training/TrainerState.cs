@@ -1,7 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 
-namespace Peft.Transformers.Training;
+namespace Peft.Transformers;
 
 /// <summary>
 /// The progress of a run (HF <c>TrainerState</c>), written as <c>trainer_state.json</c> in HF's schema: every

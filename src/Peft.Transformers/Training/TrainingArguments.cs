@@ -1,7 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 
-namespace Peft.Transformers.Training;
+namespace Peft.Transformers;
 
 /// <summary>
 /// The settings of a <see cref="Trainer"/> run (HF <c>TrainingArguments</c>): init-only, PascalCase names of the HF

@@ -1,6 +1,6 @@
 using System.Text.Json.Serialization;
 
-namespace Peft.Transformers.Training;
+namespace Peft.Transformers;
 
 /// <summary>The learning-rate schedule (HF <c>SchedulerType</c>, <c>lr_scheduler_type</c>).</summary>
 [JsonConverter(typeof(JsonStringEnumConverter<SchedulerType>))]

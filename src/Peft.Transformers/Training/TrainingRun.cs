@@ -2,7 +2,7 @@ using Peft.Datasets;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Peft.Transformers.Training;
+namespace Peft.Transformers;
 
 /// <summary>
 /// The live objects of one <see cref="Trainer.Train"/> call (HF <c>_inner_training_loop</c>'s locals): data loader,

@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json.Nodes;
 using Peft.Testing;
-using Peft.Transformers.Training;
 using Xunit.Abstractions;
 
 namespace Peft.Transformers.Tests.Training;

@@ -1,7 +1,6 @@
 using Peft.Core;
 using Peft.Testing;
 using TrainerKillChild;
-using Peft.Transformers.Training;
 
 namespace Peft.Transformers.Tests.Training;
 

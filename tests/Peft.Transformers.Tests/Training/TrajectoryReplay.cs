@@ -4,7 +4,6 @@ using Peft.Core;
 using Peft.Core.Safetensors;
 using Peft.Datasets;
 using Peft.Testing;
-using Peft.Transformers.Training;
 using static TorchSharp.torch;
 
 namespace Peft.Transformers.Tests.Training;

@@ -1,4 +1,4 @@
-namespace Peft.Transformers.Training;
+namespace Peft.Transformers;
 
 /// <summary>
 /// Turns the logging / evaluation / save strategies into <see cref="TrainerControl"/> flags (HF

@@ -1,6 +1,6 @@
 using System.Text.Json;
 
-namespace Peft.Transformers.Training;
+namespace Peft.Transformers;
 
 /// <summary>
 /// Stops training when the ranking metric (<see cref="TrainingArguments.MetricForBestModel"/>) has not improved by

@@ -1,4 +1,4 @@
-namespace Peft.Transformers.Training;
+namespace Peft.Transformers;
 
 /// <summary>
 /// Hooks into the training loop (HF <c>TrainerCallback</c>). Every method has an empty default, so a callback

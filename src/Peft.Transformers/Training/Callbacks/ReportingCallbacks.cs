@@ -3,7 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
 
-namespace Peft.Transformers.Training;
+namespace Peft.Transformers;
 
 /// <summary>Writes every log entry to an <see cref="ILogger"/> at Information level (HF's <c>PrinterCallback</c> / logging).</summary>
 public sealed class LoggerCallback(ILogger logger) : ITrainerCallback

@@ -3,7 +3,7 @@ using System.Text.Json;
 using System.Text.RegularExpressions;
 using Peft.Core.IO;
 
-namespace Peft.Transformers.Training;
+namespace Peft.Transformers;
 
 /// <summary>
 /// The <c>checkpoint-&lt;step&gt;</c> folders of a run: written into a hidden temporary folder, sealed with a

@@ -6,7 +6,7 @@ using Peft.Core.Safetensors;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Peft.Transformers.Training;
+namespace Peft.Transformers;
 
 /// <summary>
 /// What a checkpoint holds beyond the HF files, and how it goes back into a live run: the trainable parameters by

@@ -1,7 +1,7 @@
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Peft.Transformers.Training;
+namespace Peft.Transformers;
 
 /// <summary>
 /// Language-modelling batches (HF <c>DataCollatorForLanguageModeling</c>). Rows are padded with the tokenizer.

@@ -1,6 +1,6 @@
 using static TorchSharp.torch;
 
-namespace Peft.Transformers.Training;
+namespace Peft.Transformers;
 
 /// <summary>
 /// Pads each batch to its longest row with the tokenizer (dynamic padding; HF <c>DataCollatorWithPadding</c>),

@@ -1,6 +1,6 @@
 using static TorchSharp.torch;
 
-namespace Peft.Transformers.Training;
+namespace Peft.Transformers;
 
 /// <summary>
 /// Stacks features that are already padded (HF <c>DefaultDataCollator</c> / <c>default_data_collator</c>): a

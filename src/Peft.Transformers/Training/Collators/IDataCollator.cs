@@ -2,7 +2,7 @@ using System.Collections;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Peft.Transformers.Training;
+namespace Peft.Transformers;
 
 /// <summary>
 /// Builds one batch of tensors from dataset rows (HF <c>DataCollator</c>). Keys are the HF model input names
