@@ -180,8 +180,8 @@ public sealed class Trainer
         var data = evalDataset ?? _evalDataset ?? throw new InvalidOperationException("Trainer.Evaluate needs an evalDataset");
         var (_, metrics) = EvaluationLoop.Run(_model, data, _collator, Args.PerDeviceEvalBatchSize, _device, _labelNames, _computeMetrics, KeepColumns, "eval");
         Log(metrics);
+        _callbacks.Each(c => c.OnEvaluate(Args, State, _control, metrics)); // sees the previous best, as HF's on_evaluate
         UpdateBest(metrics);
-        _callbacks.Each(c => c.OnEvaluate(Args, State, _control, metrics));
         return metrics;
     }
 
