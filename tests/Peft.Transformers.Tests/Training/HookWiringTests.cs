@@ -17,7 +17,7 @@ public class HookWiringTests
     internal sealed class TinyRegressor : nn.Module<ModelInput, ModelOutput>
     {
         private readonly Embedding emb;
-        private readonly Linear head;
+        private readonly nn.Module<Tensor, Tensor> head;
 
         public TinyRegressor(string name = "TinyRegressor") : base(name)
         {
@@ -38,7 +38,7 @@ public class HookWiringTests
             return new ModelOutput { Logits = y.unsqueeze(-1), Loss = loss };
         }
 
-        public Tensor HeadWeight => head.weight!;
+        public Tensor HeadWeight => ((Linear)head).weight!;
     }
 
     private sealed class Hooked : nn.Module<ModelInput, ModelOutput>, ITrainingHooks, IGradientCheckpointing
