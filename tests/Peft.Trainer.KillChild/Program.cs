@@ -10,6 +10,7 @@ if (args.Length != 2 || !int.TryParse(args[1], out int maxSteps))
     return 2;
 }
 string outputDir = args[0];
+TorchSharp.torch.set_num_threads(1); // a test tool on a shared CI machine: one libtorch thread keeps steps short and kills spread over steps and saves
 using var model = TinyTrainingSetup.Model();
 var trainer = new Trainer(model, TinyTrainingSetup.Args(outputDir, maxSteps), trainDataset: TinyTrainingSetup.Rows(), dataCollator: new DefaultDataCollator());
 string? resume = CheckpointFolder.Last(outputDir) is null ? null : "last";
