@@ -18,7 +18,8 @@ namespace Peft.Transformers;
 /// <remarks>
 /// The model is moved to <see cref="TrainingArguments.Device"/> when set; with <see cref="TrainingArguments.Bf16"/>
 /// its floating-point parameters are cast to bfloat16 (float32 master copies are trained). A fresh run seeds torch's
-/// CPU generator with <see cref="TrainingArguments.Seed"/> (dropout draws from it, as in PyTorch).
+/// CPU generator with <see cref="TrainingArguments.Seed"/> (dropout draws from it, as in PyTorch); exact resume
+/// restores it, so other threads drawing from torch's global generator during training make dropout unrepeatable.
 /// </remarks>
 public sealed class Trainer
 {
@@ -54,6 +55,8 @@ public sealed class Trainer
         args.Validate();
         if (args.Fp16)
             throw new NotSupportedException("TrainingArguments.Fp16 = true: float16 training needs loss scaling (a GradScaler), which this Trainer does not implement; use Bf16 = true");
+        if (args.EvalStrategy != IntervalStrategy.No && evalDataset is null)
+            throw new ArgumentException($"TrainingArguments.EvalStrategy = {args.EvalStrategy} needs an evalDataset", nameof(evalDataset));
         (_model, Args, _trainDataset, _evalDataset, _computeMetrics, _tokenizer) = (model, args, trainDataset, evalDataset, computeMetrics, tokenizer);
         _collator = dataCollator ?? (tokenizer is not null ? new DataCollatorWithPadding(tokenizer) : new DefaultDataCollator());
         _labelNames = args.LabelNames ?? ["labels"];

@@ -9,6 +9,7 @@ namespace Peft.Transformers.Tests.Training;
 /// shuffled data, LoRA dropout, AdamW state, schedule, and the loss accumulated since the last log all resume.
 /// Checkpoints rotate without losing the best one, cancellation saves first, and damaged checkpoints are named.
 /// </summary>
+[Collection(GlobalRngCollection.Name)]
 public class ResumeTests
 {
     private const int Steps = 7;
