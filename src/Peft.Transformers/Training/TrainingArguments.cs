@@ -12,8 +12,11 @@ public sealed record TrainingArguments
 {
     /// <summary>Where checkpoints, <c>trainer_state.json</c> and logs go (HF <c>output_dir</c>).</summary>
     [JsonPropertyName("output_dir")] public string OutputDir { get; init; } = "trainer_output";
-    /// <summary>Allow writing into a non-empty <see cref="OutputDir"/> (HF <c>overwrite_output_dir</c>). Checkpoints are never deleted because of it.</summary>
-    [JsonPropertyName("overwrite_output_dir")] public bool OverwriteOutputDir { get; init; }
+    /// <summary>
+    /// HF 4's <c>overwrite_output_dir</c> (removed in transformers 5); kept for old configs, written only when true.
+    /// Checkpoints in <see cref="OutputDir"/> are never deleted because of it.
+    /// </summary>
+    [JsonPropertyName("overwrite_output_dir"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public bool OverwriteOutputDir { get; init; }
     /// <summary>Epochs to train when <see cref="MaxSteps"/> is not positive (HF <c>num_train_epochs</c>, default 3).</summary>
     [JsonPropertyName("num_train_epochs")] public double NumTrainEpochs { get; init; } = 3;
     /// <summary>Optimizer steps to train; overrides <see cref="NumTrainEpochs"/> when positive (HF <c>max_steps</c>, default -1).</summary>
@@ -42,8 +45,11 @@ public sealed record TrainingArguments
     [JsonPropertyName("lr_scheduler_kwargs")] public IReadOnlyDictionary<string, double>? LrSchedulerKwargs { get; init; }
     /// <summary>Warm-up steps; a value in (0, 1) is a fraction of the total steps, as transformers v5 accepts (HF <c>warmup_steps</c>).</summary>
     [JsonPropertyName("warmup_steps")] public double WarmupSteps { get; init; }
-    /// <summary>Warm-up as a fraction of the total steps, used when <see cref="WarmupSteps"/> is 0 (HF <c>warmup_ratio</c>).</summary>
-    [JsonPropertyName("warmup_ratio")] public double WarmupRatio { get; init; }
+    /// <summary>
+    /// Warm-up as a fraction of the total steps, used when <see cref="WarmupSteps"/> is 0 (HF 4's <c>warmup_ratio</c>;
+    /// transformers 5 takes the fraction in <c>warmup_steps</c>). Written only when set.
+    /// </summary>
+    [JsonPropertyName("warmup_ratio"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public double WarmupRatio { get; init; }
     /// <summary>When to log (HF <c>logging_strategy</c>, default steps).</summary>
     [JsonPropertyName("logging_strategy")] public IntervalStrategy LoggingStrategy { get; init; } = IntervalStrategy.Steps;
     /// <summary>Log every N steps; a value in (0, 1) is a fraction of the total steps (HF <c>logging_steps</c>, default 500).</summary>
@@ -82,7 +88,10 @@ public sealed record TrainingArguments
     [JsonPropertyName("label_names")] public IReadOnlyList<string>? LabelNames { get; init; }
     /// <summary>Drop the last incomplete batch of an epoch (HF <c>dataloader_drop_last</c>).</summary>
     [JsonPropertyName("dataloader_drop_last")] public bool DataloaderDropLast { get; init; }
-    /// <summary>The optimizer: "adamw_torch" (default; "adamw_torch_fused" is the same math) or "sgd" (HF <c>optim</c>).</summary>
+    /// <summary>
+    /// The optimizer (HF <c>optim</c>): "adamw_torch" (default), "adamw_torch_fused" (transformers 5's default on
+    /// torch ≥ 2.8: the same math, here computed by the same single-tensor update) or "sgd".
+    /// </summary>
     [JsonPropertyName("optim")] public string Optim { get; init; } = "adamw_torch";
     /// <summary>Loggers: "none" or "jsonl" (writes <c>output_dir/log_history.jsonl</c>) (HF <c>report_to</c>).</summary>
     [JsonPropertyName("report_to")] public IReadOnlyList<string> ReportTo { get; init; } = ["none"];
