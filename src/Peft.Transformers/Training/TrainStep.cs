@@ -39,7 +39,7 @@ internal sealed class TrainStep(nn.Module<ModelInput, ModelOutput> model, Traina
             var output = model.forward(input);
             var l = output.Loss ?? throw new InvalidOperationException(
                 $"{model.GetType().Name}.forward returned no loss; the batch needs labels (keys: {string.Join(", ", microBatches[i].Keys)})");
-            if (microBatches.Count > 1) l = l * (items[i] / total);
+            if (microBatches.Count > 1) l = l * (total > 0 ? items[i] / total : 1.0 / microBatches.Count); // GA = one large batch
             if (_hooks?.LossTerm() is { } term) l = l + term;
             l.backward();
             loss += l.detach().to(ScalarType.Float64).item<double>();

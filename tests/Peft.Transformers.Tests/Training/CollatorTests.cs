@@ -91,4 +91,13 @@ public class CollatorTests
         Assert.Equal(new long[] { -100, 3, -100, -100, -100, -100 }, batch["labels"].data<long>().ToArray());
         Assert.Equal([2L, 3L], batch["input_ids"].shape);
     }
+
+    [Fact]
+    public void Seq2SeqCollatorPadsLabelsToTheirOwnLongestRow()
+    {
+        var tok = AutoTokenizer.FromPretrained(Fixtures.Model("bert-tiny"));
+        var batch = new DataCollatorForSeq2Seq(tok, padToMultipleOf: 2).Collate([Row(("input_ids", new[] { 5, 6, 7 }), ("labels", new[] { 9 })), Row(("input_ids", new[] { 5 }), ("labels", new[] { 8, 9, 10 }))]);
+        Assert.Equal([2L, 4L], batch["input_ids"].shape);
+        Assert.Equal(new long[] { 9, -100, -100, -100, 8, 9, 10, -100 }, batch["labels"].data<long>().ToArray());
+    }
 }

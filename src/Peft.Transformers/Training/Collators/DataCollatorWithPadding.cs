@@ -40,3 +40,30 @@ public sealed class DataCollatorForTokenClassification(PreTrainedTokenizer token
         return DefaultDataCollator.StackAll(padded);
     }
 }
+
+/// <summary>
+/// Sequence-to-sequence batches (HF <c>DataCollatorForSeq2Seq</c> without a model): inputs padded with the tokenizer,
+/// <c>labels</c> padded with -100 to the longest label row (rounded up to <paramref name="padToMultipleOf"/>) on
+/// the tokenizer's padding side. Inputs and labels may have different lengths.
+/// </summary>
+public sealed class DataCollatorForSeq2Seq(PreTrainedTokenizer tokenizer, int? padToMultipleOf = null, long labelPadTokenId = -100) : IDataCollator
+{
+    /// <summary>The tokenizer that pads.</summary>
+    public PreTrainedTokenizer Tokenizer { get; } = tokenizer ?? throw new ArgumentNullException(nameof(tokenizer));
+
+    /// <inheritdoc />
+    public Dictionary<string, Tensor> Collate(IReadOnlyList<IReadOnlyDictionary<string, object?>> features)
+    {
+        bool hasLabels = features.Count > 0 && features[0].ContainsKey("labels");
+        var padded = Tokenizer.Pad(features.Select(f => (IReadOnlyDictionary<string, object?>)f.Where(kv => kv.Key != "labels").ToDictionary()).ToList(), padToMultipleOf);
+        if (hasLabels)
+        {
+            var labels = features.Select((f, i) => FeatureValues.ToLongs(f["labels"], "labels", i)).ToList();
+            int len = labels.Max(l => l.Length);
+            if (padToMultipleOf is int m && len % m != 0) len = (len / m + 1) * m;
+            bool left = Tokenizer.PaddingSide == PaddingSide.Left;
+            for (int i = 0; i < padded.Count; i++) padded[i]["labels"] = TokenizerPadding.PadRow(labels[i], len, labelPadTokenId, left);
+        }
+        return DefaultDataCollator.StackAll(padded);
+    }
+}
