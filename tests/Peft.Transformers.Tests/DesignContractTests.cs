@@ -11,7 +11,7 @@ namespace Peft.Transformers.Tests;
 /// <summary>
 /// The public API contract of shared/docs/DESIGN.md, written the way outside callers write it, run on the tiny
 /// fixtures: if a fixed name or shape changes, this file stops compiling or failing. (The Trainer part of the
-/// contract belongs to a later issue.)
+/// contract is <see cref="TrainingContract"/>.)
 /// </summary>
 public class DesignContractTests
 {
@@ -141,5 +141,40 @@ public class DesignContractTests
         Assert.True(f1.ContainsKey("f1"));
         var bleu = Metrics.Load("sacrebleu").Compute(new[] { "the cat sat on the mat" }, new IReadOnlyList<string>[] { new[] { "the cat sat on the mat" } });
         Assert.Equal(100.0, bleu["score"], 6);
+    }
+
+    [Fact]
+    public void TrainingContract()
+    {
+        using var tmp = new TempDir();
+        var dir = Fixtures.Model("opt-tiny");
+        var tok = AutoTokenizer.FromPretrained(dir);
+        var lm = AutoModelForCausalLM.FromPretrained(dir);
+        PeftModel pm = PeftModel.GetPeftModel(lm, new LoraConfig { R = 8, LoraAlpha = 16, TargetModules = ["q_proj", "v_proj"], TaskType = TaskType.CausalLM });
+        Dataset texts = Dataset.FromDict(new Dictionary<string, IList> { ["text"] = new List<string> { "Two things are infinite.", "Hello there", "A quote", "Another one" } });
+        Dataset tokd = texts.Map(batch => tok.EncodeBatch(batch.Column<string>("text"), truncation: true).ToColumns(), batched: true, removeColumns: ["text"]);
+        var accuracy = Metrics.Load("accuracy");
+        var args = new TrainingArguments { OutputDir = tmp.Path, EvalStrategy = IntervalStrategy.Epoch, PerDeviceTrainBatchSize = 2,
+                                           NumTrainEpochs = 1, LoggingSteps = 1, LearningRate = 2e-4, MaxSteps = 2, DataLoaderShuffle = false,
+                                           SaveStrategy = IntervalStrategy.No, DisableTqdm = true, WeightDecay = 0.0, AdamBeta1 = 0.9, AdamBeta2 = 0.999,
+                                           AdamEpsilon = 1e-8, WarmupSteps = 0, LrSchedulerType = SchedulerType.Linear, MaxGradNorm = 1.0 };
+        var trainer = new Trainer(pm, args, trainDataset: tokd, evalDataset: tokd,
+                                  dataCollator: new DataCollatorForLanguageModeling(tok, mlm: false),
+                                  computeMetrics: p => accuracy.Compute(p.ArgMax(), p.Labels.Select(l => Math.Max(l, 0)).ToArray()));
+        TrainOutput t = trainer.Train(resumeFromCheckpoint: null);
+        Assert.Equal(2, t.GlobalStep);
+        IReadOnlyList<IReadOnlyDictionary<string, double>> history = trainer.State.LogHistory;
+        Assert.Contains(history, e => e.ContainsKey("loss") && e.ContainsKey("learning_rate") && e.ContainsKey("grad_norm") && e.ContainsKey("epoch") && e.ContainsKey("step"));
+        IReadOnlyDictionary<string, double> ev = trainer.Evaluate();
+        Assert.True(ev.ContainsKey("eval_loss") && ev.ContainsKey("eval_accuracy"));
+        trainer.SaveModel(tmp.File("model"));
+        trainer.SaveState();
+        Assert.True(File.Exists(tmp.File("trainer_state.json")));
+        _ = new DefaultDataCollator();
+        IntervalStrategy[] strategies = [IntervalStrategy.No, IntervalStrategy.Steps, IntervalStrategy.Epoch];
+        SchedulerType[] schedules = [SchedulerType.Linear, SchedulerType.Cosine, SchedulerType.CosineWithRestarts, SchedulerType.Polynomial,
+                                     SchedulerType.Constant, SchedulerType.ConstantWithWarmup, SchedulerType.InverseSqrt];
+        Assert.Equal(3, strategies.Distinct().Count());
+        Assert.Equal(7, schedules.Distinct().Count());
     }
 }

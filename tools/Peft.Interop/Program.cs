@@ -168,6 +168,24 @@ Adapter("opt-tiny", "opt-ia3-csharp", ModelTask.CausalLM, new IA3Config
 });
 Adapter("gpt2-tiny", "gpt2-ia3-conv1d-csharp", ModelTask.CausalLM, new IA3Config { FanInFanOut = true, TaskType = TaskType.CausalLM });
 
+// A Trainer checkpoint: 3 steps of opt-tiny LoRA with the Trainer; Python loads trainer_state.json as a TrainerState,
+// training_args.json as TrainingArguments, the checkpoint's adapter with PEFT and the optimizer state with safetensors.
+{
+    var src = Path.Combine(modelsDir, "opt-tiny");
+    using var pm = PeftModel.GetPeftModel(AutoModelForCausalLM.FromPretrained(src),
+        new LoraConfig { R = 4, LoraAlpha = 8, TargetModules = ["q_proj", "v_proj"], TaskType = TaskType.CausalLM });
+    var tok = AutoTokenizer.FromPretrained(src);
+    var rows = Peft.Datasets.Dataset.FromDict(new Dictionary<string, System.Collections.IList> { ["text"] = texts.Concat(texts).ToList() })
+        .Map(b => tok.EncodeBatch(b.Column<string>("text"), truncation: true).ToColumns(), batched: true, removeColumns: ["text"]);
+    var trainer = new Trainer(pm, new TrainingArguments
+    {
+        OutputDir = Path.Combine(outDir, "trainer"), MaxSteps = 3, PerDeviceTrainBatchSize = 2, LoggingSteps = 1, SaveSteps = 3,
+        LearningRate = 1e-3, WeightDecay = 0.01, DisableTqdm = true,
+    }, trainDataset: rows, dataCollator: new DataCollatorForLanguageModeling(tok, mlm: false));
+    trainer.Train();
+    Expect(pm, "trainer-checkpoint", vocab: 900);
+}
+
 Directory.CreateDirectory(Path.Combine(outDir, "expected"));
 File.WriteAllText(Path.Combine(outDir, "expected", "tokenizers.json"), JsonSerializer.Serialize(new { texts, ids = tokenizerIds }));
 File.WriteAllText(Path.Combine(outDir, "expected", "tasks.json"), JsonSerializer.Serialize(tasks));

@@ -57,6 +57,28 @@ for name in sorted(os.listdir(os.path.join(root, "adapters"))):
     base = cls.from_pretrained(os.path.join(root, "models", adapters[name]["base"]))
     compare(name, PeftModel.from_pretrained(base, os.path.join(root, "adapters", name)))
 
+# The Trainer checkpoint written by C#: HF's TrainerState / TrainingArguments accept its JSON, PEFT loads its adapter
+# (same logits as C#), safetensors loads its optimizer state.
+import dataclasses  # noqa: E402
+from transformers import TrainerState, TrainingArguments  # noqa: E402
+
+ckpt = os.path.join(root, "trainer", "checkpoint-3")
+try:
+    state = TrainerState.load_from_json(os.path.join(ckpt, "trainer_state.json"))
+    assert state.global_step == 3 and sum("loss" in e for e in state.log_history) == 3, state
+    saved_args = json.load(open(os.path.join(ckpt, "training_args.json"), encoding="utf-8"))
+    fields = {f.name for f in dataclasses.fields(TrainingArguments)}
+    extra = set(saved_args) - fields - {"dataloader_shuffle", "device"}  # .NET extensions
+    assert not extra, f"training_args.json keys unknown to transformers: {sorted(extra)}"
+    TrainingArguments(**{k: v for k, v in saved_args.items() if k in fields and v is not None})
+    optimizer = load_file(os.path.join(ckpt, "optimizer.safetensors"))
+    assert any(k.endswith(".exp_avg") for k in optimizer), sorted(optimizer)
+    compare("trainer-checkpoint", PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(os.path.join(root, "models", "opt-tiny")), ckpt))
+    print("OK   trainer checkpoint: TrainerState, TrainingArguments, optimizer state load")
+except Exception as e:  # noqa: BLE001
+    print(f"FAIL trainer checkpoint: {e!r}")
+    failures.append("trainer checkpoint")
+
 tok_exp = json.load(open(os.path.join(root, "expected", "tokenizers.json"), encoding="utf-8"))
 for name, rows in tok_exp["ids"].items():
     tok = AutoTokenizer.from_pretrained(os.path.join(root, "models", name))

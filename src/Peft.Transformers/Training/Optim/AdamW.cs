@@ -1,0 +1,53 @@
+using System.Text.Json.Nodes;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Peft.Transformers;
+
+/// <summary>
+/// AdamW with decoupled weight decay, operation for operation as torch 2.11's single-tensor
+/// <c>torch.optim.AdamW</c> (what it runs on CPU): <c>p *= 1 - lr·wd</c>; <c>m.lerp_(g, 1 - β1)</c>;
+/// <c>v = v·β2 + (1 - β2)·g²</c>; <c>p -= lr / (1 - β1^t) · m / (sqrt(v) / sqrt(1 - β2^t) + ε)</c>. State per
+/// parameter: <c>step</c> (float32 scalar), <c>exp_avg</c>, <c>exp_avg_sq</c>, as torch names them.
+/// </summary>
+public sealed class AdamW : TrainerOptimizer
+{
+    private readonly double _beta1, _beta2, _eps;
+
+    /// <summary>AdamW over <paramref name="groups"/> (HF <c>adam_beta1/2</c>, <c>adam_epsilon</c>).</summary>
+    public AdamW(IReadOnlyList<ParamGroup> groups, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8) : base(groups)
+    {
+        (_beta1, _beta2, _eps) = (beta1, beta2, eps);
+    }
+
+    /// <inheritdoc />
+    public override string Name => "adamw_torch";
+
+    /// <inheritdoc />
+    protected override void Update(Tensor param, Tensor grad, ParamGroup group, Dictionary<string, Tensor> state)
+    {
+        if (!state.TryGetValue("step", out var stepT))
+        {
+            state["step"] = stepT = Keep(zeros([], ScalarType.Float32));
+            state["exp_avg"] = Keep(zeros_like(param));
+            state["exp_avg_sq"] = Keep(zeros_like(param));
+        }
+        var expAvg = state["exp_avg"];
+        var expAvgSq = state["exp_avg_sq"];
+        stepT.add_(1);
+        double lr = group.Lr;
+        if (group.WeightDecay != 0) param.mul_(1 - lr * group.WeightDecay);
+        using (var w = tensor(1 - _beta1, param.dtype, param.device)) expAvg.lerp_(grad, w);
+        expAvgSq.mul_(_beta2).addcmul_(grad, grad, 1 - _beta2);
+        double step = stepT.item<float>();
+        double bc1 = 1 - Math.Pow(_beta1, step);
+        double bc2 = 1 - Math.Pow(_beta2, step);
+        double stepSize = lr / bc1;
+        double bc2Sqrt = Math.Sqrt(bc2);
+        var denom = expAvgSq.sqrt().div_(bc2Sqrt).add_(_eps);
+        param.addcdiv_(expAvg, denom, -stepSize);
+    }
+
+    /// <inheritdoc />
+    protected override JsonObject Settings() => new() { ["betas"] = new JsonArray(_beta1, _beta2), ["eps"] = _eps };
+}

@@ -1,0 +1,70 @@
+using Peft.Core;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Peft.Transformers;
+
+/// <summary>
+/// One optimizer step (HF <c>training_step</c> × gradient accumulation + the update): forward and backward of each
+/// micro-batch in its own dispose scope, the method's loss term (<see cref="ITrainingHooks.LossTerm"/>) added
+/// before backward, clipping, <c>optimizer.step()</c>, <c>scheduler.step()</c>, the method's
+/// <see cref="ITrainingHooks.OnOptimizerStep"/>, then <c>zero_grad</c>.
+/// </summary>
+/// <remarks>
+/// Gradient accumulation equals one large batch: each micro-batch loss (a mean over its items) is weighted by its
+/// share of the step's items, so the summed gradients are those of the mean over all items. Items are the labels
+/// that enter the loss: for a causal LM the shifted labels <c>labels[..., 1:] != -100</c>, for other token-level
+/// labels <c>labels != -100</c>, else rows. HF 5.17 counts <c>labels != -100</c> without the shift for causal LMs
+/// (<c>num_items_in_batch</c>), so its causal-LM loss is smaller than the model's own mean by the rows' first
+/// labels; the reference trajectories are the model's mean, which is what this reproduces. With one micro-batch the
+/// weight is exactly 1.
+/// </remarks>
+internal sealed class TrainStep(nn.Module<ModelInput, ModelOutput> model, TrainableParameters trainable, TrainerOptimizer optimizer,
+    LrSchedule schedule, double maxGradNorm, Device device, IReadOnlyList<string> labelNames, bool causalLm)
+{
+    private readonly ITrainingHooks? _hooks = model as ITrainingHooks;
+
+    /// <summary>Runs the step over <paramref name="microBatches"/> (disposed here); returns the step's loss and pre-clip gradient norm.</summary>
+    public (double Loss, double GradNorm, long Tokens) Run(IReadOnlyList<Dictionary<string, Tensor>> microBatches, int globalStep)
+    {
+        var items = microBatches.Select(CountItems).ToArray();
+        double total = items.Sum();
+        double loss = 0;
+        long tokens = 0;
+        for (int i = 0; i < microBatches.Count; i++)
+        {
+            using var scope = NewDisposeScope();
+            scope.Attach(microBatches[i].Values);
+            var input = BatchInput.ToModelInput(microBatches[i], device, labelNames);
+            var output = model.forward(input);
+            var l = output.Loss ?? throw new InvalidOperationException(
+                $"{model.GetType().Name}.forward returned no loss; the batch needs labels (keys: {string.Join(", ", microBatches[i].Keys)})");
+            if (microBatches.Count > 1) l = l * (total > 0 ? items[i] / total : 1.0 / microBatches.Count); // GA = one large batch
+            if (_hooks?.LossTerm() is { } term) l = l + term;
+            l.backward();
+            loss += l.detach().to(ScalarType.Float64).item<double>();
+            if (input.AttentionMask is { } m) tokens += m.sum().item<long>();
+        }
+        trainable.GradientsToMasters();
+        var parameters = trainable.ForOptimizer.Select(p => (Tensor)p.Param).ToList();
+        double norm = GradClip.ClipGradNorm(parameters, maxGradNorm);
+        optimizer.SetLr(schedule.LastLr);
+        optimizer.Step();
+        schedule.Step();
+        trainable.MastersToModel();
+        _hooks?.OnOptimizerStep(globalStep);
+        optimizer.ZeroGrad();
+        model.zero_grad();
+        return (loss, norm, tokens);
+    }
+
+    private double CountItems(Dictionary<string, Tensor> batch)
+    {
+        string key = labelNames.Count > 0 ? labelNames[0] : "labels";
+        if (!batch.TryGetValue(key, out var labels)) return batch.Values.First().shape[0];
+        if (labels.dim() < 2 || labels.is_floating_point()) return labels.shape[0];
+        using var scope = NewDisposeScope();
+        var counted = causalLm ? labels[.., 1..] : labels;
+        return counted.ne(-100).sum().item<long>();
+    }
+}
