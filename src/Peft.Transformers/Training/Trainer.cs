@@ -234,14 +234,10 @@ public sealed class Trainer
 
     internal void SetState(TrainerState state) => State = state;
 
-    private static IGradientCheckpointing GradientCheckpointingOf(nn.Module model) => model switch
-    {
-        IGradientCheckpointing g => g,
-        PeftModel pm when pm.GetBaseModel() is IGradientCheckpointing g => g,
-        _ => throw new NotSupportedException(
-            $"TrainingArguments.GradientCheckpointing = true, but {model.GetType().Name}" +
-            (model is PeftModel p ? $" (base {p.GetBaseModel().GetType().Name})" : "") + " does not implement IGradientCheckpointing"),
-    };
+    // A PeftModel implements IGradientCheckpointing itself (it forwards to its base model, or throws naming it).
+    private static IGradientCheckpointing GradientCheckpointingOf(nn.Module model) => model as IGradientCheckpointing
+        ?? throw new NotSupportedException(
+            $"TrainingArguments.GradientCheckpointing = true, but {model.GetType().Name} does not implement IGradientCheckpointing");
 
     internal static bool IsCausalLm(nn.Module model) => model switch
     {

@@ -41,10 +41,10 @@ public sealed class AdaLoraTrainingTests(Xunit.Abstractions.ITestOutputHelper ou
         var trainable = pm.named_parameters().Where(p => p.parameter.requires_grad).ToList();
         Assert.NotEmpty(trainable);
         bool NoDecay(string n) => n.EndsWith("bias", StringComparison.Ordinal) || n.Contains("norm", StringComparison.Ordinal);
-        var groups = new List<AdamW.ParamGroup>
+        var groups = new List<TorchSharp.Modules.AdamW.ParamGroup>
         {
-            new(trainable.Where(p => !NoDecay(p.name)).Select(p => p.parameter), new AdamW.Options { LearningRate = baseLr, weight_decay = weightDecay }),
-            new(trainable.Where(p => NoDecay(p.name)).Select(p => p.parameter), new AdamW.Options { LearningRate = baseLr, weight_decay = 0 }),
+            new(trainable.Where(p => !NoDecay(p.name)).Select(p => p.parameter), new TorchSharp.Modules.AdamW.Options { LearningRate = baseLr, weight_decay = weightDecay }),
+            new(trainable.Where(p => NoDecay(p.name)).Select(p => p.parameter), new TorchSharp.Modules.AdamW.Options { LearningRate = baseLr, weight_decay = 0 }),
         };
         using var optimizer = optim.AdamW(groups, baseLr, 0.9, 0.999, 1e-8, weightDecay);
         using var batches = SafetensorsFile.Open(Path.Combine(Dir, "batches.safetensors"));
