@@ -104,7 +104,7 @@ public sealed class Trainer
             _callbacks.Each(c => c.OnEpochBegin(Args, State, _control));
             foreach (var microBatches in run.Loader.Epoch(epoch, run.BatchInEpoch).Chunk(Args.GradientAccumulationSteps))
             {
-                if (cancellationToken.IsCancellationRequested) { SaveCheckpoint(run); cancellationToken.ThrowIfCancellationRequested(); }
+                if (cancellationToken.IsCancellationRequested) Cancel(run, microBatches, cancellationToken);
                 var (loss, gradNorm, tokens) = run.Step.Run(microBatches, State.GlobalStep);
                 run.Advance(microBatches.Length, loss, gradNorm);
                 State.GlobalStep++;
@@ -121,6 +121,14 @@ public sealed class Trainer
         _callbacks.Each(c => c.OnTrainEnd(Args, State, _control));
         if (Args.LoadBestModelAtEnd && State.BestModelCheckpoint is { } best) run.LoadWeights(best);
         return Finish(run, clock.Elapsed.TotalSeconds, State.GlobalStep - stepsAtStart);
+    }
+
+    private void Cancel(TrainingRun run, Dictionary<string, Tensor>[] unused, CancellationToken token)
+    {
+        foreach (var batch in unused)
+            foreach (var t in batch.Values) t.Dispose();
+        SaveCheckpoint(run);
+        token.ThrowIfCancellationRequested();
     }
 
     private void MaybeLogEvaluateSave(TrainingRun run)

@@ -98,4 +98,36 @@ public class TrainerApiTests
                      "num_train_epochs", "save_steps", "stateful_callbacks", "total_flos", "train_batch_size", "trial_name", "trial_params" })
             Assert.True(state.ContainsKey(key), $"trainer_state.json lacks HF key '{key}'");
     }
+
+    [Fact]
+    public void LoggerAndConsoleProgressReportEveryStep()
+    {
+        using var dir = new TempDir();
+        using var model = new HookWiringTests.TinyRegressor();
+        var logger = new ListLogger();
+        var console = new StringWriter();
+        var args = Args(dir.Path) with { EvalStrategy = IntervalStrategy.No, SaveStrategy = IntervalStrategy.No, NumTrainEpochs = 1 };
+        var trainer = new Trainer(model, args, trainDataset: HookWiringTests.Data(8), logger: logger, callbacks: [new ConsoleProgressCallback(console)]);
+        trainer.Train();
+        Assert.Equal(3, logger.Lines.Count); // two steps, then the train summary
+        Assert.Contains("'loss': ", logger.Lines[0]);
+        Assert.Contains("'train_runtime': ", logger.Lines[^1]);
+        string bar = console.ToString();
+        Assert.Contains("2/2", bar);
+        Assert.Contains("it/s", bar);
+        Assert.Contains("ETA", bar);
+        Assert.DoesNotContain(trainer.Callbacks, c => c is ConsoleProgressCallback && !ReferenceEquals(c, trainer.Callbacks[^1])); // DisableTqdm: no default bar
+    }
+
+    private sealed class ListLogger : Microsoft.Extensions.Logging.ILogger
+    {
+        public List<string> Lines { get; } = [];
+
+        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+
+        public bool IsEnabled(Microsoft.Extensions.Logging.LogLevel logLevel) => true;
+
+        public void Log<TState>(Microsoft.Extensions.Logging.LogLevel logLevel, Microsoft.Extensions.Logging.EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
+            Lines.Add(formatter(state, exception));
+    }
 }
