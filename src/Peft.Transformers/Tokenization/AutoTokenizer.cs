@@ -12,9 +12,12 @@ public static class AutoTokenizer
     /// byte-level BPE) or <c>vocab.txt</c> (BERT WordPiece). A malformed or unsupported component fails here with a
     /// message naming it.
     /// </summary>
-    public static PreTrainedTokenizer FromPretrained(string dir)
+    /// <param name="dir">A model folder, or a hub id ("org/name") downloaded into / found in the HF cache (<see cref="HubCache.ResolveModelDir"/>).</param>
+    /// <param name="options">Hub settings (revision, token, cache folder, offline, endpoint) for a hub id.</param>
+    public static PreTrainedTokenizer FromPretrained(string dir, FromPretrainedOptions? options = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(dir);
+        if (!Directory.Exists(dir) && Hub.HubPaths.IsRepoId(dir)) dir = HubCache.ResolveModelDir(dir, options);
         if (!Directory.Exists(dir))
             throw new DirectoryNotFoundException($"AutoTokenizer.FromPretrained: '{dir}' is not a folder (only local model folders are supported)");
         var config = ReadObject(Path.Combine(dir, "tokenizer_config.json")) ?? [];
