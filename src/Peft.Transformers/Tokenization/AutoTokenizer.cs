@@ -25,6 +25,10 @@ public static class AutoTokenizer
             foreach (var (k, v) in map)
                 if (config[k] is null && v is not null) config[k] = v.DeepClone();
 
+        // transformers 5 saves the chat template beside the config; that file wins over the config's key
+        var jinja = Path.Combine(dir, "chat_template.jinja");
+        if (File.Exists(jinja)) config["chat_template"] = File.ReadAllText(jinja);
+
         string tj = Path.Combine(dir, "tokenizer.json");
         JsonObject json;
         if (File.Exists(tj)) json = ReadObject(tj)!;

@@ -12,7 +12,7 @@ namespace Peft.Transformers;
 /// decoded text are those of HF tokenizers. Thread-safe for encoding and decoding; the settable properties are not
 /// synchronized.
 /// </summary>
-public sealed class PreTrainedTokenizer
+public sealed partial class PreTrainedTokenizer
 {
     private static readonly JsonSerializerOptions WriteOptions = new() { WriteIndented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
     private TokenizerPipeline _pipe;
@@ -406,6 +406,7 @@ public sealed class PreTrainedTokenizer
         if (_addBosToken is bool sb) cfg["add_bos_token"] = sb;
         if (_addEosToken is bool se) cfg["add_eos_token"] = se;
         if (TokenizerClass is null) cfg["tokenizer_class"] = "PreTrainedTokenizerFast";
+        if (ChatTemplateJson() is { } chat) cfg["chat_template"] = chat;
         AtomicFile.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), cfg.ToJsonString(WriteOptions));
     }
 
