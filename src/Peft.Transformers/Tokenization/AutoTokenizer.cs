@@ -13,13 +13,15 @@ public static class AutoTokenizer
     /// message naming it.
     /// </summary>
     /// <param name="dir">A model folder, or a hub id ("org/name") downloaded into / found in the HF cache (<see cref="HubCache.ResolveModelDir"/>).</param>
-    /// <param name="options">Hub settings (revision, token, cache folder, offline, endpoint) for a hub id.</param>
-    public static PreTrainedTokenizer FromPretrained(string dir, FromPretrainedOptions? options = null)
+    public static PreTrainedTokenizer FromPretrained(string dir) => FromPretrained(dir, null);
+
+    /// <summary>As <see cref="FromPretrained(string)"/>, with hub settings (revision, token, cache folder, offline, endpoint) for a hub id.</summary>
+    public static PreTrainedTokenizer FromPretrained(string dir, FromPretrainedOptions? options)
     {
         ArgumentException.ThrowIfNullOrEmpty(dir);
         if (!Directory.Exists(dir) && Hub.HubPaths.IsRepoId(dir)) dir = HubCache.ResolveModelDir(dir, options);
         if (!Directory.Exists(dir))
-            throw new DirectoryNotFoundException($"AutoTokenizer.FromPretrained: '{dir}' is not a folder (only local model folders are supported)");
+            throw new DirectoryNotFoundException($"AutoTokenizer.FromPretrained: '{dir}' is neither a folder nor a hub id (org/name)");
         var config = ReadObject(Path.Combine(dir, "tokenizer_config.json")) ?? [];
         if (ReadObject(Path.Combine(dir, "special_tokens_map.json")) is JsonObject map)
             foreach (var (k, v) in map)

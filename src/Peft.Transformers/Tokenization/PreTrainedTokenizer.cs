@@ -377,7 +377,7 @@ public sealed partial class PreTrainedTokenizer
 
     /// <summary>
     /// Writes tokenizer.json (the pipeline this tokenizer was built from) and tokenizer_config.json (with the current
-    /// special tokens, sides and model_max_length), atomically; <see cref="AutoTokenizer.FromPretrained"/> on the folder
+    /// special tokens, sides and model_max_length), atomically; <see cref="AutoTokenizer.FromPretrained(string)"/> on the folder
     /// gives the same ids.
     /// </summary>
     public void SavePretrained(string dir)
