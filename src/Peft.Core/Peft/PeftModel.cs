@@ -81,11 +81,13 @@ public sealed class PeftModel : nn.Module<ModelInput, ModelOutput>, ITrainingHoo
     /// <summary>
     /// Loads an adapter folder (<c>adapter_config.json</c> + <c>adapter_model.safetensors</c>) onto
     /// <paramref name="model"/> (HF <c>PeftModel.from_pretrained</c>). With <paramref name="isTrainable"/> false the
-    /// adapter is frozen and the model is put in eval mode.
+    /// adapter is frozen and the model is put in eval mode. <paramref name="dir"/> may be a Hub id ("user/adapter"), resolved
+    /// through <see cref="AdapterSources"/> (downloaded into the HF cache once Peft.Transformers is in use).
     /// </summary>
     public static PeftModel FromPretrained(nn.Module model, string dir, bool isTrainable = false, string adapterName = "default", ILogger? logger = null)
     {
         ArgumentNullException.ThrowIfNull(model);
+        dir = AdapterSources.Resolve(dir);
         var config = PeftConfig.FromPretrained(dir) with { InferenceMode = !isTrainable };
         var pm = GetPeftModel(model, config, adapterName, logger);
         pm.LoadAdapterWeights(dir, adapterName);
@@ -97,6 +99,7 @@ public sealed class PeftModel : nn.Module<ModelInput, ModelOutput>, ITrainingHoo
     public void LoadAdapter(string dir, string adapterName, bool isTrainable = false)
     {
         ThrowIfUnloaded();
+        dir = AdapterSources.Resolve(dir);
         var config = PeftConfig.FromPretrained(dir) with { InferenceMode = !isTrainable };
         AddAdapter(adapterName, config);
         LoadAdapterWeights(dir, adapterName);

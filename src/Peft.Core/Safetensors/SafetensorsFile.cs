@@ -62,7 +62,8 @@ public sealed class SafetensorsFile : IDisposable
     private unsafe SafetensorsFile(string path)
     {
         Path = path;
-        var fileLength = new FileInfo(path).Length;
+        // the length of what a symlink points to (the HF cache links snapshots to blobs), not of the link itself
+        var fileLength = (new FileInfo(path).ResolveLinkTarget(returnFinalTarget: true) as FileInfo ?? new FileInfo(path)).Length;
         if (fileLength < 8)
         {
             throw Bad(path, $"the file is {fileLength} bytes, shorter than the 8-byte header length");

@@ -21,8 +21,17 @@ public sealed record FromPretrainedOptions
     /// <summary>Hub revision: a branch/tag name under <c>refs/</c> or a commit hash (HF <c>revision</c>); null = "main".</summary>
     public string? Revision { get; init; }
 
-    /// <summary>Only use files already on disk (HF <c>local_files_only</c>). Downloading is not implemented yet, so loading is always local.</summary>
+    /// <summary>Only use files already on disk, never download (HF <c>local_files_only</c>; HF_HUB_OFFLINE=1 does the same).</summary>
     public bool LocalFilesOnly { get; init; }
+
+    /// <summary>Hub access token sent as <c>Authorization: Bearer</c> (HF <c>token</c>); null = HF_TOKEN or $HF_HOME/token.</summary>
+    public string? Token { get; init; }
+
+    /// <summary>Hub cache folder (HF <c>cache_dir</c>); null = HF_HUB_CACHE, else $HF_HOME/hub.</summary>
+    public string? CacheDir { get; init; }
+
+    /// <summary>Hub base URL, e.g. a mirror (HF <c>endpoint</c>); null = HF_ENDPOINT, else https://huggingface.co.</summary>
+    public string? Endpoint { get; init; }
 
     /// <summary>Quantized loading (HF <c>quantization_config</c>); not implemented yet: setting it throws <see cref="NotSupportedException"/>.</summary>
     public BitsAndBytesConfig? Quantization { get; init; }

@@ -9,13 +9,16 @@ namespace Peft.Transformers;
 /// Continues a prompt (HF <c>TextGenerationPipeline</c>). Like HF, it samples by default (temperature 0.7, up to
 /// 256 new tokens) unless the model's generation_config.json or the call says otherwise (<c>DoSample = false</c> for
 /// greedy). It encodes the prompt, calls <see cref="GenerationLoop.Generate(nn.Module{ModelInput, ModelOutput}, Tensor, Tensor?, GenerationConfig, GenerationConfig?)"/>
-/// and decodes each returned sequence without special tokens. With <c>returnFullText</c> (default) the text is the prompt
-/// followed by the new text, as HF builds it (prompt + decoded[len(decoded prompt):]).
+/// and decodes the new tokens of each returned sequence without special tokens, as transformers 5.x's
+/// <c>postprocess</c> does (<c>decode(sequence[prompt_len:])</c>, clean-up of tokenization spaces only for WordPiece
+/// tokenizers: 5.x ignores it for BPE). With <c>returnFullText</c> (default) the text is the prompt string followed by
+/// that decoded continuation, so a Llama-family prompt ending in "." continues as "...Monday.could", not "... could".
+/// Chat input (a list of messages) is in <see cref="RunChat(System.Text.Json.Nodes.JsonArray, GenerationConfig?, bool?, CancellationToken)"/>.
 /// </summary>
 /// <param name="model">A causal LM (a <c>PreTrainedModel</c>, a <c>PeftModel</c>, ...).</param>
 /// <param name="tokenizer">Its tokenizer.</param>
 /// <param name="modelDefaults">The model's generation defaults (<c>generation_config.json</c>), or null.</param>
-public sealed class TextGenerationPipeline(nn.Module<ModelInput, ModelOutput> model, IPipelineTokenizer tokenizer,
+public sealed partial class TextGenerationPipeline(nn.Module<ModelInput, ModelOutput> model, IPipelineTokenizer tokenizer,
     GenerationConfig? modelDefaults = null) : Pipeline(model, tokenizer)
 {
     /// <summary>
@@ -48,21 +51,35 @@ public sealed class TextGenerationPipeline(nn.Module<ModelInput, ModelOutput> mo
         config ??= new GenerationConfig();
         var enc = Tokenizer.Encode(prompt, addSpecialTokens: true);
         if (enc.Ids.Count == 0) throw new ArgumentException($"prompt \"{prompt}\" encodes to no tokens; text generation needs at least one", nameof(prompt));
+        return Generate(enc.Ids, config, cancellationToken)
+            .Select(r => r with { GeneratedText = returnFullText ? prompt + r.GeneratedText : r.GeneratedText })
+            .ToList();
+    }
+
+    /// <summary>Generates from prompt ids; each result's text is the decoded continuation (the tokens after the prompt).</summary>
+    private List<PipelineResult> Generate(IReadOnlyList<int> promptIds, GenerationConfig config, CancellationToken cancellationToken)
+    {
         using var scope = NewDisposeScope();
-        var ids = tensor(enc.Ids.Select(x => (long)x).ToArray(), [1, enc.Ids.Count]);
+        var ids = tensor(promptIds.Select(x => (long)x).ToArray(), [1, promptIds.Count]);
         var mask = ones_like(ids);
         var output = GenerationLoop.Generate(Model, ids, mask, config, EffectiveDefaults, cancellationToken);
-        int promptChars = Tokenizer.Decode(enc.Ids, skipSpecialTokens: true).Length;
         var results = new List<PipelineResult>();
         for (int r = 0; r < output.shape[0]; r++)
         {
             var seq = output[r].data<long>().Select(x => (int)x).ToArray();
-            var text = Tokenizer.Decode(seq, skipSpecialTokens: true);
-            var newText = text.Length >= promptChars ? text[promptChars..] : "";
-            results.Add(new PipelineResult { GeneratedText = returnFullText ? prompt + newText : newText, GeneratedTokenIds = seq });
+            results.Add(new PipelineResult { GeneratedText = DecodeContinuation(seq.Skip(promptIds.Count)), GeneratedTokenIds = seq });
         }
         return results;
     }
+
+    /// <summary>
+    /// HF 5.x: <c>decode(new_ids, skip_special_tokens=True, clean_up_tokenization_spaces=True)</c>, where the clean-up is
+    /// ignored for BPE tokenizers; only a WordPiece tokenizer (## continuation prefix) gets it.
+    /// </summary>
+    private string DecodeContinuation(IEnumerable<int> newIds) =>
+        Tokenizer is PipelineTokenizer { HasContinuingSubwordPrefix: true } wordPiece
+            ? wordPiece.Tokenizer.Decode(newIds, skipSpecialTokens: true, cleanUpTokenizationSpaces: true)
+            : Tokenizer.Decode(newIds, skipSpecialTokens: true);
 
     /// <summary>Batch form of <see cref="Run(string, GenerationConfig?, bool, CancellationToken)"/>: prompts are generated one by one.</summary>
     public IReadOnlyList<IReadOnlyList<PipelineResult>> Run(IEnumerable<string> prompts, GenerationConfig? config, bool returnFullText = true,

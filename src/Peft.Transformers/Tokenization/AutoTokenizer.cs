@@ -12,15 +12,24 @@ public static class AutoTokenizer
     /// byte-level BPE) or <c>vocab.txt</c> (BERT WordPiece). A malformed or unsupported component fails here with a
     /// message naming it.
     /// </summary>
-    public static PreTrainedTokenizer FromPretrained(string dir)
+    /// <param name="dir">A model folder, or a hub id ("org/name") downloaded into / found in the HF cache (<see cref="HubCache.ResolveModelDir"/>).</param>
+    public static PreTrainedTokenizer FromPretrained(string dir) => FromPretrained(dir, null);
+
+    /// <summary>As <see cref="FromPretrained(string)"/>, with hub settings (revision, token, cache folder, offline, endpoint) for a hub id.</summary>
+    public static PreTrainedTokenizer FromPretrained(string dir, FromPretrainedOptions? options)
     {
         ArgumentException.ThrowIfNullOrEmpty(dir);
+        if (!Directory.Exists(dir) && Hub.HubPaths.IsRepoId(dir)) dir = HubCache.ResolveModelDir(dir, options);
         if (!Directory.Exists(dir))
-            throw new DirectoryNotFoundException($"AutoTokenizer.FromPretrained: '{dir}' is not a folder (only local model folders are supported)");
+            throw new DirectoryNotFoundException($"AutoTokenizer.FromPretrained: '{dir}' is neither a folder nor a hub id (org/name)");
         var config = ReadObject(Path.Combine(dir, "tokenizer_config.json")) ?? [];
         if (ReadObject(Path.Combine(dir, "special_tokens_map.json")) is JsonObject map)
             foreach (var (k, v) in map)
                 if (config[k] is null && v is not null) config[k] = v.DeepClone();
+
+        // transformers 5 saves the chat template beside the config; that file wins over the config's key
+        var jinja = Path.Combine(dir, "chat_template.jinja");
+        if (File.Exists(jinja)) config["chat_template"] = File.ReadAllText(jinja);
 
         string tj = Path.Combine(dir, "tokenizer.json");
         JsonObject json;

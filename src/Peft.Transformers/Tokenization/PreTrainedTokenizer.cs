@@ -12,7 +12,7 @@ namespace Peft.Transformers;
 /// decoded text are those of HF tokenizers. Thread-safe for encoding and decoding; the settable properties are not
 /// synchronized.
 /// </summary>
-public sealed class PreTrainedTokenizer
+public sealed partial class PreTrainedTokenizer
 {
     private static readonly JsonSerializerOptions WriteOptions = new() { WriteIndented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
     private TokenizerPipeline _pipe;
@@ -377,7 +377,7 @@ public sealed class PreTrainedTokenizer
 
     /// <summary>
     /// Writes tokenizer.json (the pipeline this tokenizer was built from) and tokenizer_config.json (with the current
-    /// special tokens, sides and model_max_length), atomically; <see cref="AutoTokenizer.FromPretrained"/> on the folder
+    /// special tokens, sides and model_max_length), atomically; <see cref="AutoTokenizer.FromPretrained(string)"/> on the folder
     /// gives the same ids.
     /// </summary>
     public void SavePretrained(string dir)
@@ -406,6 +406,7 @@ public sealed class PreTrainedTokenizer
         if (_addBosToken is bool sb) cfg["add_bos_token"] = sb;
         if (_addEosToken is bool se) cfg["add_eos_token"] = se;
         if (TokenizerClass is null) cfg["tokenizer_class"] = "PreTrainedTokenizerFast";
+        if (ChatTemplateJson() is { } chat) cfg["chat_template"] = chat;
         AtomicFile.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), cfg.ToJsonString(WriteOptions));
     }
 
