@@ -90,7 +90,7 @@ public static class BnbQuantStateJson
     };
 
     /// <summary>Python's <c>repr(float)</c> of a float32 value widened to double (shortest round-trip digits).</summary>
-    internal static string PythonFloat(float value)
+    public static string PythonFloat(float value)
     {
         double d = value;
         if (double.IsNaN(d)) return "NaN";

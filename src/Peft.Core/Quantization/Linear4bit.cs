@@ -23,7 +23,7 @@ public sealed class Linear4bit : nn.Module<Tensor, Tensor>, IQuantizedLinear
     public Parameter? bias;
 #pragma warning restore IDE1006
 
-    private Tensor _stateJson;
+    private Tensor _stateJson = null!;
 
     /// <summary>
     /// Quantises <paramref name="weightToQuantize"/> [out, in] (float32/16/bf16; not kept) into a new layer.
@@ -45,8 +45,8 @@ public sealed class Linear4bit : nn.Module<Tensor, Tensor>, IQuantizedLinear
         ComputeDtype = computeDtype;
         weight = new Parameter(packed.DetachFromDisposeScope(), requires_grad: false);
         bias = biasToKeep is null ? null : new Parameter(biasToKeep.detach().clone().DetachFromDisposeScope(), requires_grad: false);
-        _stateJson = BnbQuantStateJson.Pack(state).DetachFromDisposeScope();
         RegisterComponents();
+        _stateJson = BnbQuantStateJson.Pack(state).DetachFromDisposeScope();   // registered under bnb's dotted name only
         RegisterStateBuffers();
     }
 
