@@ -13,6 +13,7 @@ using Peft.Transformers;
 using TorchSharp;
 using static TorchSharp.torch;
 
+if (args.Length == 2 && args[0] == "quant") return QuantVectors.Write(args[1]);   // 4-bit vectors for check_quant.py
 if (args.Length != 2)
 {
     Console.Error.WriteLine("usage: Peft.Interop MODELS_DIR OUT_DIR");
