@@ -20,37 +20,37 @@ namespace Peft.Core;
 /// <see cref="Unload"/> give the plain model back.</para>
 /// <para>State-dict keys are PEFT's: <c>base_model.model.&lt;path&gt;.lora_A.&lt;adapter&gt;.weight</c>, ...</para>
 /// </remarks>
-public sealed class PeftModel : nn.Module<ModelInput, ModelOutput>
+public sealed class PeftModel : nn.Module<ModelInput, ModelOutput>, ITrainingHooks, IGradientCheckpointing, IGenerationStepHook
 {
     /// <summary>The weights file inside an adapter folder.</summary>
     public const string WeightsFileName = "adapter_model.safetensors";
 
     private readonly BaseTuner base_model;
-    private readonly Dictionary<string, PeftConfig> _configs = new(StringComparer.Ordinal);
-    private List<string> _active;
     private bool _unloaded;
 
-    private PeftModel(BaseTuner tuner, string adapterName) : base("PeftModel")
+    private PeftModel(BaseTuner tuner) : base("PeftModel")
     {
         base_model = tuner;
-        _active = [adapterName];
         RegisterComponents();
     }
 
-    /// <summary>The tuner (PEFT <c>peft_model.base_model</c>, e.g. <see cref="LoraModel"/>).</summary>
+    /// <summary>
+    /// The tuner (PEFT <c>peft_model.base_model</c>, e.g. <see cref="LoraModel"/>). It owns the adapter configs and the
+    /// active adapters, so calls on it and on this model cannot disagree.
+    /// </summary>
     public BaseTuner Tuner => base_model;
 
-    /// <summary>The configs of all adapters, by name (PEFT <c>peft_config</c>).</summary>
-    public IReadOnlyDictionary<string, PeftConfig> PeftConfigs => _configs;
+    /// <summary>The configs of all adapters, by name (PEFT <c>peft_config</c>; held by <see cref="Tuner"/>).</summary>
+    public IReadOnlyDictionary<string, PeftConfig> PeftConfigs => base_model.PeftConfigs;
 
     /// <summary>The active adapter's config (PEFT <c>active_peft_config</c>).</summary>
-    public PeftConfig ActivePeftConfig => _configs[_active[0]];
+    public PeftConfig ActivePeftConfig => base_model.ActivePeftConfig;
 
     /// <summary>The active adapters (PEFT <c>active_adapters</c>).</summary>
-    public IReadOnlyList<string> ActiveAdapters => _active;
+    public IReadOnlyList<string> ActiveAdapters => base_model.ActiveAdapters;
 
     /// <summary>The first active adapter (PEFT <c>active_adapter</c>).</summary>
-    public string ActiveAdapter => _active[0];
+    public string ActiveAdapter => base_model.ActiveAdapter;
 
     /// <summary>Warnings raised while adding adapters (e.g. fan_in_fan_out corrected for Conv1D).</summary>
     public IReadOnlyList<string> Warnings => base_model.Warnings;
@@ -72,11 +72,9 @@ public sealed class PeftModel : nn.Module<ModelInput, ModelOutput>
         if (model.named_modules().Any(m => m.module is ITunerLayer))
             throw new ArgumentException("The model already contains adapter layers (was it passed to GetPeftModel before?).", nameof(model));
         var entry = PeftRegistry.Get(config.PeftType);
-        if (entry.CreateTuner is null)
-            throw new NotSupportedException($"peft_type {config.PeftType} does not replace layers; it is not supported by this PeftModel yet.");
         var tuner = entry.CreateTuner(model, logger);
-        var pm = new PeftModel(tuner, adapterName);
-        pm.AddAdapterCore(adapterName, config);
+        var pm = new PeftModel(tuner);
+        tuner.AddAdapter(adapterName, config);
         return pm;
     }
 
@@ -109,32 +107,7 @@ public sealed class PeftModel : nn.Module<ModelInput, ModelOutput>
     public void AddAdapter(string adapterName, PeftConfig config)
     {
         ThrowIfUnloaded();
-        ArgumentException.ThrowIfNullOrEmpty(adapterName);
-        ArgumentNullException.ThrowIfNull(config);
-        if (_configs.ContainsKey(adapterName)) throw new ArgumentException($"Adapter '{adapterName}' already exists.", nameof(adapterName));
-        if (config.PeftType != ActivePeftConfig.PeftType)
-            throw new ArgumentException($"Cannot add a {config.PeftType} adapter to a model with {ActivePeftConfig.PeftType} adapters.", nameof(config));
-        AddAdapterCore(adapterName, config);
-    }
-
-    private void AddAdapterCore(string adapterName, PeftConfig config)
-    {
-        if (config.BaseModelNameOrPath is null && base_model.Model is IPretrainedModel pre) config = config with { BaseModelNameOrPath = pre.NameOrPath };
-        var heads = config.TaskType switch
-        {
-            TaskType.SeqCls or TaskType.TokenCls => new[] { "classifier", "score" },
-            TaskType.QuestionAns => new[] { "qa_outputs" },
-            _ => [],
-        };
-        if (heads.Length > 0)
-        {
-            var list = config.ModulesToSaveNames?.ToList() ?? [];
-            foreach (var h in heads) if (!list.Contains(h)) list.Add(h);
-            config = config.WithModulesToSave(list);
-        }
-        config = base_model.InjectAdapter(adapterName, config, _active);
-        _configs[adapterName] = config;
-        base_model.SetModulesToSave(adapterName, config.ModulesToSaveNames, active: _active.Contains(adapterName), trainable: !config.InferenceMode);
+        base_model.AddAdapter(adapterName, config);
     }
 
     private void LoadAdapterWeights(string dir, string adapterName)
@@ -144,7 +117,7 @@ public sealed class PeftModel : nn.Module<ModelInput, ModelOutput>
         using var scope = NewDisposeScope();
         using var file = SafetensorsFile.Open(path);
         var tensors = file.ReadAll();
-        base_model.LoadAdapterStateDict(tensors, adapterName, _configs[adapterName], path);
+        base_model.LoadAdapterStateDict(tensors, adapterName, path);
     }
 
     /// <summary>
@@ -156,12 +129,15 @@ public sealed class PeftModel : nn.Module<ModelInput, ModelOutput>
     {
         ThrowIfUnloaded();
         ArgumentNullException.ThrowIfNull(dir);
-        foreach (var name in selectedAdapters ?? _configs.Keys.ToList())
+        var configs = base_model.PeftConfigs;
+        foreach (var name in selectedAdapters ?? configs.Keys.ToList())
         {
-            if (!_configs.TryGetValue(name, out var config)) throw new ArgumentException($"No adapter '{name}' (have: {string.Join(", ", _configs.Keys)}).");
+            if (!configs.ContainsKey(name)) throw new ArgumentException($"No adapter '{name}' (have: {string.Join(", ", configs.Keys)}).");
             var outDir = name == "default" ? dir : Path.Combine(dir, name);
             Directory.CreateDirectory(outDir);
-            var tensors = base_model.GetAdapterStateDict(name, config);
+            using var scope = NewDisposeScope();
+            var tensors = base_model.GetAdapterStateDict(name);
+            var config = base_model.PeftConfigs[name];
             SafetensorsWriter.Save(Path.Combine(outDir, WeightsFileName), tensors, new Dictionary<string, string> { ["format"] = "pt" });
             (config with { InferenceMode = true }).SavePretrained(outDir);
         }
@@ -171,20 +147,15 @@ public sealed class PeftModel : nn.Module<ModelInput, ModelOutput>
     public void SetAdapter(string adapterName)
     {
         ThrowIfUnloaded();
-        if (!_configs.TryGetValue(adapterName, out var config)) throw new ArgumentException($"Adapter '{adapterName}' not found (have: {string.Join(", ", _configs.Keys)}).", nameof(adapterName));
+        if (!PeftConfigs.TryGetValue(adapterName, out var config)) throw new ArgumentException($"Adapter '{adapterName}' not found (have: {string.Join(", ", PeftConfigs.Keys)}).", nameof(adapterName));
         base_model.SetAdapter([adapterName], trainable: !config.InferenceMode);
-        _active = [adapterName];
     }
 
     /// <summary>Removes an adapter (HF <c>delete_adapter</c>). Deleting the active one activates the first remaining.</summary>
     public void DeleteAdapter(string adapterName)
     {
         ThrowIfUnloaded();
-        if (!_configs.ContainsKey(adapterName)) throw new ArgumentException($"Adapter '{adapterName}' not found (have: {string.Join(", ", _configs.Keys)}).", nameof(adapterName));
         base_model.DeleteAdapter(adapterName);
-        _configs.Remove(adapterName);
-        _active.Remove(adapterName);
-        if (_active.Count == 0 && _configs.Count > 0) SetAdapter(_configs.Keys.First());
     }
 
     /// <summary>
@@ -211,15 +182,15 @@ public sealed class PeftModel : nn.Module<ModelInput, ModelOutput>
     }
 
     /// <summary>
-    /// Adds <paramref name="adapterName"/> combined from LoRA <paramref name="adapters"/> with <paramref name="weights"/>
+    /// Adds <paramref name="adapterName"/> combined from <paramref name="adapters"/> of a tuner that supports it (<see cref="IWeightedAdapterTuner"/>: LoRA) with <paramref name="weights"/>
     /// (HF <c>add_weighted_adapter</c>; combination "svd" (default), "linear" or "cat"). Not made active.
     /// </summary>
     public void AddWeightedAdapter(IReadOnlyList<string> adapters, IReadOnlyList<double> weights, string adapterName, string combinationType = "svd")
     {
         ThrowIfUnloaded();
-        if (base_model is not LoraModel lora) throw new NotSupportedException("AddWeightedAdapter needs LoRA adapters.");
-        if (_configs.ContainsKey(adapterName)) throw new ArgumentException($"Adapter '{adapterName}' already exists.", nameof(adapterName));
-        _configs[adapterName] = lora.AddWeightedAdapter(_configs, adapters, weights, adapterName, combinationType, _active);
+        if (base_model is not IWeightedAdapterTuner weighted)
+            throw new NotSupportedException($"AddWeightedAdapter is not supported by {base_model.GetType().Name} ({ActivePeftConfig.PeftType} adapters).");
+        weighted.AddWeightedAdapter(adapters, weights, adapterName, combinationType);
     }
 
     /// <summary>Folds the active (or given) adapters into the base weights, keeping the adapter layers (HF <c>merge_adapter</c>).</summary>
@@ -286,17 +257,29 @@ public sealed class PeftModel : nn.Module<ModelInput, ModelOutput>
     }
 
     /// <summary>
-    /// Runs the model. A <c>Module&lt;ModelInput, ModelOutput&gt;</c> gets <paramref name="input"/> unchanged; a
+    /// Runs the model through the tuner (<see cref="BaseTuner.Forward"/>: a method may transform the inputs first, e.g.
+    /// prepend virtual tokens). A <c>Module&lt;ModelInput, ModelOutput&gt;</c> base model gets the (transformed) input; a
     /// <c>Module&lt;Tensor, Tensor&gt;</c> gets <see cref="ModelInput.InputsEmbeds"/> (else <see cref="ModelInput.InputIds"/>)
-    /// and its output is returned as <see cref="ModelOutput.Logits"/>. The caller owns the outputs.
+    /// and its output is returned as <see cref="ModelOutput.Logits"/>. <see cref="ModelInput.AdapterNames"/> selects an
+    /// adapter per row (mixed-adapter batch). The caller owns the outputs.
     /// </summary>
     public override ModelOutput forward(ModelInput input)
     {
         ThrowIfUnloaded();
         ArgumentNullException.ThrowIfNull(input);
         var rows = input.InputIds ?? input.InputsEmbeds;
-        using var mixed = WithRowAdapters(input.AdapterNames, rows?.shape[0]);
+        using var mixed = base_model.WithRowAdapters(input.AdapterNames, rows?.shape[0]);
         return base_model.Forward(input);
+    }
+
+    /// <summary>One decoding step through the tuner's <c>prepare_inputs_for_generation</c> (see <see cref="IGenerationStepHook"/>).</summary>
+    public ModelOutput ForwardGenerationStep(ModelInput stepInput)
+    {
+        ThrowIfUnloaded();
+        ArgumentNullException.ThrowIfNull(stepInput);
+        var rows = stepInput.InputIds ?? stepInput.InputsEmbeds;
+        using var mixed = base_model.WithRowAdapters(stepInput.AdapterNames, rows?.shape[0]);
+        return base_model.ForwardGenerationStep(stepInput);
     }
 
     /// <summary>
@@ -307,38 +290,38 @@ public sealed class PeftModel : nn.Module<ModelInput, ModelOutput>
     {
         ThrowIfUnloaded();
         ArgumentNullException.ThrowIfNull(x);
-        using var mixed = WithRowAdapters(adapterNames, x.shape[0]);
+        using var mixed = base_model.WithRowAdapters(adapterNames, x.shape[0]);
         return base_model.Model is nn.Module<Tensor, Tensor> t ? t.forward(x)
             : throw new NotSupportedException($"{base_model.Model.GetType().Name} is not a Module<Tensor, Tensor>; use forward(ModelInput).");
     }
 
-    /// <summary>
-    /// Hands per-row adapter names to every LoRA layer for one forward call (PEFT passes <c>adapter_names</c> through
-    /// forward pre-hooks the same way) and takes them back when disposed.
-    /// </summary>
-    private IDisposable? WithRowAdapters(IReadOnlyList<string>? adapterNames, long? batch)
+    /// <summary>The tuner's extra training loss term (AdaLoRA's orthogonal regulariser), or null (see <see cref="ITrainingHooks.LossTerm"/>).</summary>
+    public Tensor? LossTerm()
     {
-        if (adapterNames is null) return null;
-        if (batch is { } b && adapterNames.Count != b)
-            throw new ArgumentException($"adapter_names has {adapterNames.Count} entries but the batch has {b} rows.", nameof(adapterNames));
-        foreach (var n in adapterNames.Distinct())
-        {
-            if (n != "__base__" && !_configs.ContainsKey(n))
-                throw new ArgumentException($"adapter_names: unknown adapter '{n}' (have: {string.Join(", ", _configs.Keys)}, or \"__base__\").", nameof(adapterNames));
-        }
-        var layers = base_model.TunerLayers().Select(l => l.Layer).OfType<LoraLayer>().ToList();
-        if (layers.Any(l => l.Merged)) throw new InvalidOperationException("Cannot use adapter_names while adapters are merged.");
-        foreach (var l in layers) l.RowAdapterNames = adapterNames;
-        return new RowAdapterScope(layers);
+        ThrowIfUnloaded();
+        return base_model.LossTerm();
     }
 
-    private sealed class RowAdapterScope(List<LoraLayer> layers) : IDisposable
+    /// <summary>Forwards to the tuner after each optimizer step (AdaLoRA's <c>update_and_allocate</c>; see <see cref="ITrainingHooks.OnOptimizerStep"/>).</summary>
+    public void OnOptimizerStep(int globalStep)
     {
-        public void Dispose()
-        {
-            foreach (var l in layers) l.RowAdapterNames = null;
-        }
+        ThrowIfUnloaded();
+        base_model.OnOptimizerStep(globalStep);
     }
+
+    /// <inheritdoc />
+    public bool IsGradientCheckpointing => base_model.Model is IGradientCheckpointing g && g.IsGradientCheckpointing;
+
+    /// <summary>Turns on gradient checkpointing of the wrapped model (HF <c>gradient_checkpointing_enable</c>).</summary>
+    /// <exception cref="NotSupportedException">The wrapped model does not implement <see cref="IGradientCheckpointing"/>.</exception>
+    public void GradientCheckpointingEnable() => Checkpointing().GradientCheckpointingEnable();
+
+    /// <summary>Turns off gradient checkpointing of the wrapped model (HF <c>gradient_checkpointing_disable</c>).</summary>
+    /// <exception cref="NotSupportedException">The wrapped model does not implement <see cref="IGradientCheckpointing"/>.</exception>
+    public void GradientCheckpointingDisable() => Checkpointing().GradientCheckpointingDisable();
+
+    private IGradientCheckpointing Checkpointing() => base_model.Model as IGradientCheckpointing
+        ?? throw new NotSupportedException($"Gradient checkpointing is not supported by the wrapped model {base_model.Model.GetType().FullName} (it does not implement IGradientCheckpointing).");
 
     private void ThrowIfUnloaded()
     {

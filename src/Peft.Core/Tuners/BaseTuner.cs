@@ -1,4 +1,3 @@
-using System.Text.RegularExpressions;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using TorchSharp;
@@ -7,17 +6,25 @@ using static TorchSharp.torch;
 namespace Peft.Core.Tuners;
 
 /// <summary>
-/// A PEFT method that adapts a model by replacing some of its layers (PEFT <c>BaseTuner</c>: LoRA, IA3, ...). It holds
-/// the user's model as its child <c>model</c>, so a <see cref="PeftModel"/>'s state-dict keys are
-/// <c>base_model.model.&lt;path&gt;</c> exactly as in PEFT. A method implements the matching of target modules, the
-/// creation of its layers, and its adapter-file layout; the rest (injection loop, adapter switching, merge / unload,
-/// modules_to_save) is shared here.
+/// The method-neutral core of a PEFT method (PEFT <c>BaseTuner</c> plus the prompt-learning parts of
+/// <c>PeftModel</c>). It holds the user's model as its child <c>model</c> (so a <see cref="PeftModel"/>'s state-dict
+/// keys are <c>base_model.model.&lt;path&gt;</c> as in PEFT), OWNS the adapter configs (PEFT <c>peft_config</c>) and the
+/// active adapters, and does what every method shares: adding / switching / deleting adapters, modules_to_save,
+/// merge / unload over the tuner layers, the adapter state dict (save and strict load), mixed-adapter batches, and the
+/// seams a method overrides: <see cref="PrepareInput"/> (transform the model inputs), <see cref="PrepareInputsForGeneration"/>
+/// (per decoding step), <see cref="LossTerm"/> / <see cref="OnOptimizerStep"/> (training hooks).
 /// </summary>
-/// <remarks>The model is changed in place: its layers are replaced by tuner layers that hold the originals.</remarks>
-public abstract class BaseTuner : nn.Module
+/// <remarks>
+/// Two kinds derive from it: <see cref="LayerInjectingTuner"/> (LoRA, AdaLoRA, IA3, bottleneck adapters: replaces
+/// target modules by <see cref="ITunerLayer"/>s) and <see cref="PromptLearningTuner"/> (prompt / prefix / P-tuning:
+/// injects nothing and changes the inputs instead). The model is changed in place.
+/// </remarks>
+public abstract partial class BaseTuner : nn.Module
 {
     private readonly nn.Module model;
     private readonly List<string> _warnings = new();
+    private readonly Dictionary<string, PeftConfig> _configs = new(StringComparer.Ordinal);
+    private List<string> _active = new();
 
     /// <summary>Wraps <paramref name="model"/> (registered as the child <c>model</c>).</summary>
     protected BaseTuner(string name, nn.Module model, ILogger? logger) : base(name)
@@ -40,6 +47,21 @@ public abstract class BaseTuner : nn.Module
     /// <summary>The substring that marks this method's parameters (PEFT <c>prefix</c>, e.g. "lora_").</summary>
     public abstract string Prefix { get; }
 
+    /// <summary>The configs of all adapters, by name, in the order they were added (PEFT <c>peft_config</c>).</summary>
+    public IReadOnlyDictionary<string, PeftConfig> PeftConfigs => _configs;
+
+    /// <summary>The active adapters (PEFT <c>active_adapters</c>).</summary>
+    public IReadOnlyList<string> ActiveAdapters => _active;
+
+    /// <summary>The first active adapter (PEFT <c>active_adapter</c>); throws when there is none.</summary>
+    public string ActiveAdapter => _active.Count > 0 ? _active[0] : throw new InvalidOperationException("No adapter is active.");
+
+    /// <summary>The first active adapter's config (PEFT <c>active_peft_config</c>).</summary>
+    public PeftConfig ActivePeftConfig => _configs[ActiveAdapter];
+
+    /// <summary>Whether adapters of this method can be folded into the base weights (false for prompt learning).</summary>
+    public virtual bool SupportsMerge => true;
+
     /// <summary>Records and logs a warning.</summary>
     protected void Warn(string message)
     {
@@ -47,44 +69,66 @@ public abstract class BaseTuner : nn.Module
         Logger.LogWarning("{Message}", message);
     }
 
-    /// <summary>Fills in defaults that depend on the model (target modules per model_type, "all-linear" expansion, ...).</summary>
-    public abstract PeftConfig PrepareConfig(PeftConfig config);
-
-    /// <summary>Whether the module at <paramref name="key"/> is a target of <paramref name="config"/>.</summary>
-    protected abstract bool IsTarget(PeftConfig config, string key);
-
-    /// <summary>Adds <paramref name="adapterName"/> to <paramref name="target"/>: updates a tuner layer, or replaces the module with a new one.</summary>
-    protected abstract void CreateOrUpdate(PeftConfig config, string adapterName, nn.Module target, string key, nn.Module parent, string childName);
-
-    /// <summary>Makes only adapter parameters (and the method's extras, e.g. biases) trainable.</summary>
-    protected abstract void MarkOnlyAdaptersTrainable(PeftConfig config);
-
     /// <summary>
-    /// Runs the wrapped model (PEFT <c>BaseTuner.forward</c>). Layer-replacing methods need nothing more; a method that
-    /// changes the inputs (prompt learning: virtual tokens, prefix key/values through <see cref="KeyValueCache"/>)
-    /// overrides this. A <c>Module&lt;Tensor, Tensor&gt;</c> gets <see cref="ModelInput.InputsEmbeds"/> (else
-    /// <see cref="ModelInput.InputIds"/>) and returns <see cref="ModelOutput.Logits"/>.
+    /// Adds adapter <paramref name="adapterName"/> (PEFT <c>add_adapter</c> / <c>inject_adapter</c>): fills in
+    /// <c>base_model_name_or_path</c> and the task's heads in <c>modules_to_save</c> (<c>classifier</c>, <c>score</c> for
+    /// SEQ_CLS / TOKEN_CLS, <c>qa_outputs</c> for QUESTION_ANS), lets the method inject it, freezes it with
+    /// <c>inference_mode</c>, and stores the config as used. The first adapter added becomes active; later ones do not.
     /// </summary>
-    public virtual ModelOutput Forward(ModelInput input)
+    /// <returns>The config as stored (defaults filled in).</returns>
+    /// <exception cref="ArgumentException">The name exists, the method differs from the existing adapters', or the config is invalid.</exception>
+    public PeftConfig AddAdapter(string adapterName, PeftConfig config)
     {
-        ArgumentNullException.ThrowIfNull(input);
-        switch (model)
+        ArgumentException.ThrowIfNullOrEmpty(adapterName);
+        ArgumentNullException.ThrowIfNull(config);
+        if (_configs.ContainsKey(adapterName)) throw new ArgumentException($"Adapter '{adapterName}' already exists.", nameof(adapterName));
+        if (_configs.Count > 0 && config.PeftType != _configs.Values.First().PeftType)
+            throw new ArgumentException($"Cannot add a {config.PeftType} adapter to a model with {_configs.Values.First().PeftType} adapters.", nameof(config));
+        if (config.BaseModelNameOrPath is null && model is IPretrainedModel pre) config = config with { BaseModelNameOrPath = pre.NameOrPath };
+        var heads = config.TaskType switch
         {
-            case nn.Module<ModelInput, ModelOutput> m:
-                return m.forward(input);
-            case nn.Module<Tensor, Tensor> t:
-                var x = input.InputsEmbeds ?? input.InputIds ?? throw new ArgumentException("ModelInput needs InputsEmbeds or InputIds for a Module<Tensor, Tensor>.", nameof(input));
-                return new ModelOutput { Logits = t.forward(x) };
-            default:
-                throw new NotSupportedException($"Cannot run a {model.GetType().Name}: use a Module<ModelInput, ModelOutput> or Module<Tensor, Tensor>.");
+            TaskType.SeqCls or TaskType.TokenCls => new[] { "classifier", "score" },
+            TaskType.QuestionAns => new[] { "qa_outputs" },
+            _ => [],
+        };
+        if (heads.Length > 0)
+        {
+            var list = config.ModulesToSaveNames?.ToList() ?? [];
+            foreach (var h in heads) if (!list.Contains(h)) list.Add(h);
+            config = config.WithModulesToSave(list);
         }
+        config = InjectAndRegister(adapterName, config);
+        SetModulesToSave(adapterName, config.ModulesToSaveNames, active: _active.Contains(adapterName), trainable: !config.InferenceMode);
+        return config;
     }
 
-    /// <summary>The adapter's tensors as PEFT saves them (keys <c>base_model.model.&lt;path&gt;...</c>, adapter name removed). Not owned by the caller.</summary>
-    public abstract Dictionary<string, Tensor> GetAdapterStateDict(string adapterName, PeftConfig config);
+    /// <summary>
+    /// Injects <paramref name="adapterName"/> (<see cref="InjectAdapter"/>), freezes it when the config says
+    /// <c>inference_mode</c>, and stores the config — without modules_to_save (weighted adapters use this).
+    /// </summary>
+    protected PeftConfig InjectAndRegister(string adapterName, PeftConfig config)
+    {
+        bool first = _configs.Count == 0;
+        if (first) _active = [adapterName];
+        try
+        {
+            config = InjectAdapter(adapterName, config);
+        }
+        catch
+        {
+            if (first) _active = [];
+            throw;
+        }
+        _configs[adapterName] = config;
+        if (config.InferenceMode) FreezeAdapter(adapterName);
+        return config;
+    }
 
-    /// <summary>Copies saved tensors (PEFT layout) into adapter <paramref name="adapterName"/>; strict about names and shapes.</summary>
-    public abstract void LoadAdapterStateDict(IReadOnlyDictionary<string, Tensor> tensors, string adapterName, PeftConfig config, string source);
+    /// <summary>
+    /// The method's part of adding an adapter: create its layers / modules for <paramref name="adapterName"/> (active
+    /// when it is in <see cref="ActiveAdapters"/>) and set what trains. Returns the config as used (defaults filled in).
+    /// </summary>
+    protected abstract PeftConfig InjectAdapter(string adapterName, PeftConfig config);
 
     /// <summary>Every tuner layer with its path in <see cref="Model"/>.</summary>
     public IEnumerable<(string Path, ITunerLayer Layer)> TunerLayers() =>
@@ -94,51 +138,21 @@ public abstract class BaseTuner : nn.Module
     public IEnumerable<(string Path, ModulesToSaveWrapper Wrapper)> ModulesToSaveWrappers() =>
         model.named_modules().Where(m => m.module is ModulesToSaveWrapper).Select(m => (m.name, (ModulesToSaveWrapper)m.module)).ToList();
 
-    /// <summary>
-    /// Adds adapter <paramref name="adapterName"/> to the model (PEFT <c>inject_adapter</c>). Returns the config as used
-    /// (defaults filled in). Throws listing module names when no target matches.
-    /// </summary>
-    public virtual PeftConfig InjectAdapter(string adapterName, PeftConfig config, IReadOnlyList<string> activeAdapters)
+    /// <summary>Module paths of <see cref="Model"/> outside tuner layers and wrappers (candidates for injection).</summary>
+    protected List<string> OuterModuleKeys()
     {
-        config = PrepareConfig(config);
         var inner = new List<string>();
         foreach (var (path, m) in model.named_modules())
         {
             if (m is ITunerLayer or ModulesToSaveWrapper) inner.Add(path + ".");
         }
-        var keys = model.named_modules().Select(m => m.name).Where(k => !inner.Any(p => k.StartsWith(p, StringComparison.Ordinal))).ToList();
-        int matched = 0;
-        foreach (var key in keys)
-        {
-            if (!IsTarget(config, key)) continue;
-            var (parent, childName, target) = ModuleSurgery.GetParent(model, key);
-            CreateOrUpdate(config, adapterName, target, key, parent, childName);
-            matched++;
-        }
-        if (matched == 0)
-        {
-            var names = keys.Where(k => k.Length > 0).ToList();
-            var leaves = names.Select(k => k[(k.LastIndexOf('.') + 1)..]).Where(n => !int.TryParse(n, out _)).Distinct().Take(30);
-            throw new ArgumentException(
-                $"Target modules {DescribeTargets(config)} not found in the base model ({model.GetType().Name}). " +
-                $"Module names that exist: {string.Join(", ", leaves)}{(names.Count > 30 ? ", ..." : "")}. Please check the target modules and try again.");
-        }
-        foreach (var (_, layer) in TunerLayers())
-        {
-            if (layer.AdapterNames.Contains(adapterName)) layer.SetAdapter(activeAdapters);
-        }
-        MarkOnlyAdaptersTrainable(config);
-        if (config.InferenceMode) FreezeAdapter(adapterName);
-        return config;
+        return model.named_modules().Select(m => m.name).Where(k => !inner.Any(p => k.StartsWith(p, StringComparison.Ordinal))).ToList();
     }
 
-    /// <summary>How the config names its targets, for error messages.</summary>
-    protected abstract string DescribeTargets(PeftConfig config);
-
-    /// <summary>Sets requires_grad = false on every parameter of <paramref name="adapterName"/>.</summary>
+    /// <summary>Sets requires_grad = false on every parameter of <paramref name="adapterName"/> (a segment of its name).</summary>
     public void FreezeAdapter(string adapterName)
     {
-        foreach (var (n, p) in model.named_parameters())
+        foreach (var (n, p) in named_parameters())
         {
             if (HasSegment(n, adapterName)) p.requires_grad = false;
         }
@@ -154,13 +168,7 @@ public abstract class BaseTuner : nn.Module
     public void SetModulesToSave(string adapterName, IReadOnlyList<string>? modulesToSave, bool active, bool trainable)
     {
         if (modulesToSave is null || modulesToSave.Count == 0) return;
-        var inner = new List<string>();
-        foreach (var (path, m) in model.named_modules())
-        {
-            if (m is ITunerLayer or ModulesToSaveWrapper) inner.Add(path + ".");
-        }
-        var keys = model.named_modules().Select(m => m.name).Where(k => !inner.Any(p => k.StartsWith(p, StringComparison.Ordinal))).ToList();
-        foreach (var key in keys)
+        foreach (var key in OuterModuleKeys())
         {
             if (!modulesToSave.Any(t => key == t || key.EndsWith("." + t, StringComparison.Ordinal))) continue;
             var (parent, childName, target) = ModuleSurgery.GetParent(model, key);
@@ -179,9 +187,17 @@ public abstract class BaseTuner : nn.Module
         }
     }
 
-    /// <summary>Makes <paramref name="adapterNames"/> the active adapters of every layer and wrapper.</summary>
-    public void SetAdapter(IReadOnlyList<string> adapterNames, bool trainable = true)
+    /// <summary>
+    /// Makes <paramref name="adapterNames"/> the active adapters of the tuner, every layer and every wrapper (PEFT
+    /// <c>set_adapter</c>); their parameters train when <paramref name="trainable"/>. Merged layers are unmerged first.
+    /// </summary>
+    public virtual void SetAdapter(IReadOnlyList<string> adapterNames, bool trainable = true)
     {
+        ArgumentNullException.ThrowIfNull(adapterNames);
+        foreach (var n in adapterNames)
+        {
+            if (!_configs.ContainsKey(n)) throw new ArgumentException($"Adapter '{n}' not found (have: {string.Join(", ", _configs.Keys)}).", nameof(adapterNames));
+        }
         foreach (var (_, layer) in TunerLayers())
         {
             if (layer.MergedAdapters.Count > 0)
@@ -196,25 +212,42 @@ public abstract class BaseTuner : nn.Module
             if (adapterNames.FirstOrDefault(w.Has) is { } name) w.SetAdapter(name, trainable);
             else w.ClearActive();
         }
+        _active = adapterNames.ToList();
     }
 
     /// <summary>Enables (or disables) every tuner layer and wrapper (PEFT <c>enable_adapter_layers</c> / <c>disable_adapter_layers</c>).</summary>
-    public void SetAdapterLayersEnabled(bool enabled)
+    public virtual void SetAdapterLayersEnabled(bool enabled)
     {
         foreach (var (_, layer) in TunerLayers()) layer.DisableAdapters = !enabled;
         foreach (var (_, w) in ModulesToSaveWrappers()) w.DisableAdapters = !enabled;
     }
 
-    /// <summary>Removes <paramref name="adapterName"/> from every layer and wrapper.</summary>
-    public void DeleteAdapter(string adapterName)
+    /// <summary>Removes <paramref name="adapterName"/> everywhere (PEFT <c>delete_adapter</c>); deleting an active one activates the first remaining.</summary>
+    public virtual void DeleteAdapter(string adapterName)
     {
+        if (!_configs.ContainsKey(adapterName)) throw new ArgumentException($"Adapter '{adapterName}' not found (have: {string.Join(", ", _configs.Keys)}).", nameof(adapterName));
         foreach (var (_, layer) in TunerLayers()) layer.DeleteAdapter(adapterName);
         foreach (var (_, w) in ModulesToSaveWrappers()) w.DeleteAdapter(adapterName);
+        _configs.Remove(adapterName);
+        _active.Remove(adapterName);
+        if (_active.Count == 0 && _configs.Count > 0)
+        {
+            var (next, cfg) = _configs.First();
+            SetAdapter([next], trainable: !cfg.InferenceMode);
+        }
+    }
+
+    /// <summary>Replaces the stored config of an existing adapter (a method updating it, e.g. AdaLoRA's final <c>rank_pattern</c>).</summary>
+    protected void UpdateConfig(string adapterName, PeftConfig config)
+    {
+        if (!_configs.ContainsKey(adapterName)) throw new ArgumentException($"Adapter '{adapterName}' not found.", nameof(adapterName));
+        _configs[adapterName] = config;
     }
 
     /// <summary>Folds adapters into the base weights (PEFT <c>merge_adapter</c>).</summary>
     public void Merge(bool safeMerge = false, IReadOnlyList<string>? adapterNames = null)
     {
+        ThrowIfNoMerge();
         foreach (var (_, layer) in TunerLayers()) layer.Merge(safeMerge, adapterNames);
     }
 
@@ -224,6 +257,11 @@ public abstract class BaseTuner : nn.Module
         foreach (var (_, layer) in TunerLayers()) layer.Unmerge();
     }
 
+    private void ThrowIfNoMerge()
+    {
+        if (!SupportsMerge) throw new NotSupportedException($"{GetType().Name} adapters ({string.Join(", ", _configs.Values.Select(c => c.PeftType).Distinct())}) cannot be merged into the base model.");
+    }
+
     /// <summary>
     /// Puts the base layers back in place of the tuner layers, after merging the adapters into them when
     /// <paramref name="merge"/> is set, and replaces modules_to_save wrappers by the active copy (PEFT
@@ -231,12 +269,13 @@ public abstract class BaseTuner : nn.Module
     /// </summary>
     public nn.Module UnloadAndOptionallyMerge(bool merge, bool safeMerge = false, IReadOnlyList<string>? adapterNames = null)
     {
+        if (merge) ThrowIfNoMerge();
         foreach (var (path, layer) in TunerLayers())
         {
             if (merge) layer.Merge(safeMerge, adapterNames);
             var (parent, childName, _) = ModuleSurgery.GetParent(model, path);
             ModuleSurgery.ReplaceChild(parent, childName, layer.BaseLayer);
-            if (layer is LoraLayer l) l.DisposeKeepingBase();
+            layer.ReleaseBaseLayer();
         }
         foreach (var (path, wrapper) in ModulesToSaveWrappers())
         {
@@ -257,26 +296,38 @@ public abstract class BaseTuner : nn.Module
     }
 
     /// <summary>
-    /// PEFT's layer-index rule for <c>layers_to_transform</c>: the index is the number after <c>.&lt;pattern&gt;.</c>
-    /// (any segment when no pattern), and the module must sit in one of the listed layers.
+    /// Hands per-row adapter names (one per batch row, "__base__" = none) to every tuner layer for one forward call
+    /// (PEFT <c>adapter_names</c>); the returned scope takes them back. Null when <paramref name="adapterNames"/> is null.
     /// </summary>
-    public static bool InLayers(string key, IReadOnlyList<int>? layersToTransform, IReadOnlyList<string>? layersPattern)
+    /// <exception cref="NotSupportedException">A layer holding adapters cannot mix them per row.</exception>
+    public IDisposable? WithRowAdapters(IReadOnlyList<string>? adapterNames, long? batch)
     {
-        if (layersToTransform is null || layersToTransform.Count == 0) return true;
-        Match? m = null;
-        if (layersPattern is null || layersPattern.Count == 0)
+        if (adapterNames is null) return null;
+        if (batch is { } b && adapterNames.Count != b)
+            throw new ArgumentException($"adapter_names has {adapterNames.Count} entries but the batch has {b} rows.", nameof(adapterNames));
+        foreach (var n in adapterNames.Distinct())
         {
-            m = Regex.Match(key, @"^(?:.*\.)?[^.]*\.(\d+)\.");
+            if (n != "__base__" && !_configs.ContainsKey(n))
+                throw new ArgumentException($"adapter_names: unknown adapter '{n}' (have: {string.Join(", ", _configs.Keys)}, or \"__base__\").", nameof(adapterNames));
         }
-        else
+        var layers = new List<IMixedBatchTunerLayer>();
+        foreach (var (path, layer) in TunerLayers())
         {
-            foreach (var p in layersPattern)
-            {
-                m = Regex.Match(key, @"^(?:.*\.)?" + p + @"\.(\d+)\.");
-                if (m.Success) break;
-            }
+            if (layer is IMixedBatchTunerLayer m) layers.Add(m);
+            else if (layer.AdapterNames.Count > 0)
+                throw new NotSupportedException($"adapter_names (mixed-adapter batches) is not supported by {layer.GetType().Name} at '{path}'.");
         }
-        if (m is null || !m.Success) return false;
-        return layersToTransform.Contains(int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture));
+        if (layers.Count == 0) throw new NotSupportedException($"adapter_names (mixed-adapter batches) is not supported by {GetType().Name}.");
+        if (layers.Any(l => l.MergedAdapters.Count > 0)) throw new InvalidOperationException("Cannot use adapter_names while adapters are merged.");
+        foreach (var l in layers) l.RowAdapterNames = adapterNames;
+        return new RowAdapterScope(layers);
+    }
+
+    private sealed class RowAdapterScope(List<IMixedBatchTunerLayer> layers) : IDisposable
+    {
+        public void Dispose()
+        {
+            foreach (var l in layers) l.RowAdapterNames = null;
+        }
     }
 }

@@ -43,4 +43,21 @@ public interface ITunerLayer
 
     /// <summary>Copies a saved tensor (name as in <see cref="AdapterTensors"/>) into the adapter; throws naming the key and both shapes on mismatch.</summary>
     void LoadAdapterTensor(string adapterName, string name, torch.Tensor value, string key);
+
+    /// <summary>
+    /// Gives up the base layer (after a tuner put it back in this layer's place on unload) and disposes everything else
+    /// this layer owns. The layer is unusable afterwards.
+    /// </summary>
+    void ReleaseBaseLayer();
+}
+
+/// <summary>
+/// A tuner layer that can apply a different adapter to each row of a batch (PEFT's <c>adapter_names</c> forward
+/// argument, "mixed-adapter batches"; supported by LoRA). <see cref="BaseTuner"/> sets <see cref="RowAdapterNames"/>
+/// for the duration of one forward call.
+/// </summary>
+public interface IMixedBatchTunerLayer : ITunerLayer
+{
+    /// <summary>Per-row adapter names for the current forward ("__base__" = no adapter for that row); null = the active adapters.</summary>
+    IReadOnlyList<string>? RowAdapterNames { get; set; }
 }

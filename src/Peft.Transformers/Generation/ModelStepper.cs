@@ -5,14 +5,18 @@ using static TorchSharp.torch;
 namespace Peft.Transformers.Generation;
 
 /// <summary>
-/// Runs the model for one decoding step and returns the last position's logits. With a cache, only the positions
-/// not yet cached are fed (the prompt at the first step, then one token per step); without one (or when the
-/// model returns no cache) the whole sequence is fed every step. Position ids follow HF
-/// <c>prepare_inputs_for_generation</c>: <c>cumsum(mask) − 1</c>, padding set to 1.
+/// Runs the model for one decoding step and returns the last position's logits. With a cache, only the tokens not
+/// yet consumed are fed (the prompt at the first step, then one token per step); without one (or when the model
+/// returns no cache) the whole sequence is fed every step. Position ids follow HF
+/// <c>prepare_inputs_for_generation</c>: <c>cumsum(mask) − 1</c>, padding set to 1. The stepper counts the tokens it
+/// has fed itself instead of reading the cache length, because a model may keep extra positions in its cache (prompt
+/// learning's virtual tokens or prefixes); a model implementing <see cref="IGenerationStepHook"/> (a
+/// <see cref="PeftModel"/>) gets each step's inputs through it, so it can prepend them.
 /// </summary>
 internal sealed class ModelStepper(nn.Module<ModelInput, ModelOutput> model, bool useCache) : IDisposable
 {
     private KeyValueCache? _cache;
+    private long _consumed;
     private bool _first = true;
 
     /// <summary>True while the model keeps keys/values between steps.</summary>
@@ -25,26 +29,32 @@ internal sealed class ModelStepper(nn.Module<ModelInput, ModelOutput> model, boo
     public Tensor Forward(Tensor ids, Tensor mask)
     {
         long total = ids.shape[1];
-        long past = _cache?.GetSeqLength() ?? 0;
-        if (past >= total) throw new InvalidOperationException($"cache holds {past} positions but the sequence has only {total}");
+        long past = _cache is null ? 0 : _consumed;
+        if (past >= total) throw new InvalidOperationException($"the cache holds {past} tokens of the sequence but it has only {total}");
         using var scope = NewDisposeScope();
         var newIds = past == 0 ? ids : ids[.., (int)past..];
         var positions = mask.cumsum(-1).sub(1);
         positions = positions.masked_fill(mask.eq(0), 1);
         if (past > 0) positions = positions[.., (int)past..];
-        var output = model.forward(new ModelInput
+        var input = new ModelInput
         {
             InputIds = newIds,
             AttentionMask = mask,
             PositionIds = positions,
             PastKeyValues = _cache,
             UseCache = useCache,
-        });
+        };
+        var output = model is IGenerationStepHook hook ? hook.ForwardGenerationStep(input) : model.forward(input);
         if (_first)
         {
             _first = false;
             if (useCache) _cache = output.PastKeyValues;          // null: the model has no cache, recompute every step
         }
+        else if (output.PastKeyValues is { } other && !ReferenceEquals(other, _cache))
+        {
+            other.Dispose();                                       // a cache the model made for this step only (no caching)
+        }
+        if (_cache is not null) _consumed = total;
         var logits = output.Logits ?? throw new InvalidOperationException($"{model.GetType().Name}.forward returned no Logits");
         if (logits.dim() != 3 || logits.shape[0] != ids.shape[0])
             throw new InvalidOperationException($"{model.GetType().Name}.forward returned logits of shape [{string.Join(", ", logits.shape)}], expected [{ids.shape[0]}, T, V]");

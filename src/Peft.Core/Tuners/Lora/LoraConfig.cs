@@ -8,7 +8,7 @@ namespace Peft.Core;
 /// LoRA configuration (PEFT <c>LoraConfig</c>): W' = W + s·B·A with A [r, in], B [out, r] and s = lora_alpha / r
 /// (or lora_alpha / √r with <see cref="UseRslora"/>). Property names are PEFT's JSON keys.
 /// </summary>
-public sealed record LoraConfig : PeftConfig
+public record LoraConfig : PeftConfig
 {
     /// <inheritdoc />
     [JsonIgnore]

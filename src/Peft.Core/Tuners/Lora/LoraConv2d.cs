@@ -82,7 +82,7 @@ public sealed class LoraConv2d : LoraLayer
     }
 
     /// <inheritdoc />
-    protected override void RemoveAdapterState(string adapterName)
+    protected override void RemoveLoraState(string adapterName)
     {
         lora_A.Remove(adapterName);
         lora_B.Remove(adapterName);

@@ -69,7 +69,7 @@ public sealed class LoraEmbedding : LoraLayer
     }
 
     /// <inheritdoc />
-    protected override void RemoveAdapterState(string adapterName)
+    protected override void RemoveLoraState(string adapterName)
     {
         lora_embedding_A.Remove(adapterName);
         lora_embedding_B.Remove(adapterName);

@@ -13,7 +13,7 @@ namespace Peft.Core;
 /// <c>lora_magnitude_vector.&lt;adapter&gt;.weight</c>. The per-adapter math lives in a variant strategy
 /// (<see cref="ILoraLinearVariant"/>: plain LoRA or DoRA).
 /// </summary>
-public sealed class LoraLinear : LoraLayer
+public class LoraLinear : LoraLayer
 {
     private readonly AdapterModuleDict<nn.Module<Tensor, Tensor>> lora_dropout = new();
     private readonly AdapterModuleDict<Linear> lora_A = new();
@@ -22,19 +22,16 @@ public sealed class LoraLinear : LoraLayer
     private readonly Dictionary<string, ILoraLinearVariant> _variants = new(StringComparer.Ordinal);
 
     /// <summary>Wraps <paramref name="baseLayer"/> and adds <paramref name="adapterName"/>.</summary>
-    /// <param name="baseLayer">A <see cref="Linear"/> or <see cref="Peft.Core.Modules.Conv1D"/>.</param>
+    /// <param name="baseLayer">A <see cref="Linear"/>, a <see cref="Peft.Core.Modules.Conv1D"/>, or a linear implementing <see cref="IBaseLayerWeight"/> (weight [out, in]).</param>
     /// <param name="adapterName">The first adapter.</param>
     /// <param name="r">Rank.</param>
     /// <param name="alpha">Alpha.</param>
     /// <param name="config">The rest of the settings (dropout, init, rsLoRA, DoRA, fan_in_fan_out).</param>
     public LoraLinear(nn.Module<Tensor, Tensor> baseLayer, string adapterName, int r, double alpha, LoraConfig config) : base("LoraLinear", baseLayer)
     {
-        (InFeatures, OutFeatures) = baseLayer switch
-        {
-            Linear l => (l.in_features, l.out_features),
-            Peft.Core.Modules.Conv1D c => (c.InFeatures, c.OutFeatures),
-            _ => throw new ArgumentException($"LoRA Linear cannot wrap a {baseLayer.GetType().Name}.", nameof(baseLayer)),
-        };
+        if (baseLayer is not (Linear or Peft.Core.Modules.Conv1D or IBaseLayerWeight))
+            throw new ArgumentException($"LoRA Linear cannot wrap a {baseLayer.GetType().Name}.", nameof(baseLayer));
+        (InFeatures, OutFeatures) = (WeightAccess!.InFeatures, WeightAccess.OutFeatures);
         FanInFanOut = baseLayer is Peft.Core.Modules.Conv1D;
         RegisterComponents();
         UpdateLayer(adapterName, r, alpha, config);
@@ -67,10 +64,10 @@ public sealed class LoraLinear : LoraLayer
     {
         ArgumentNullException.ThrowIfNull(config);
         SetAdapterScale(adapterName, r, alpha, config);
-        var weight = BaseWeight;
+        var (dtype, device) = (WeightAccess!.ComputeDtype, WeightAccess.Device);
         lora_dropout.Set(adapterName, config.LoraDropout > 0 ? nn.Dropout(config.LoraDropout) : nn.Identity());
-        var a = nn.Linear(InFeatures, r, hasBias: false, device: weight.device, dtype: weight.dtype);
-        var b = nn.Linear(r, OutFeatures, hasBias: false, device: weight.device, dtype: weight.dtype);
+        var a = nn.Linear(InFeatures, r, hasBias: false, device: device, dtype: dtype);
+        var b = nn.Linear(r, OutFeatures, hasBias: false, device: device, dtype: dtype);
         using (no_grad())
         {
             switch (config.InitLoraWeights.Kind ?? "true")
@@ -118,7 +115,7 @@ public sealed class LoraLinear : LoraLayer
     }
 
     /// <inheritdoc />
-    protected override void RemoveAdapterState(string adapterName)
+    protected override void RemoveLoraState(string adapterName)
     {
         lora_A.Remove(adapterName);
         lora_B.Remove(adapterName);
@@ -237,7 +234,7 @@ public sealed class DoraLinearVariant : ILoraLinearVariant
     {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        var w = layer.WeightOutIn(layer.BaseWeight);
+        var w = layer.WeightOutIn(layer.WeightAccess!.GetWeight());
         var norm = WeightNorm(w, layer.LoraProduct(adapterName).to(w.dtype), layer.Scaling[adapterName]);
         layer.MagnitudeDict.Set(adapterName, new DoraMagnitude(norm));
     }
@@ -248,7 +245,7 @@ public sealed class DoraLinearVariant : ILoraLinearVariant
         double s = layer.Scaling[adapterName];
         var dropped = layer.Dropout(adapterName).forward(x);
         var magnitude = layer.Magnitude(adapterName)!;
-        var weight = layer.WeightOutIn(layer.BaseWeight);
+        var weight = layer.WeightOutIn(layer.WeightAccess!.GetWeight());
         var loraWeight = layer.LoraProduct(adapterName).detach();
         var norm = WeightNorm(weight, loraWeight, s).detach();
         var scale = (magnitude / norm).view(1, -1); // [1, out]

@@ -9,10 +9,11 @@ namespace Peft.Core;
 
 /// <summary>
 /// The LoRA tuner (PEFT <c>LoraModel</c>): finds the target modules, replaces them with <see cref="LoraLinear"/> /
-/// <see cref="LoraEmbedding"/>, and reads and writes PEFT's adapter-file layout
-/// (<c>base_model.model.&lt;path&gt;.lora_A.weight</c>, ...).
+/// <see cref="LoraEmbedding"/> / <see cref="LoraConv2d"/> through the ordered factory list <see cref="Dispatchers"/>,
+/// and adds LoRA's bias handling to the adapter-file layout (<c>base_model.model.&lt;path&gt;.lora_A.weight</c>, ...).
+/// Open for AdaLoRA (PEFT <c>AdaLoraModel(LoraModel)</c>).
 /// </summary>
-public sealed class LoraModel : BaseTuner
+public class LoraModel : LayerInjectingTuner, IWeightedAdapterTuner
 {
     /// <summary>PEFT's default <c>target_modules</c> per <c>model_type</c> (<c>TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING</c>).</summary>
     public static IReadOnlyDictionary<string, string[]> DefaultTargetModules { get; } = new Dictionary<string, string[]>(StringComparer.Ordinal)
@@ -30,7 +31,10 @@ public sealed class LoraModel : BaseTuner
     };
 
     /// <summary>Wraps <paramref name="model"/>; adapters are added with <see cref="BaseTuner.InjectAdapter"/>.</summary>
-    public LoraModel(nn.Module model, ILogger? logger = null) : base("LoraModel", model, logger) { }
+    public LoraModel(nn.Module model, ILogger? logger = null) : this("LoraModel", model, logger) { }
+
+    /// <summary>For subclasses (AdaLoRA): wraps <paramref name="model"/> under the module name <paramref name="name"/>.</summary>
+    protected LoraModel(string name, nn.Module model, ILogger? logger) : base(name, model, logger) { }
 
     /// <inheritdoc />
     public override string Prefix => "lora_";
@@ -93,54 +97,35 @@ public sealed class LoraModel : BaseTuner
         return targets.Matches(key) && InLayers(key, lora.LayersToTransform, lora.LayersPattern);
     }
 
-    /// <summary>PEFT's <c>get_pattern_key</c>: the first pattern that equals the key, or matches it as <c>(.*\.)?pattern$</c>.</summary>
-    private static string? PatternKey(IEnumerable<string> patterns, string key)
+    /// <summary>
+    /// The ordered layer factories this tuner walks for a new target (PEFT's <c>dispatch_*</c> list); the first that
+    /// returns a layer wins. Default: <see cref="LoraDispatchers.All"/>. A subclass (AdaLoRA) supplies its own list.
+    /// </summary>
+    protected virtual IReadOnlyList<LoraLayerFactory> Dispatchers => LoraDispatchers.All;
+
+    /// <summary>The rank and alpha for the module at <paramref name="key"/> (PEFT: <c>rank_pattern</c> / <c>alpha_pattern</c>, else r / lora_alpha).</summary>
+    protected virtual (int R, double Alpha) RankAndAlpha(LoraConfig config, string key)
     {
-        foreach (var p in patterns)
-        {
-            if (p == key) return p;
-        }
-        foreach (var p in patterns)
-        {
-            if (Regex.IsMatch(key, @"^(.*\.)?(?:" + p + ")$")) return p;
-        }
-        return null;
+        ArgumentNullException.ThrowIfNull(config);
+        int r = PatternKey(config.RankPattern.Keys, key) is { } rk ? config.RankPattern[rk] : config.R;
+        double alpha = PatternKey(config.AlphaPattern.Keys, key) is { } ak ? config.AlphaPattern[ak] : config.LoraAlpha;
+        return (r, alpha);
     }
 
     /// <inheritdoc />
     protected override void CreateOrUpdate(PeftConfig config, string adapterName, nn.Module target, string key, nn.Module parent, string childName)
     {
         var lora = (LoraConfig)config;
-        int r = PatternKey(lora.RankPattern.Keys, key) is { } rk ? lora.RankPattern[rk] : lora.R;
-        double alpha = PatternKey(lora.AlphaPattern.Keys, key) is { } ak ? lora.AlphaPattern[ak] : lora.LoraAlpha;
+        var (r, alpha) = RankAndAlpha(lora, key);
         if (target is LoraLayer existing)
         {
             existing.UpdateLayer(adapterName, r, alpha, lora);
             return;
         }
-        LoraLayer created;
-        switch (target)
-        {
-            case Linear linear:
-                if (lora.FanInFanOut)
-                    Warn($"fan_in_fan_out is set to True but the target module '{key}' is a Linear (weight [out, in]). Setting fan_in_fan_out to False for it.");
-                created = new LoraLinear(linear, adapterName, r, alpha, lora);
-                break;
-            case Peft.Core.Modules.Conv1D conv1d:
-                if (!lora.FanInFanOut)
-                    Warn($"fan_in_fan_out is set to False but the target module '{key}' is a Conv1D (weight [in, out]). Setting fan_in_fan_out to True for it.");
-                created = new LoraLinear(conv1d, adapterName, r, alpha, lora);
-                break;
-            case Embedding embedding:
-                created = new LoraEmbedding(embedding, adapterName, r, alpha, lora);
-                break;
-            case Conv2d conv2d:
-                created = new LoraConv2d(conv2d, adapterName, r, alpha, lora);
-                break;
-            default:
-                throw new NotSupportedException(
-                    $"Target module '{key}' ({target.GetType().FullName}) is not supported. LoRA supports Linear, Embedding, Conv2d and Peft.Core.Modules.Conv1D.");
-        }
+        var request = new LoraLayerRequest(target, key, adapterName, r, alpha, lora, Warn);
+        var created = Dispatchers.Select(f => f(request)).FirstOrDefault(l => l is not null)
+            ?? throw new NotSupportedException(
+                $"Target module '{key}' ({target.GetType().FullName}) is not supported. {GetType().Name} supports Linear, Embedding, Conv2d, Peft.Core.Modules.Conv1D and IBaseLayerWeight linears.");
         ModuleSurgery.ReplaceChild(parent, childName, created);
     }
 
@@ -169,96 +154,30 @@ public sealed class LoraModel : BaseTuner
         }
     }
 
-    /// <inheritdoc />
-    public override Dictionary<string, Tensor> GetAdapterStateDict(string adapterName, PeftConfig config)
+    /// <summary>
+    /// The LoRA file's tensors: the shared ones (layers, modules_to_save) plus biases — saved with <c>bias</c> "all"
+    /// (every bias outside adapters) or "lora_only" (adapted layers' base biases), and accepted (not required) on load
+    /// whatever the setting, as PEFT's loader does.
+    /// </summary>
+    protected override IEnumerable<AdapterTensorSlot> AdapterSlots(string adapterName, PeftConfig config)
     {
         var lora = (LoraConfig)config;
-        const string root = "base_model.model.";
-        var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-        foreach (var (path, layer) in TunerLayers())
+        foreach (var slot in base.AdapterSlots(adapterName, config)) yield return slot;
+        var loraOnly = new HashSet<string>(StringComparer.Ordinal);
+        if (lora.Bias == "lora_only")
         {
-            if (!layer.AdapterNames.Contains(adapterName)) continue;
-            foreach (var (name, value) in layer.AdapterTensors(adapterName)) result[$"{root}{path}.{name}"] = value;
-            if (lora.Bias == "lora_only" && layer is LoraLayer { BaseBias: { } b }) result[$"{root}{path}.base_layer.bias"] = b;
-        }
-        if (lora.Bias == "all")
-        {
-            foreach (var (n, p) in Model.named_parameters())
+            foreach (var (path, layer) in TunerLayers())
             {
-                if (!n.Contains("bias", StringComparison.Ordinal) || n.Contains(Prefix, StringComparison.Ordinal)) continue;
-                if (n.Contains(".modules_to_save.", StringComparison.Ordinal) || n.Contains(".original_module.", StringComparison.Ordinal)) continue;
-                result[root + n] = p;
-            }
-        }
-        foreach (var (path, w) in ModulesToSaveWrappers())
-        {
-            if (!w.Has(adapterName)) continue;
-            foreach (var (name, value) in w.AdapterTensors(adapterName)) result[$"{root}{path}.{name}"] = value;
-        }
-        return result;
-    }
-
-    /// <inheritdoc />
-    public override void LoadAdapterStateDict(IReadOnlyDictionary<string, Tensor> tensors, string adapterName, PeftConfig config, string source)
-    {
-        const string root = "base_model.model.";
-        var targets = new Dictionary<string, Action<Tensor, string>>(StringComparer.Ordinal);
-        var required = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var (path, layer) in TunerLayers())
-        {
-            if (!layer.AdapterNames.Contains(adapterName)) continue;
-            foreach (var (name, _) in layer.AdapterTensors(adapterName))
-            {
-                var key = $"{root}{path}.{name}";
-                targets[key] = (t, k) => layer.LoadAdapterTensor(adapterName, name, t, k);
-                required.Add(key);
+                if (layer.AdapterNames.Contains(adapterName) && layer is LoraLayer { BaseBias: not null }) loraOnly.Add($"{path}.base_layer.bias");
             }
         }
         foreach (var (n, p) in Model.named_parameters())
         {
             if (!n.EndsWith("bias", StringComparison.Ordinal) || n.Contains(Prefix, StringComparison.Ordinal)) continue;
             if (n.Contains(".modules_to_save.", StringComparison.Ordinal) || n.Contains(".original_module.", StringComparison.Ordinal)) continue;
-            targets.TryAdd(root + n, (t, k) => CopyInto(p, t, k));
+            bool save = lora.Bias == "all" || loraOnly.Contains(n);
+            yield return new AdapterTensorSlot(StateDictRoot + n, p, Save: save, Required: false);
         }
-        foreach (var (path, w) in ModulesToSaveWrappers())
-        {
-            if (!w.Has(adapterName)) continue;
-            foreach (var (name, value) in w.AdapterTensors(adapterName))
-            {
-                var key = $"{root}{path}.{name}";
-                targets[key] = (t, k) => CopyInto(value, t, k);
-                required.Add(key);
-                // PEFT's bias="all" files also carry the wrapper's own bias keys; accept them (the copy's value is the same tensor).
-                if (name.EndsWith("bias", StringComparison.Ordinal))
-                {
-                    targets[$"{root}{path}.modules_to_save.{name}"] = (t, k) => CopyInto(value, t, k);
-                    var original = w.OriginalModule.state_dict()[name];
-                    targets[$"{root}{path}.original_module.{name}"] = (t, k) => CopyInto(original, t, k);
-                }
-            }
-        }
-        foreach (var (key, value) in tensors)
-        {
-            if (!targets.TryGetValue(key, out var load))
-            {
-                var expected = required.Take(6);
-                throw new InvalidDataException(
-                    $"{source}: tensor '{key}' does not fit the model's adapter '{adapterName}' (no such LoRA layer, bias or module to save). " +
-                    $"Expected keys like: {string.Join(", ", expected)}{(required.Count > 6 ? ", ..." : "")}.");
-            }
-            load(value, key);
-            required.Remove(key);
-        }
-        if (required.Count > 0)
-            throw new InvalidDataException($"{source}: missing adapter tensors for adapter '{adapterName}': {string.Join(", ", required.Take(10))}{(required.Count > 10 ? ", ..." : "")}.");
-    }
-
-    private static void CopyInto(Tensor target, Tensor value, string key)
-    {
-        if (!target.shape.SequenceEqual(value.shape))
-            throw new InvalidDataException($"adapter tensor '{key}': shape [{string.Join(", ", value.shape)}] in the file does not fit the model's [{string.Join(", ", target.shape)}].");
-        using var _ = no_grad();
-        target.copy_(value.to(target.dtype, target.device));
     }
 
     /// <summary>
@@ -266,12 +185,15 @@ public sealed class LoraModel : BaseTuner
     /// (same rank; A = Σ √w·s·A_i, B = Σ √w·B_i), "cat" (rank Σ r_i; A, B concatenated) or "svd" (rank max r_i; truncated
     /// SVD of Σ w·ΔW_i). The new adapter has alpha = rank.
     /// </summary>
-    public LoraConfig AddWeightedAdapter(IReadOnlyDictionary<string, PeftConfig> configs, IReadOnlyList<string> adapters, IReadOnlyList<double> weights,
-        string adapterName, string combinationType, IReadOnlyList<string> activeAdapters)
+    public virtual PeftConfig AddWeightedAdapter(IReadOnlyList<string> adapters, IReadOnlyList<double> weights, string adapterName, string combinationType)
     {
+        ArgumentNullException.ThrowIfNull(adapters);
+        ArgumentNullException.ThrowIfNull(weights);
+        ArgumentException.ThrowIfNullOrEmpty(adapterName);
+        if (PeftConfigs.ContainsKey(adapterName)) throw new ArgumentException($"Adapter '{adapterName}' already exists.", nameof(adapterName));
         if (adapters.Count == 0 || adapters.Count != weights.Count)
             throw new ArgumentException($"AddWeightedAdapter needs one weight per adapter (got {adapters.Count} adapters, {weights.Count} weights).");
-        var loras = adapters.Select(a => configs.TryGetValue(a, out var c) && c is LoraConfig l ? l
+        var loras = adapters.Select(a => PeftConfigs.TryGetValue(a, out var c) && c is LoraConfig l ? l
             : throw new ArgumentException($"Adapter '{a}' does not exist or is not a LoRA adapter.")).ToList();
         var ranks = loras.Select(l => l.R).ToList();
         int newRank = combinationType switch
@@ -296,7 +218,7 @@ public sealed class LoraModel : BaseTuner
             R = newRank, LoraAlpha = newRank, TargetModules = targets, RankPattern = new Dictionary<string, int>(),
             AlphaPattern = new Dictionary<string, double>(), UseDora = false, InitLoraWeights = LoraInit.Default,
         };
-        newConfig = (LoraConfig)InjectAdapter(adapterName, newConfig, activeAdapters);
+        newConfig = (LoraConfig)InjectAndRegister(adapterName, newConfig);
         FreezeAdapter(adapterName);
         using var scope = NewDisposeScope();
         using var _ = no_grad();

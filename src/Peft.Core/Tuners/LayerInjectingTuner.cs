@@ -1,0 +1,105 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+using Microsoft.Extensions.Logging;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Peft.Core.Tuners;
+
+/// <summary>
+/// A PEFT method that replaces target modules by tuner layers (PEFT <c>BaseTuner.inject_adapter</c>: LoRA, AdaLoRA,
+/// IA3, bottleneck adapters). A method supplies the config defaults, the target match, the layer creation (usually an
+/// ordered list of layer factories) and what trains; the injection loop, the "nothing matched" error and the freezing
+/// of the base model are shared here.
+/// </summary>
+public abstract class LayerInjectingTuner : BaseTuner
+{
+    /// <summary>Wraps <paramref name="model"/> (registered as the child <c>model</c>).</summary>
+    protected LayerInjectingTuner(string name, nn.Module model, ILogger? logger) : base(name, model, logger) { }
+
+    /// <summary>Fills in defaults that depend on the model (target modules per model_type, "all-linear" expansion, ...) and validates.</summary>
+    public abstract PeftConfig PrepareConfig(PeftConfig config);
+
+    /// <summary>Whether the module at <paramref name="key"/> is a target of <paramref name="config"/>.</summary>
+    protected abstract bool IsTarget(PeftConfig config, string key);
+
+    /// <summary>Adds <paramref name="adapterName"/> to <paramref name="target"/>: updates a tuner layer, or replaces the module with a new one (<see cref="ModuleSurgery.ReplaceChild"/>).</summary>
+    protected abstract void CreateOrUpdate(PeftConfig config, string adapterName, nn.Module target, string key, nn.Module parent, string childName);
+
+    /// <summary>Makes only adapter parameters (and the method's extras, e.g. biases) trainable.</summary>
+    protected abstract void MarkOnlyAdaptersTrainable(PeftConfig config);
+
+    /// <summary>How the config names its targets, for error messages.</summary>
+    protected abstract string DescribeTargets(PeftConfig config);
+
+    /// <summary>
+    /// PEFT <c>inject_adapter</c>: prepares the config, creates or updates a layer for every target, activates the
+    /// adapter on the layers when it is active, and marks what trains. Throws listing module names when no target matches.
+    /// </summary>
+    protected override PeftConfig InjectAdapter(string adapterName, PeftConfig config)
+    {
+        config = PrepareConfig(config);
+        var keys = OuterModuleKeys();
+        int matched = 0;
+        foreach (var key in keys)
+        {
+            if (!IsTarget(config, key)) continue;
+            var (parent, childName, target) = ModuleSurgery.GetParent(Model, key);
+            CreateOrUpdate(config, adapterName, target, key, parent, childName);
+            matched++;
+        }
+        if (matched == 0)
+        {
+            var names = keys.Where(k => k.Length > 0).ToList();
+            var leaves = names.Select(k => k[(k.LastIndexOf('.') + 1)..]).Where(n => !int.TryParse(n, out _)).Distinct().Take(30);
+            throw new ArgumentException(
+                $"Target modules {DescribeTargets(config)} not found in the base model ({Model.GetType().Name}). " +
+                $"Module names that exist: {string.Join(", ", leaves)}{(names.Count > 30 ? ", ..." : "")}. Please check the target modules and try again.");
+        }
+        foreach (var (_, layer) in TunerLayers())
+        {
+            if (layer.AdapterNames.Contains(adapterName)) layer.SetAdapter(ActiveAdapters);
+        }
+        MarkOnlyAdaptersTrainable(config);
+        return config;
+    }
+
+    /// <summary>
+    /// PEFT's layer-index rule for <c>layers_to_transform</c>: the index is the number after <c>.&lt;pattern&gt;.</c>
+    /// (any segment when no pattern), and the module must sit in one of the listed layers.
+    /// </summary>
+    public static bool InLayers(string key, IReadOnlyList<int>? layersToTransform, IReadOnlyList<string>? layersPattern)
+    {
+        if (layersToTransform is null || layersToTransform.Count == 0) return true;
+        Match? m = null;
+        if (layersPattern is null || layersPattern.Count == 0)
+        {
+            m = Regex.Match(key, @"^(?:.*\.)?[^.]*\.(\d+)\.");
+        }
+        else
+        {
+            foreach (var p in layersPattern)
+            {
+                m = Regex.Match(key, @"^(?:.*\.)?" + p + @"\.(\d+)\.");
+                if (m.Success) break;
+            }
+        }
+        if (m is null || !m.Success) return false;
+        return layersToTransform.Contains(int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture));
+    }
+
+    /// <summary>PEFT's <c>get_pattern_key</c>: the first pattern that equals the key, or matches it as <c>(.*\.)?pattern$</c>.</summary>
+    public static string? PatternKey(IEnumerable<string> patterns, string key)
+    {
+        ArgumentNullException.ThrowIfNull(patterns);
+        foreach (var p in patterns)
+        {
+            if (p == key) return p;
+        }
+        foreach (var p in patterns)
+        {
+            if (Regex.IsMatch(key, @"^(.*\.)?(?:" + p + ")$")) return p;
+        }
+        return null;
+    }
+}
