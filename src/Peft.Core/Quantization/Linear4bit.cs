@@ -51,7 +51,70 @@ public sealed class Linear4bit : nn.Module<Tensor, Tensor>, IQuantizedLinear
     }
 
     /// <summary>The quantisation state (absmax, code, block size, shape, double quantisation).</summary>
-    public QuantState State { get; }
+    public QuantState State { get; private set; }
+
+    private Tensor? _merged;
+
+    /// <inheritdoc />
+    public bool KeepMergedWeightInFullPrecision { get; set; }
+
+    /// <inheritdoc />
+    public Device Device => weight.device;
+
+    /// <inheritdoc />
+    public Tensor GetWeight() => _merged is { } m ? m.to_type(ComputeDtype) : DequantizeWeight(ComputeDtype);
+
+    /// <inheritdoc />
+    public void SetWeight(Tensor value)
+    {
+        ArgumentNullException.ThrowIfNull(value);
+        if (value.shape.Length != 2 || value.shape[0] != OutFeatures || value.shape[1] != InFeatures)
+            throw new ArgumentException($"Linear4bit: new weight [{string.Join(", ", value.shape)}] does not fit [{OutFeatures}, {InFeatures}].", nameof(value));
+        if (KeepMergedWeightInFullPrecision)
+        {
+            _merged?.Dispose();
+            _merged = value.detach().to_type(State.Dtype).clone().DetachFromDisposeScope();
+            return;
+        }
+        using var scope = NewDisposeScope();
+        var (packed, state) = FourBitCodec.Quantize(value.detach().to_type(State.Dtype), State.Format, State.Blocksize, State.Nested is not null);
+        using (no_grad()) weight = ReplaceWeight(packed);
+        State.Dispose();
+        State = state;
+        _stateJson.Dispose();
+        _stateJson = BnbQuantStateJson.Pack(state).DetachFromDisposeScope();
+        RegisterStateBuffers();
+    }
+
+    /// <inheritdoc />
+    public Linear ToLinear()
+    {
+        using var scope = NewDisposeScope();
+        var w = _merged ?? DequantizeWeight(State.Dtype);
+        var linear = nn.Linear(InFeatures, OutFeatures, hasBias: bias is not null, device: Device, dtype: State.Dtype);
+        using (no_grad())
+        {
+            linear.weight!.copy_(w);
+            if (bias is not null) linear.bias!.copy_(bias);
+        }
+        return linear;
+    }
+
+    /// <inheritdoc />
+    public IQuantizedLinear CloneLayer()
+    {
+        var copy = FromBnbState(state_dict(), ComputeDtype);
+        copy.KeepMergedWeightInFullPrecision = KeepMergedWeightInFullPrecision;
+        return copy;
+    }
+
+    private Parameter ReplaceWeight(Tensor packed)
+    {
+        var fresh = new Parameter(packed.DetachFromDisposeScope(), requires_grad: false);
+        _internal_params["weight"] = fresh;
+        weight.Dispose();
+        return fresh;
+    }
 
     /// <inheritdoc />
     public ScalarType ComputeDtype { get; }
@@ -77,7 +140,7 @@ public sealed class Linear4bit : nn.Module<Tensor, Tensor>, IQuantizedLinear
     {
         using var scope = NewDisposeScope();
         var inDtype = x.dtype;
-        var w = DequantizeWeight(ComputeDtype);                                  // [out, in]
+        var w = GetWeight();                                                     // [out, in]
         var y = nn.functional.linear(x.to_type(ComputeDtype), w, bias?.to_type(ComputeDtype));
         return y.to_type(inDtype).MoveToOuterDisposeScope();
     }
@@ -144,6 +207,7 @@ public sealed class Linear4bit : nn.Module<Tensor, Tensor>, IQuantizedLinear
     {
         if (disposing)
         {
+            _merged?.Dispose();
             State.Dispose();
             _stateJson.Dispose();
         }

@@ -63,13 +63,69 @@ public sealed class Linear8bit : nn.Module<Tensor, Tensor>, IQuantizedLinear
     /// <inheritdoc />
     public Tensor DequantizeWeight(ScalarType dtype) => Int8Codec.Dequantize(weight, SCB, dtype);
 
+    private Tensor? _merged;
+
+    /// <inheritdoc />
+    public bool KeepMergedWeightInFullPrecision { get; set; }
+
+    /// <inheritdoc />
+    public Device Device => weight.device;
+
+    /// <inheritdoc />
+    public Tensor GetWeight() => _merged is { } m ? m.to_type(ComputeDtype) : DequantizeWeight(ComputeDtype);
+
+    /// <inheritdoc />
+    public void SetWeight(Tensor value)
+    {
+        ArgumentNullException.ThrowIfNull(value);
+        if (value.shape.Length != 2 || value.shape[0] != OutFeatures || value.shape[1] != InFeatures)
+            throw new ArgumentException($"Linear8bit: new weight [{string.Join(", ", value.shape)}] does not fit [{OutFeatures}, {InFeatures}].", nameof(value));
+        if (KeepMergedWeightInFullPrecision)
+        {
+            _merged?.Dispose();
+            _merged = value.detach().to_type(ComputeDtype).clone().DetachFromDisposeScope();
+            return;
+        }
+        using var scope = NewDisposeScope();
+        var (cb, scb) = Int8Codec.Quantize(value.detach());
+        using (no_grad())
+        {
+            weight.copy_(cb);
+            SCB.copy_(scb);
+        }
+    }
+
+    /// <inheritdoc />
+    public Linear ToLinear()
+    {
+        using var scope = NewDisposeScope();
+        var w = _merged ?? DequantizeWeight(ComputeDtype);
+        var linear = nn.Linear(InFeatures, OutFeatures, hasBias: bias is not null, device: Device, dtype: ComputeDtype);
+        using (no_grad())
+        {
+            linear.weight!.copy_(w);
+            if (bias is not null) linear.bias!.copy_(bias);
+        }
+        return linear;
+    }
+
+    /// <inheritdoc />
+    public IQuantizedLinear CloneLayer() => new Linear8bit((weight.detach().clone(), SCB.clone()), bias, _computeDtype);
+
+    /// <inheritdoc />
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) _merged?.Dispose();
+        base.Dispose(disposing);
+    }
+
     /// <summary>x [..., in] → [..., out] in x's dtype (computed in the configured compute dtype, else x's dtype).</summary>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
         var inDtype = x.dtype;
         var dtype = _computeDtype ?? inDtype;
-        var w = DequantizeWeight(dtype);                                        // [out, in]
+        var w = GetWeight().to_type(dtype);                                     // [out, in]
         var y = nn.functional.linear(x.to_type(dtype), w, bias?.to_type(dtype));
         return y.to_type(inDtype).MoveToOuterDisposeScope();
     }

@@ -68,6 +68,15 @@ public sealed record BitsAndBytesConfig
     /// <summary>Elements per 4-bit block (bnb <c>blocksize</c>, 64; not an HF config key): 32, 64, ..., 4096.</summary>
     public int Bnb4BitBlocksize { get; init; } = 64;
 
+    /// <summary>The model-independent quantisation settings (after <see cref="Validate"/>).</summary>
+    public Peft.Core.Quantization.QuantizationSettings ToSettings()
+    {
+        Validate();
+        return new Peft.Core.Quantization.QuantizationSettings(
+            LoadIn4Bit ? Peft.Core.Quantization.FourBitFormat.FromName(Bnb4BitQuantType) : null,
+            Bnb4BitBlocksize, Bnb4BitUseDoubleQuant, Bnb4BitComputeDtype, LlmInt8SkipModules);
+    }
+
     /// <summary>Checks the combination (HF <c>BitsAndBytesConfig.post_init</c>).</summary>
     /// <exception cref="ArgumentException">Both or unsupported settings, named with the value.</exception>
     public void Validate()
