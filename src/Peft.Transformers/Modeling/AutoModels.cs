@@ -30,8 +30,8 @@ public enum ModelTask
 /// <summary>Builds and loads models by <c>model_type</c> and task: the machinery behind the <c>AutoModel*</c> classes.</summary>
 public static class ModelFactory
 {
-    // Builders take the device to create parameters on: the Llama family builds on the meta device (no storage) when
-    // loading; the other architectures ignore it and build on the CPU (their weights are then replaced one by one).
+    // Builders take the device to create parameters on: the Llama family and OPT build on the meta device (no storage)
+    // when loading; GPT-2 and BERT ignore it and build on the CPU (their weights are then replaced one by one).
     private static readonly Dictionary<(string, ModelTask), Func<PretrainedConfig, Device?, PreTrainedModel>> Builders = new()
     {
         [("bert", ModelTask.Base)] = (c, d) => new BertModel((BertConfig)c),
@@ -45,9 +45,9 @@ public static class ModelFactory
         [("gpt2", ModelTask.TokenClassification)] = (c, d) => new GPT2ForTokenClassification((GPT2Config)c),
         [("llama", ModelTask.TokenClassification)] = (c, d) => new LlamaForTokenClassification((LlamaConfig)c, d),
         [("qwen2", ModelTask.TokenClassification)] = (c, d) => new Qwen2ForTokenClassification((Qwen2Config)c, d),
-        [("opt", ModelTask.Base)] = (c, d) => new OPTModel((OPTConfig)c),
-        [("opt", ModelTask.CausalLM)] = (c, d) => new OPTForCausalLM((OPTConfig)c),
-        [("opt", ModelTask.SequenceClassification)] = (c, d) => new OPTForSequenceClassification((OPTConfig)c),
+        [("opt", ModelTask.Base)] = (c, d) => new OPTModel((OPTConfig)c, d),
+        [("opt", ModelTask.CausalLM)] = (c, d) => new OPTForCausalLM((OPTConfig)c, d),
+        [("opt", ModelTask.SequenceClassification)] = (c, d) => new OPTForSequenceClassification((OPTConfig)c, d),
         [("llama", ModelTask.Base)] = (c, d) => new LlamaModel((LlamaConfig)c, d),
         [("llama", ModelTask.CausalLM)] = (c, d) => new LlamaForCausalLM((LlamaConfig)c, d),
         [("llama", ModelTask.SequenceClassification)] = (c, d) => new LlamaForSequenceClassification((LlamaConfig)c, d),
@@ -71,6 +71,15 @@ public static class ModelFactory
         model.AfterInit();
         return model;
     }
+
+    /// <summary>
+    /// The architecture for <paramref name="config"/> with no storage (meta device) where the architecture supports it
+    /// (Llama family, OPT); others are built on the CPU. For counting parameters without materialising them.
+    /// </summary>
+    internal static PreTrainedModel BuildSkeleton(PretrainedConfig config, ModelTask task) =>
+        Builders.TryGetValue((config.ModelType, task), out var build)
+            ? build(config, META)
+            : throw new NotSupportedException($"No {task} architecture for model_type '{config.ModelType}'.");
 
     /// <summary>
     /// Loads a model folder (or hub id in the local HF cache): config.json, generation_config.json and the
