@@ -32,9 +32,11 @@ public static class FourBitCodec
         using var scope = NewDisposeScope();
         var (absmax, scaled) = Blockwise.Scale(weight.reshape(-1), blocksize);
         if (scaled.shape[0] % 2 != 0) scaled = nn.functional.pad(scaled, [0, 1]);   // bnb pads odd lengths with the value 0
-        var codes = format.Encode(scaled);                                      // [n (+1)] int64 0..15
+        var codes = format.Encode(scaled);                                      // [n (+1)] 0..15
+        scaled.Dispose();
         var pairs = codes.view(-1, 2);                                          // [n/2, 2]
         var packed = (pairs.select(1, 0) * 16 + pairs.select(1, 1)).to_type(ScalarType.Byte).unsqueeze(1); // [n/2, 1], first → high nibble
+        codes.Dispose();
         var code = format.CodebookTensor(weight.device);
         NestedQuantState? nested = null;
         if (doubleQuant)

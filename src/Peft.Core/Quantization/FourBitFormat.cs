@@ -26,7 +26,7 @@ public abstract class FourBitFormat
     public abstract IReadOnlyList<float> Codebook { get; }
 
     /// <summary>
-    /// Codes [n] (int64, 0..15) of <paramref name="scaled"/> [n] float32, each value already multiplied by
+    /// Codes [n] (int32 or int64, 0..15) of <paramref name="scaled"/> [n] float32, each value already multiplied by
     /// 1/absmax of its block. The caller owns the result.
     /// </summary>
     public abstract Tensor Encode(Tensor scaled);
@@ -45,7 +45,7 @@ public abstract class FourBitFormat
     {
         using var scope = NewDisposeScope();
         using var thr = tensor(thresholds, dtype: ScalarType.Float32, device: x.device);
-        var idx = bucketize(x, thr, outInt32: false, right: false);   // count(thr < x)
+        var idx = bucketize(x, thr, outInt32: true, right: false);    // count(thr < x), int32 to halve the temporary
         idx.masked_fill_(x.isnan(), 0);
         return idx.MoveToOuterDisposeScope();
     }
@@ -94,7 +94,7 @@ public abstract class FourBitFormat
         {
             using var scope = NewDisposeScope();
             var rank = CountAbove(scaled.abs(), Pivots);                              // [n] 0..7
-            var pattern = tensor(PatternOfRank, device: scaled.device).index_select(0, rank);
+            var pattern = tensor(PatternOfRank, device: scaled.device).index_select(0, rank.to_type(ScalarType.Int64));
             var sign = scaled.lt(0).to_type(ScalarType.Int64) * 8;                    // NaN < 0 is false
             return (pattern + sign).MoveToOuterDisposeScope();
         }
