@@ -5,8 +5,8 @@ bitsandbytes itself is not installed on the GPU machine, so this file re-impleme
 the 8-bit dynamic map; functional.py: quantize_4bit with compress_statistics, create_dynamic_map) in plain torch, runs
 it on CUDA when available (else CPU), and compares with what Peft.NET wrote:
 
-    dotnet run --project tools/Peft.Interop -- quant out/interop
-    python3 tools/Peft.Interop/check_quant.py out/interop
+    dotnet run --project tools/Peft.Interop -- quant MODELS_DIR out/interop      # MODELS_DIR holds llama-tiny
+    python3 tools/Peft.Interop/check_quant.py out/interop MODELS_DIR
 
 It also reports how many codes bnb's pure-torch "default" backend (argmin over the table) would assign differently;
 those differ from the CUDA kernels only on exact ties and for tiny negative FP4 values (-0 vs +0).
@@ -210,8 +210,33 @@ def main(root):
         alt = argmin_codes(scaled, qtype)
         alt_diff = (alt != codes_ref).sum().item()
         print(f"ok   {name}: packed/absmax{'/nested' if nested else ''}/dequant equal; bnb default-backend argmin differs on {alt_diff} codes")
+    failures += check_qlora_adapter(root, sys.argv[2] if len(sys.argv) > 2 and not sys.argv[2].startswith("--") else None)
     print("PASS" if failures == 0 else f"{failures} FAILURES")
     return 1 if failures else 0
+
+
+def check_qlora_adapter(root, models_dir):
+    """The C#-trained QLoRA adapter is a plain LoRA adapter: PEFT loads it on the float32 base, same logits as C#."""
+    if models_dir is None:
+        print("skip qlora-adapter: pass MODELS_DIR (the folder holding llama-tiny) as the second argument")
+        return 1
+    import json
+    from transformers import AutoModelForCausalLM
+    from peft import PeftModel
+    adapter = f"{root}/quant/qlora-adapter"
+    cfg = json.load(open(f"{adapter}/adapter_config.json"))
+    if cfg.get("peft_type") != "LORA":
+        print(f"FAIL qlora-adapter: peft_type {cfg.get('peft_type')}")
+        return 1
+    ref = load_file(f"{root}/quant/qlora-expected.safetensors")
+    base = AutoModelForCausalLM.from_pretrained(f"{models_dir}/llama-tiny", dtype=torch.float32)
+    model = PeftModel.from_pretrained(base, adapter).eval()
+    with torch.no_grad():
+        logits = model(input_ids=ref["input_ids"], attention_mask=ref["attention_mask"]).logits
+    diff = (logits - ref["logits"]).abs().max().item()
+    ok = diff <= 1e-4
+    print(f"{'ok  ' if ok else 'FAIL'} qlora-adapter: PEFT on the float32 base vs C#: max |diff| {diff:.3g}")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
