@@ -9,6 +9,9 @@ namespace Peft.Benchmarks;
 /// memory footprint, peak RSS growth while loading (Linux VmHWM, reset through /proc/self/clear_refs before each load)
 /// against the final footprint plus the largest tensor, and prefill tokens/s. The checkpoint is written to a temp
 /// folder in bfloat16 first. <c>--quick</c> uses a Llama of hidden 512 × 4 layers instead of the 1B shape.
+/// For clean peaks run each case in a fresh process (memory freed by an earlier case stays in the process and hides
+/// growth): <c>PEFT_QUANT_CASE=write</c> writes the checkpoints to <c>PEFT_QUANT_DIR</c>, then
+/// <c>PEFT_QUANT_CASE=llama-1b-nf4</c> (shape-precision) loads only that case from there.
 /// </summary>
 public sealed class QuantizationBenchmark : IBenchmark
 {
@@ -36,15 +39,27 @@ public sealed class QuantizationBenchmark : IBenchmark
                 Quantization = new BitsAndBytesConfig { LoadIn4Bit = true, Bnb4BitQuantType = "nf4", Bnb4BitUseDoubleQuant = true, Bnb4BitComputeDtype = torch.ScalarType.BFloat16 },
             }),
         };
+        var only = Environment.GetEnvironmentVariable("PEFT_QUANT_CASE");
+        var root = Environment.GetEnvironmentVariable("PEFT_QUANT_DIR") ?? Path.Combine(Path.GetTempPath(), "peft-bench-quant");
         foreach (var (shape, config) in shapes)
         {
-            var dir = Path.Combine(Path.GetTempPath(), "peft-bench-quant", shape);
-            long largest = WriteCheckpoint(config, dir);
+            var dir = Path.Combine(root, shape);
+            if (only == "write")
+            {
+                WriteCheckpoint(config, dir);
+                continue;
+            }
+            if (only is not null && !only.StartsWith(shape + "-", StringComparison.Ordinal)) continue;
+            if (only is not null && !File.Exists(Path.Combine(dir, "model.safetensors")))
+                throw new FileNotFoundException($"{dir}: no checkpoint; run once with PEFT_QUANT_CASE=write (same PEFT_QUANT_DIR, same --quick).");
+            long largest = only is null ? WriteCheckpoint(config, dir) : LargestTensorBytes(dir);
             try
             {
-                using (AutoModelForCausalLM.FromPretrained(dir, precisions[^1].Options)) { }   // warm-up: native libraries, allocator pools
+                if (only is null)
+                    using (AutoModelForCausalLM.FromPretrained(dir, precisions[^1].Options)) { }   // warm-up: native libraries, allocator pools
                 foreach (var (precision, loadOptions) in precisions)
                 {
+                    if (only is not null && only != $"{shape}-{precision}") continue;
                     var opts = loadOptions with { Device = options.Device == "cuda" ? torch.CUDA : torch.CPU };
                     GC.Collect();
                     GC.WaitForPendingFinalizers();
@@ -69,7 +84,7 @@ public sealed class QuantizationBenchmark : IBenchmark
             }
             finally
             {
-                Directory.Delete(dir, recursive: true);
+                if (only is null) Directory.Delete(dir, recursive: true);
             }
         }
     }
@@ -81,6 +96,12 @@ public sealed class QuantizationBenchmark : IBenchmark
         model.to(torch.ScalarType.BFloat16);
         model.SavePretrained(dir);
         return model.parameters().Max(p => p.numel()) * 4;
+    }
+
+    private static long LargestTensorBytes(string dir)
+    {
+        using var f = Peft.Core.Safetensors.SafetensorsFile.Open(Path.Combine(dir, "model.safetensors"));
+        return f.Tensors.Max(t => t.NumElements) * 4;
     }
 
     private static double PrefillTokensPerSecond(PreTrainedModel model, BenchmarkOptions options)
