@@ -21,12 +21,14 @@ public sealed class QuantizationBenchmark : IBenchmark
     /// <inheritdoc />
     public void Run(BenchmarkOptions options, Action<IReadOnlyDictionary<string, object?>> report)
     {
-        var shapes = new List<(string Name, PretrainedConfig Config)>
+        var tinyLlama = new LlamaConfig { VocabSize = 256, HiddenSize = 64, IntermediateSize = 128, NumHiddenLayers = 2, NumAttentionHeads = 4, NumKeyValueHeads = 2, MaxPositionEmbeddings = 256 };
+        var shapes = new List<(string Name, PretrainedConfig Config, PretrainedConfig Tiny)>
         {
-            ("opt-125m", new OPTConfig { VocabSize = 50272, HiddenSize = 768, NumAttentionHeads = 12, FfnDim = 3072, NumHiddenLayers = 12, MaxPositionEmbeddings = 2048, WordEmbedProjDim = 768 }),
+            ("opt-125m", new OPTConfig { VocabSize = 50272, HiddenSize = 768, NumAttentionHeads = 12, FfnDim = 3072, NumHiddenLayers = 12, MaxPositionEmbeddings = 2048, WordEmbedProjDim = 768 },
+                new OPTConfig { VocabSize = 256, HiddenSize = 64, NumAttentionHeads = 4, FfnDim = 128, NumHiddenLayers = 2, MaxPositionEmbeddings = 256, WordEmbedProjDim = 64 }),
             options.Quick
-                ? ("llama-512x4", new LlamaConfig { VocabSize = 32000, HiddenSize = 512, IntermediateSize = 1376, NumHiddenLayers = 4, NumAttentionHeads = 8, NumKeyValueHeads = 8, MaxPositionEmbeddings = 2048 })
-                : ("llama-1b", new LlamaConfig { VocabSize = 128256, HiddenSize = 2048, IntermediateSize = 8192, NumHiddenLayers = 16, NumAttentionHeads = 32, NumKeyValueHeads = 8, MaxPositionEmbeddings = 4096, TieWordEmbeddings = true }),
+                ? ("llama-512x4", new LlamaConfig { VocabSize = 32000, HiddenSize = 512, IntermediateSize = 1376, NumHiddenLayers = 4, NumAttentionHeads = 8, NumKeyValueHeads = 8, MaxPositionEmbeddings = 2048 }, tinyLlama)
+                : ("llama-1b", new LlamaConfig { VocabSize = 128256, HiddenSize = 2048, IntermediateSize = 8192, NumHiddenLayers = 16, NumAttentionHeads = 32, NumKeyValueHeads = 8, MaxPositionEmbeddings = 4096, TieWordEmbeddings = true }, tinyLlama),
         };
         var precisions = new (string Name, FromPretrainedOptions Options)[]
         {
@@ -41,12 +43,13 @@ public sealed class QuantizationBenchmark : IBenchmark
         };
         var only = Environment.GetEnvironmentVariable("PEFT_QUANT_CASE");
         var root = Environment.GetEnvironmentVariable("PEFT_QUANT_DIR") ?? Path.Combine(Path.GetTempPath(), "peft-bench-quant");
-        foreach (var (shape, config) in shapes)
+        foreach (var (shape, config, tiny) in shapes)
         {
             var dir = Path.Combine(root, shape);
             if (only == "write")
             {
                 WriteCheckpoint(config, dir);
+                WriteCheckpoint(tiny, dir + "-tiny");
                 continue;
             }
             if (only is not null && !only.StartsWith(shape + "-", StringComparison.Ordinal)) continue;
@@ -61,6 +64,10 @@ public sealed class QuantizationBenchmark : IBenchmark
                 {
                     if (only is not null && only != $"{shape}-{precision}") continue;
                     var opts = loadOptions with { Device = options.Device == "cuda" ? torch.CUDA : torch.CPU };
+                    // Warm-up on a tiny model of the same architecture and precision: the native code pages and pools
+                    // a first load touches are then resident before the baseline, without a large freed heap.
+                    if (only is not null)
+                        using (var warm = AutoModelForCausalLM.FromPretrained(dir + "-tiny", opts)) PrefillTokensPerSecond(warm, options);
                     GC.Collect();
                     GC.WaitForPendingFinalizers();
                     ResetPeak();
