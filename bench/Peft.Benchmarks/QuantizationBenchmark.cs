@@ -114,7 +114,8 @@ public sealed class QuantizationBenchmark : IBenchmark
     private static double PrefillTokensPerSecond(PreTrainedModel model, BenchmarkOptions options)
     {
         int batch = 1, seq = options.Quick ? 64 : 128;
-        using var ids = torch.randint(0, 1000, [batch, seq], dtype: torch.ScalarType.Int64, device: model.Device);
+        long vocab = Math.Min(1000, model.GetInputEmbeddings().weight!.shape[0]);
+        using var ids = torch.randint(0, vocab, [batch, seq], dtype: torch.ScalarType.Int64, device: model.Device);
         using var mask = torch.ones([batch, seq], dtype: torch.ScalarType.Int64, device: model.Device);
         using var _ = torch.no_grad();
         double s = Timing.MedianSeconds(() =>
