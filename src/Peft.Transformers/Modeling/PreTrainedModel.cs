@@ -251,6 +251,7 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
         var fileKeyOf = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var fk in ckpt.Keys) fileKeyOf.TryAdd(map(fk) ?? fk, fk);
         var owners = plan is null ? null : ParameterOwners();
+        using var reader = new CheckpointReader(ckpt);
 
         var loaded = new HashSet<string>(StringComparer.Ordinal);
         var unexpected = new List<string>();
@@ -286,10 +287,10 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
                 var (path, module, local) = owners![key];
                 if (plan.Quantizer?.IsTarget(path, module) == true)
                 {
-                    QuantizeFromCheckpoint(ckpt, fileKeyOf, path, module, plan, loaded, dir);
+                    QuantizeFromCheckpoint(reader, fileKeyOf, path, module, plan, loaded, dir);
                     continue;
                 }
-                using (var src = ckpt.GetTensor(fileKey, plan.DtypeFor(target), plan.Device))
+                using (var src = reader.GetTensor(fileKey, plan.DtypeFor(target), plan.Device))
                     ParameterSwap.Replace(module, local, src);
                 loaded.Add(key);
             }
@@ -343,7 +344,7 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
         return owners;
     }
 
-    private void QuantizeFromCheckpoint(SafetensorsCheckpoint ckpt, Dictionary<string, string> fileKeyOf, string path, nn.Module module,
+    private void QuantizeFromCheckpoint(CheckpointReader ckpt, Dictionary<string, string> fileKeyOf, string path, nn.Module module,
         LoadPlan plan, HashSet<string> loaded, string dir)
     {
         var pre = path + ".";
