@@ -63,6 +63,14 @@ public abstract record PeftConfig
     public abstract void Validate();
 
     /// <summary>
+    /// Prepares the base model before <c>GetPeftModel</c> injects adapters; nothing by default. A config that needs
+    /// the model in another form does it here (<c>QLoraConfig</c> quantizes the linear layers in place).
+    /// </summary>
+    public virtual void PrepareModel(TorchSharp.torch.nn.Module model)
+    {
+    }
+
+    /// <summary>
     /// Keys PEFT writes for this method that this library does not interpret, with PEFT's defaults. They are written
     /// when absent so Python PEFT reads the file exactly as its own; <see cref="Validate"/> rejects files that set
     /// them to anything that would change the math.

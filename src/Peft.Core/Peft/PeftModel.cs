@@ -72,6 +72,7 @@ public sealed class PeftModel : nn.Module<ModelInput, ModelOutput>, ITrainingHoo
         if (model.named_modules().Any(m => m.module is ITunerLayer))
             throw new ArgumentException("The model already contains adapter layers (was it passed to GetPeftModel before?).", nameof(model));
         var entry = PeftRegistry.Get(config.PeftType);
+        config.PrepareModel(model);
         var tuner = entry.CreateTuner(model, logger);
         var pm = new PeftModel(tuner);
         tuner.AddAdapter(adapterName, config);

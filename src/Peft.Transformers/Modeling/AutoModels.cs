@@ -6,6 +6,7 @@ using Peft.Transformers.Models.Mistral;
 using Peft.Transformers.Models.Opt;
 using Peft.Transformers.Models.Qwen2;
 using TorchSharp;
+using static TorchSharp.torch;
 
 namespace Peft.Transformers;
 
@@ -29,31 +30,33 @@ public enum ModelTask
 /// <summary>Builds and loads models by <c>model_type</c> and task: the machinery behind the <c>AutoModel*</c> classes.</summary>
 public static class ModelFactory
 {
-    private static readonly Dictionary<(string, ModelTask), Func<PretrainedConfig, PreTrainedModel>> Builders = new()
+    // Builders take the device to create parameters on: the Llama family and OPT build on the meta device (no storage)
+    // when loading; GPT-2 and BERT ignore it and build on the CPU (their weights are then replaced one by one).
+    private static readonly Dictionary<(string, ModelTask), Func<PretrainedConfig, Device?, PreTrainedModel>> Builders = new()
     {
-        [("bert", ModelTask.Base)] = c => new BertModel((BertConfig)c),
-        [("bert", ModelTask.SequenceClassification)] = c => new BertForSequenceClassification((BertConfig)c),
-        [("bert", ModelTask.TokenClassification)] = c => new BertForTokenClassification((BertConfig)c),
-        [("bert", ModelTask.QuestionAnswering)] = c => new BertForQuestionAnswering((BertConfig)c),
-        [("bert", ModelTask.MaskedLM)] = c => new BertForMaskedLM((BertConfig)c),
-        [("gpt2", ModelTask.Base)] = c => new GPT2Model((GPT2Config)c),
-        [("gpt2", ModelTask.CausalLM)] = c => new GPT2LMHeadModel((GPT2Config)c),
-        [("gpt2", ModelTask.SequenceClassification)] = c => new GPT2ForSequenceClassification((GPT2Config)c),
-        [("gpt2", ModelTask.TokenClassification)] = c => new GPT2ForTokenClassification((GPT2Config)c),
-        [("llama", ModelTask.TokenClassification)] = c => new LlamaForTokenClassification((LlamaConfig)c),
-        [("qwen2", ModelTask.TokenClassification)] = c => new Qwen2ForTokenClassification((Qwen2Config)c),
-        [("opt", ModelTask.Base)] = c => new OPTModel((OPTConfig)c),
-        [("opt", ModelTask.CausalLM)] = c => new OPTForCausalLM((OPTConfig)c),
-        [("opt", ModelTask.SequenceClassification)] = c => new OPTForSequenceClassification((OPTConfig)c),
-        [("llama", ModelTask.Base)] = c => new LlamaModel((LlamaConfig)c),
-        [("llama", ModelTask.CausalLM)] = c => new LlamaForCausalLM((LlamaConfig)c),
-        [("llama", ModelTask.SequenceClassification)] = c => new LlamaForSequenceClassification((LlamaConfig)c),
-        [("qwen2", ModelTask.Base)] = c => new Qwen2Model((Qwen2Config)c),
-        [("qwen2", ModelTask.CausalLM)] = c => new Qwen2ForCausalLM((Qwen2Config)c),
-        [("qwen2", ModelTask.SequenceClassification)] = c => new Qwen2ForSequenceClassification((Qwen2Config)c),
-        [("mistral", ModelTask.Base)] = c => new MistralModel((MistralConfig)c),
-        [("mistral", ModelTask.CausalLM)] = c => new MistralForCausalLM((MistralConfig)c),
-        [("mistral", ModelTask.SequenceClassification)] = c => new MistralForSequenceClassification((MistralConfig)c),
+        [("bert", ModelTask.Base)] = (c, d) => new BertModel((BertConfig)c),
+        [("bert", ModelTask.SequenceClassification)] = (c, d) => new BertForSequenceClassification((BertConfig)c),
+        [("bert", ModelTask.TokenClassification)] = (c, d) => new BertForTokenClassification((BertConfig)c),
+        [("bert", ModelTask.QuestionAnswering)] = (c, d) => new BertForQuestionAnswering((BertConfig)c),
+        [("bert", ModelTask.MaskedLM)] = (c, d) => new BertForMaskedLM((BertConfig)c),
+        [("gpt2", ModelTask.Base)] = (c, d) => new GPT2Model((GPT2Config)c),
+        [("gpt2", ModelTask.CausalLM)] = (c, d) => new GPT2LMHeadModel((GPT2Config)c),
+        [("gpt2", ModelTask.SequenceClassification)] = (c, d) => new GPT2ForSequenceClassification((GPT2Config)c),
+        [("gpt2", ModelTask.TokenClassification)] = (c, d) => new GPT2ForTokenClassification((GPT2Config)c),
+        [("llama", ModelTask.TokenClassification)] = (c, d) => new LlamaForTokenClassification((LlamaConfig)c, d),
+        [("qwen2", ModelTask.TokenClassification)] = (c, d) => new Qwen2ForTokenClassification((Qwen2Config)c, d),
+        [("opt", ModelTask.Base)] = (c, d) => new OPTModel((OPTConfig)c, d),
+        [("opt", ModelTask.CausalLM)] = (c, d) => new OPTForCausalLM((OPTConfig)c, d),
+        [("opt", ModelTask.SequenceClassification)] = (c, d) => new OPTForSequenceClassification((OPTConfig)c, d),
+        [("llama", ModelTask.Base)] = (c, d) => new LlamaModel((LlamaConfig)c, d),
+        [("llama", ModelTask.CausalLM)] = (c, d) => new LlamaForCausalLM((LlamaConfig)c, d),
+        [("llama", ModelTask.SequenceClassification)] = (c, d) => new LlamaForSequenceClassification((LlamaConfig)c, d),
+        [("qwen2", ModelTask.Base)] = (c, d) => new Qwen2Model((Qwen2Config)c, d),
+        [("qwen2", ModelTask.CausalLM)] = (c, d) => new Qwen2ForCausalLM((Qwen2Config)c, d),
+        [("qwen2", ModelTask.SequenceClassification)] = (c, d) => new Qwen2ForSequenceClassification((Qwen2Config)c, d),
+        [("mistral", ModelTask.Base)] = (c, d) => new MistralModel((MistralConfig)c, d),
+        [("mistral", ModelTask.CausalLM)] = (c, d) => new MistralForCausalLM((MistralConfig)c, d),
+        [("mistral", ModelTask.SequenceClassification)] = (c, d) => new MistralForSequenceClassification((MistralConfig)c, d),
     };
 
     /// <summary>A freshly initialised model for <paramref name="config"/> and <paramref name="task"/> (HF <c>from_config</c>).</summary>
@@ -63,11 +66,20 @@ public static class ModelFactory
         ArgumentNullException.ThrowIfNull(config);
         if (!Builders.TryGetValue((config.ModelType, task), out var build))
             throw new NotSupportedException($"No {task} architecture for model_type '{config.ModelType}'.");
-        var model = build(config);
+        var model = build(config, null);
         Models.ModelOps.InitWeights(model, config.InitStd);
         model.AfterInit();
         return model;
     }
+
+    /// <summary>
+    /// The architecture for <paramref name="config"/> with no storage (meta device) where the architecture supports it
+    /// (Llama family, OPT); others are built on the CPU. For counting parameters without materialising them.
+    /// </summary>
+    internal static PreTrainedModel BuildSkeleton(PretrainedConfig config, ModelTask task) =>
+        Builders.TryGetValue((config.ModelType, task), out var build)
+            ? build(config, META)
+            : throw new NotSupportedException($"No {task} architecture for model_type '{config.ModelType}'.");
 
     /// <summary>
     /// Loads a model folder (or hub id in the local HF cache): config.json, generation_config.json and the
@@ -78,17 +90,20 @@ public static class ModelFactory
     {
         ArgumentException.ThrowIfNullOrEmpty(pathOrId);
         options ??= new FromPretrainedOptions();
-        if (options.Quantization is not null)
-            throw new NotSupportedException("FromPretrainedOptions.Quantization (BitsAndBytesConfig) is not supported yet.");
         var dir = HubCache.ResolveModelDir(pathOrId, options);
         var config = AutoConfig.FromPretrained(dir) with { NameOrPath = pathOrId };
         if (options.Id2Label is not null || options.NumLabels is not null)
             config = config.WithNumLabels(options.NumLabels ?? options.Id2Label!.Count, options.Id2Label);
         if (!Builders.TryGetValue((config.ModelType, task), out var build))
             throw new NotSupportedException($"{dir}: no {task} architecture for model_type '{config.ModelType}'.");
-        var model = build(config);
+        var device = DeviceMap.Resolve(options.DeviceMap, options.Device);
+        ScalarType dtype;
+        using (var probe = OpenCheckpointOrNull(dir)) dtype = DtypeResolver.Resolve(options.Dtype, config, probe, $"{dir}/config.json");
+        var model = build(config, META);
         model.NameOrPath = pathOrId;
-        var (missing, unexpected) = model.LoadWeights(dir, options.IgnoreMismatchedSizes);
+        var plan = new LoadPlan(dtype, device, WeightQuantizer.For(options.Quantization, model));
+        var (missing, unexpected) = model.LoadWeights(dir, options.IgnoreMismatchedSizes, plan);
+        model.MaterializeRest(plan);
         if (missing.Count > 0)
         {
             model.InitializeKeys(missing.ToHashSet(StringComparer.Ordinal));
@@ -107,16 +122,16 @@ public static class ModelFactory
             options.Logger?.LogWarning("Some weights of the model checkpoint at {Path} were not used when initializing {Model}: [{Keys}].",
                 pathOrId, model.ArchitectureName, string.Join(", ", unexpected));
         }
+        plan.Quantizer?.QuantizeRemaining(model);
         var genPath = Path.Combine(dir, "generation_config.json");
         if (File.Exists(genPath)) model.GenerationConfig = GenerationConfig.FromFile(genPath);
-        if (options.Dtype is { } dt || options.Device is not null)
-        {
-            var dtype = options.Dtype ?? torch.ScalarType.Float32;
-            model.to(options.Device ?? torch.CPU, dtype);
-        }
         model.eval();
         return model;
     }
+
+    private static Peft.Core.Safetensors.SafetensorsCheckpoint? OpenCheckpointOrNull(string dir) =>
+        File.Exists(Path.Combine(dir, "model.safetensors")) || File.Exists(Path.Combine(dir, "model.safetensors.index.json"))
+            ? Peft.Core.Safetensors.SafetensorsCheckpoint.OpenFolder(dir, "model") : null;
 }
 
 /// <summary>Loads the bare backbone of a checkpoint (HF <c>AutoModel</c>): BertModel, GPT2Model, OPTModel, LlamaModel, Qwen2Model.</summary>

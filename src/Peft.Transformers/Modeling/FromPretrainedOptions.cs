@@ -6,11 +6,18 @@ namespace Peft.Transformers;
 /// <summary>Options of <c>AutoModel*.FromPretrained</c> (HF <c>from_pretrained</c> keyword arguments).</summary>
 public sealed record FromPretrainedOptions
 {
-    /// <summary>Dtype of the parameters after loading (HF <c>dtype</c>); null = float32.</summary>
+    /// <summary>
+    /// Dtype of the parameters after loading (HF <c>dtype</c>). null = "auto", transformers 5's default: the config's
+    /// <c>dtype</c> (older files: <c>torch_dtype</c>), else the checkpoint's first floating-point tensor, else float32.
+    /// Weights are converted one tensor at a time as they are read; no float32 copy of the model is made.
+    /// </summary>
     public torch.ScalarType? Dtype { get; init; }
 
-    /// <summary>Device to load onto (HF <c>device_map</c> with one device); null = CPU.</summary>
+    /// <summary>Device to load onto (HF <c>device_map</c> with one device); null = CPU (or <see cref="DeviceMap"/>).</summary>
     public torch.Device? Device { get; init; }
+
+    /// <summary>HF <c>device_map</c> as a string: "cpu", "cuda", "cuda:N" or "auto" (see <see cref="Transformers.DeviceMap"/>); exclusive with <see cref="Device"/>.</summary>
+    public string? DeviceMap { get; init; }
 
     /// <summary>Number of classification labels for a new or replaced head (HF <c>num_labels</c>).</summary>
     public int? NumLabels { get; init; }
@@ -33,7 +40,11 @@ public sealed record FromPretrainedOptions
     /// <summary>Hub base URL, e.g. a mirror (HF <c>endpoint</c>); null = HF_ENDPOINT, else https://huggingface.co.</summary>
     public string? Endpoint { get; init; }
 
-    /// <summary>Quantized loading (HF <c>quantization_config</c>); not implemented yet: setting it throws <see cref="NotSupportedException"/>.</summary>
+    /// <summary>
+    /// Quantized loading (HF <c>quantization_config</c>): every linear layer except the output head and
+    /// <see cref="BitsAndBytesConfig.LlmInt8SkipModules"/> becomes a <c>Linear4bit</c> / <c>Linear8bit</c>, quantised as its
+    /// weight is read. Other parameters load in <see cref="Dtype"/>.
+    /// </summary>
     public BitsAndBytesConfig? Quantization { get; init; }
 
     /// <summary>
@@ -46,7 +57,7 @@ public sealed record FromPretrainedOptions
     public ILogger? Logger { get; init; }
 }
 
-/// <summary>bitsandbytes quantization settings (HF <c>BitsAndBytesConfig</c>). Data only for now.</summary>
+/// <summary>bitsandbytes quantization settings (HF <c>BitsAndBytesConfig</c>; defaults as HF's).</summary>
 public sealed record BitsAndBytesConfig
 {
     /// <summary>HF <c>load_in_4bit</c>.</summary>
@@ -57,6 +68,37 @@ public sealed record BitsAndBytesConfig
     public string Bnb4BitQuantType { get; init; } = "fp4";
     /// <summary>HF <c>bnb_4bit_use_double_quant</c>.</summary>
     public bool Bnb4BitUseDoubleQuant { get; init; }
-    /// <summary>HF <c>bnb_4bit_compute_dtype</c>.</summary>
+    /// <summary>HF <c>bnb_4bit_compute_dtype</c>: the dtype 4-bit layers dequantise into and multiply in.</summary>
     public torch.ScalarType Bnb4BitComputeDtype { get; init; } = torch.ScalarType.Float32;
+    /// <summary>HF <c>bnb_4bit_quant_storage</c>: the dtype holding the packed codes; only uint8 (the default) is supported.</summary>
+    public torch.ScalarType Bnb4BitQuantStorage { get; init; } = torch.ScalarType.Byte;
+    /// <summary>HF <c>llm_int8_skip_modules</c>: module names kept in full precision (besides the output head).</summary>
+    public IReadOnlyList<string>? LlmInt8SkipModules { get; init; }
+    /// <summary>Elements per 4-bit block (bnb <c>blocksize</c>, 64; not an HF config key): 32, 64, ..., 4096.</summary>
+    public int Bnb4BitBlocksize { get; init; } = 64;
+
+    /// <summary>The model-independent quantisation settings (after <see cref="Validate"/>).</summary>
+    public Peft.Core.Quantization.QuantizationSettings ToSettings()
+    {
+        Validate();
+        return new Peft.Core.Quantization.QuantizationSettings(
+            LoadIn4Bit ? Peft.Core.Quantization.FourBitFormat.FromName(Bnb4BitQuantType) : null,
+            Bnb4BitBlocksize, Bnb4BitUseDoubleQuant, Bnb4BitComputeDtype, LlmInt8SkipModules);
+    }
+
+    /// <summary>Checks the combination (HF <c>BitsAndBytesConfig.post_init</c>).</summary>
+    /// <exception cref="ArgumentException">Both or unsupported settings, named with the value.</exception>
+    public void Validate()
+    {
+        if (LoadIn4Bit && LoadIn8Bit)
+            throw new ArgumentException("BitsAndBytesConfig: load_in_4bit and load_in_8bit are both true; choose one.");
+        if (Bnb4BitQuantType is not ("nf4" or "fp4"))
+            throw new ArgumentException($"BitsAndBytesConfig.Bnb4BitQuantType (bnb_4bit_quant_type) must be \"nf4\" or \"fp4\", got '{Bnb4BitQuantType}'.");
+        if (Bnb4BitComputeDtype is not (torch.ScalarType.Float32 or torch.ScalarType.Float16 or torch.ScalarType.BFloat16))
+            throw new ArgumentException($"BitsAndBytesConfig.Bnb4BitComputeDtype (bnb_4bit_compute_dtype) must be float32, float16 or bfloat16, got {Bnb4BitComputeDtype}.");
+        if (Bnb4BitQuantStorage != torch.ScalarType.Byte)
+            throw new ArgumentException($"BitsAndBytesConfig.Bnb4BitQuantStorage (bnb_4bit_quant_storage) {Bnb4BitQuantStorage} is not supported; only uint8 is.");
+        if (Bnb4BitBlocksize is not (32 or 64 or 128 or 256 or 512 or 1024 or 2048 or 4096))
+            throw new ArgumentException($"BitsAndBytesConfig.Bnb4BitBlocksize {Bnb4BitBlocksize} is not a power of two in 32..4096.");
+    }
 }

@@ -243,7 +243,16 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
     /// base-model prefix added or removed as needed). Returns the missing and unexpected keys.
     /// </summary>
     /// <exception cref="InvalidDataException">A tensor's shape differs from the model's (unless <paramref name="ignoreMismatchedSizes"/>, which reports it as missing).</exception>
-    public (IReadOnlyList<string> Missing, IReadOnlyList<string> Unexpected) LoadWeights(string dir, bool ignoreMismatchedSizes = false)
+    public (IReadOnlyList<string> Missing, IReadOnlyList<string> Unexpected) LoadWeights(string dir, bool ignoreMismatchedSizes = false) =>
+        LoadWeights(dir, ignoreMismatchedSizes, plan: null);
+
+    /// <summary>
+    /// Streams the checkpoint into the model one tensor at a time. With a <paramref name="plan"/>, each tensor is read
+    /// in the plan's dtype on its device and put in place of the model's parameter (which may live on the meta device
+    /// and hold no storage), and quantisation targets are replaced by their quantised layer as their weight arrives;
+    /// without one, tensors are copied into the existing parameters.
+    /// </summary>
+    internal (IReadOnlyList<string> Missing, IReadOnlyList<string> Unexpected) LoadWeights(string dir, bool ignoreMismatchedSizes, LoadPlan? plan)
     {
         if (!File.Exists(Path.Combine(dir, "model.safetensors")) && !File.Exists(Path.Combine(dir, "model.safetensors.index.json"))
             && (File.Exists(Path.Combine(dir, "pytorch_model.bin")) || File.Exists(Path.Combine(dir, "pytorch_model.bin.index.json"))))
@@ -267,6 +276,10 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
             return sd.ContainsKey(m) ? m : Legacy(m);
         }
         var ignore = IgnoredUnexpectedKeys;
+        var fileKeyOf = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var fk in ckpt.Keys) fileKeyOf.TryAdd(map(fk) ?? fk, fk);
+        var owners = plan is null ? null : ParameterOwners();
+        using var reader = new CheckpointReader(ckpt);
 
         var loaded = new HashSet<string>(StringComparer.Ordinal);
         var unexpected = new List<string>();
@@ -282,6 +295,7 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
                     if (!tied.Contains(fileKey) && (key is null || !tied.Contains(key)) && ignore?.IsMatch(fileKey) != true) unexpected.Add(fileKey);
                     continue;
                 }
+                if (loaded.Contains(key)) continue;                                  // read with its layer's weight
                 var info = ckpt.GetInfo(fileKey);
                 if (!info.Shape.SequenceEqual(target.shape) && ignoreMismatchedSizes)
                 {
@@ -291,8 +305,21 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
                 if (!info.Shape.SequenceEqual(target.shape))
                     throw new InvalidDataException(
                         $"{dir}: tensor '{fileKey}' has shape [{string.Join(", ", info.Shape)}] but {ArchitectureName} expects [{string.Join(", ", target.shape)}] for '{key}'.");
-                using var src = ckpt.GetTensor(fileKey, target.dtype, target.device);
-                target.copy_(src);
+                if (plan is null)
+                {
+                    using var src = ckpt.GetTensor(fileKey, target.dtype, target.device);
+                    target.copy_(src);
+                    loaded.Add(key);
+                    continue;
+                }
+                var (path, module, local) = owners![key];
+                if (plan.Quantizer?.IsTarget(path, module) == true)
+                {
+                    QuantizeFromCheckpoint(reader, fileKeyOf, path, module, plan, loaded, dir);
+                    continue;
+                }
+                using (var src = reader.GetTensor(fileKey, plan.DtypeFor(target), plan.Device))
+                    ParameterSwap.Replace(module, local, src);
                 loaded.Add(key);
             }
         }
@@ -301,6 +328,65 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
         UnexpectedKeys = unexpected;
         MismatchedKeys = mismatched;
         return (missing, unexpected);
+    }
+
+    /// <summary>
+    /// After a streaming load: parameters the checkpoint did not provide (still on the meta device, or built on the CPU
+    /// in float32 by architectures that do not build on meta) get real storage in the plan's dtype and device; float
+    /// buffers follow too. Their values are set by <see cref="InitializeKeys"/>.
+    /// </summary>
+    internal void MaterializeRest(LoadPlan plan)
+    {
+        using var _ = no_grad();
+        foreach (var (name, m) in named_modules())
+        {
+            foreach (var (pn, p) in m.named_parameters(recurse: false).ToList())
+            {
+                var dtype = plan.DtypeFor(p);
+                if (p.device.type != DeviceType.META && p.dtype == dtype && SameDevice(p.device, plan.Device)) continue;
+                using var fresh = p.device.type == DeviceType.META
+                    ? empty(p.shape, dtype: dtype, device: plan.Device)
+                    : p.detach().to(dtype, plan.Device);
+                ParameterSwap.Replace(m, pn, fresh);
+            }
+        }
+        foreach (var b in buffers())
+        {
+            if (b.device.type == DeviceType.META)
+                throw new InvalidOperationException($"{ArchitectureName}: a buffer is still on the meta device after loading; its module must create it on the load device.");
+        }
+        if (buffers().Any(b => !SameDevice(b.device, plan.Device))) this.to(plan.Device);
+    }
+
+    private static bool SameDevice(Device a, Device b) => a.type == b.type && (a.type != DeviceType.CUDA || Math.Max(a.index, 0) == Math.Max(b.index, 0));
+
+    /// <summary>Every parameter's state-dict key → (module path, module, local name).</summary>
+    private Dictionary<string, (string Path, nn.Module Module, string Local)> ParameterOwners()
+    {
+        var owners = new Dictionary<string, (string, nn.Module, string)>(StringComparer.Ordinal);
+        foreach (var (name, m) in named_modules())
+        {
+            var pre = name.Length == 0 ? "" : name + ".";
+            foreach (var (pn, _) in m.named_parameters(recurse: false)) owners.TryAdd(pre + pn, (name, m, pn));
+        }
+        return owners;
+    }
+
+    private void QuantizeFromCheckpoint(CheckpointReader ckpt, Dictionary<string, string> fileKeyOf, string path, nn.Module module,
+        LoadPlan plan, HashSet<string> loaded, string dir)
+    {
+        var pre = path + ".";
+        string File(string local) => fileKeyOf.TryGetValue(pre + local, out var fk)
+            ? fk : throw new InvalidDataException($"{dir}: '{pre + local}' is missing from the checkpoint; it is needed to quantize '{path}'.");
+        bool hasBias = module.named_parameters(recurse: false).Any(p => p.name == "bias");
+        using var scope = NewDisposeScope();
+        var weight = ckpt.GetTensor(File("weight"), null, plan.Device);
+        Tensor? bias = hasBias && fileKeyOf.ContainsKey(pre + "bias") ? ckpt.GetTensor(File("bias"), plan.Dtype, plan.Device) : null;
+        var quantized = plan.Quantizer!.Quantize(module, weight, bias);
+        var (parent, child, _) = Peft.Core.Tuners.ModuleSurgery.GetParent(this, path);
+        Peft.Core.Tuners.ModuleSurgery.ReplaceChild(parent, child, quantized).Dispose();
+        loaded.Add(pre + "weight");
+        if (bias is not null || !hasBias) loaded.Add(pre + "bias");
     }
 
     /// <summary>Re-initialises the modules whose parameters are in <paramref name="keys"/> (HF init of newly created weights).</summary>

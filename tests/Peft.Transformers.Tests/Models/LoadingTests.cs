@@ -175,14 +175,6 @@ public sealed class LoadingTests
         Assert.Equal([3L, 30L, 1000L], mo.Logits!.shape);
     }
 
-    [Fact]
-    public void Quantization_option_is_rejected_until_implemented()
-    {
-        var e = Assert.Throws<NotSupportedException>(() => AutoModelForCausalLM.FromPretrained(Fixtures.Model("opt-tiny"),
-            new FromPretrainedOptions { Quantization = new BitsAndBytesConfig { LoadIn4Bit = true, Bnb4BitQuantType = "nf4" } }));
-        Assert.Contains("Quantization", e.Message);
-    }
-
     [Theory]
     [InlineData(torch.ScalarType.Float16)]
     [InlineData(torch.ScalarType.BFloat16)]

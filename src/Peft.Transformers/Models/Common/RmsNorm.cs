@@ -10,10 +10,10 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
     public Parameter weight;
     private readonly double _eps;
 
-    /// <summary>Creates the norm with weight = 1.</summary>
-    public RmsNorm(long hidden, double eps) : base("RmsNorm")
+    /// <summary>Creates the norm with weight = 1 (on <paramref name="device"/>; default CPU).</summary>
+    public RmsNorm(long hidden, double eps, Device? device = null) : base("RmsNorm")
     {
-        weight = new Parameter(ones(hidden));
+        weight = new Parameter(ones(hidden, device: device));
         _eps = eps;
         RegisterComponents();
     }

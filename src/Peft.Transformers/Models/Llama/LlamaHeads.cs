@@ -18,11 +18,11 @@ public abstract class RotaryDecoderForCausalLM : PreTrainedModel
 #pragma warning restore IDE1006
 
     /// <summary>Builds the head over <paramref name="backbone"/>; the derived constructor calls <c>RegisterComponents()</c>.</summary>
-    protected RotaryDecoderForCausalLM(string name, RotaryDecoderConfig config, RotaryDecoderModel backbone) : base(name, config)
+    protected RotaryDecoderForCausalLM(string name, RotaryDecoderConfig config, RotaryDecoderModel backbone, Device? device = null) : base(name, config)
     {
         model = backbone;
         var emb = backbone.GetInputEmbeddings();
-        lm_head = config.TieWordEmbeddings ? new TiedLinear(() => emb.weight!) : nn.Linear(config.HiddenSize, config.VocabSize, hasBias: false);
+        lm_head = config.TieWordEmbeddings ? new TiedLinear(() => emb.weight!) : nn.Linear(config.HiddenSize, config.VocabSize, hasBias: false, device: device);
     }
 
     /// <inheritdoc />
@@ -66,10 +66,10 @@ public abstract class RotaryDecoderForSequenceClassification : PreTrainedModel
 #pragma warning restore IDE1006
 
     /// <summary>Builds the head; the derived constructor calls <c>RegisterComponents()</c>.</summary>
-    protected RotaryDecoderForSequenceClassification(string name, RotaryDecoderConfig config, RotaryDecoderModel backbone) : base(name, config)
+    protected RotaryDecoderForSequenceClassification(string name, RotaryDecoderConfig config, RotaryDecoderModel backbone, Device? device = null) : base(name, config)
     {
         model = backbone;
-        score = nn.Linear(config.HiddenSize, config.NumLabels, hasBias: false);
+        score = nn.Linear(config.HiddenSize, config.NumLabels, hasBias: false, device: device);
     }
 
     /// <inheritdoc />
@@ -104,11 +104,11 @@ public abstract class RotaryDecoderForTokenClassification : PreTrainedModel
     private readonly Dropout dropout;
 
     /// <summary>Builds the head; the derived constructor calls <c>RegisterComponents()</c>.</summary>
-    protected RotaryDecoderForTokenClassification(string name, RotaryDecoderConfig config, RotaryDecoderModel backbone) : base(name, config)
+    protected RotaryDecoderForTokenClassification(string name, RotaryDecoderConfig config, RotaryDecoderModel backbone, Device? device = null) : base(name, config)
     {
         model = backbone;
         dropout = nn.Dropout(0.1);
-        score = nn.Linear(config.HiddenSize, config.NumLabels);
+        score = nn.Linear(config.HiddenSize, config.NumLabels, device: device);
     }
 
     /// <inheritdoc />
@@ -134,27 +134,27 @@ public abstract class RotaryDecoderForTokenClassification : PreTrainedModel
 /// <summary>Llama backbone (HF <c>LlamaModel</c>).</summary>
 public sealed class LlamaModel : RotaryDecoderModel
 {
-    /// <summary>Builds the backbone for <paramref name="config"/> (random weights).</summary>
-    public LlamaModel(LlamaConfig config) : base(nameof(LlamaModel), config) => RegisterComponents();
+    /// <summary>Builds the backbone for <paramref name="config"/> (random weights; parameters on <paramref name="device"/>, meta = no storage).</summary>
+    public LlamaModel(LlamaConfig config, Device? device = null) : base(nameof(LlamaModel), config, device) => RegisterComponents();
 }
 
 /// <summary>Llama causal LM (HF <c>LlamaForCausalLM</c>): RMSNorm, RoPE (default/linear/llama3), GQA, SwiGLU, tied or untied head.</summary>
 public sealed class LlamaForCausalLM : RotaryDecoderForCausalLM
 {
-    /// <summary>Builds the model for <paramref name="config"/> (random weights).</summary>
-    public LlamaForCausalLM(LlamaConfig config) : base(nameof(LlamaForCausalLM), config, new LlamaModel(config)) => RegisterComponents();
+    /// <summary>Builds the model for <paramref name="config"/> (random weights; parameters on <paramref name="device"/>, meta = no storage).</summary>
+    public LlamaForCausalLM(LlamaConfig config, Device? device = null) : base(nameof(LlamaForCausalLM), config, new LlamaModel(config, device), device) => RegisterComponents();
 }
 
 /// <summary>Llama sequence classifier (HF <c>LlamaForSequenceClassification</c>).</summary>
 public sealed class LlamaForSequenceClassification : RotaryDecoderForSequenceClassification
 {
-    /// <summary>Builds the model for <paramref name="config"/> (random weights).</summary>
-    public LlamaForSequenceClassification(LlamaConfig config) : base(nameof(LlamaForSequenceClassification), config, new LlamaModel(config)) => RegisterComponents();
+    /// <summary>Builds the model for <paramref name="config"/> (random weights; parameters on <paramref name="device"/>, meta = no storage).</summary>
+    public LlamaForSequenceClassification(LlamaConfig config, Device? device = null) : base(nameof(LlamaForSequenceClassification), config, new LlamaModel(config, device), device) => RegisterComponents();
 }
 
 /// <summary>Llama token classifier (HF <c>LlamaForTokenClassification</c>).</summary>
 public sealed class LlamaForTokenClassification : RotaryDecoderForTokenClassification
 {
-    /// <summary>Builds the model for <paramref name="config"/> (random weights).</summary>
-    public LlamaForTokenClassification(LlamaConfig config) : base(nameof(LlamaForTokenClassification), config, new LlamaModel(config)) => RegisterComponents();
+    /// <summary>Builds the model for <paramref name="config"/> (random weights; parameters on <paramref name="device"/>, meta = no storage).</summary>
+    public LlamaForTokenClassification(LlamaConfig config, Device? device = null) : base(nameof(LlamaForTokenClassification), config, new LlamaModel(config, device), device) => RegisterComponents();
 }

@@ -24,15 +24,15 @@ public sealed class RotaryAttention : nn.Module
     private readonly int _heads, _kvHeads, _headDim, _layerIdx;
     private readonly double _dropout;
 
-    /// <summary>Creates the attention of layer <paramref name="layerIdx"/>.</summary>
-    public RotaryAttention(RotaryDecoderConfig c, int layerIdx) : base("RotaryAttention")
+    /// <summary>Creates the attention of layer <paramref name="layerIdx"/> (parameters on <paramref name="device"/>; meta = no storage, filled by the loader).</summary>
+    public RotaryAttention(RotaryDecoderConfig c, int layerIdx, Device? device = null) : base("RotaryAttention")
     {
         _heads = c.NumAttentionHeads; _kvHeads = c.KeyValueHeads; _headDim = c.HeadDim; _layerIdx = layerIdx;
         _dropout = c.AttentionDropout;
-        q_proj = nn.Linear(c.HiddenSize, _heads * _headDim, hasBias: c.QkvBias);
-        k_proj = nn.Linear(c.HiddenSize, _kvHeads * _headDim, hasBias: c.QkvBias);
-        v_proj = nn.Linear(c.HiddenSize, _kvHeads * _headDim, hasBias: c.QkvBias);
-        o_proj = nn.Linear(_heads * _headDim, c.HiddenSize, hasBias: c.OutputBias);
+        q_proj = nn.Linear(c.HiddenSize, _heads * _headDim, hasBias: c.QkvBias, device: device);
+        k_proj = nn.Linear(c.HiddenSize, _kvHeads * _headDim, hasBias: c.QkvBias, device: device);
+        v_proj = nn.Linear(c.HiddenSize, _kvHeads * _headDim, hasBias: c.QkvBias, device: device);
+        o_proj = nn.Linear(_heads * _headDim, c.HiddenSize, hasBias: c.OutputBias, device: device);
         RegisterComponents();
     }
 
@@ -64,12 +64,12 @@ public sealed class GatedMlp : nn.Module<Tensor, Tensor>
 #pragma warning restore IDE1006
     private readonly Func<Tensor, Tensor> _act;
 
-    /// <summary>Creates the MLP.</summary>
-    public GatedMlp(RotaryDecoderConfig c) : base("GatedMlp")
+    /// <summary>Creates the MLP (parameters on <paramref name="device"/>).</summary>
+    public GatedMlp(RotaryDecoderConfig c, Device? device = null) : base("GatedMlp")
     {
-        gate_proj = nn.Linear(c.HiddenSize, c.IntermediateSize, hasBias: c.MlpBiasValue);
-        up_proj = nn.Linear(c.HiddenSize, c.IntermediateSize, hasBias: c.MlpBiasValue);
-        down_proj = nn.Linear(c.IntermediateSize, c.HiddenSize, hasBias: c.MlpBiasValue);
+        gate_proj = nn.Linear(c.HiddenSize, c.IntermediateSize, hasBias: c.MlpBiasValue, device: device);
+        up_proj = nn.Linear(c.HiddenSize, c.IntermediateSize, hasBias: c.MlpBiasValue, device: device);
+        down_proj = nn.Linear(c.IntermediateSize, c.HiddenSize, hasBias: c.MlpBiasValue, device: device);
         _act = ModelOps.Activation(c.HiddenAct);
         RegisterComponents();
     }
@@ -92,13 +92,13 @@ public sealed class RotaryDecoderLayer : nn.Module, ITransformerLayer
     public nn.Module<Tensor, Tensor> post_attention_layernorm;
 #pragma warning restore IDE1006
 
-    /// <summary>Creates layer <paramref name="layerIdx"/>.</summary>
-    public RotaryDecoderLayer(RotaryDecoderConfig c, int layerIdx) : base("RotaryDecoderLayer")
+    /// <summary>Creates layer <paramref name="layerIdx"/> (parameters on <paramref name="device"/>).</summary>
+    public RotaryDecoderLayer(RotaryDecoderConfig c, int layerIdx, Device? device = null) : base("RotaryDecoderLayer")
     {
-        self_attn = new RotaryAttention(c, layerIdx);
-        mlp = new GatedMlp(c);
-        input_layernorm = new RmsNorm(c.HiddenSize, c.RmsNormEps);
-        post_attention_layernorm = new RmsNorm(c.HiddenSize, c.RmsNormEps);
+        self_attn = new RotaryAttention(c, layerIdx, device);
+        mlp = new GatedMlp(c, device);
+        input_layernorm = new RmsNorm(c.HiddenSize, c.RmsNormEps, device);
+        post_attention_layernorm = new RmsNorm(c.HiddenSize, c.RmsNormEps, device);
         RegisterComponents();
     }
 
@@ -130,15 +130,15 @@ public abstract class RotaryDecoderModel : PreTrainedModel
     private readonly ModuleRef<Embedding> _embedding;
     private readonly RotaryDecoderConfig _c;
 
-    /// <summary>Builds the backbone; the derived constructor calls <c>RegisterComponents()</c>.</summary>
-    protected RotaryDecoderModel(string name, RotaryDecoderConfig config) : base(name, config)
+    /// <summary>Builds the backbone (parameters on <paramref name="device"/>); the derived constructor calls <c>RegisterComponents()</c>.</summary>
+    protected RotaryDecoderModel(string name, RotaryDecoderConfig config, Device? device = null) : base(name, config)
     {
         _c = config;
-        var emb = nn.Embedding(config.VocabSize, config.HiddenSize, padding_idx: config.PadTokenId);
+        var emb = nn.Embedding(config.VocabSize, config.HiddenSize, padding_idx: config.PadTokenId, device: device);
         _embedding = new(emb);
         embed_tokens = emb;
-        layers = new ModuleList<RotaryDecoderLayer>(Enumerable.Range(0, config.NumHiddenLayers).Select(i => new RotaryDecoderLayer(config, i)).ToArray());
-        norm = new RmsNorm(config.HiddenSize, config.RmsNormEps);
+        layers = new ModuleList<RotaryDecoderLayer>(Enumerable.Range(0, config.NumHiddenLayers).Select(i => new RotaryDecoderLayer(config, i, device)).ToArray());
+        norm = new RmsNorm(config.HiddenSize, config.RmsNormEps, device);
     }
 
     /// <inheritdoc />

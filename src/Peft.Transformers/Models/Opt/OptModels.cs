@@ -21,13 +21,13 @@ public sealed class OPTAttention : nn.Module
     private readonly double _dropout;
 
     /// <summary>Creates the attention of layer <paramref name="layerIdx"/>.</summary>
-    public OPTAttention(OPTConfig c, int layerIdx) : base("OPTAttention")
+    public OPTAttention(OPTConfig c, int layerIdx, Device? device = null) : base("OPTAttention")
     {
         _heads = c.NumAttentionHeads; _headDim = c.HiddenSize / c.NumAttentionHeads; _layerIdx = layerIdx; _dropout = c.AttentionDropout;
-        k_proj = nn.Linear(c.HiddenSize, c.HiddenSize, hasBias: c.EnableBias);
-        v_proj = nn.Linear(c.HiddenSize, c.HiddenSize, hasBias: c.EnableBias);
-        q_proj = nn.Linear(c.HiddenSize, c.HiddenSize, hasBias: c.EnableBias);
-        out_proj = nn.Linear(c.HiddenSize, c.HiddenSize, hasBias: c.EnableBias);
+        k_proj = nn.Linear(c.HiddenSize, c.HiddenSize, hasBias: c.EnableBias, device: device);
+        v_proj = nn.Linear(c.HiddenSize, c.HiddenSize, hasBias: c.EnableBias, device: device);
+        q_proj = nn.Linear(c.HiddenSize, c.HiddenSize, hasBias: c.EnableBias, device: device);
+        out_proj = nn.Linear(c.HiddenSize, c.HiddenSize, hasBias: c.EnableBias, device: device);
         RegisterComponents();
     }
 
@@ -64,13 +64,13 @@ public sealed class OPTDecoderLayer : nn.Module, ITransformerLayer
     private readonly Func<Tensor, Tensor> _act;
 
     /// <summary>Creates layer <paramref name="layerIdx"/>.</summary>
-    public OPTDecoderLayer(OPTConfig c, int layerIdx) : base("OPTDecoderLayer")
+    public OPTDecoderLayer(OPTConfig c, int layerIdx, Device? device = null) : base("OPTDecoderLayer")
     {
-        self_attn = new OPTAttention(c, layerIdx);
-        self_attn_layer_norm = nn.LayerNorm(c.HiddenSize, elementwise_affine: c.LayerNormElementwiseAffine);
-        fc1 = nn.Linear(c.HiddenSize, c.FfnDim, hasBias: c.EnableBias);
-        fc2 = nn.Linear(c.FfnDim, c.HiddenSize, hasBias: c.EnableBias);
-        final_layer_norm = nn.LayerNorm(c.HiddenSize, elementwise_affine: c.LayerNormElementwiseAffine);
+        self_attn = new OPTAttention(c, layerIdx, device);
+        self_attn_layer_norm = nn.LayerNorm(c.HiddenSize, elementwise_affine: c.LayerNormElementwiseAffine, device: device);
+        fc1 = nn.Linear(c.HiddenSize, c.FfnDim, hasBias: c.EnableBias, device: device);
+        fc2 = nn.Linear(c.FfnDim, c.HiddenSize, hasBias: c.EnableBias, device: device);
+        final_layer_norm = nn.LayerNorm(c.HiddenSize, elementwise_affine: c.LayerNormElementwiseAffine, device: device);
         dropout = nn.Dropout(c.Dropout);
         _normBefore = c.DoLayerNormBefore;
         _act = ModelOps.Activation(c.ActivationFunction);
@@ -118,20 +118,20 @@ public sealed class OPTDecoder : nn.Module
     internal readonly ModuleRef<Embedding> Embedding;
 
     /// <summary>Creates the decoder.</summary>
-    public OPTDecoder(OPTConfig c) : base("OPTDecoder")
+    public OPTDecoder(OPTConfig c, Device? device = null) : base("OPTDecoder")
     {
-        var e = nn.Embedding(c.VocabSize, c.EmbedDim, padding_idx: c.PadTokenId);
+        var e = nn.Embedding(c.VocabSize, c.EmbedDim, padding_idx: c.PadTokenId, device: device);
         Embedding = new(e);
         embed_tokens = e;
-        embed_positions = nn.Embedding(c.MaxPositionEmbeddings + PositionOffset, c.HiddenSize);
+        embed_positions = nn.Embedding(c.MaxPositionEmbeddings + PositionOffset, c.HiddenSize, device: device);
         if (c.EmbedDim != c.HiddenSize)
         {
-            project_out = nn.Linear(c.HiddenSize, c.EmbedDim, hasBias: false);
-            project_in = nn.Linear(c.EmbedDim, c.HiddenSize, hasBias: false);
+            project_out = nn.Linear(c.HiddenSize, c.EmbedDim, hasBias: false, device: device);
+            project_in = nn.Linear(c.EmbedDim, c.HiddenSize, hasBias: false, device: device);
         }
         if (c.DoLayerNormBefore && !c.RemoveFinalLayerNorm)
-            final_layer_norm = nn.LayerNorm(c.HiddenSize, elementwise_affine: c.LayerNormElementwiseAffine);
-        layers = new ModuleList<OPTDecoderLayer>(Enumerable.Range(0, c.NumHiddenLayers).Select(i => new OPTDecoderLayer(c, i)).ToArray());
+            final_layer_norm = nn.LayerNorm(c.HiddenSize, elementwise_affine: c.LayerNormElementwiseAffine, device: device);
+        layers = new ModuleList<OPTDecoderLayer>(Enumerable.Range(0, c.NumHiddenLayers).Select(i => new OPTDecoderLayer(c, i, device)).ToArray());
         dropout = nn.Dropout(c.Dropout);
         RegisterComponents();
     }
@@ -165,10 +165,10 @@ public sealed class OPTModel : PreTrainedModel
     private readonly OPTConfig _c;
 
     /// <summary>Builds the backbone for <paramref name="config"/> (random weights).</summary>
-    public OPTModel(OPTConfig config) : base(nameof(OPTModel), config)
+    public OPTModel(OPTConfig config, Device? device = null) : base(nameof(OPTModel), config)
     {
         _c = config;
-        decoder = new OPTDecoder(config);
+        decoder = new OPTDecoder(config, device);
         RegisterComponents();
     }
 
@@ -208,11 +208,11 @@ public sealed class OPTForCausalLM : PreTrainedModel
 #pragma warning restore IDE1006
 
     /// <summary>Builds the model for <paramref name="config"/> (random weights).</summary>
-    public OPTForCausalLM(OPTConfig config) : base(nameof(OPTForCausalLM), config)
+    public OPTForCausalLM(OPTConfig config, Device? device = null) : base(nameof(OPTForCausalLM), config)
     {
-        model = new OPTModel(config);
+        model = new OPTModel(config, device);
         var emb = model.GetInputEmbeddings();
-        lm_head = config.TieWordEmbeddings ? new TiedLinear(() => emb.weight!) : nn.Linear(config.EmbedDim, config.VocabSize, hasBias: false);
+        lm_head = config.TieWordEmbeddings ? new TiedLinear(() => emb.weight!) : nn.Linear(config.EmbedDim, config.VocabSize, hasBias: false, device: device);
         RegisterComponents();
     }
 
@@ -256,10 +256,10 @@ public sealed class OPTForSequenceClassification : PreTrainedModel
 #pragma warning restore IDE1006
 
     /// <summary>Builds the model for <paramref name="config"/> (random weights).</summary>
-    public OPTForSequenceClassification(OPTConfig config) : base(nameof(OPTForSequenceClassification), config)
+    public OPTForSequenceClassification(OPTConfig config, Device? device = null) : base(nameof(OPTForSequenceClassification), config)
     {
-        model = new OPTModel(config);
-        score = nn.Linear(config.EmbedDim, config.NumLabels, hasBias: false);
+        model = new OPTModel(config, device);
+        score = nn.Linear(config.EmbedDim, config.NumLabels, hasBias: false, device: device);
         RegisterComponents();
     }
 

@@ -1,0 +1,243 @@
+"""Bit-for-bit check of Peft.NET's 4-bit quantisation against a Python port of bitsandbytes' algorithm.
+
+bitsandbytes itself is not installed on the GPU machine, so this file re-implements what bnb's CUDA kernels do
+(csrc/kernels.cu: kQuantizeBlockwise with dQuantizeNF4 / dQuantizeFP4 decision trees, dQuantize<0> binary search for
+the 8-bit dynamic map; functional.py: quantize_4bit with compress_statistics, create_dynamic_map) in plain torch, runs
+it on CUDA when available (else CPU), and compares with what Peft.NET wrote:
+
+    dotnet run --project tools/Peft.Interop -- quant MODELS_DIR out/interop      # MODELS_DIR holds llama-tiny
+    python3 tools/Peft.Interop/check_quant.py out/interop MODELS_DIR
+
+It also reports how many codes bnb's pure-torch "default" backend (argmin over the table) would assign differently;
+those differ from the CUDA kernels only on exact ties and for tiny negative FP4 values (-0 vs +0).
+"""
+import functools
+import struct
+import sys
+
+import torch
+from safetensors.torch import load_file
+from safetensors import safe_open
+
+NF4 = [-1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635,
+       -0.18477343022823334, -0.09105003625154495, 0.0, 0.07958029955625534, 0.16093020141124725,
+       0.24611230194568634, 0.33791524171829224, 0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0]
+FP4_LUT = [0.0, 0.005208333333, 0.66666667, 1.0, 0.33333333, 0.5, 0.16666667, 0.25]
+
+
+def q_nf4(x):  # dQuantizeNF4, written as the kernel's nested tree
+    def f(v):
+        if v > 0.03979014977812767:
+            if v > 0.3893125355243683:
+                if v > 0.6427869200706482:
+                    return 15 if v > 0.8614784181118011 else 14
+                return 13 if v > 0.5016634166240692 else 12
+            if v > 0.2035212516784668:
+                return 11 if v > 0.2920137718319893 else 10
+            return 9 if v > 0.1202552504837513 else 8
+        if v > -0.33967943489551544:
+            if v > -0.13791173323988914:
+                return 7 if v > -0.045525018125772476 else 6
+            return 5 if v > -0.23460740596055984 else 4
+        if v > -0.6106329262256622:
+            return 3 if v > -0.4599952697753906 else 2
+        return 1 if v > -0.8480964004993439 else 0
+    return tree_apply(x, f)
+
+
+def q_fp4(x):  # dQuantizeFP4
+    def f(v):
+        sign = 8 if v < 0 else 0
+        v = abs(v)
+        if v > 0.29166667:
+            if v > 0.583333:
+                return (3 if v > 0.8333333 else 2) + sign
+            return (5 if v > 0.4166667 else 4) + sign
+        if v > 0.0859375:
+            return (7 if v > 0.20833333 else 6) + sign
+        return (1 if v > 0.00260417 else 0) + sign
+    return tree_apply(x, f)
+
+
+def tree_apply(x, f):
+    # the pivots are float32 literals in the kernel: compare in float32 by evaluating each distinct value once
+    vals = x.float().cpu()
+    uniq, inv = torch.unique(vals, return_inverse=True)
+    codes = torch.tensor([f32tree(f, u) for u in uniq.tolist()], dtype=torch.int64)
+    return codes[inv].to(x.device)
+
+
+def f32tree(f, v):
+    import math
+    if math.isnan(v):
+        return 0  # every comparison with NaN is false in the kernel: NF4 falls to 0b0000, FP4 to 0b0000
+    return f(F32(v))
+
+
+@functools.lru_cache(maxsize=None)
+def to_f32(o):
+    return struct.unpack("f", struct.pack("f", o))[0]
+
+
+class F32(float):
+    """A float whose comparisons round the other operand to float32, as the kernel's float literals are."""
+    def __gt__(self, o): return float(self) > to_f32(float(o))
+    def __lt__(self, o): return float(self) < to_f32(float(o))
+    def __abs__(self): return F32(abs(float(self)))
+
+
+def dynamic_map():
+    data = []
+    for i in range(7):
+        b = torch.linspace(0.1, 1, 2 ** i + 1, dtype=torch.float32)
+        means = (b[:-1] + b[1:]) / 2.0
+        data += ((10 ** (-6 + i)) * means).tolist()
+        data += (-(10 ** (-6 + i)) * means).tolist()
+    data += [0, 1.0]
+    data.sort()
+    return torch.tensor(data, dtype=torch.float32)
+
+
+def d_quantize(code, x):  # dQuantize<0>: binary search + midpoint rule, per element
+    c = code.tolist()
+    out = []
+    for v in x.tolist():
+        pivot, upper_p, lower_p = 127, 255, 0
+        lower, upper = -1.0, 1.0
+        val = c[pivot]
+        i = 64
+        while i > 0:
+            if F32(v) > val:
+                lower_p, lower, pivot = pivot, val, pivot + i
+            else:
+                upper_p, upper, pivot = pivot, val, pivot - i
+            val = c[pivot]
+            i >>= 1
+        if upper_p == 255:
+            upper = c[255]
+        if lower_p == 0:
+            lower = c[0]
+        if F32(v) > val:
+            mid = ((torch.tensor(upper, dtype=torch.float32) + torch.tensor(val, dtype=torch.float32)) * 0.5).item()
+            out.append(upper_p if F32(v) > mid else pivot)
+        else:
+            mid = ((torch.tensor(lower, dtype=torch.float32) + torch.tensor(val, dtype=torch.float32)) * 0.5).item()
+            out.append(lower_p if F32(v) < mid else pivot)
+    return torch.tensor(out, dtype=torch.uint8)
+
+
+def blockwise(x, bs):
+    flat = x.reshape(-1).float()
+    n = flat.numel()
+    blocks = (n + bs - 1) // bs
+    pad = torch.zeros(blocks * bs - n, dtype=torch.float32, device=flat.device)
+    grid = torch.cat([flat, pad]).view(blocks, bs)
+    absmax = grid.abs().amax(1)
+    scaled = (grid * (1.0 / absmax).unsqueeze(1)).reshape(-1)[:n]
+    return absmax, scaled
+
+
+def quantize_4bit(x, qtype, bs, nested):
+    absmax, scaled = blockwise(x, bs)
+    if scaled.numel() % 2:
+        scaled = torch.cat([scaled, scaled.new_zeros(1)])
+    codes = (q_nf4 if qtype == "nf4" else q_fp4)(scaled)
+    packed = (codes[0::2] * 16 + codes[1::2]).to(torch.uint8).unsqueeze(1)
+    out = {"packed": packed, "absmax": absmax}
+    if nested:
+        offset = absmax.mean()
+        code = dynamic_map().to(x.device)
+        a2, s2 = blockwise(absmax - offset, 256)
+        out.update(absmax=d_quantize(code.cpu(), s2.cpu()).to(x.device), nested_absmax=a2, nested_offset=offset.reshape(1), nested_quant_map=code)
+    return out
+
+
+def dequantize_4bit(packed, absmax, qtype, bs, shape, dtype, nested=None):
+    b = packed.reshape(-1).long()
+    codes = torch.stack([b >> 4, b & 15], 1).reshape(-1)[: torch.Size(shape).numel()]
+    if qtype == "nf4":
+        table = torch.tensor(NF4, dtype=torch.float32, device=packed.device)
+    else:
+        mag = torch.tensor(FP4_LUT, dtype=torch.float32, device=packed.device)
+        table = torch.cat([mag, -mag])
+    if nested is not None:
+        a2, off, code = nested
+        v = code[absmax.long()]
+        n = v.numel()
+        pad = (-n) % 256
+        absmax = (torch.cat([v, v.new_zeros(pad)]).view(-1, 256) * a2.unsqueeze(1)).reshape(-1)[:n] + off
+    vals = table[codes]
+    n = vals.numel()
+    pad = (-n) % bs
+    out = (torch.cat([vals, vals.new_zeros(pad)]).view(-1, bs) * absmax.unsqueeze(1)).reshape(-1)[:n]
+    return out.to(dtype).view(shape)
+
+
+def argmin_codes(scaled, qtype):  # bnb's default (pure torch) backend
+    table = torch.tensor(NF4 if qtype == "nf4" else FP4_LUT + [-v for v in FP4_LUT], dtype=torch.float32, device=scaled.device)
+    return torch.argmin((scaled.clamp(-1, 1).view(-1, 1) - table).abs(), dim=-1)
+
+
+def main(root):
+    path = f"{root}/quant/vectors.safetensors"
+    with safe_open(path, "pt") as f:
+        cases = f.metadata()["cases"].split(";")
+    t = load_file(path)
+    # CPU by default: absmax.mean() (the double-quant offset) is a reduction whose last bit depends on the device's
+    # summation order; pass --cuda to run the port on the GPU (the codes and absmax must still match exactly).
+    dev = "cuda" if "--cuda" in sys.argv and torch.cuda.is_available() else "cpu"
+    failures = 0
+    for case in cases:
+        name, qtype, bs, nested = case.split(",")
+        bs, nested = int(bs), nested == "1"
+        x = t[f"{name}.input"].to(dev)
+        ref = quantize_4bit(x, qtype, bs, nested)
+        for key, val in ref.items():
+            mine = t[f"{name}.{key}"].to(dev)
+            same = mine.shape == val.shape and torch.equal(mine.view(torch.uint8) if mine.dtype == torch.uint8 else mine, val.to(mine.dtype))
+            if not same:
+                diff = (mine.float() != val.float()).sum().item() if mine.shape == val.shape else "shape"
+                print(f"FAIL {name}.{key}: {diff} elements differ")
+                failures += 1
+        nest = (ref["nested_absmax"], ref["nested_offset"], ref["nested_quant_map"]) if nested else None
+        deq = dequantize_4bit(ref["packed"], ref["absmax"], qtype, bs, x.shape, x.dtype, nest)
+        mine = t[f"{name}.dequant"].to(dev)
+        if not torch.equal(deq, mine):
+            print(f"FAIL {name}.dequant: max |diff| {(deq.float() - mine.float()).abs().max().item():.3g}")
+            failures += 1
+        _, scaled = blockwise(x, bs)
+        codes_ref = torch.stack([ref["packed"].reshape(-1).long() >> 4, ref["packed"].reshape(-1).long() & 15], 1).reshape(-1)[: x.numel()]
+        alt = argmin_codes(scaled, qtype)
+        alt_diff = (alt != codes_ref).sum().item()
+        print(f"ok   {name}: packed/absmax{'/nested' if nested else ''}/dequant equal; bnb default-backend argmin differs on {alt_diff} codes")
+    failures += check_qlora_adapter(root, sys.argv[2] if len(sys.argv) > 2 and not sys.argv[2].startswith("--") else None)
+    print("PASS" if failures == 0 else f"{failures} FAILURES")
+    return 1 if failures else 0
+
+
+def check_qlora_adapter(root, models_dir):
+    """The C#-trained QLoRA adapter is a plain LoRA adapter: PEFT loads it on the float32 base, same logits as C#."""
+    if models_dir is None:
+        print("skip qlora-adapter: pass MODELS_DIR (the folder holding llama-tiny) as the second argument")
+        return 1
+    import json
+    from transformers import AutoModelForCausalLM
+    from peft import PeftModel
+    adapter = f"{root}/quant/qlora-adapter"
+    cfg = json.load(open(f"{adapter}/adapter_config.json"))
+    if cfg.get("peft_type") != "LORA":
+        print(f"FAIL qlora-adapter: peft_type {cfg.get('peft_type')}")
+        return 1
+    ref = load_file(f"{root}/quant/qlora-expected.safetensors")
+    base = AutoModelForCausalLM.from_pretrained(f"{models_dir}/llama-tiny", dtype=torch.float32)
+    model = PeftModel.from_pretrained(base, adapter).eval()
+    with torch.no_grad():
+        logits = model(input_ids=ref["input_ids"], attention_mask=ref["attention_mask"]).logits
+    diff = (logits - ref["logits"]).abs().max().item()
+    ok = diff <= 1e-4
+    print(f"{'ok  ' if ok else 'FAIL'} qlora-adapter: PEFT on the float32 base vs C#: max |diff| {diff:.3g}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
