@@ -59,7 +59,8 @@ public class ConsumerAppTests(ITestOutputHelper output)
             """);
         File.Copy(Path.Combine(AppContext.BaseDirectory, "Consumer", "Program.cs.txt"), Path.Combine(app, "Program.cs"));
 
-        string outText = Dotnet(app, $"run -c Release -nologo -- \"{app}\"");
+        // no -nologo here: `dotnet run` passes options it does not know on to the app
+        string outText = Dotnet(app, $"run -c Release -- \"{app}\"");
         Assert.Contains("consumer ok", outText);
         Assert.True(File.Exists(Path.Combine(app, "adapter", "adapter_model.safetensors")));
         Assert.True(File.Exists(Path.Combine(app, "adapter", "adapter_config.json")));
