@@ -2,14 +2,19 @@
 //
 //  1. data       load quotes.jsonl with Peft.Datasets, keep short quotes, split train / eval, pick a domain subset
 //  2. tokenizer  write a byte-level BPE tokenizer.json and load it with AutoTokenizer (no Hub needed)
-//  3. base model build a small OPT from a config, pre-train it briefly on all quotes, SavePretrained
-//  4. LoRA       reload the base, GetPeftModel(LoraConfig q_proj/v_proj), fine-tune on the domain quotes
+//  3. base model build a small OPT from a config, pre-train it with the Trainer on all quotes, SavePretrained
+//  4. LoRA       reload the base, GetPeftModel(LoraConfig q_proj/v_proj), fine-tune on the domain quotes (Trainer)
 //  5. results    perplexity before/after, generation before/after, save the adapter (PEFT's file format),
-//                reload it with PeftModel.FromPretrained, merge it into the base, and check all agree
+//                reload it with PeftModel.FromPretrained, merge it into the base, and check all agree;
+//                loss curves in loss.png and the Trainer's JSONL logs (log_history.jsonl) in the output folder
 //
 // Usage: dotnet run --project samples/QuickStart [-- --out DIR] [--base-steps N] [--lora-steps N]
+//                                                  [--model HF_FOLDER_OR_HUB_ID] [--smoke]
+// --model skips steps 2-3 and runs LoRA on a real causal LM (OPT / Llama / Qwen2 / Mistral: q_proj, v_proj),
+// e.g. facebook/opt-125m from the local Hugging Face cache. --smoke runs a few steps of each phase (CI).
 using Peft.Core;
 using Peft.Datasets;
+using Peft.Samples;
 using Peft.Transformers;
 using QuickStart;
 using Spectre.Console;
@@ -18,6 +23,8 @@ using static TorchSharp.torch;
 
 var outDir = Path.Combine(Path.GetTempPath(), "peft-quickstart");
 int baseSteps = 300, loraSteps = 150;
+string? modelId = null;
+bool smoke = false;
 for (int i = 0; i < args.Length; i++)
 {
     switch (args[i])
@@ -25,9 +32,12 @@ for (int i = 0; i < args.Length; i++)
         case "--out": outDir = args[++i]; break;
         case "--base-steps": baseSteps = int.Parse(args[++i]); break;
         case "--lora-steps": loraSteps = int.Parse(args[++i]); break;
+        case "--model": modelId = args[++i]; break;
+        case "--smoke": smoke = true; break;
         default: throw new ArgumentException($"unknown argument '{args[i]}'");
     }
 }
+if (smoke) (baseSteps, loraSteps) = (6, 4);
 manual_seed(0);
 var timer = System.Diagnostics.Stopwatch.StartNew();
 
@@ -45,24 +55,32 @@ AnsiConsole.MarkupLine($"[bold]data[/]  {quotes.NumRows:N0} short quotes: {train
                        $"domain 'computers': {domainTrain.NumRows:N0} train / {domainEval.NumRows:N0} eval");
 
 // 2. tokenizer ----------------------------------------------------------------------------------------------
-var baseDir = Path.Combine(outDir, "base");
-ByteLevelTokenizer.Write(baseDir);
-var tok = AutoTokenizer.FromPretrained(baseDir);
-AnsiConsole.MarkupLine($"[bold]tokenizer[/]  byte-level BPE, {ByteLevelTokenizer.VocabSize} tokens; " +
-                       Markup.Escape($"'Hi!' -> [{string.Join(", ", tok.Encode("Hi!"))}]"));
+var baseDir = modelId ?? Path.Combine(outDir, "base");
+PreTrainedTokenizer tok;
+List<IReadOnlyDictionary<string, double>> baseHistory = [];
+if (modelId is null)
+{
+    ByteLevelTokenizer.Write(baseDir);
+    tok = AutoTokenizer.FromPretrained(baseDir);
+    AnsiConsole.MarkupLine($"[bold]tokenizer[/]  byte-level BPE, {ByteLevelTokenizer.VocabSize} tokens; " +
+                           Markup.Escape($"'Hi!' -> [{string.Join(", ", tok.Encode("Hi!"))}]"));
 
-// 3. base model ---------------------------------------------------------------------------------------------
-var config = new OPTConfig
-{
-    VocabSize = ByteLevelTokenizer.VocabSize, HiddenSize = 128, NumHiddenLayers = 2, NumAttentionHeads = 4, FfnDim = 512,
-    MaxPositionEmbeddings = 256, Dropout = 0.0, PadTokenId = ByteLevelTokenizer.PadId,
-    BosTokenId = ByteLevelTokenizer.EosId, EosTokenId = [ByteLevelTokenizer.EosId],
-};
-using (var model = AutoModelForCausalLM.FromConfig(config))
-{
+    // 3. base model -----------------------------------------------------------------------------------------
+    var config = new OPTConfig
+    {
+        VocabSize = ByteLevelTokenizer.VocabSize, HiddenSize = 128, NumHiddenLayers = 2, NumAttentionHeads = 4, FfnDim = 512,
+        MaxPositionEmbeddings = 256, Dropout = 0.0, PadTokenId = ByteLevelTokenizer.PadId,
+        BosTokenId = ByteLevelTokenizer.EosId, EosTokenId = [ByteLevelTokenizer.EosId],
+    };
+    using var model = AutoModelForCausalLM.FromConfig(config);
     AnsiConsole.MarkupLine($"[bold]base model[/]  OPT from config: {model.NumParameters(onlyTrainable: false):N0} parameters");
-    Train(model, model.parameters(), train.Column<string>("quote"), baseSteps, lr: 3e-3, "pre-training (all weights)");
+    baseHistory = Fit(model, train, baseSteps, lr: 3e-3, "pretrain", "pre-training (all weights)");
     model.SavePretrained(baseDir);
+}
+else
+{
+    tok = AutoTokenizer.FromPretrained(modelId);
+    AnsiConsole.MarkupLine($"[bold]model[/]  {Markup.Escape(modelId)} (no pre-training)");
 }
 
 // 4. LoRA ---------------------------------------------------------------------------------------------------
@@ -77,8 +95,7 @@ var peft = PeftModel.GetPeftModel(baseModel, new LoraConfig
 });
 AnsiConsole.Markup("[bold]LoRA[/]  ");
 peft.PrintTrainableParameters(); // prints PEFT's exact line
-Train(peft, peft.parameters().Where(p => p.requires_grad), domainTrain.Column<string>("quote"), loraSteps, lr: 3e-3,
-    "LoRA fine-tuning on 'computers' quotes");
+var loraHistory = Fit(peft, domainTrain, loraSteps, lr: modelId is null ? 3e-3 : 2e-4, "lora", "LoRA fine-tuning on 'computers' quotes");
 double pplAfter = Perplexity(peft, domainEval.Column<string>("quote"));
 string after = Complete(baseModel, prompt); // GetPeftModel injected the adapter into baseModel itself
 
@@ -96,7 +113,15 @@ table.AddRow("with LoRA", $"{pplAfter:F2}", Markup.Escape(after));
 table.AddRow("adapter reloaded", "", Markup.Escape(afterReload));
 table.AddRow("merged into base", "", Markup.Escape(afterMerge));
 AnsiConsole.Write(table);
+var png = Path.Combine(outDir, "loss.png");
+LossCurve.Write(png, "QuickStart: training loss", [.. new[] { ("pre-training", (IReadOnlyList<IReadOnlyDictionary<string, double>>)baseHistory), ("LoRA", loraHistory) }.Where(s => s.Item2.Count > 0)]);
+AnsiConsole.MarkupLine($"loss curves: {png}; Trainer logs: {Path.Combine(outDir, "*-run", JsonlLoggerCallback.FileName)}");
 AnsiConsole.MarkupLine($"adapter files (PEFT format): {string.Join(", ", Directory.GetFiles(adapterDir).Select(Path.GetFileName))} in {adapterDir}");
+if (!smoke && !(pplAfter < pplBefore)) // a --smoke run trains too few steps to promise it
+{
+    AnsiConsole.MarkupLine("[red]LoRA fine-tuning did not lower the perplexity on held-out domain quotes[/]");
+    return 1;
+}
 if (after != afterReload || after != afterMerge)
 {
     AnsiConsole.MarkupLine("[red]the reloaded or merged adapter does not reproduce the trained one[/]");
@@ -107,37 +132,26 @@ return 0;
 
 // Helpers -----------------------------------------------------------------------------------------------------
 
-// A plain AdamW loop (the Trainer issue brings HF's Trainer): batches of 16 texts, padded per batch, labels = ids
-// with padding set to -100, as DataCollatorForLanguageModeling(mlm: false) does.
-void Train(nn.Module<ModelInput, ModelOutput> model, IEnumerable<TorchSharp.Modules.Parameter> parameters, IReadOnlyList<string> texts,
-    int steps, double lr, string what)
+// Trains with the Trainer (HF's loop: AdamW, linear schedule with warmup, batches of 16 padded per batch, labels
+// = ids with padding set to -100 by DataCollatorForLanguageModeling(mlm: false)); progress bar on the console,
+// log_history.jsonl in outDir/<name>-run. Returns the LogHistory.
+List<IReadOnlyDictionary<string, double>> Fit(nn.Module<ModelInput, ModelOutput> model, Dataset texts, int steps, double lr, string name, string what)
 {
-    model.train();
-    using var optimizer = optim.AdamW(parameters, lr: lr, weight_decay: 0.01);
-    var rng = new Random(0);
-    double first = 0, last = 0;
-    AnsiConsole.Progress().AutoClear(false).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
-        .Start(ctx =>
-        {
-            var task = ctx.AddTask(what, maxValue: steps);
-            for (int step = 0; step < steps; step++)
-            {
-                using var scope = NewDisposeScope();
-                var batch = Enumerable.Range(0, 16).Select(_ => texts[rng.Next(texts.Count)]).ToList();
-                using var enc = tok.EncodeBatch(batch, padding: true, truncation: true, maxLength: 128);
-                var labels = enc.InputIds.masked_fill(enc.AttentionMask.eq(0), -100);
-                var output = model.forward(new ModelInput { InputIds = enc.InputIds, AttentionMask = enc.AttentionMask, Labels = labels });
-                optimizer.zero_grad();
-                output.Loss!.backward();
-                optimizer.step();
-                last = output.Loss.item<float>();
-                if (step == 0) first = last;
-                task.Description = $"{what}: loss {last:F3}";
-                task.Increment(1);
-            }
-        });
-    AnsiConsole.MarkupLine($"  loss {first:F3} -> {last:F3} after {steps} steps");
+    AnsiConsole.MarkupLine($"  {what}: {steps} steps");
+    var runDir = Path.Combine(outDir, name + "-run");
+    if (Directory.Exists(runDir)) Directory.Delete(runDir, recursive: true);
+    var data = texts.Map(b => tok.EncodeBatch(b.Column<string>("quote"), truncation: true, maxLength: 128).ToColumns(), batched: true);
+    var trainingArgs = new TrainingArguments
+    {
+        OutputDir = runDir, MaxSteps = steps, PerDeviceTrainBatchSize = 16, LearningRate = lr, WeightDecay = 0.01,
+        WarmupSteps = steps / 10, LoggingSteps = Math.Max(1, steps / 25), SaveStrategy = IntervalStrategy.No, ReportTo = ["jsonl"],
+    };
+    var trainer = new Trainer(model, trainingArgs, trainDataset: data, dataCollator: new DataCollatorForLanguageModeling(tok, mlm: false));
+    trainer.Train();
     model.eval();
+    var losses = trainer.State.LogHistory.Where(e => e.ContainsKey("loss")).Select(e => e["loss"]).ToList();
+    AnsiConsole.MarkupLine($"  loss {losses[0]:F3} -> {losses[^1]:F3} after {steps} steps ({losses.Count} log entries)");
+    return trainer.State.LogHistory;
 }
 
 // exp(mean token negative log-likelihood) over the texts.
