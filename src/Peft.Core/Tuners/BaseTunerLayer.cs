@@ -30,14 +30,18 @@ public abstract class BaseTunerLayer : nn.Module<Tensor, Tensor>, ITunerLayer
         ArgumentNullException.ThrowIfNull(baseLayer);
         base_layer = baseLayer;
         register_module("base_layer", baseLayer); // first, as in PEFT's state dict
-        WeightAccess = BaseLayerWeight.For(baseLayer);
     }
 
     /// <inheritdoc />
     public nn.Module<Tensor, Tensor> BaseLayer => base_layer;
 
     /// <summary>Read / write access to the base layer's weight (null when it has none: such a layer cannot merge).</summary>
-    public IBaseLayerWeight? WeightAccess { get; }
+    /// <remarks>
+    /// Computed on each use, never stored: a quantized base layer is its own <see cref="IBaseLayerWeight"/>, and a field
+    /// holding a module would be registered a second time by <c>RegisterComponents</c> (extra state-dict keys, and the
+    /// base disposed with this layer when it is unloaded).
+    /// </remarks>
+    public IBaseLayerWeight? WeightAccess => BaseLayerWeight.For(base_layer);
 
     /// <inheritdoc />
     public IReadOnlyCollection<string> AdapterNames => _order;
