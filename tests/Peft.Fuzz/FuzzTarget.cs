@@ -23,6 +23,9 @@ public sealed class FuzzTarget
     /// <summary>Reads the folder with the reader under test; throws for bad input.</summary>
     public required Action<string> Run { get; init; }
 
+    /// <summary>False for readers that accept any bytes (the text builder): then no refusal is expected.</summary>
+    public bool CanRefuse { get; init; } = true;
+
     /// <summary>Mutation strategy: by default, JSON-aware half of the time for JSON files, else generic.</summary>
     public Func<Mutator, byte[], byte[], byte[]>? Mutation { get; init; }
 

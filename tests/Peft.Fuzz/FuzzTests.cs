@@ -11,7 +11,7 @@ namespace Peft.Fuzz;
 public sealed class FuzzTests(ITestOutputHelper output)
 {
     /// <summary>Inputs per format in CI mode (costlier readers get a share; see <see cref="Budget"/>).</summary>
-    public const int CiInputs = 1500;
+    public const int CiInputs = 1000;
 
     public static TheoryData<string> Formats()
     {
@@ -27,8 +27,8 @@ public sealed class FuzzTests(ITestOutputHelper output)
         if (int.TryParse(env, out var n) && n > 0) return n;
         return format switch
         {
-            "adapter_weights" => 300,
-            "tokenizer.json" or "vocab.json" or "merges.txt" or "vocab.txt" => 600,
+            "adapter_weights" => 200,
+            "tokenizer.json" or "vocab.json" or "merges.txt" or "vocab.txt" or "special_tokens_map" or "tokenizer_config" => 400,
             _ => CiInputs,
         };
     }
@@ -44,6 +44,6 @@ public sealed class FuzzTests(ITestOutputHelper output)
         if (!string.IsNullOrEmpty(outDir)) FuzzRunner.SaveFailures(report, outDir);
         Assert.True(report.Accepted + report.Rejected == report.Inputs,
             $"{report}\n" + string.Join("\n---\n", report.Failures.Take(3).Select(f => $"input {f.Index}: {f.What}")));
-        Assert.True(report.Rejected > 0, $"{format}: no input was refused; the mutations do not reach the reader");
+        if (Targets.Get(format).CanRefuse) Assert.True(report.Rejected > 0, $"{format}: no input was refused; the mutations do not reach the reader");
     }
 }

@@ -153,7 +153,7 @@ public static class Targets
 
     private static FuzzTarget Dataset(string builder, string file, List<byte[]> seeds, string? name = null) => new()
     {
-        Name = "dataset-" + (name ?? builder), FileName = file, Seeds = seeds,
+        Name = "dataset-" + (name ?? builder), FileName = file, Seeds = seeds, CanRefuse = builder != "text",
         Run = dir =>
         {
             var ds = DatasetLoader.LoadDataset(builder, Path.Combine(dir, file))["train"];

@@ -166,13 +166,21 @@ public static class DatasetLoader
         var parts = files.Select(f =>
         {
             if (!File.Exists(f)) throw new FileNotFoundException($"Data file not found: '{Path.GetFullPath(f)}'", f);
-            return name switch
+            try
             {
-                "csv" => CsvLoader.Load(f, options),
-                "json" => JsonLoader.Load(f, options),
-                "parquet" => ParquetLoader.Load(f),
-                _ => TextLoader.Load(f, options),
-            };
+                return name switch
+                {
+                    "csv" => CsvLoader.Load(f, options),
+                    "json" => JsonLoader.Load(f, options),
+                    "parquet" => ParquetLoader.Load(f),
+                    _ => TextLoader.Load(f, options),
+                };
+            }
+            catch (Exception e) when (e is InvalidOperationException or ArgumentException or FormatException or InvalidCastException or OverflowException or JsonException or InvalidDataException && e is not ObjectDisposedException)
+            {
+                // System.Text.Json reports invalid UTF-8 / lone surrogates in strings as InvalidOperationException.
+                throw new DatasetLoadException(f, null, null, e.Message, e);
+            }
         }).ToList();
         var ds = parts.Count == 1 ? parts[0] : Dataset.Concatenate(parts);
         if (options.Features is { } features) ds = ds.Cast(features);
@@ -606,8 +614,8 @@ internal static class ParquetLoader
         for (int g = 0; g < groups; g++)
         {
             stream.Position = 0;
-            var result = ParquetSerializer.DeserializeUntypedAsync(stream, null, g).GetAwaiter().GetResult();
-            foreach (var rec in result.Data)
+            var result = ReadRowGroup(stream, g, path);
+            foreach (var rec in result)
             {
                 row++;
                 acc.Add(rec.Select(kv => new KeyValuePair<string, object?>(kv.Key, Normalize(kv.Value))), row);
@@ -623,6 +631,19 @@ internal static class ParquetLoader
             }
         }
         return ds;
+    }
+
+    private static IList<Dictionary<string, object>> ReadRowGroup(Stream stream, int g, string path)
+    {
+        try
+        {
+            return ParquetSerializer.DeserializeUntypedAsync(stream, null, g).GetAwaiter().GetResult().Data;
+        }
+        catch (Exception e) when (e is not OutOfMemoryException and not DatasetLoadException)
+        {
+            // Parquet.Net reports corrupt pages with many exception types (its own, IndexOutOfRange, ...).
+            throw new DatasetLoadException(path, null, null, $"row group {g} is not readable: {e.GetType().Name}: {e.Message}", e);
+        }
     }
 
     private static Features? ReadHfFeatures(string json)
