@@ -1,4 +1,8 @@
+#if PEFT_DATASETS
+namespace Peft.Datasets.IO;
+#else
 namespace Peft.Core.IO;
+#endif
 
 /// <summary>
 /// Keeps every path that comes from a file or an argument (adapter names, subfolders, hub ids, sharded-index file
@@ -8,7 +12,11 @@ namespace Peft.Core.IO;
 /// anything is read or written. HF equivalent: none (transformers trusts the folder); this is the safetensors
 /// philosophy applied to paths.
 /// </summary>
+#if PEFT_DATASETS
+internal static class SafePath // the same file, compiled into Peft.Datasets (which does not reference Peft.Core)
+#else
 public static class SafePath
+#endif
 {
     private static readonly char[] Separators = ['/', '\\'];
 
@@ -55,7 +63,7 @@ public static class SafePath
     /// </summary>
     public static void EnsureInside(string root, string path, string what, bool fromFile = false)
     {
-        var realRoot = RealPath(Path.GetFullPath(root));
+        var realRoot = RealPath(AllowedRoot(Path.GetFullPath(root)));
         var real = RealPath(Path.GetFullPath(path));
         if (!IsUnder(realRoot, real))
             throw Refuse(what, path, $"resolves to '{real}', outside '{realRoot}' (a symlink or '..' leaves the folder)", fromFile);
@@ -80,6 +88,22 @@ public static class SafePath
             cur = next;
         }
         return cur;
+    }
+
+    /// <summary>
+    /// The folder links may point into: the folder itself, or for a Hugging Face cache snapshot
+    /// (<c>.../models--org--name/snapshots/&lt;rev&gt;</c>, whose files are links to <c>../../blobs/</c>) the whole
+    /// <c>models--org--name</c> folder.
+    /// </summary>
+    private static string AllowedRoot(string root)
+    {
+        var parts = root.TrimEnd(Path.DirectorySeparatorChar).Split(Path.DirectorySeparatorChar);
+        for (int i = parts.Length - 2; i >= 1; i--)
+        {
+            if (parts[i] == "snapshots" && (parts[i - 1].StartsWith("models--", StringComparison.Ordinal) || parts[i - 1].StartsWith("datasets--", StringComparison.Ordinal)))
+                return string.Join(Path.DirectorySeparatorChar, parts.Take(i));
+        }
+        return root;
     }
 
     private static bool IsUnder(string root, string path)

@@ -85,6 +85,7 @@ public abstract record PeftConfig
         ArgumentNullException.ThrowIfNull(dir);
         var path = Path.Combine(dir, ConfigFileName);
         if (!File.Exists(path)) throw new FileNotFoundException($"No {ConfigFileName} in adapter folder '{dir}'.", path);
+        SafePath.EnsureInside(dir, path, $"Adapter folder '{dir}': {ConfigFileName}");
         return FromJson(File.ReadAllText(path), path);
     }
 

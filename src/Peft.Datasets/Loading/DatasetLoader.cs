@@ -32,6 +32,13 @@ public sealed record LoadDatasetOptions
 
     /// <summary>Checked while reading.</summary>
     public CancellationToken CancellationToken { get; init; }
+
+    /// <summary>
+    /// HF <c>data_dir</c>: when set, data_files are relative to this folder and must stay inside it (a data_files entry
+    /// with <c>..</c>, an absolute path, or a symlink out of the folder is refused with an <see cref="ArgumentException"/>
+    /// before anything is read). Without it, data_files are plain paths chosen by the caller.
+    /// </summary>
+    public string? DataDir { get; init; }
 }
 
 /// <summary>Bad input in a data file: names the file and, when known, the 1-based line and the column.</summary>
@@ -73,7 +80,7 @@ public static class DatasetLoader
     {
         ArgumentNullException.ThrowIfNull(dataFiles);
         var dict = new DatasetDict();
-        foreach (var (split, pattern) in dataFiles) dict[split] = LoadFiles(builder, ExpandPattern(pattern, split), options);
+        foreach (var (split, pattern) in dataFiles) dict[split] = LoadFiles(builder, ExpandPattern(Confine(pattern, options), split, options), options);
         return dict;
     }
 
@@ -86,7 +93,7 @@ public static class DatasetLoader
     {
         ArgumentNullException.ThrowIfNull(dataFiles);
         var dict = new DatasetDict();
-        foreach (var (split, patterns) in dataFiles) dict[split] = LoadFiles(builder, patterns.SelectMany(p => ExpandPattern(p, split)).ToList(), options);
+        foreach (var (split, patterns) in dataFiles) dict[split] = LoadFiles(builder, patterns.SelectMany(p => ExpandPattern(Confine(p, options), split, options)).ToList(), options);
         return dict;
     }
 
@@ -101,6 +108,7 @@ public static class DatasetLoader
         var files = Directory.EnumerateFiles(folder, "*", SearchOption.AllDirectories)
             .Where(f => BuilderOf(f) is not null).OrderBy(f => f, StringComparer.Ordinal).ToList();
         if (files.Count == 0) throw new FileNotFoundException($"No data files (.csv, .tsv, .json, .jsonl, .parquet, .txt) found in '{folder}'");
+        foreach (var f in files) IO.SafePath.EnsureInside(folder, f, $"Dataset folder '{folder}': data file");
         var builder = files.GroupBy(f => BuilderOf(f)!).OrderByDescending(g => g.Count()).First().Key;
         files = files.Where(f => BuilderOf(f) == builder).ToList();
         if (files.All(f => Path.GetExtension(f).Equals(".tsv", StringComparison.OrdinalIgnoreCase)))
@@ -130,6 +138,22 @@ public static class DatasetLoader
         if (words.Any(w => w is "test" or "testing" or "eval" or "evaluation")) return "test";
         if (words.Any(w => w is "validation" or "valid" or "val" or "dev")) return "validation";
         return "train";
+    }
+
+    /// <summary>With <see cref="LoadDatasetOptions.DataDir"/>, resolves a data_files entry inside it (refusing escapes).</summary>
+    private static string Confine(string pattern, LoadDatasetOptions? options)
+    {
+        ArgumentNullException.ThrowIfNull(pattern);
+        if (options?.DataDir is not { } root) return pattern;
+        return IO.SafePath.Resolve(root, pattern, $"data_files entry (data_dir '{root}')");
+    }
+
+    private static List<string> ExpandPattern(string pattern, string split, LoadDatasetOptions? options)
+    {
+        var list = ExpandPattern(pattern, split);
+        if (options?.DataDir is { } root)
+            foreach (var f in list) IO.SafePath.EnsureInside(root, f, $"data_files entry (data_dir '{root}')");
+        return list;
     }
 
     private static List<string> ExpandPattern(string pattern, string split)
