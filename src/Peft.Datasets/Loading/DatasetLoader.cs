@@ -626,6 +626,17 @@ internal static class ParquetLoader
         {
             var reader = Parquet.ParquetReader.CreateAsync(stream, leaveStreamOpen: true).GetAwaiter().GetResult();
             groups = reader.RowGroupCount;
+            // Row counts come from the footer: bound them by the file's real size before anything is allocated for them
+            // (a forged count would make the deserializer allocate or loop for billions of rows). Dictionary / RLE
+            // encodings can pack many rows per byte, hence the generous factor.
+            long maxRows = Math.Max(1L << 16, stream.Length * 64);
+            long total = 0;
+            for (int g = 0; g < groups; g++)
+            {
+                long n = reader.RowGroups[g].RowCount;
+                if (n < 0 || (total += n) > maxRows)
+                    throw new DatasetLoadException(path, null, null, $"row group {g} claims {n} rows, more than a {stream.Length}-byte file can hold (limit {maxRows}); the footer is corrupt");
+            }
             acc.Declare(reader.Schema.Fields.Select(f => f.Name));
             if (reader.CustomMetadata.TryGetValue("huggingface", out var hf)) hfFeatures = ReadHfFeatures(hf);
             reader.DisposeAsync().AsTask().GetAwaiter().GetResult();
