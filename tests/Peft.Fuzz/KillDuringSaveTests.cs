@@ -30,9 +30,19 @@ public sealed class KillDuringSaveTests
                 RedirectStandardError = true,
                 UseShellExecute = false,
             };
-            using var child = Process.Start(psi)!;
-            var ready = await child.StandardOutput.ReadLineAsync().WaitAsync(TimeSpan.FromMinutes(2));
-            Assert.True(ready == "ready", $"child did not start saving: {await child.StandardError.ReadToEndAsync()}");
+            using var child = new Process { StartInfo = psi };
+            using var ready = new SemaphoreSlim(0);
+            var stderr = new System.Text.StringBuilder();
+            child.OutputDataReceived += (_, e) => { if (e.Data == "ready") ready.Release(); };
+            child.ErrorDataReceived += (_, e) => { lock (stderr) stderr.AppendLine(e.Data); };
+            child.Start();
+            child.BeginOutputReadLine();
+            child.BeginErrorReadLine();
+            if (!await ready.WaitAsync(TimeSpan.FromMinutes(3)))
+            {
+                child.Kill(entireProcessTree: true);
+                Assert.Fail($"child did not start saving: {stderr}");
+            }
             await Task.Delay(rng.Next(0, 400)); // somewhere in the middle of the next round of saves
             child.Kill(entireProcessTree: true); // SIGKILL on Linux: no finally blocks, no cleanup
             await child.WaitForExitAsync();
