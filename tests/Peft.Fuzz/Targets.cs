@@ -204,6 +204,10 @@ public static class Targets
     {
         var dir = Path.Combine(Path.GetTempPath(), "peft-fuzz-seeds-" + Environment.ProcessId);
         Directory.CreateDirectory(dir);
+        AppDomain.CurrentDomain.ProcessExit += (_, _) =>
+        {
+            try { Directory.Delete(dir, recursive: true); } catch (IOException) { }
+        };
         var gpt2 = Fixtures.Model("gpt2-tiny");
         var tj = JsonNode.Parse(File.ReadAllText(Path.Combine(gpt2, "tokenizer.json")))!;
         File.WriteAllText(Path.Combine(dir, "vocab.json"), tj["model"]!["vocab"]!.ToJsonString());
