@@ -93,6 +93,7 @@ public abstract record PeftConfig
         ArgumentNullException.ThrowIfNull(dir);
         var path = Path.Combine(dir, ConfigFileName);
         if (!File.Exists(path)) throw new FileNotFoundException($"No {ConfigFileName} in adapter folder '{dir}'.", path);
+        SafePath.EnsureInside(dir, path, $"Adapter folder '{dir}': {ConfigFileName}");
         return FromJson(File.ReadAllText(path), path);
     }
 
@@ -102,11 +103,16 @@ public abstract record PeftConfig
     public static PeftConfig FromJson(string json, string? source = null)
     {
         source ??= ConfigFileName;
+        return ReaderErrors.Guard(source, () => Parse(json, source));
+    }
+
+    private static PeftConfig Parse(string json, string source)
+    {
         JsonNode? root;
-        try { root = JsonNode.Parse(json); }
+        try { root = ReaderErrors.ParseJson(json, source); }
         catch (JsonException e) { throw new InvalidDataException($"{source}: invalid JSON ({e.Message}).", e); }
         if (root is not JsonObject obj) throw new InvalidDataException($"{source}: expected a JSON object.");
-        var peftType = obj["peft_type"]?.GetValue<string>()
+        var peftType = (obj["peft_type"] is JsonValue pt && pt.TryGetValue<string>(out var pts) ? pts : null)
             ?? throw new InvalidDataException($"{source}: no \"peft_type\" key.");
         var entry = PeftRegistry.Get(peftType, source);
         PeftConfig config;

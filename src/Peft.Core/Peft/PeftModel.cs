@@ -5,6 +5,8 @@ using Peft.Core.Tuners;
 using TorchSharp;
 using static TorchSharp.torch;
 
+using Peft.Core.IO;
+
 namespace Peft.Core;
 
 /// <summary>
@@ -68,6 +70,7 @@ public sealed class PeftModel : nn.Module<ModelInput, ModelOutput>, ITrainingHoo
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(config);
         ArgumentException.ThrowIfNullOrEmpty(adapterName);
+        SafePath.CheckName(adapterName, "Adapter name");
         if (model is PeftModel) throw new ArgumentException("The model is already a PeftModel; use AddAdapter to add another adapter.", nameof(model));
         if (model.named_modules().Any(m => m.module is ITunerLayer))
             throw new ArgumentException("The model already contains adapter layers (was it passed to GetPeftModel before?).", nameof(model));
@@ -111,6 +114,7 @@ public sealed class PeftModel : nn.Module<ModelInput, ModelOutput>, ITrainingHoo
     public void AddAdapter(string adapterName, PeftConfig config)
     {
         ThrowIfUnloaded();
+        SafePath.CheckName(adapterName, "Adapter name");
         base_model.AddAdapter(adapterName, config);
     }
 
@@ -118,6 +122,7 @@ public sealed class PeftModel : nn.Module<ModelInput, ModelOutput>, ITrainingHoo
     {
         var path = Path.Combine(dir, WeightsFileName);
         if (!File.Exists(path)) throw new FileNotFoundException($"No {WeightsFileName} in adapter folder '{dir}'.", path);
+        SafePath.EnsureInside(dir, path, $"Adapter folder '{dir}': {WeightsFileName}");
         using var scope = NewDisposeScope();
         using var file = SafetensorsFile.Open(path);
         var tensors = file.ReadAll();
@@ -137,8 +142,11 @@ public sealed class PeftModel : nn.Module<ModelInput, ModelOutput>, ITrainingHoo
         foreach (var name in selectedAdapters ?? configs.Keys.ToList())
         {
             if (!configs.ContainsKey(name)) throw new ArgumentException($"No adapter '{name}' (have: {string.Join(", ", configs.Keys)}).");
-            var outDir = name == "default" ? dir : Path.Combine(dir, name);
+            // Never follow a symlink out of the target folder (dir/<name> pointing elsewhere, or a file link inside it).
+            var outDir = name == "default" ? Path.GetFullPath(dir) : SafePath.Resolve(dir, SafePath.CheckName(name, "Adapter name"), $"SavePretrained('{dir}'): adapter folder");
             Directory.CreateDirectory(outDir);
+            SafePath.EnsureInside(dir, Path.Combine(outDir, WeightsFileName), $"SavePretrained('{dir}'): {WeightsFileName}");
+            SafePath.EnsureInside(dir, Path.Combine(outDir, PeftConfig.ConfigFileName), $"SavePretrained('{dir}'): {PeftConfig.ConfigFileName}");
             using var scope = NewDisposeScope();
             var tensors = base_model.GetAdapterStateDict(name);
             var config = base_model.PeftConfigs[name];

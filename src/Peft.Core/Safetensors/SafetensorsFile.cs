@@ -335,12 +335,19 @@ public sealed class SafetensorsFile : IDisposable
         {
             throw Bad(path, $"data_offsets [{offsets[0]}, {offsets[1]}] end before they begin", name);
         }
-        long numel = 1;
-        foreach (var d in shape)
+        long numel = 1, bytes;
+        try
         {
-            numel = checked(numel * d);
+            foreach (var d in shape)
+            {
+                numel = checked(numel * d);
+            }
+            bytes = checked(numel * SafetensorsDtype.ElementSize(dtype));
         }
-        long bytes = checked(numel * SafetensorsDtype.ElementSize(dtype));
+        catch (OverflowException)
+        {
+            throw Bad(path, $"shape [{string.Join(", ", shape)}] x {dtype} overflows a 64-bit byte count", name);
+        }
         if (bytes != offsets[1] - offsets[0])
         {
             throw Bad(path, $"shape [{string.Join(", ", shape)}] x {dtype} is {bytes} bytes but data_offsets [{offsets[0]}, {offsets[1]}] span {offsets[1] - offsets[0]}", name);

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Peft.Core.IO;
 using TorchSharp;
 
 namespace Peft.Core.Safetensors;
@@ -10,6 +11,8 @@ namespace Peft.Core.Safetensors;
 /// </summary>
 public sealed class SafetensorsCheckpoint : IDisposable
 {
+    private const int MaxIndexBytes = 100_000_000; // same bound as a safetensors header
+
     private readonly Dictionary<string, SafetensorsFile> _fileOf;
     private readonly List<SafetensorsFile> _files;
 
@@ -42,28 +45,7 @@ public sealed class SafetensorsCheckpoint : IDisposable
     {
         if (!File.Exists(indexPath)) throw new FileNotFoundException($"safetensors index not found: {indexPath}", indexPath);
         var dir = Path.GetDirectoryName(Path.GetFullPath(indexPath))!;
-        Dictionary<string, string> weightMap;
-        try
-        {
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(indexPath));
-            if (!doc.RootElement.TryGetProperty("weight_map", out var wm) || wm.ValueKind != JsonValueKind.Object)
-            {
-                throw new InvalidDataException($"Malformed safetensors index {indexPath}: missing object 'weight_map'.");
-            }
-            weightMap = new Dictionary<string, string>(StringComparer.Ordinal);
-            foreach (var p in wm.EnumerateObject())
-            {
-                if (p.Value.ValueKind != JsonValueKind.String)
-                    throw new InvalidDataException($"Malformed safetensors index {indexPath}: weight_map['{p.Name}'] must be a file name.");
-                if (!weightMap.TryAdd(p.Name, p.Value.GetString()!))
-                    throw new InvalidDataException($"Malformed safetensors index {indexPath}: weight_map key '{p.Name}' appears twice.");
-            }
-        }
-        catch (JsonException e)
-        {
-            throw new InvalidDataException($"Malformed safetensors index {indexPath}: {e.Message}", e);
-        }
-
+        var weightMap = ReaderErrors.Guard(indexPath, () => ReadWeightMap(indexPath));
         var files = new List<SafetensorsFile>();
         var byShard = new Dictionary<string, SafetensorsFile>(StringComparer.Ordinal);
         var fileOf = new Dictionary<string, SafetensorsFile>(StringComparer.Ordinal);
@@ -72,9 +54,10 @@ public sealed class SafetensorsCheckpoint : IDisposable
         {
             foreach (var shard in weightMap.Values.Distinct().Order(StringComparer.Ordinal))
             {
-                if (shard.Contains("..") || Path.IsPathRooted(shard))
-                    throw new InvalidDataException($"Malformed safetensors index {indexPath}: shard name '{shard}' leaves the folder.");
-                var f = SafetensorsFile.Open(Path.Combine(dir, shard));
+                var shardPath = SafePath.Resolve(dir, shard, $"Malformed safetensors index {indexPath}: shard file", fromFile: true);
+                if (!File.Exists(shardPath))
+                    throw new FileNotFoundException($"Malformed safetensors index {indexPath}: shard '{shard}' does not exist ({shardPath}).", shardPath);
+                var f = SafetensorsFile.Open(shardPath);
                 files.Add(f);
                 byShard[shard] = f;
             }
@@ -96,6 +79,35 @@ public sealed class SafetensorsCheckpoint : IDisposable
             throw;
         }
         return new SafetensorsCheckpoint(files, fileOf, keys);
+    }
+
+    private static Dictionary<string, string> ReadWeightMap(string indexPath)
+    {
+        Dictionary<string, string> weightMap;
+        try
+        {
+            var bytes = File.ReadAllBytes(indexPath);
+            if (bytes.Length > MaxIndexBytes)
+                throw new InvalidDataException($"Malformed safetensors index {indexPath}: {bytes.Length} bytes, more than the {MaxIndexBytes}-byte limit.");
+            using var doc = JsonDocument.Parse(bytes);
+            if (!doc.RootElement.TryGetProperty("weight_map", out var wm) || wm.ValueKind != JsonValueKind.Object)
+            {
+                throw new InvalidDataException($"Malformed safetensors index {indexPath}: missing object 'weight_map'.");
+            }
+            weightMap = new Dictionary<string, string>(StringComparer.Ordinal);
+            foreach (var p in wm.EnumerateObject())
+            {
+                if (p.Value.ValueKind != JsonValueKind.String)
+                    throw new InvalidDataException($"Malformed safetensors index {indexPath}: weight_map['{p.Name}'] must be a file name.");
+                if (!weightMap.TryAdd(p.Name, p.Value.GetString()!))
+                    throw new InvalidDataException($"Malformed safetensors index {indexPath}: weight_map key '{p.Name}' appears twice.");
+            }
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"Malformed safetensors index {indexPath}: {e.Message}", e);
+        }
+        return weightMap;
     }
 
     /// <summary>

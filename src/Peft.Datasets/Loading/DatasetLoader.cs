@@ -32,6 +32,13 @@ public sealed record LoadDatasetOptions
 
     /// <summary>Checked while reading.</summary>
     public CancellationToken CancellationToken { get; init; }
+
+    /// <summary>
+    /// HF <c>data_dir</c>: when set, data_files are relative to this folder and must stay inside it (a data_files entry
+    /// with <c>..</c>, an absolute path, or a symlink out of the folder is refused with an <see cref="ArgumentException"/>
+    /// before anything is read). Without it, data_files are plain paths chosen by the caller.
+    /// </summary>
+    public string? DataDir { get; init; }
 }
 
 /// <summary>Bad input in a data file: names the file and, when known, the 1-based line and the column.</summary>
@@ -73,7 +80,7 @@ public static class DatasetLoader
     {
         ArgumentNullException.ThrowIfNull(dataFiles);
         var dict = new DatasetDict();
-        foreach (var (split, pattern) in dataFiles) dict[split] = LoadFiles(builder, ExpandPattern(pattern, split), options);
+        foreach (var (split, pattern) in dataFiles) dict[split] = LoadFiles(builder, ExpandPattern(Confine(pattern, options), split, options), options);
         return dict;
     }
 
@@ -86,7 +93,7 @@ public static class DatasetLoader
     {
         ArgumentNullException.ThrowIfNull(dataFiles);
         var dict = new DatasetDict();
-        foreach (var (split, patterns) in dataFiles) dict[split] = LoadFiles(builder, patterns.SelectMany(p => ExpandPattern(p, split)).ToList(), options);
+        foreach (var (split, patterns) in dataFiles) dict[split] = LoadFiles(builder, patterns.SelectMany(p => ExpandPattern(Confine(p, options), split, options)).ToList(), options);
         return dict;
     }
 
@@ -101,6 +108,7 @@ public static class DatasetLoader
         var files = Directory.EnumerateFiles(folder, "*", SearchOption.AllDirectories)
             .Where(f => BuilderOf(f) is not null).OrderBy(f => f, StringComparer.Ordinal).ToList();
         if (files.Count == 0) throw new FileNotFoundException($"No data files (.csv, .tsv, .json, .jsonl, .parquet, .txt) found in '{folder}'");
+        foreach (var f in files) IO.SafePath.EnsureInside(folder, f, $"Dataset folder '{folder}': data file");
         var builder = files.GroupBy(f => BuilderOf(f)!).OrderByDescending(g => g.Count()).First().Key;
         files = files.Where(f => BuilderOf(f) == builder).ToList();
         if (files.All(f => Path.GetExtension(f).Equals(".tsv", StringComparison.OrdinalIgnoreCase)))
@@ -130,6 +138,22 @@ public static class DatasetLoader
         if (words.Any(w => w is "test" or "testing" or "eval" or "evaluation")) return "test";
         if (words.Any(w => w is "validation" or "valid" or "val" or "dev")) return "validation";
         return "train";
+    }
+
+    /// <summary>With <see cref="LoadDatasetOptions.DataDir"/>, resolves a data_files entry inside it (refusing escapes).</summary>
+    private static string Confine(string pattern, LoadDatasetOptions? options)
+    {
+        ArgumentNullException.ThrowIfNull(pattern);
+        if (options?.DataDir is not { } root) return pattern;
+        return IO.SafePath.Resolve(root, pattern, $"data_files entry (data_dir '{root}')");
+    }
+
+    private static List<string> ExpandPattern(string pattern, string split, LoadDatasetOptions? options)
+    {
+        var list = ExpandPattern(pattern, split);
+        if (options?.DataDir is { } root)
+            foreach (var f in list) IO.SafePath.EnsureInside(root, f, $"data_files entry (data_dir '{root}')");
+        return list;
     }
 
     private static List<string> ExpandPattern(string pattern, string split)
@@ -166,13 +190,21 @@ public static class DatasetLoader
         var parts = files.Select(f =>
         {
             if (!File.Exists(f)) throw new FileNotFoundException($"Data file not found: '{Path.GetFullPath(f)}'", f);
-            return name switch
+            try
             {
-                "csv" => CsvLoader.Load(f, options),
-                "json" => JsonLoader.Load(f, options),
-                "parquet" => ParquetLoader.Load(f),
-                _ => TextLoader.Load(f, options),
-            };
+                return name switch
+                {
+                    "csv" => CsvLoader.Load(f, options),
+                    "json" => JsonLoader.Load(f, options),
+                    "parquet" => ParquetLoader.Load(f),
+                    _ => TextLoader.Load(f, options),
+                };
+            }
+            catch (Exception e) when (e is InvalidOperationException or ArgumentException or FormatException or InvalidCastException or OverflowException or JsonException or InvalidDataException && e is not ObjectDisposedException)
+            {
+                // System.Text.Json reports invalid UTF-8 / lone surrogates in strings as InvalidOperationException.
+                throw new DatasetLoadException(f, null, null, e.Message, e);
+            }
         }).ToList();
         var ds = parts.Count == 1 ? parts[0] : Dataset.Concatenate(parts);
         if (options.Features is { } features) ds = ds.Cast(features);
@@ -594,6 +626,17 @@ internal static class ParquetLoader
         {
             var reader = Parquet.ParquetReader.CreateAsync(stream, leaveStreamOpen: true).GetAwaiter().GetResult();
             groups = reader.RowGroupCount;
+            // Row counts come from the footer: bound them by the file's real size before anything is allocated for them
+            // (a forged count would make the deserializer allocate or loop for billions of rows). Dictionary / RLE
+            // encodings can pack many rows per byte, hence the generous factor.
+            long maxRows = Math.Max(1L << 16, stream.Length * 64);
+            long total = 0;
+            for (int g = 0; g < groups; g++)
+            {
+                long n = reader.RowGroups[g].RowCount;
+                if (n < 0 || (total += n) > maxRows)
+                    throw new DatasetLoadException(path, null, null, $"row group {g} claims {n} rows, more than a {stream.Length}-byte file can hold (limit {maxRows}); the footer is corrupt");
+            }
             acc.Declare(reader.Schema.Fields.Select(f => f.Name));
             if (reader.CustomMetadata.TryGetValue("huggingface", out var hf)) hfFeatures = ReadHfFeatures(hf);
             reader.DisposeAsync().AsTask().GetAwaiter().GetResult();
@@ -606,8 +649,8 @@ internal static class ParquetLoader
         for (int g = 0; g < groups; g++)
         {
             stream.Position = 0;
-            var result = ParquetSerializer.DeserializeUntypedAsync(stream, null, g).GetAwaiter().GetResult();
-            foreach (var rec in result.Data)
+            var result = ReadRowGroup(stream, g, path);
+            foreach (var rec in result)
             {
                 row++;
                 acc.Add(rec.Select(kv => new KeyValuePair<string, object?>(kv.Key, Normalize(kv.Value))), row);
@@ -623,6 +666,19 @@ internal static class ParquetLoader
             }
         }
         return ds;
+    }
+
+    private static IList<Dictionary<string, object>> ReadRowGroup(Stream stream, int g, string path)
+    {
+        try
+        {
+            return ParquetSerializer.DeserializeUntypedAsync(stream, null, g).GetAwaiter().GetResult().Data;
+        }
+        catch (Exception e) when (e is not OutOfMemoryException and not DatasetLoadException)
+        {
+            // Parquet.Net reports corrupt pages with many exception types (its own, IndexOutOfRange, ...).
+            throw new DatasetLoadException(path, null, null, $"row group {g} is not readable: {e.GetType().Name}: {e.Message}", e);
+        }
     }
 
     private static Features? ReadHfFeatures(string json)

@@ -33,13 +33,16 @@ public static class AutoConfig
     }
 
     /// <summary>Parses config.json text; <paramref name="source"/> names the file in error messages.</summary>
-    public static PretrainedConfig FromJson(string json, string source = "config.json")
+    public static PretrainedConfig FromJson(string json, string source = "config.json") =>
+        Peft.Core.IO.ReaderErrors.Guard(source, () => Parse(json, source));
+
+    private static PretrainedConfig Parse(string json, string source)
     {
         JsonNode? node;
-        try { node = JsonNode.Parse(json, documentOptions: new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true }); }
+        try { node = Peft.Core.IO.ReaderErrors.ParseJson(json, source, new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true }); }
         catch (JsonException e) { throw new InvalidDataException($"{source}: malformed JSON: {e.Message}", e); }
         if (node is not JsonObject obj) throw new InvalidDataException($"{source}: expected a JSON object.");
-        var modelType = obj["model_type"]?.GetValue<string>()
+        var modelType = (obj["model_type"] is JsonValue mt && mt.TryGetValue<string>(out var mts) ? mts : null)
             ?? throw new InvalidDataException($"{source}: missing 'model_type'.");
         if (!Types.TryGetValue(modelType, out var type))
             throw new NotSupportedException($"{source}: model_type '{modelType}' is not supported (supported: {string.Join(", ", Types.Keys)}).");

@@ -47,6 +47,8 @@ public sealed record BertConfig : PretrainedConfig
     /// <inheritdoc />
     public override void Validate()
     {
+        ConfigLimits.Check("bert", VocabSize, HiddenSize, NumHiddenLayers, NumAttentionHeads, IntermediateSize, MaxPositionEmbeddings);
+        if (TypeVocabSize is <= 0 or > (int)ConfigLimits.MaxVocab) throw new ArgumentException($"bert: type_vocab_size {TypeVocabSize} is out of range.");
         if (HiddenSize % NumAttentionHeads != 0)
             throw new ArgumentException($"bert: hidden_size {HiddenSize} is not a multiple of num_attention_heads {NumAttentionHeads}.");
         if (IsDecoder) throw new NotSupportedException("bert: is_decoder=true is not supported.");

@@ -49,6 +49,7 @@ public sealed record GPT2Config : PretrainedConfig
     /// <inheritdoc />
     public override void Validate()
     {
+        ConfigLimits.Check("gpt2", VocabSize, NEmbd, NLayer, NHead, NInner ?? 4L * NEmbd, NPositions);
         if (NEmbd % NHead != 0) throw new ArgumentException($"gpt2: n_embd {NEmbd} is not a multiple of n_head {NHead}.");
     }
 }

@@ -53,6 +53,8 @@ public sealed record OPTConfig : PretrainedConfig
     /// <inheritdoc />
     public override void Validate()
     {
+        ConfigLimits.Check("opt", VocabSize, HiddenSize, NumHiddenLayers, NumAttentionHeads, FfnDim, MaxPositionEmbeddings + 2L);
+        if (WordEmbedProjDim is <= 0 or > (int)ConfigLimits.MaxDim) throw new ArgumentException($"opt: word_embed_proj_dim {WordEmbedProjDim} is out of range.");
         if (HiddenSize % NumAttentionHeads != 0)
             throw new ArgumentException($"opt: hidden_size {HiddenSize} is not a multiple of num_attention_heads {NumAttentionHeads}.");
     }

@@ -98,6 +98,10 @@ public abstract record RotaryDecoderConfig : PretrainedConfig
     /// <inheritdoc />
     public override void Validate()
     {
+        ConfigLimits.Check(ModelType, VocabSize, HiddenSize, NumHiddenLayers, NumAttentionHeads, IntermediateSize, 1);
+        if (MaxPositionEmbeddings is <= 0 or > (int)ConfigLimits.MaxVocab) throw new ArgumentException($"{ModelType}: max_position_embeddings {MaxPositionEmbeddings} is out of range (1..{ConfigLimits.MaxVocab}).");
+        if (KeyValueHeads is <= 0 or > (int)ConfigLimits.MaxDim) throw new ArgumentException($"{ModelType}: num_key_value_heads {KeyValueHeads} is out of range.");
+        if (HeadDimValue is <= 0 or > (int)ConfigLimits.MaxDim) throw new ArgumentException($"{ModelType}: head_dim {HeadDimValue} is out of range.");
         if (HeadDimValue is null && HiddenSize % NumAttentionHeads != 0)
             throw new ArgumentException($"{ModelType}: hidden_size {HiddenSize} is not a multiple of num_attention_heads {NumAttentionHeads}.");
         if (NumAttentionHeads % KeyValueHeads != 0)

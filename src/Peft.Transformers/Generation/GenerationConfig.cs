@@ -142,12 +142,15 @@ public sealed record GenerationConfig
     }
 
     /// <summary>Parses the JSON text of a <c>generation_config.json</c>; <paramref name="source"/> names it in errors.</summary>
-    public static GenerationConfig FromJson(string json, string source = "generation_config.json")
+    public static GenerationConfig FromJson(string json, string source = "generation_config.json") =>
+        Peft.Core.IO.ReaderErrors.Guard(source, () => Parse(json, source));
+
+    private static GenerationConfig Parse(string json, string source)
     {
         System.Text.Json.Nodes.JsonObject obj;
         try
         {
-            obj = System.Text.Json.Nodes.JsonNode.Parse(json) as System.Text.Json.Nodes.JsonObject
+            obj = Peft.Core.IO.ReaderErrors.ParseJson(json, source) as System.Text.Json.Nodes.JsonObject
                   ?? throw new InvalidDataException($"{source}: expected a JSON object");
         }
         catch (JsonException e)

@@ -1,3 +1,4 @@
+using Peft.Core.IO;
 using System.Text.Json.Nodes;
 using Peft.Transformers.Tokenization.Pipeline;
 
@@ -33,12 +34,22 @@ public static class AutoTokenizer
 
         string tj = Path.Combine(dir, "tokenizer.json");
         JsonObject json;
+        string source = tj; // the file(s) the pipeline comes from, named in errors
         if (File.Exists(tj)) json = ReadObject(tj)!;
-        else if (File.Exists(Path.Combine(dir, "vocab.json")) && File.Exists(Path.Combine(dir, "merges.txt"))) json = LegacyFiles.ByteLevelBpe(dir, config);
-        else if (File.Exists(Path.Combine(dir, "vocab.txt"))) json = LegacyFiles.WordPiece(dir, config);
+        else if (File.Exists(Path.Combine(dir, "vocab.json")) && File.Exists(Path.Combine(dir, "merges.txt")))
+        {
+            source = Path.Combine(dir, "vocab.json") + " + merges.txt";
+            json = ReaderErrors.Guard(source, () => LegacyFiles.ByteLevelBpe(dir, config));
+        }
+        else if (File.Exists(Path.Combine(dir, "vocab.txt")))
+        {
+            source = Path.Combine(dir, "vocab.txt");
+            json = ReaderErrors.Guard(source, () => LegacyFiles.WordPiece(dir, config));
+        }
         else throw new FileNotFoundException($"AutoTokenizer.FromPretrained: '{dir}' has no tokenizer.json, vocab.json + merges.txt or vocab.txt");
-        var pipe = TokenizerPipeline.FromJson(json, tj);
-        return new PreTrainedTokenizer(pipe, config, dir);
+        var pipe = ReaderErrors.Guard(source, () => TokenizerPipeline.FromJson(json, source));
+        var configSource = Path.Combine(dir, "tokenizer_config.json") + " / special_tokens_map.json";
+        return ReaderErrors.Guard(configSource, () => new PreTrainedTokenizer(pipe, config, dir));
     }
 
     private static JsonObject? ReadObject(string path)
@@ -47,7 +58,7 @@ public static class AutoTokenizer
         JsonNode? n;
         try
         {
-            n = JsonNode.Parse(File.ReadAllText(path), documentOptions: new System.Text.Json.JsonDocumentOptions { AllowTrailingCommas = true });
+            n = ReaderErrors.ParseJson(File.ReadAllText(path), path, new System.Text.Json.JsonDocumentOptions { AllowTrailingCommas = true });
         }
         catch (System.Text.Json.JsonException e)
         {

@@ -109,6 +109,8 @@ public record LoraConfig : PeftConfig
         if (LoraDropout is < 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(LoraDropout), LoraDropout, $"LoraConfig.lora_dropout must be in [0, 1), got {LoraDropout}.");
         if (Bias is not ("none" or "all" or "lora_only"))
             throw new ArgumentException($"LoraConfig.bias must be \"none\", \"all\" or \"lora_only\", got \"{Bias}\".", nameof(Bias));
+        if (RankPattern is null || AlphaPattern is null)
+            throw new ArgumentException("LoraConfig.rank_pattern and alpha_pattern must be objects ({} when unused), not null.", nameof(RankPattern));
         foreach (var (k, v) in RankPattern)
             if (v <= 0) throw new ArgumentOutOfRangeException(nameof(RankPattern), v, $"LoraConfig.rank_pattern[\"{k}\"] must be > 0, got {v}.");
         foreach (var (k, v) in AlphaPattern)

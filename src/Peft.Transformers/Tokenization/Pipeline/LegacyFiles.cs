@@ -9,7 +9,7 @@ internal static class LegacyFiles
     public static JsonObject ByteLevelBpe(string dir, JsonObject config)
     {
         string vocabPath = Path.Combine(dir, "vocab.json");
-        var vocab = JsonNode.Parse(File.ReadAllText(vocabPath)) as JsonObject
+        var vocab = Peft.Core.IO.ReaderErrors.ParseJson(File.ReadAllText(vocabPath), vocabPath) as JsonObject
             ?? throw new InvalidDataException($"{vocabPath}: expected a JSON object token -> id");
         var merges = new JsonArray();
         foreach (var line in File.ReadLines(Path.Combine(dir, "merges.txt")))
@@ -101,6 +101,8 @@ internal static class LegacyFiles
         if (config["additional_special_tokens"] is JsonArray extra)
             foreach (var n in extra)
                 if ((n is JsonObject o ? Json.OptString(o, "content") : n?.GetValue<string>()) is string s) names.Add(s);
+        foreach (var (k, v) in vocab)
+            if (v is not JsonValue iv || !iv.TryGetValue<int>(out _)) throw new InvalidDataException($"vocab.json: the id of '{k}' must be an integer, got {v?.ToJsonString() ?? "null"}");
         int next = vocab.Count == 0 ? 0 : vocab.Max(kv => kv.Value!.GetValue<int>()) + 1;
         var res = new List<(int Id, string Content)>();
         foreach (var t in names.Distinct())

@@ -43,7 +43,8 @@ internal static class Models
                         int i = 0;
                         foreach (var m in ma)
                         {
-                            if (m is JsonArray pair && pair.Count == 2) merges.Add((pair[0]!.GetValue<string>(), pair[1]!.GetValue<string>()));
+                            if (m is JsonArray pair && pair.Count == 2 && pair[0] is JsonValue p0 && p0.TryGetValue(out string? a) && pair[1] is JsonValue p1 && p1.TryGetValue(out string? b))
+                                merges.Add((a, b));
                             else if (m is JsonValue mv && mv.TryGetValue(out string? ms))
                             {
                                 var parts = ms.Split(' ');
