@@ -7,6 +7,8 @@ using static TorchSharp.torch;
 
 namespace Peft.Transformers.Tests.Modeling;
 
+/// <remarks>Random-init models draw from torch's process-wide generator: run alone so the seeded init is reproducible.</remarks>
+[Collection(Peft.Transformers.Tests.Training.GlobalRngCollection.Name)]
 public class QuantizedLoadingTests
 {
     private static double Cosine(Tensor a, Tensor b, Tensor mask)
