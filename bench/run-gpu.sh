@@ -17,7 +17,6 @@ prepare)
   rm -rf "$G"/app/runtimes/{osx*,win*}
   tar -cJf "$G/dotnet.tar.xz" -C /usr/share/dotnet dotnet host/fxr shared/Microsoft.NETCore.App
   cp "$ROOT/../shared/perf/hf_gpu_bench.py" "$G/hf_gpu_bench.py"
-  grep -qs '^\.gpu' "$(git -C "$ROOT" rev-parse --git-path info/exclude)" || echo '.gpu/' >> "$(git -C "$ROOT" rev-parse --git-path info/exclude)"
   du -sh "$G" ;;
 run)
   ROUNDS=${ROUNDS:-2} ITERS=${ITERS:-5} BUDGET_S=${BUDGET_S:-400}
