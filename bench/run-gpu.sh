@@ -36,9 +36,9 @@ run)
       w=3; [ "$c" = generate ] && w=2
       for side in $order; do
         if [ "$side" = py ]; then
-          line=$(python3 "$G/hf_gpu_bench.py" "$m" "$c" --iters "$ITERS" 2>/dev/null | tail -1)
+          line=$(python3 "$G/hf_gpu_bench.py" "$m" "$c" --iters "$ITERS" 2>>"${RES%.jsonl}.stderr.txt" | tail -1)
         else
-          line=$(dotnet "$G/app/Peft.Benchmarks.dll" "$c" --device cuda --dtype bf16 --model "$m" --repeats "$ITERS" --warmup "$w" 2>/dev/null | grep '"case"' | tail -1)
+          line=$(dotnet "$G/app/Peft.Benchmarks.dll" "$c" --device cuda --dtype bf16 --model "$m" --repeats "$ITERS" --warmup "$w" 2>>"${RES%.jsonl}.stderr.txt" | grep '"case"' | tail -1)
         fi
         [ -n "$line" ] || { echo "# $side $m $c round $r: no result"; continue; }
         echo "{\"side\":\"$side\",\"round\":$r,\"model\":\"$m\",\"result\":$line}" | tee -a "$RES" | cut -c1-300
