@@ -6,10 +6,15 @@ using Peft.Benchmarks;
 using TorchSharp;
 
 // Usage: Peft.Benchmarks [NAME ...] [--device cpu|cuda] [--repeats N] [--quick] [--list]
+//        [--threads N] [--warmup N] [--model opt125m|llama1b] [--dtype fp32|bf16] [--batch B] [--seq T] [--seed S]
+// Before anything loads libtorch: the MKL-on-AMD fast path decides and names the GEMM path in use.
+Console.Error.WriteLine(Peft.Core.Torch.MklFastPath.Enable());
 var names = new List<string>();
 string device = "cpu";
 int repeats = 5;
 bool quick = false, list = false;
+int threads = 0, warmup = 3, batch = 0, seq = 0, seed = 0;
+string model = "opt125m", dtype = "fp32";
 for (int i = 0; i < args.Length; i++)
 {
     switch (args[i])
@@ -17,6 +22,13 @@ for (int i = 0; i < args.Length; i++)
         case "--device": device = args[++i]; break;
         case "--repeats": repeats = int.Parse(args[++i]); break;
         case "--quick": quick = true; break;
+        case "--threads": threads = int.Parse(args[++i]); break;
+        case "--warmup": warmup = int.Parse(args[++i]); break;
+        case "--batch": batch = int.Parse(args[++i]); break;
+        case "--seq": seq = int.Parse(args[++i]); break;
+        case "--seed": seed = int.Parse(args[++i]); break;
+        case "--model": model = args[++i]; break;
+        case "--dtype": dtype = args[++i]; break;
         case "--list": list = true; break;
         default: names.Add(args[i]); break;
     }
@@ -38,7 +50,8 @@ var lts = Environment.GetEnvironmentVariable("LIBTORCHSHARP");
 if (lts is not null) NativeLibrary.Load(lts);
 if (device == "cuda") torch.InitializeDeviceType(DeviceType.CUDA);
 
-var options = new BenchmarkOptions(device, repeats, quick);
+if (threads > 0) torch.set_num_threads(threads);
+var options = new BenchmarkOptions(device, repeats, quick) { Threads = threads, Warmup = warmup, Model = model, Dtype = dtype, Batch = batch, Seq = seq, Seed = seed };
 var selected = names.Count == 0 ? all : all.Where(b => names.Contains(b.Name)).ToList();
 if (names.Count > 0 && selected.Count != names.Count)
 {

@@ -14,6 +14,10 @@ public sealed class AdamW : TrainerOptimizer
 {
     private readonly double _beta1, _beta2, _eps;
 
+    // 1 − β1 as a 0-d tensor per (dtype, device): TorchSharp's lerp_ takes a tensor weight only, and building it
+    // per parameter per step costs an allocation and, on CUDA, a host-to-device copy each time.
+    private readonly Dictionary<(ScalarType, string), Tensor> _lerpWeights = new();
+
     /// <summary>AdamW over <paramref name="groups"/> (HF <c>adam_beta1/2</c>, <c>adam_epsilon</c>).</summary>
     public AdamW(IReadOnlyList<ParamGroup> groups, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8) : base(groups)
     {
@@ -37,7 +41,7 @@ public sealed class AdamW : TrainerOptimizer
         stepT.add_(1);
         double lr = group.Lr;
         if (group.WeightDecay != 0) param.mul_(1 - lr * group.WeightDecay);
-        using (var w = tensor(1 - _beta1, param.dtype, param.device)) expAvg.lerp_(grad, w);
+        expAvg.lerp_(grad, LerpWeight(param));
         expAvgSq.mul_(_beta2).addcmul_(grad, grad, 1 - _beta2);
         double step = stepT.item<float>();
         double bc1 = 1 - Math.Pow(_beta1, step);
@@ -46,6 +50,20 @@ public sealed class AdamW : TrainerOptimizer
         double bc2Sqrt = Math.Sqrt(bc2);
         var denom = expAvgSq.sqrt().div_(bc2Sqrt).add_(_eps);
         param.addcdiv_(expAvg, denom, -stepSize);
+    }
+
+    private Tensor LerpWeight(Tensor param)
+    {
+        var key = (param.dtype, param.device.ToString());
+        if (!_lerpWeights.TryGetValue(key, out var w)) _lerpWeights[key] = w = Keep(tensor(1 - _beta1, param.dtype, param.device));
+        return w;
+    }
+
+    /// <inheritdoc />
+    protected override void ReleaseCaches()
+    {
+        foreach (var w in _lerpWeights.Values) w.Dispose();
+        _lerpWeights.Clear();
     }
 
     /// <inheritdoc />

@@ -133,10 +133,16 @@ public abstract class TrainerOptimizer : IDisposable
         _state.Clear();
     }
 
-    /// <summary>Disposes the state tensors.</summary>
+    /// <summary>Disposes the state tensors and the subclass's cached constants.</summary>
     public void Dispose()
     {
         ClearState();
+        ReleaseCaches();
         GC.SuppressFinalize(this);
+    }
+
+    /// <summary>Disposes tensors a subclass keeps between steps that are not optimizer state (constants); none by default.</summary>
+    protected virtual void ReleaseCaches()
+    {
     }
 }

@@ -1,0 +1,126 @@
+using System.Diagnostics;
+using Peft.Core;
+using Peft.Transformers;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Peft.Benchmarks.HfMirror;
+
+/// <summary>
+/// What the cases mirroring <c>shared/perf/hf_lora_bench.py</c> (CPU) and <c>hf_gpu_bench.py</c> (GPU) share: the
+/// same random-init configs (OPT-125m; the Llama-1B shape), the same random token batch shape, LoRA r=8 α=16 on
+/// q_proj/v_proj with lora_dropout 0, AdamW lr 2e-4 with torch's defaults (β 0.9/0.999, ε 1e-8, weight decay 0.01),
+/// warm-up then timed iterations with medians, and the process's peak RSS (one case per process, like the Python side).
+/// </summary>
+internal static class MirrorSetup
+{
+    /// <summary>The device the options name.</summary>
+    public static Device DeviceOf(BenchmarkOptions o) => o.Device == "cuda" ? CUDA : CPU;
+
+    /// <summary>The compute dtype the options name (fp32 or bf16).</summary>
+    public static ScalarType DtypeOf(BenchmarkOptions o) => o.Dtype switch
+    {
+        "fp32" or "float32" => ScalarType.Float32,
+        "bf16" or "bfloat16" => ScalarType.BFloat16,
+        _ => throw new ArgumentException($"--dtype '{o.Dtype}' is not one of fp32, bf16"),
+    };
+
+    /// <summary>Batch size: 8 unless overridden.</summary>
+    public static int Batch(BenchmarkOptions o) => o.Batch > 0 ? o.Batch : 8;
+
+    /// <summary>Sequence length: 128 on CPU (hf_lora_bench.py), 512 on CUDA (hf_gpu_bench.py) unless overridden.</summary>
+    public static int Seq(BenchmarkOptions o) => o.Seq > 0 ? o.Seq : o.Device == "cuda" ? 512 : 128;
+
+    /// <summary>
+    /// The model config. opt125m: facebook/opt-125m's graph (dropout 0.1 as hf_lora_bench.py; 0.0 on CUDA as
+    /// hf_gpu_bench.py). llama1b: hf_gpu_bench.py's Llama shape (h2048, 16 layers, 32 heads, 8 KV heads, ffn 8192).
+    /// </summary>
+    public static PretrainedConfig Config(BenchmarkOptions o) => o.Model switch
+    {
+        "opt125m" => new OPTConfig
+        {
+            VocabSize = 50272, HiddenSize = 768, NumHiddenLayers = 12, FfnDim = 3072, NumAttentionHeads = 12, MaxPositionEmbeddings = 2048,
+            WordEmbedProjDim = 768, Dropout = o.Device == "cuda" ? 0.0 : 0.1, TieWordEmbeddings = true,
+        },
+        "llama1b" => new LlamaConfig
+        {
+            VocabSize = 32000, HiddenSize = 2048, IntermediateSize = 8192, NumHiddenLayers = 16, NumAttentionHeads = 32, NumKeyValueHeads = 8,
+            MaxPositionEmbeddings = 4096, TieWordEmbeddings = false,
+        },
+        _ => throw new ArgumentException($"--model '{o.Model}' is not one of opt125m, llama1b"),
+    };
+
+    /// <summary>Vocabulary size of <see cref="Config"/> (random ids are drawn below it).</summary>
+    public static int Vocab(BenchmarkOptions o) => o.Model == "llama1b" ? 32000 : 50272;
+
+    /// <summary>A random-init causal LM on the requested device and dtype (seeded like the Python side).</summary>
+    public static PreTrainedModel BuildModel(BenchmarkOptions o)
+    {
+        manual_seed(o.Seed);
+        var model = AutoModelForCausalLM.FromConfig(Config(o));
+        model.to(DtypeOf(o));
+        model.to(DeviceOf(o));
+        return model;
+    }
+
+    /// <summary>hf_lora_bench.py's LoRA config: r=8, α=16, q_proj/v_proj, dropout 0, CAUSAL_LM.</summary>
+    public static LoraConfig Lora() => new()
+    {
+        R = 8, LoraAlpha = 16, TargetModules = new[] { "q_proj", "v_proj" }, LoraDropout = 0.0, TaskType = TaskType.CausalLM,
+    };
+
+    /// <summary>Random token ids [batch, seq] in [3, vocab), like <c>random_batch</c>.</summary>
+    public static Tensor RandomBatch(BenchmarkOptions o)
+    {
+        var g = new Generator((ulong)(o.Seed + 1));
+        return randint(3, Vocab(o), [Batch(o), Seq(o)], generator: g, dtype: ScalarType.Int64).to(DeviceOf(o));
+    }
+
+    /// <summary>Waits for the device (CUDA) so wall-clock times cover the work.</summary>
+    public static void Sync(BenchmarkOptions o)
+    {
+        if (o.Device == "cuda") cuda.synchronize();
+    }
+
+    /// <summary>Runs <paramref name="warmup"/> untimed and <paramref name="iters"/> timed calls; returns the timed seconds.</summary>
+    public static double[] Time(Action fn, int warmup, int iters, BenchmarkOptions o)
+    {
+        for (int i = 0; i < warmup; i++) fn();
+        Sync(o);
+        var ts = new double[Math.Max(1, iters)];
+        for (int i = 0; i < ts.Length; i++)
+        {
+            var sw = Stopwatch.StartNew();
+            fn();
+            Sync(o);
+            ts[i] = sw.Elapsed.TotalSeconds;
+        }
+        return ts;
+    }
+
+    /// <summary>Median of <paramref name="xs"/> (mean of the middle two for even counts, like Python's statistics.median).</summary>
+    public static double Median(IEnumerable<double> xs)
+    {
+        var a = xs.OrderBy(x => x).ToArray();
+        if (a.Length == 0) return double.NaN;
+        return a.Length % 2 == 1 ? a[a.Length / 2] : (a[a.Length / 2 - 1] + a[a.Length / 2]) / 2;
+    }
+
+    /// <summary>Peak resident set size of this process in MB (VmHWM; what Python's ru_maxrss reports).</summary>
+    public static double PeakRssMb()
+    {
+        foreach (var line in File.ReadLines("/proc/self/status"))
+            if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
+                return Math.Round(long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) / 1024.0, 1);
+        return double.NaN;
+    }
+
+    /// <summary>The fields every mirror case reports.</summary>
+    public static Dictionary<string, object?> Common(string caseName, BenchmarkOptions o, double[] ts) => new()
+    {
+        ["case"] = caseName, ["model"] = o.Model, ["dtype"] = o.Dtype, ["threads"] = TorchSharp.torch.get_num_threads(),
+        ["median_s"] = Math.Round(Median(ts), 6), ["min_s"] = Math.Round(ts.Min(), 6), ["max_s"] = Math.Round(ts.Max(), 6),
+        ["iters"] = ts.Length, ["all_s"] = ts.Select(t => Math.Round(t, 4)).ToArray(),
+        ["mkl_path"] = Peft.Core.Torch.MklFastPath.Describe(),
+    };
+}

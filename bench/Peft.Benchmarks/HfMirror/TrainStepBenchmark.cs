@@ -1,0 +1,96 @@
+using System.Diagnostics;
+using Peft.Core;
+using Peft.Transformers;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Peft.Benchmarks.HfMirror;
+
+/// <summary>
+/// hf_lora_bench.py / hf_gpu_bench.py <c>lora_step</c> and <c>full_step</c>: forward with labels (the model's own
+/// shifted cross-entropy), backward, AdamW step, zero_grad(set_to_none), loss read back; the model in train mode
+/// (OPT's dropout 0.1 on CPU). Also reports the median of each phase (forward+loss / backward / optimizer).
+/// </summary>
+public abstract class TrainStepBenchmark : IBenchmark
+{
+    /// <summary>True for the LoRA case, false for full fine-tuning.</summary>
+    protected abstract bool UseLora { get; }
+
+    /// <inheritdoc />
+    public abstract string Name { get; }
+
+    /// <inheritdoc />
+    public void Run(BenchmarkOptions options, Action<IReadOnlyDictionary<string, object?>> report)
+    {
+        var model = MirrorSetup.BuildModel(options);
+        PeftModel? pm = UseLora ? PeftModel.GetPeftModel(model, MirrorSetup.Lora()) : null;
+        nn.Module<ModelInput, ModelOutput> net = pm is null ? model : pm;
+        net.train();
+        var named = ((nn.Module)net).named_parameters().Where(p => p.parameter.requires_grad).ToList();
+        var group = new ParamGroup(named.Select(p => p.name).ToList(), named.Select(p => p.parameter).ToList(), WeightDecay: 0.01) { Lr = 2e-4 };
+        using var opt = new AdamW([group]);
+        using var ids = MirrorSetup.RandomBatch(options);
+        var losses = new List<double>();
+        var (fwd, bwd, optT) = (new List<double>(), new List<double>(), new List<double>());
+
+        void Step()
+        {
+            using var scope = NewDisposeScope();
+            var sw = Stopwatch.StartNew();
+            var loss = net.forward(new ModelInput { InputIds = ids, Labels = ids })!.Loss!;
+            MirrorSetup.Sync(options);
+            fwd.Add(sw.Elapsed.TotalSeconds);
+            sw.Restart();
+            loss.backward();
+            MirrorSetup.Sync(options);
+            bwd.Add(sw.Elapsed.TotalSeconds);
+            sw.Restart();
+            opt.Step();
+            opt.ZeroGrad();
+            MirrorSetup.Sync(options);
+            optT.Add(sw.Elapsed.TotalSeconds);
+            losses.Add(loss.item<float>());
+        }
+
+        var ts = MirrorSetup.Time(Step, options.Warmup, options.Repeats, options);
+        int skip = options.Warmup;
+        double s = MirrorSetup.Median(ts);
+        int tokens = MirrorSetup.Batch(options) * MirrorSetup.Seq(options);
+        var row = MirrorSetup.Common(Name, options, ts);
+        row["batch"] = MirrorSetup.Batch(options);
+        row["seq"] = MirrorSetup.Seq(options);
+        row["s_per_step"] = Math.Round(s, 6);
+        row["tok_per_s"] = Math.Round(tokens / s, 1);
+        row["forward_s"] = Math.Round(MirrorSetup.Median(fwd.Skip(skip)), 6);
+        row["backward_s"] = Math.Round(MirrorSetup.Median(bwd.Skip(skip)), 6);
+        row["optimizer_s"] = Math.Round(MirrorSetup.Median(optT.Skip(skip)), 6);
+        row["trainable_params"] = named.Sum(p => p.parameter.numel());
+        row["loss_first"] = Math.Round(losses[0], 4);
+        row["loss_last"] = Math.Round(losses[^1], 4);
+        row["optimizer"] = "Peft.Transformers.AdamW(lr=2e-4, wd=0.01) = torch.optim.AdamW defaults";
+        row["peak_rss_mb"] = MirrorSetup.PeakRssMb();
+        report(row);
+        pm?.Dispose();
+        model.Dispose();
+    }
+}
+
+/// <summary><c>lora_step</c>: LoRA r=8 on q_proj/v_proj, AdamW over the adapter weights only.</summary>
+public sealed class LoraStepBenchmark : TrainStepBenchmark
+{
+    /// <inheritdoc />
+    protected override bool UseLora => true;
+
+    /// <inheritdoc />
+    public override string Name => "lora_step";
+}
+
+/// <summary><c>full_step</c>: every parameter trained with AdamW.</summary>
+public sealed class FullStepBenchmark : TrainStepBenchmark
+{
+    /// <inheritdoc />
+    protected override bool UseLora => false;
+
+    /// <inheritdoc />
+    public override string Name => "full_step";
+}

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# GPU same-run comparison (H200, bf16): HF transformers+PEFT (shared/perf/hf_gpu_bench.py) vs Peft.NET, alternating,
+# opt125m and llama1b × lora_step / full_step / generate, then a ratio table.
+#
+#   bench/run-gpu.sh prepare      # on the dev machine: publish the app into .gpu/app (TorchRuntime=none),
+#                                 # pack the .NET runtime, copy hf_gpu_bench.py into .gpu/ (docs: shared GPU.md)
+#   bench/run-gpu.sh run          # on the GPU machine, in ONE device call with carry [".gpu"]
+#
+# Env (run): ROUNDS (2), ITERS (5), BUDGET_S (400: no new round starts after this many seconds), MODELS, CASES.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+G=$ROOT/.gpu
+case "${1:-}" in
+prepare)
+  rm -rf "$G/app" && mkdir -p "$G"
+  dotnet publish "$ROOT/bench/Peft.Benchmarks" -c Release -p:TorchRuntime=none -o "$G/app" -v q -nologo
+  rm -rf "$G"/app/runtimes/{osx*,win*}
+  tar -cJf "$G/dotnet.tar.xz" -C /usr/share/dotnet dotnet host/fxr shared/Microsoft.NETCore.App
+  cp "$ROOT/../shared/perf/hf_gpu_bench.py" "$G/hf_gpu_bench.py"
+  du -sh "$G" ;;
+run)
+  ROUNDS=${ROUNDS:-2} ITERS=${ITERS:-5} BUDGET_S=${BUDGET_S:-400}
+  MODELS=${MODELS:-"opt125m llama1b"} CASES=${CASES:-"lora_step full_step generate"}
+  dn=$(mktemp -d) && tar -xJf "$G/dotnet.tar.xz" -C "$dn"
+  export DOTNET_ROOT=$dn PATH=$dn:$PATH
+  export LD_LIBRARY_PATH=$(python3 -c "import torch,os;print(os.path.dirname(torch.__file__))")/lib:${LD_LIBRARY_PATH:-}
+  export LIBTORCHSHARP=$G/app/runtimes/linux-x64/native/libLibTorchSharp.so
+  # the device machine's $OUT is a folder whose files come back; elsewhere /tmp
+  RES=/tmp/gpu-results.jsonl; [ -d "${OUT:-}" ] && RES=$OUT/gpu-results.jsonl
+  : > "$RES"; t0=$SECONDS
+  nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
+  for r in $(seq 1 "$ROUNDS"); do
+    [ $((SECONDS - t0)) -lt "$BUDGET_S" ] || { echo "# budget reached before round $r"; break; }
+    for m in $MODELS; do for c in $CASES; do
+      order="py cs"; [ $((r % 2)) = 0 ] && order="cs py"
+      w=3; [ "$c" = generate ] && w=2
+      for side in $order; do
+        if [ "$side" = py ]; then
+          line=$(python3 "$G/hf_gpu_bench.py" "$m" "$c" --iters "$ITERS" 2>>"${RES%.jsonl}.stderr.txt" | tail -1)
+        else
+          line=$(dotnet "$G/app/Peft.Benchmarks.dll" "$c" --device cuda --dtype bf16 --model "$m" --repeats "$ITERS" --warmup "$w" 2>>"${RES%.jsonl}.stderr.txt" | grep '"case"' | tail -1)
+        fi
+        [ -n "$line" ] || { echo "# $side $m $c round $r: no result"; continue; }
+        echo "{\"side\":\"$side\",\"round\":$r,\"model\":\"$m\",\"result\":$line}" | tee -a "$RES" | cut -c1-300
+      done
+    done; done
+  done
+  python3 - "$RES" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+print("\n| model | case | HF Python tok/s | Peft.NET tok/s | ratio C#/Py | rounds |")
+print("| --- | --- | --- | --- | --- | --- |")
+keys = dict.fromkeys((r["model"], r["result"]["case"]) for r in rows)
+for m, c in keys:
+    s = {k: [r["result"]["tok_per_s"] for r in rows if r["side"] == k and r["model"] == m and r["result"]["case"] == c] for k in ("py", "cs")}
+    if s["py"] and s["cs"]:
+        py, cs = statistics.median(s["py"]), statistics.median(s["cs"])
+        print(f"| {m} | {c} | {py:.1f} | {cs:.1f} | {cs/py:.2f}× | {min(len(s['py']), len(s['cs']))} |")
+PY
+  echo "# results: $RES (${SECONDS}s)" ;;
+*) echo "usage: $0 prepare|run" >&2; exit 2 ;;
+esac
