@@ -21,6 +21,13 @@ public abstract class LayerInjectingTuner : BaseTuner
     /// <summary>Fills in defaults that depend on the model (target modules per model_type, "all-linear" expansion, ...) and validates.</summary>
     public abstract PeftConfig PrepareConfig(PeftConfig config);
 
+    /// <summary>
+    /// PEFT's basic target rule shared by the layer-injecting methods: the root (empty key) never matches, an
+    /// <c>exclude_modules</c> match wins, else <paramref name="targets"/> decides.
+    /// </summary>
+    protected static bool IsTargetKey(TargetModules targets, TargetModules? exclude, string key) =>
+        key.Length > 0 && !(exclude is { } ex && ex.Matches(key)) && targets.Matches(key);
+
     /// <summary>Whether the module at <paramref name="key"/> is a target of <paramref name="config"/>.</summary>
     protected abstract bool IsTarget(PeftConfig config, string key);
 

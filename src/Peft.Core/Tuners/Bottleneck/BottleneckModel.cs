@@ -68,9 +68,7 @@ public sealed class BottleneckModel : LayerInjectingTuner
     protected override bool IsTarget(PeftConfig config, string key)
     {
         var adapter = Cast(config);
-        if (key.Length == 0) return false;
-        if (adapter.ExcludeModules is { } ex && ex.Matches(key)) return false;
-        return adapter.TargetModules!.Matches(key);
+        return IsTargetKey(adapter.TargetModules!, adapter.ExcludeModules, key);
     }
 
     /// <inheritdoc />

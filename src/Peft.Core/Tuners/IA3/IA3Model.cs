@@ -105,9 +105,7 @@ public class IA3Model : LayerInjectingTuner, IWeightedAdapterTuner
     protected override bool IsTarget(PeftConfig config, string key)
     {
         var ia3 = Cast(config);
-        if (key.Length == 0) return false;
-        if (ia3.ExcludeModules is { } ex && ex.Matches(key)) return false;
-        return ia3.TargetModules!.Matches(key);
+        return IsTargetKey(ia3.TargetModules!, ia3.ExcludeModules, key);
     }
 
     /// <inheritdoc />
