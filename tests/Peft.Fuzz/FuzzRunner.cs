@@ -78,7 +78,8 @@ public static class FuzzRunner
     public static FuzzReport Run(FuzzTarget target, int inputs, int seed, int maxFailuresKept = 20)
     {
         var sw = Stopwatch.StartNew();
-        var rng = new Random(HashCode.Combine(seed, StableHash(target.Name)));
+        // Not HashCode.Combine: its per-process random seed made every run mutate different bytes.
+        var rng = new Random(unchecked(seed * 486187739 + StableHash(target.Name)));
         var mutator = new Mutator(rng);
         var seeds = target.Seeds;
         var failures = new List<FuzzFailure>();

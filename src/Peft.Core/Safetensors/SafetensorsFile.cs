@@ -220,55 +220,63 @@ public sealed class SafetensorsFile : IDisposable
             throw new InvalidDataException($"Malformed safetensors file {path}: the header is not valid JSON ({e.Message}).", e);
         }
 
+        // A lone surrogate escape (\ud800) parses but throws InvalidOperationException when a name or value is read;
+        // ReaderErrors.Guard turns it into an InvalidDataException naming the file.
         using (doc)
         {
-            if (doc.RootElement.ValueKind != JsonValueKind.Object)
-            {
-                throw Bad(path, $"the header must be a JSON object, found {doc.RootElement.ValueKind}");
-            }
-
-            Dictionary<string, string>? metadata = null;
-            var tensors = new List<SafetensorsTensorInfo>();
-            var seen = new HashSet<string>(StringComparer.Ordinal);
-            foreach (var prop in doc.RootElement.EnumerateObject())
-            {
-                if (!seen.Add(prop.Name))
-                {
-                    throw Bad(path, "the name appears twice in the header", prop.Name);
-                }
-                if (prop.Name == "__metadata__")
-                {
-                    metadata = ParseMetadata(path, prop.Value);
-                    continue;
-                }
-                tensors.Add(ParseTensor(path, prop.Name, prop.Value));
-            }
-
-            // Offsets must tile [0, dataLength) exactly, in order (as the reference implementation checks).
-            tensors.Sort((a, b) => a.Begin != b.Begin ? a.Begin.CompareTo(b.Begin) : a.End.CompareTo(b.End));
-            long expected = 0;
-            foreach (var t in tensors)
-            {
-                if (t.Begin < expected)
-                {
-                    throw Bad(path, $"data_offsets [{t.Begin}, {t.End}] overlap the previous tensor's data (which ends at {expected})", t.Name);
-                }
-                if (t.Begin > expected)
-                {
-                    throw Bad(path, $"data_offsets [{t.Begin}, {t.End}] leave a gap after offset {expected}", t.Name);
-                }
-                if (t.End > dataLength)
-                {
-                    throw Bad(path, $"data_offsets [{t.Begin}, {t.End}] run past the end of the data area ({dataLength} bytes)", t.Name);
-                }
-                expected = t.End;
-            }
-            if (expected != dataLength)
-            {
-                throw Bad(path, $"the tensors cover {expected} bytes but the data area has {dataLength} bytes");
-            }
-            return (metadata, tensors);
+            return Peft.Core.IO.ReaderErrors.Guard(path, () => ParseEntries(path, doc.RootElement, dataLength));
         }
+    }
+
+    private static (IReadOnlyDictionary<string, string>? Metadata, List<SafetensorsTensorInfo> Tensors) ParseEntries(
+        string path, JsonElement root, long dataLength)
+    {
+        if (root.ValueKind != JsonValueKind.Object)
+        {
+            throw Bad(path, $"the header must be a JSON object, found {root.ValueKind}");
+        }
+
+        Dictionary<string, string>? metadata = null;
+        var tensors = new List<SafetensorsTensorInfo>();
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var prop in root.EnumerateObject())
+        {
+            if (!seen.Add(prop.Name))
+            {
+                throw Bad(path, "the name appears twice in the header", prop.Name);
+            }
+            if (prop.Name == "__metadata__")
+            {
+                metadata = ParseMetadata(path, prop.Value);
+                continue;
+            }
+            tensors.Add(ParseTensor(path, prop.Name, prop.Value));
+        }
+
+        // Offsets must tile [0, dataLength) exactly, in order (as the reference implementation checks).
+        tensors.Sort((a, b) => a.Begin != b.Begin ? a.Begin.CompareTo(b.Begin) : a.End.CompareTo(b.End));
+        long expected = 0;
+        foreach (var t in tensors)
+        {
+            if (t.Begin < expected)
+            {
+                throw Bad(path, $"data_offsets [{t.Begin}, {t.End}] overlap the previous tensor's data (which ends at {expected})", t.Name);
+            }
+            if (t.Begin > expected)
+            {
+                throw Bad(path, $"data_offsets [{t.Begin}, {t.End}] leave a gap after offset {expected}", t.Name);
+            }
+            if (t.End > dataLength)
+            {
+                throw Bad(path, $"data_offsets [{t.Begin}, {t.End}] run past the end of the data area ({dataLength} bytes)", t.Name);
+            }
+            expected = t.End;
+        }
+        if (expected != dataLength)
+        {
+            throw Bad(path, $"the tensors cover {expected} bytes but the data area has {dataLength} bytes");
+        }
+        return (metadata, tensors);
     }
 
     private static Dictionary<string, string> ParseMetadata(string path, JsonElement value)
