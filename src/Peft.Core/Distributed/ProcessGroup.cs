@@ -1,0 +1,87 @@
+using Peft.Core.Distributed.Nccl;
+
+namespace Peft.Core.Distributed;
+
+/// <summary>
+/// Starts this process's rank of an NCCL group from torchrun's environment (PyTorch
+/// <c>dist.init_process_group("nccl")</c>): TCP rendezvous with rank 0 (<see cref="TcpRendezvous"/>), NCCL unique id
+/// from rank 0, <c>ncclCommInitRank</c> on this rank's GPU, and a watchdog that ends the process with a message naming
+/// the lost rank when any rank dies (an NCCL call waiting for a dead peer would otherwise block forever).
+/// </summary>
+public static class ProcessGroup
+{
+    /// <summary>Exit code of a rank ended by the watchdog.</summary>
+    public const int PeerLostExitCode = 3;
+
+    /// <summary>
+    /// The CUDA device index of this rank: 0 when <c>CUDA_VISIBLE_DEVICES</c> names exactly one GPU (peft-run binds
+    /// one per rank), else <see cref="DistributedEnvironment.LocalRank"/>.
+    /// </summary>
+    public static int CudaDeviceIndex(DistributedEnvironment env, Func<string, string?>? getEnv = null)
+    {
+        ArgumentNullException.ThrowIfNull(env);
+        var visible = (getEnv ?? Environment.GetEnvironmentVariable)("CUDA_VISIBLE_DEVICES");
+        return visible is { Length: > 0 } && visible.Split(',', StringSplitOptions.RemoveEmptyEntries).Length == 1 ? 0 : env.LocalRank;
+    }
+
+    /// <summary>
+    /// Joins the NCCL group described by <paramref name="env"/> (default: the process environment). Blocks until every
+    /// rank has joined or the timeout passes (<see cref="CollectiveException"/> naming the missing ranks).
+    /// </summary>
+    /// <param name="env">The rank's environment.</param>
+    /// <param name="onPeerLost">
+    /// What to do when a rank dies (default: print the message to stderr, abort the communicator, exit with
+    /// <see cref="PeerLostExitCode"/>).
+    /// </param>
+    /// <param name="api">The NCCL library (default <see cref="NcclNative.Load"/>).</param>
+    public static ICollectives InitNccl(DistributedEnvironment? env = null, Action<string>? onPeerLost = null, INcclApi? api = null)
+    {
+        env ??= DistributedEnvironment.FromEnvironment();
+        api ??= NcclNative.Load();
+        NcclCollectives? comm = null;
+        var lost = onPeerLost ?? (msg => ExitOnPeerLost(msg, () => comm?.Abort()));
+        var rendezvous = TcpRendezvous.Start(env, () => NcclCollectives.NewUniqueId(api, env.Rank, env.WorldSize).ToArray(), lost);
+        try
+        {
+            comm = NcclCollectives.Create(api, NcclUniqueId.FromArray(rendezvous.Payload), env.Rank, env.WorldSize, CudaDeviceIndex(env));
+            return new Group(comm, rendezvous);
+        }
+        catch
+        {
+            rendezvous.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The default reaction to a lost rank: message on stderr, <paramref name="abort"/>, process exit.</summary>
+    public static void ExitOnPeerLost(string message, Action? abort)
+    {
+        Console.Error.WriteLine($"[peft-dist] FATAL: {message}; this rank stops (exit code {PeerLostExitCode})");
+        Console.Error.Flush();
+        try { abort?.Invoke(); }
+        finally { Environment.Exit(PeerLostExitCode); }
+    }
+
+    private sealed class Group(NcclCollectives comm, TcpRendezvous rendezvous) : ICollectives
+    {
+        public int Rank => comm.Rank;
+
+        public int WorldSize => comm.WorldSize;
+
+        public void AllReduce(TorchSharp.torch.Tensor tensor, ReduceOp op = ReduceOp.Sum) => comm.AllReduce(tensor, op);
+
+        public void Broadcast(TorchSharp.torch.Tensor tensor, int root = 0) => comm.Broadcast(tensor, root);
+
+        public void AllGather(TorchSharp.torch.Tensor input, TorchSharp.torch.Tensor output) => comm.AllGather(input, output);
+
+        public void ReduceScatter(TorchSharp.torch.Tensor input, TorchSharp.torch.Tensor output, ReduceOp op = ReduceOp.Sum) => comm.ReduceScatter(input, output, op);
+
+        public void Barrier() => comm.Barrier();
+
+        public void Dispose()
+        {
+            try { comm.Dispose(); }
+            finally { rendezvous.Dispose(); }
+        }
+    }
+}
