@@ -40,6 +40,9 @@ public interface ICollectives : IDisposable
     /// <summary>Number of ranks.</summary>
     int WorldSize { get; }
 
+    /// <summary>Where tensors passed to this group must live (a CUDA device for NCCL, the CPU for the in-process group).</summary>
+    Device Device { get; }
+
     /// <summary>Reduces <paramref name="tensor"/> (contiguous, any shape) over all ranks in place; every rank gets the result.</summary>
     void AllReduce(Tensor tensor, ReduceOp op = ReduceOp.Sum);
 

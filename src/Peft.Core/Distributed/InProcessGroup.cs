@@ -98,6 +98,8 @@ public sealed class InProcessGroup : IDisposable
 
         public int WorldSize => group.WorldSize;
 
+        public Device Device => CPU;
+
         public void AllReduce(Tensor tensor, ReduceOp op = ReduceOp.Sum) =>
             group.Exchange(rank, $"AllReduce({op})", tensor, parts => { using var _ = no_grad(); tensor.copy_(Reduce(parts, op)); });
 

@@ -68,6 +68,8 @@ public static class ProcessGroup
 
         public int WorldSize => comm.WorldSize;
 
+        public TorchSharp.torch.Device Device => comm.Device;
+
         public void AllReduce(TorchSharp.torch.Tensor tensor, ReduceOp op = ReduceOp.Sum) => comm.AllReduce(tensor, op);
 
         public void Broadcast(TorchSharp.torch.Tensor tensor, int root = 0) => comm.Broadcast(tensor, root);

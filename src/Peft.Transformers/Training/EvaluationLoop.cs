@@ -21,7 +21,7 @@ internal static class EvaluationLoop
         var clock = Stopwatch.StartNew();
         bool wasTraining = model.training;
         model.eval();
-        var loader = new TrainDataLoader(dataset, collator, batchSize, shuffle: false, seed: 0, dropLast: false, keepColumns);
+        var loader = new TrainDataLoader(dataset, collator, batchSize, shuffle: false, seed: 0, dropLast: false, keepColumns, DataParallel.None);
         var logits = new List<(float[] Data, long[] Shape)>();
         var labels = new List<(long[] Data, long[] Shape)>();
         double lossSum = 0;

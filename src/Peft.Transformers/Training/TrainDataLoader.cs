@@ -9,21 +9,21 @@ namespace Peft.Transformers;
 /// Yields collated micro-batches of a <see cref="Dataset"/> (HF's DataLoader + sampler). The order of epoch
 /// <c>e</c> is a torch <c>randperm</c> from a generator seeded with <c>seed + e</c> (accelerate's seedable sampler),
 /// or the dataset order when shuffling is off, so the position in the data is fully described by (epoch, batch
-/// index) and a resumed run skips to it without collating the skipped rows.
+/// index) and a resumed run skips to it without collating the skipped rows. Under data parallelism each rank reads
+/// its <see cref="Peft.Core.Distributed.DistributedSampler"/> shard of that order (PyTorch's rule: padded, stride
+/// world size), so batch b of every rank together is batch b of one process with the global batch size.
 /// </summary>
-internal sealed class TrainDataLoader(Dataset dataset, IDataCollator collator, int batchSize, bool shuffle, int seed, bool dropLast, IReadOnlySet<string>? keepColumns)
+internal sealed class TrainDataLoader(Dataset dataset, IDataCollator collator, int batchSize, bool shuffle, int seed, bool dropLast, IReadOnlySet<string>? keepColumns,
+    DataParallel parallel)
 {
     public int NumRows => dataset.NumRows;
 
-    public int BatchesPerEpoch => dropLast ? dataset.NumRows / batchSize : (dataset.NumRows + batchSize - 1) / batchSize;
+    private int RowsPerEpoch => parallel.RowsPerEpoch(dataset.NumRows, dropLast: false);
 
-    public int[] Order(int epoch)
-    {
-        if (!shuffle) return Enumerable.Range(0, dataset.NumRows).ToArray();
-        using var g = new Generator((ulong)(seed + epoch));
-        using var perm = randperm(dataset.NumRows, generator: g);
-        return perm.data<long>().Select(x => (int)x).ToArray();
-    }
+    public int BatchesPerEpoch => dropLast ? RowsPerEpoch / batchSize : (RowsPerEpoch + batchSize - 1) / batchSize;
+
+    /// <summary>This rank's row order of <paramref name="epoch"/> (one process: <c>randperm</c> seeded with seed + epoch, or 0..n-1).</summary>
+    public int[] Order(int epoch) => parallel.Order(dataset.NumRows, shuffle, seed, epoch, dropLast: false);
 
     /// <summary>The micro-batches of <paramref name="epoch"/> from batch <paramref name="skip"/> on; the caller disposes each.</summary>
     public IEnumerable<Dictionary<string, Tensor>> Epoch(int epoch, int skip)

@@ -17,10 +17,12 @@ namespace Peft.Transformers;
 /// labels <c>labels != -100</c>, else rows. HF 5.17 counts <c>labels != -100</c> without the shift for causal LMs
 /// (<c>num_items_in_batch</c>), so its causal-LM loss is smaller than the model's own mean by the rows' first
 /// labels; the reference trajectories are the model's mean, which is what this reproduces. With one micro-batch the
-/// weight is exactly 1.
+/// weight is exactly 1. Under data parallelism (<see cref="DataParallel"/>) the items are counted over all ranks,
+/// each rank's weights are scaled by the world size, and the gradients are averaged before clipping, so the step
+/// equals one process reading the global batch.
 /// </remarks>
 internal sealed class TrainStep(nn.Module<ModelInput, ModelOutput> model, TrainableParameters trainable, TrainerOptimizer optimizer,
-    LrSchedule schedule, double maxGradNorm, Device device, IReadOnlyList<string> labelNames, bool causalLm)
+    LrSchedule schedule, double maxGradNorm, Device device, IReadOnlyList<string> labelNames, bool causalLm, DataParallel parallel)
 {
     private readonly ITrainingHooks? _hooks = model as ITrainingHooks;
 
@@ -28,7 +30,7 @@ internal sealed class TrainStep(nn.Module<ModelInput, ModelOutput> model, Traina
     public (double Loss, double GradNorm, long Tokens) Run(IReadOnlyList<Dictionary<string, Tensor>> microBatches, int globalStep)
     {
         var items = microBatches.Select(CountItems).ToArray();
-        double total = items.Sum();
+        double total = parallel.Sum(items.Sum());
         double loss = 0;
         long tokens = 0;
         for (int i = 0; i < microBatches.Count; i++)
@@ -39,13 +41,15 @@ internal sealed class TrainStep(nn.Module<ModelInput, ModelOutput> model, Traina
             var output = model.forward(input);
             var l = output.Loss ?? throw new InvalidOperationException(
                 $"{model.GetType().Name}.forward returned no loss; the batch needs labels (keys: {string.Join(", ", microBatches[i].Keys)})");
-            if (microBatches.Count > 1) l = l * (total > 0 ? items[i] / total : 1.0 / microBatches.Count); // GA = one large batch
+            double weight = total > 0 ? items[i] / total * parallel.WorldSize : 1.0 / microBatches.Count; // GA / DP = one large batch
+            if (weight != 1.0) l = l * weight;
             if (_hooks?.LossTerm() is { } term) l = l + term;
             l.backward();
             loss += l.detach().to(ScalarType.Float64).item<double>();
             if (input.AttentionMask is { } m) tokens += m.sum().item<long>();
         }
         trainable.GradientsToMasters();
+        parallel.AverageGradients(trainable.ForOptimizer.Select(p => p.Param).ToList());
         var parameters = trainable.ForOptimizer.Select(p => (Tensor)p.Param).ToList();
         double norm = GradClip.ClipGradNorm(parameters, maxGradNorm);
         optimizer.SetLr(schedule.LastLr);
@@ -55,7 +59,7 @@ internal sealed class TrainStep(nn.Module<ModelInput, ModelOutput> model, Traina
         _hooks?.OnOptimizerStep(globalStep);
         optimizer.ZeroGrad();
         model.zero_grad();
-        return (loss, norm, tokens);
+        return (parallel.Sum(loss) / parallel.WorldSize, norm, (long)parallel.Sum(tokens));
     }
 
     private double CountItems(Dictionary<string, Tensor> batch)

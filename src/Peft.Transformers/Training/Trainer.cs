@@ -46,9 +46,14 @@ public sealed class Trainer
     /// <param name="tokenizer">The processing class; saved beside the model by <see cref="SaveModel"/>.</param>
     /// <param name="progress">Receives <see cref="TrainerProgress"/> after each step.</param>
     /// <param name="logger">Receives each log entry.</param>
+    /// <param name="dataParallel">
+    /// Data parallelism over ranks (default <see cref="DataParallel.FromEnvironment"/>: one process unless started by
+    /// peft-run / torchrun with <c>WORLD_SIZE</c> &gt; 1). Progress, logger and report callbacks run on rank 0 only.
+    /// </param>
     public Trainer(nn.Module<ModelInput, ModelOutput> model, TrainingArguments args, Dataset? trainDataset = null, Dataset? evalDataset = null,
         IDataCollator? dataCollator = null, Func<EvalPrediction, IReadOnlyDictionary<string, double>>? computeMetrics = null,
-        IEnumerable<ITrainerCallback>? callbacks = null, PreTrainedTokenizer? tokenizer = null, IProgress<TrainerProgress>? progress = null, ILogger? logger = null)
+        IEnumerable<ITrainerCallback>? callbacks = null, PreTrainedTokenizer? tokenizer = null, IProgress<TrainerProgress>? progress = null, ILogger? logger = null,
+        DataParallel? dataParallel = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(args);
@@ -63,17 +68,21 @@ public sealed class Trainer
         _device = args.Device is not null ? new Device(args.Device) : model.parameters().FirstOrDefault()?.device ?? CPU;
         if (args.Device is not null) model.to(_device);
         if (args.GradientCheckpointing) GradientCheckpointingOf(model).GradientCheckpointingEnable();
+        Parallel = dataParallel ?? DataParallel.FromEnvironment();
         var list = new List<ITrainerCallback> { new DefaultFlowCallback() };
-        if (!args.DisableTqdm) list.Add(new ConsoleProgressCallback());
-        if (args.ReportTo.Contains("jsonl")) list.Add(new JsonlLoggerCallback());
-        if (progress is not null) list.Add(new ProgressReporterCallback(progress));
-        if (logger is not null) list.Add(new LoggerCallback(logger));
+        if (!args.DisableTqdm && Parallel.IsMain) list.Add(new ConsoleProgressCallback());
+        if (args.ReportTo.Contains("jsonl") && Parallel.IsMain) list.Add(new JsonlLoggerCallback());
+        if (progress is not null && Parallel.IsMain) list.Add(new ProgressReporterCallback(progress));
+        if (logger is not null && Parallel.IsMain) list.Add(new LoggerCallback(logger));
         list.AddRange(callbacks ?? []);
         _callbacks = new CallbackList(list);
     }
 
     /// <summary>The run's settings.</summary>
     public TrainingArguments Args { get; }
+
+    /// <summary>The data-parallel strategy (<see cref="DataParallel.None"/> for one process).</summary>
+    public DataParallel Parallel { get; }
 
     /// <summary>The model being trained.</summary>
     public nn.Module<ModelInput, ModelOutput> Model => _model;
@@ -112,6 +121,7 @@ public sealed class Trainer
                 State.Epoch = epoch + (double)run.BatchInEpoch / run.Loader.BatchesPerEpoch;
                 _callbacks.Each(c => c.OnStepEnd(Args, State, _control));
                 MaybeLogEvaluateSave(run);
+                _control.ShouldTrainingStop = Parallel.FromMain(_control.ShouldTrainingStop); // rank 0's evaluation decides early stopping
                 if (_control.ShouldTrainingStop || _control.ShouldEpochStop) break;
             }
             _control.ShouldEpochStop = false;
@@ -127,15 +137,15 @@ public sealed class Trainer
     {
         foreach (var batch in unused)
             foreach (var t in batch.Values) t.Dispose();
-        SaveCheckpoint(run);
+        if (Parallel.IsMain) SaveCheckpoint(run);
         token.ThrowIfCancellationRequested();
     }
 
     private void MaybeLogEvaluateSave(TrainingRun run)
     {
         if (_control.ShouldLog && State.GlobalStep > run.LastLoggedStep) Log(run.TakeLogs(State));
-        if (_control.ShouldEvaluate && _evalDataset is not null) Evaluate();
-        if (_control.ShouldSave) SaveCheckpoint(run);
+        if (_control.ShouldEvaluate && _evalDataset is not null && Parallel.IsMain) Evaluate();
+        if (_control.ShouldSave && Parallel.IsMain) SaveCheckpoint(run);
         (_control.ShouldLog, _control.ShouldEvaluate, _control.ShouldSave) = (false, false, false);
     }
 
@@ -162,7 +172,7 @@ public sealed class Trainer
         var metrics = new Dictionary<string, double>(StringComparer.Ordinal)
         {
             ["train_runtime"] = seconds,
-            ["train_samples_per_second"] = steps * Args.PerDeviceTrainBatchSize * Args.GradientAccumulationSteps / Math.Max(seconds, 1e-9),
+            ["train_samples_per_second"] = steps * Args.PerDeviceTrainBatchSize * Args.GradientAccumulationSteps * Parallel.WorldSize / Math.Max(seconds, 1e-9),
             ["train_steps_per_second"] = steps / Math.Max(seconds, 1e-9),
             ["total_flos"] = 0,
             ["train_loss"] = losses.Count > 0 ? trainLoss : double.NaN,

@@ -24,7 +24,7 @@ internal sealed class TrainingRun : IDisposable
         _trainer = trainer;
         var args = trainer.Args;
         _dataSeed = args.DataSeed ?? args.Seed;
-        Loader = new TrainDataLoader(train, trainer.Collator, args.PerDeviceTrainBatchSize, args.DataLoaderShuffle, _dataSeed, args.DataloaderDropLast, trainer.KeepColumns);
+        Loader = new TrainDataLoader(train, trainer.Collator, args.PerDeviceTrainBatchSize, args.DataLoaderShuffle, _dataSeed, args.DataloaderDropLast, trainer.KeepColumns, trainer.Parallel);
         if (Loader.BatchesPerEpoch == 0)
             throw new ArgumentException($"The training set has {train.NumRows} rows: no batch of {args.PerDeviceTrainBatchSize} (DataloaderDropLast = {args.DataloaderDropLast})", nameof(train));
         int updatesPerEpoch = Math.Max(1, (Loader.BatchesPerEpoch + args.GradientAccumulationSteps - 1) / args.GradientAccumulationSteps);
@@ -42,7 +42,7 @@ internal sealed class TrainingRun : IDisposable
         var groups = DecayRule.Groups(_trainable.ForOptimizer, args.WeightDecay, trainer.Model);
         _optimizer = args.Optim == "sgd" ? new Sgd(groups) : new AdamW(groups, args.AdamBeta1, args.AdamBeta2, args.AdamEpsilon);
         _schedule = new LrSchedule(args.LrSchedulerType, args.LearningRate, args.GetWarmupSteps(maxSteps), maxSteps, args.LrSchedulerKwargs);
-        Step = new TrainStep(trainer.Model, _trainable, _optimizer, _schedule, args.MaxGradNorm, trainer.Device, trainer.LabelNames, Trainer.IsCausalLm(trainer.Model));
+        Step = new TrainStep(trainer.Model, _trainable, _optimizer, _schedule, args.MaxGradNorm, trainer.Device, trainer.LabelNames, Trainer.IsCausalLm(trainer.Model), trainer.Parallel);
     }
 
     public TrainDataLoader Loader { get; }
@@ -65,7 +65,7 @@ internal sealed class TrainingRun : IDisposable
         var run = new TrainingRun(trainer, train);
         try
         {
-            CheckpointFolder.CleanTemporary(trainer.Args.OutputDir);
+            if (trainer.Parallel.IsMain) CheckpointFolder.CleanTemporary(trainer.Args.OutputDir);
             if (resume is null)
             {
                 torch.manual_seed(trainer.Args.Seed);
@@ -97,10 +97,16 @@ internal sealed class TrainingRun : IDisposable
         var loop = TrainingSnapshot.Load(dir, _trainable.ForOptimizer, _optimizer, _schedule, _trainer.Collator);
         _trainable.MastersToModel();
         if (loop.DataSeed != _dataSeed) throw new InvalidDataException($"Checkpoint '{dir}' used data seed {loop.DataSeed}; this run uses {_dataSeed}");
+        if (loop.GlobalBatchSize != 0 && loop.GlobalBatchSize != GlobalBatchSize)
+            throw new InvalidDataException($"Checkpoint '{dir}' was written with a global batch of {loop.GlobalBatchSize} rows (per-device batch × world size); this run has {GlobalBatchSize} " +
+                $"({_trainer.Args.PerDeviceTrainBatchSize} × {_trainer.Parallel.WorldSize}): set PerDeviceTrainBatchSize = {loop.GlobalBatchSize} / world size");
         (Epoch, BatchInEpoch, _lossSinceLog, LastLoggedStep) = (loop.Epoch, loop.BatchInEpoch, loop.LossSinceLog, loop.LastLoggedStep);
         TotalLoss = loop.TotalLoss;
         if (BatchInEpoch >= Loader.BatchesPerEpoch) NextEpoch();
     }
+
+    /// <summary>Rows of one micro-batch over all ranks; the data position (epoch, batch) is valid for any world size with the same value.</summary>
+    private int GlobalBatchSize => _trainer.Args.PerDeviceTrainBatchSize * _trainer.Parallel.WorldSize;
 
     public void NextEpoch()
     {
@@ -132,7 +138,7 @@ internal sealed class TrainingRun : IDisposable
 
     public void SaveSnapshot(string dir) =>
         TrainingSnapshot.Save(dir, _trainable.ForOptimizer, _optimizer, _schedule, _trainer.Collator,
-            new TrainingSnapshot.Loop(Epoch, BatchInEpoch, _lossSinceLog, LastLoggedStep, _dataSeed, TotalLoss));
+            new TrainingSnapshot.Loop(Epoch, BatchInEpoch, _lossSinceLog, LastLoggedStep, _dataSeed, TotalLoss, GlobalBatchSize));
 
     /// <summary>Loads the trainable weights of a checkpoint into the model (load_best_model_at_end).</summary>
     public void LoadWeights(string dir)

@@ -20,7 +20,11 @@ public sealed class NcclCollectives : ICollectives
     private readonly INcclApi _api;
     private IntPtr _comm;
 
-    private NcclCollectives(INcclApi api, IntPtr comm, int rank, int worldSize) => (_api, _comm, Rank, WorldSize) = (api, comm, rank, worldSize);
+    private NcclCollectives(INcclApi api, IntPtr comm, int rank, int worldSize, Device device) =>
+        (_api, _comm, Rank, WorldSize, Device) = (api, comm, rank, worldSize, device);
+
+    /// <inheritdoc />
+    public Device Device { get; }
 
     /// <inheritdoc />
     public int Rank { get; }
@@ -48,7 +52,7 @@ public sealed class NcclCollectives : ICollectives
         if (worldSize < 1 || rank < 0 || rank >= worldSize) throw new ArgumentOutOfRangeException(nameof(rank), $"rank {rank} is not in a world of {worldSize}");
         if (deviceIndex != 0 && !api.AcceptsHostBuffers) CudaRuntime.SetDevice(deviceIndex);
         NcclErrors.Check(api, api.CommInitRank(out var comm, worldSize, id, rank), $"ncclCommInitRank(nranks {worldSize}, rank {rank})", rank, worldSize);
-        return new NcclCollectives(api, comm, rank, worldSize);
+        return new NcclCollectives(api, comm, rank, worldSize, api.AcceptsHostBuffers ? CPU : new Device(DeviceType.CUDA, deviceIndex));
     }
 
     /// <inheritdoc />
@@ -89,7 +93,7 @@ public sealed class NcclCollectives : ICollectives
     /// <inheritdoc />
     public void Barrier()
     {
-        using var token = zeros(1, device: new Device(DeviceType.CUDA));
+        using var token = zeros(1, device: Device);
         AllReduce(token);
         if (!_api.AcceptsHostBuffers) cuda.synchronize();
     }

@@ -23,7 +23,7 @@ internal static class TrainingSnapshot
     public const string SchedulerFile = "scheduler.json";
 
     /// <summary>The loop's position and accumulators.</summary>
-    public sealed record Loop(int Epoch, int BatchInEpoch, double LossSinceLog, int LastLoggedStep, int DataSeed, double TotalLoss);
+    public sealed record Loop(int Epoch, int BatchInEpoch, double LossSinceLog, int LastLoggedStep, int DataSeed, double TotalLoss, int GlobalBatchSize = 0);
 
     public static void Save(string dir, IReadOnlyList<(string Name, TorchSharp.Modules.Parameter Param)> trainableParams, TrainerOptimizer optimizer, LrSchedule schedule, IDataCollator collator, Loop loop)
     {
