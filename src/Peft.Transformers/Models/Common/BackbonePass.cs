@@ -12,7 +12,9 @@ internal delegate Tensor DefaultPositions(Tensor? attentionMask, long batch, lon
 /// and the final norm). It owns the KV-cache rule (the given cache, or a new one when use_cache), the past length,
 /// default position ids, the causal (optionally sliding-window) or padding masks, the layer loop with one dispose
 /// scope per layer, output_hidden_states, and gradient checkpointing. The architecture supplies its embeddings,
-/// layers and final norm.
+/// layers and final norm. Layers may live on different devices (a <c>device_map</c> placement,
+/// <see cref="DevicePlacement"/>): before each layer the hidden states, its mask and the rotary cos/sin are moved to the
+/// device of the layer's parameters (pipeline-style, no overlap; a no-op when they already are there).
 /// </summary>
 /// <remarks>
 /// Created inside the model's forward dispose scope; every tensor it creates lives in that scope (the caller moves
@@ -23,6 +25,7 @@ internal sealed class BackbonePass
     private readonly ModelInput _input;
     private readonly List<Tensor>? _hidden;
     private Tensor?[] _masks = [];
+    private readonly List<(Tensor Source, string Device, Tensor Copy)> _moved = [];
 
     /// <summary>Starts a pass: validates nothing beyond the cache rule (the caller has run <c>CausalHeads.BatchShape</c>).</summary>
     /// <param name="input">The forward's input.</param>
@@ -108,13 +111,31 @@ internal sealed class BackbonePass
         foreach (var layer in layers)
         {
             if (i >= _masks.Length) throw new InvalidOperationException($"BackbonePass: masks were built for {_masks.Length} layers, the stack has more.");
-            var inputs = new LayerInputs(i, _masks[i], rope?.Cos, rope?.Sin, Cache);
+            var device = ModelOps.DeviceOf(layer.parameters()) ?? hidden.device;
+            if (!ModelOps.SameDevice(hidden.device, device)) hidden = hidden.to(device);
+            var inputs = new LayerInputs(i, On(_masks[i], device), On(rope?.Cos, device), On(rope?.Sin, device), Cache);
             using (NewDisposeScope())
                 hidden = (Checkpointing ? LayerCheckpoint.Forward(layer, hidden, inputs) : layer.Forward(hidden, inputs)).MoveToOuterDisposeScope();
             _hidden?.Add(hidden);
             i++;
         }
         return hidden;
+    }
+
+    /// <summary><paramref name="x"/> moved to the device of <paramref name="module"/>'s parameters (the final norm / head of a split model).</summary>
+    public static Tensor ToDeviceOf(TorchSharp.torch.nn.Module module, Tensor x) =>
+        ModelOps.DeviceOf(module.parameters()) is { } d && !ModelOps.SameDevice(x.device, d) ? x.to(d) : x;
+
+    // The per-pass copy of a shared input (mask, cos, sin) on another device, made once per device.
+    private Tensor? On(Tensor? t, Device device)
+    {
+        if (t is null || ModelOps.SameDevice(t.device, device)) return t;
+        string d = device.ToString();
+        foreach (var (source, dev, copy) in _moved)
+            if (ReferenceEquals(source, t) && dev == d) return copy;
+        var moved = t.to(device);
+        _moved.Add((t, d, moved));
+        return moved;
     }
 
     /// <summary>

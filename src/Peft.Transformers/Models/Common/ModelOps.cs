@@ -8,6 +8,16 @@ namespace Peft.Transformers.Models;
 /// <summary>Small functions the architectures share: activations, masks, positions, attention, losses, init.</summary>
 internal static class ModelOps
 {
+    /// <summary>The device of the first of <paramref name="parameters"/>, or null when there are none.</summary>
+    public static Device? DeviceOf(IEnumerable<TorchSharp.Modules.Parameter> parameters)
+    {
+        foreach (var p in parameters) return p.device;
+        return null;
+    }
+
+    /// <summary>Whether two devices are the same (type and index).</summary>
+    public static bool SameDevice(Device a, Device b) => a.type == b.type && a.index == b.index;
+
     /// <summary>
     /// Moves every distinct tensor of <paramref name="o"/> to the enclosing dispose scope exactly once (a tensor that
     /// appears twice, e.g. the last hidden state inside the hidden-states list, must not be moved two levels up).

@@ -22,5 +22,9 @@ public sealed class TiedLinear : nn.Module<Tensor, Tensor>
     public Tensor weight => _weight();
 
     /// <summary>x [..., in] → [..., out].</summary>
-    public override Tensor forward(Tensor x) => nn.functional.linear(x, _weight());
+    public override Tensor forward(Tensor x)
+    {
+        var w = _weight();
+        return nn.functional.linear(ModelOps.SameDevice(x.device, w.device) ? x : x.to(w.device), w); // a split model: x from the last layer's device
+    }
 }

@@ -184,7 +184,7 @@ public sealed class GPT2Model : PreTrainedModel
         x = drop.forward(x);
         pass.UseCausalMasks(h.Count, x.dtype, device);
         x = pass.RunLayers(h, x);
-        return ModelOps.MoveOut(pass.Output(ln_f.forward(x)));
+        return ModelOps.MoveOut(pass.Output(ln_f.forward(BackbonePass.ToDeviceOf(ln_f, x))));
     }
 }
 
@@ -234,7 +234,7 @@ public sealed class GPT2LMHeadModel : PreTrainedModel
     {
         using var scope = NewDisposeScope();
         var o = transformer.forward(input);
-        return CausalHeads.LmOutput(o, lm_head.forward(o.LastHiddenState!), input.Labels);
+        return CausalHeads.LmOutput(o, lm_head.forward(BackbonePass.ToDeviceOf(lm_head, o.LastHiddenState!)), input.Labels);
     }
 }
 

@@ -171,6 +171,6 @@ public abstract class RotaryDecoderModel : PreTrainedModel
         var invFreq = RotaryEmbedding.InvFreq(_c, device);
         var rope = RotaryEmbedding.CosSin(positions, invFreq, h.dtype);               // [B, T, D] each
         h = pass.RunLayers(layers, h, rope);
-        return ModelOps.MoveOut(pass.Output(norm.forward(h)));
+        return ModelOps.MoveOut(pass.Output(norm.forward(BackbonePass.ToDeviceOf(norm, h))));
     }
 }

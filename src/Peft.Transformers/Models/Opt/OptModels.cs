@@ -149,8 +149,8 @@ public sealed class OPTDecoder : nn.Module
         x = dropout.forward(x);
         pass.UseCausalMasks(layers.Count, x.dtype, device);
         x = pass.RunLayers(layers, x);
-        if (final_layer_norm is not null) x = final_layer_norm.forward(x);
-        if (project_out is not null) x = project_out.forward(x);
+        if (final_layer_norm is not null) x = final_layer_norm.forward(BackbonePass.ToDeviceOf(final_layer_norm, x));
+        if (project_out is not null) x = project_out.forward(BackbonePass.ToDeviceOf(project_out, x));
         return pass.Output(x);
     }
 }
@@ -241,7 +241,7 @@ public sealed class OPTForCausalLM : PreTrainedModel
     {
         using var scope = NewDisposeScope();
         var o = model.forward(input);
-        return CausalHeads.LmOutput(o, lm_head.forward(o.LastHiddenState!), input.Labels);
+        return CausalHeads.LmOutput(o, lm_head.forward(BackbonePass.ToDeviceOf(lm_head, o.LastHiddenState!)), input.Labels);
     }
 }
 
