@@ -77,6 +77,8 @@ internal sealed class TrainingRun : IDisposable
                     ? CheckpointFolder.Last(trainer.Args.OutputDir) ?? throw new DirectoryNotFoundException($"No checkpoint-* folder in '{trainer.Args.OutputDir}' to resume from")
                     : resume);
             }
+            trainer.Parallel.BroadcastFromMain(run._trainable.ForOptimizer.Select(p => p.Param).ToList());
+            run._trainable.MastersToModel();
             return run;
         }
         catch

@@ -86,6 +86,23 @@ public sealed class DataParallel
         return t.cpu().item<long>() != 0;
     }
 
+    /// <summary>
+    /// Copies rank 0's values of <paramref name="parameters"/> to every rank (PyTorch DDP broadcasts the module state at
+    /// construction), so ranks start equal whatever their initialisation drew.
+    /// </summary>
+    public void BroadcastFromMain(IReadOnlyList<Parameter> parameters)
+    {
+        if (_group is null) return;
+        using var _ = no_grad();
+        foreach (var p in parameters)
+        {
+            using var scope = NewDisposeScope();
+            var buffer = p.device == _group.Device ? p.detach().contiguous() : p.detach().to(_group.Device).contiguous();
+            _group.Broadcast(buffer);
+            if (!ReferenceEquals(buffer, p)) p.copy_(buffer);
+        }
+    }
+
     /// <summary>Averages the gradients of <paramref name="parameters"/> over ranks in place (a missing gradient counts as zeros).</summary>
     public void AverageGradients(IReadOnlyList<Parameter> parameters)
     {
