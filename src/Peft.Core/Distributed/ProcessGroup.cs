@@ -53,14 +53,28 @@ public static class ProcessGroup
         }
     }
 
-    /// <summary>The default reaction to a lost rank: message on stderr, <paramref name="abort"/>, process exit.</summary>
+    /// <summary>
+    /// The default reaction to a lost rank: message on stderr, <paramref name="abort"/> (given at most 10 s), then an
+    /// immediate process exit with <see cref="PeerLostExitCode"/> (libc <c>_exit</c> on Linux: the main thread may be
+    /// blocked in a CUDA call that waits for the dead peer, and exit handlers that synchronise the device would hang).
+    /// </summary>
     public static void ExitOnPeerLost(string message, Action? abort)
     {
         Console.Error.WriteLine($"[peft-dist] FATAL: {message}; this rank stops (exit code {PeerLostExitCode})");
         Console.Error.Flush();
-        try { abort?.Invoke(); }
-        finally { Environment.Exit(PeerLostExitCode); }
+        Console.Out.Flush();
+        if (abort is not null)
+        {
+            var t = new Thread(() => { try { abort(); } catch (Exception e) { Console.Error.WriteLine($"[peft-dist] abort failed: {e.Message}"); } }) { IsBackground = true };
+            t.Start();
+            t.Join(TimeSpan.FromSeconds(10));
+        }
+        if (OperatingSystem.IsLinux()) LibcExit(PeerLostExitCode);
+        Environment.Exit(PeerLostExitCode);
     }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "_exit")]
+    private static extern void LibcExit(int status);
 
     private sealed class Group(NcclCollectives comm, TcpRendezvous rendezvous) : ICollectives
     {
