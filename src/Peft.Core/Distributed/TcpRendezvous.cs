@@ -21,6 +21,7 @@ public sealed class TcpRendezvous : IDisposable
     private readonly Action<string> _onPeerLost;
     private readonly Dictionary<int, Socket> _peers = [];
     private readonly CancellationTokenSource _stop = new();
+    private readonly List<Thread> _watchers = [];
     private int _failed;
     private volatile bool _closing;
 
@@ -124,7 +125,9 @@ public sealed class TcpRendezvous : IDisposable
         foreach (var (rank, s) in _peers)
         {
             s.ReceiveTimeout = silenceMs;
-            new Thread(() => Watch(rank, s)) { IsBackground = true, Name = $"peft-dist-watch-{rank}" }.Start();
+            var t = new Thread(() => Watch(rank, s)) { IsBackground = true, Name = $"peft-dist-watch-{rank}" };
+            _watchers.Add(t);
+            t.Start();
         }
         var interval = TimeSpan.FromMilliseconds(Math.Clamp(silenceMs / 4, 50, 1000));
         new Thread(() =>
@@ -137,18 +140,19 @@ public sealed class TcpRendezvous : IDisposable
     private void Watch(int peer, Socket s)
     {
         string reason;
+        bool peerLeft = false;
         try
         {
             while (true)
             {
                 var (type, body) = ReadFrame(s);
-                if (type == Quit) return;
-                if (type == Abort) { reason = Encoding.UTF8.GetString(body); break; }
+                if (type == Quit) peerLeft = true;   // keep draining until its FIN: unread bytes at close would send a reset
+                if (type == Abort && !peerLeft) { reason = Encoding.UTF8.GetString(body); break; }
             }
         }
         catch (Exception e) when (e is SocketException or IOException or ObjectDisposedException)
         {
-            if (_closing) return;
+            if (_closing || peerLeft) return;
             reason = e is SocketException { SocketErrorCode: SocketError.TimedOut } || e.InnerException is SocketException { SocketErrorCode: SocketError.TimedOut }
                 ? $"rank {peer} sent nothing for {_env.Timeout.TotalSeconds:0.#} s (hung?)"
                 : $"rank {peer} lost: its connection closed (the process died or was killed)";
@@ -169,7 +173,11 @@ public sealed class TcpRendezvous : IDisposable
         _onPeerLost($"rank {_env.Rank}/{_env.WorldSize}: {reason}");
     }
 
-    /// <summary>Says goodbye to the peers (so closing is not mistaken for a death) and closes the connections.</summary>
+    /// <summary>
+    /// Says goodbye to the peers (so closing is not mistaken for a death): sends Quit and a FIN, waits up to 2 s for
+    /// the peers to do the same (the watch threads drain their sockets meanwhile, so the close sends no reset that
+    /// could destroy the goodbye in flight), then closes the connections.
+    /// </summary>
     public void Dispose()
     {
         if (_closing) return;
@@ -178,9 +186,11 @@ public sealed class TcpRendezvous : IDisposable
         foreach (var s in _peers.Values)
         {
             TryWrite(s, Quit, []);
-            try { s.Shutdown(SocketShutdown.Both); } catch (SocketException) { } catch (ObjectDisposedException) { }
-            s.Dispose();
+            try { s.Shutdown(SocketShutdown.Send); } catch (SocketException) { } catch (ObjectDisposedException) { }
         }
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(2);
+        foreach (var t in _watchers) t.Join(Remaining(deadline));
+        foreach (var s in _peers.Values) s.Dispose();
         _stop.Dispose();
     }
 
