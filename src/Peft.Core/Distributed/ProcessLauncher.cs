@@ -117,9 +117,10 @@ public static class ProcessLauncher
         DateTime? killAt = null;
         while (codes.Any(c => c == int.MinValue))
         {
-            for (int r = 0; r < procs.Length; r++)
+            // Ranks seen exited in this pass, earliest exit first (a killed rank's peers exit right after it).
+            var exited = Enumerable.Range(0, procs.Length).Where(r => codes[r] == int.MinValue && procs[r].HasExited).OrderBy(r => procs[r].ExitTime).ToList();
+            foreach (int r in exited)
             {
-                if (codes[r] != int.MinValue || !procs[r].HasExited) continue;
                 procs[r].WaitForExit();
                 codes[r] = procs[r].ExitCode;
                 if (codes[r] == 0 || failed is not null) continue;
