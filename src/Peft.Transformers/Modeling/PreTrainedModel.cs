@@ -15,7 +15,8 @@ namespace Peft.Transformers;
 /// <see cref="ModelInput"/> to <see cref="ModelOutput"/> with its <see cref="Config"/>, generation defaults,
 /// HF-compatible save, and parameter accounting. State-dict keys are exactly Hugging Face's.
 /// </summary>
-public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPretrainedModel, IGradientCheckpointing
+public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPretrainedModel, IGradientCheckpointing,
+    Peft.Core.Quantization.IQuantizationDefaults
 {
     private bool _gradientCheckpointing;
 
@@ -102,6 +103,9 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
     /// none or it is tied to the input embeddings (HF <c>get_output_embeddings()</c>).
     /// </summary>
     public virtual Linear? GetOutputEmbeddings() => null;
+
+    /// <inheritdoc />
+    IReadOnlyCollection<string> Peft.Core.Quantization.IQuantizationDefaults.DefaultUnquantizedModules => QuantizationDefaults.For(this);
 
     /// <summary>Vocabulary-sized biases that follow the embedding size (BERT's MLM bias); empty by default.</summary>
     protected internal virtual IEnumerable<Parameter> VocabularyBiases() => [];
