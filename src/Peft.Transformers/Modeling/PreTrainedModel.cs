@@ -199,6 +199,7 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
             ext = new Dictionary<string, JsonElement>(ext);
             ext.Remove("torch_dtype");   // superseded by "dtype", which now states the saved dtype
         }
+        ext = SavedQuantizationConfig.ForSave(this, ext);
         var cfg = Config with { Architectures = [ArchitectureName], Dtype = dtypeName, ExtensionData = ext };
         cfg.Save(dir);
         if (CanGenerate) GenerationConfig.SavePretrained(dir);
@@ -286,6 +287,7 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
         using var reader = new CheckpointReader(ckpt);
 
         var loaded = new HashSet<string>(StringComparer.Ordinal);
+        var consumed = new HashSet<string>(StringComparer.Ordinal);                // file keys read into pre-quantised layers
         var unexpected = new List<string>();
         var mismatched = new List<string>();
         var tied = TiedCheckpointKeys;
@@ -300,6 +302,11 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
                     continue;
                 }
                 if (loaded.Contains(key)) continue;                                  // read with its layer's weight
+                if (plan?.Quantizer is { Prequantized: true } pq && owners![key] is var own && pq.IsTarget(own.Path, own.Module))
+                {
+                    consumed.UnionWith(PrequantizedLayers.Load(this, reader, ckpt.Keys, map, own.Path, own.Module, plan, loaded, dir));
+                    continue;
+                }
                 var info = ckpt.GetInfo(fileKey);
                 if (!info.Shape.SequenceEqual(target.shape) && ignoreMismatchedSizes)
                 {
@@ -327,6 +334,7 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
                 loaded.Add(key);
             }
         }
+        unexpected.RemoveAll(consumed.Contains);
         var missing = sd.Keys.Where(k => !loaded.Contains(k)).ToList();
         MissingKeys = missing;
         UnexpectedKeys = unexpected;
