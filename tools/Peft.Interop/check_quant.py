@@ -219,6 +219,7 @@ def main(root):
     models_dir = sys.argv[2] if len(sys.argv) > 2 and not sys.argv[2].startswith("--") else None
     failures += check_qlora_adapter(root, models_dir)
     failures += check_fixture_cosines(root, models_dir)
+    failures += check_prequantized(root, models_dir)
     print("PASS" if failures == 0 else f"{failures} FAILURES")
     return 1 if failures else 0
 
@@ -334,6 +335,94 @@ def check_fixture_cosines(root, models_dir):
             ok = abs(pc - cc) <= 1e-4 and diff <= 1e-3
             failures += 0 if ok else 1
             print(f"{'ok  ' if ok else 'FAIL'} {name:14} {mode:10} {cc:10.5f} {pc:11.5f} {diff:12.3g}")
+    return failures
+
+
+def state_from_bnb(sd, prefix):
+    """bnb's QuantState.from_dict on the serialised tensors of one layer: unpack the JSON tensor, keep the rest."""
+    import json
+    keys = [k for k in sd if k.startswith(prefix + "weight.quant_state.bitsandbytes__")]
+    if len(keys) != 1:
+        raise ValueError(f"{prefix}: expected one quant_state.bitsandbytes__nf4|fp4 tensor, found {keys}")
+    qs = json.loads(bytes(sd[keys[0]].tolist()).decode("utf-8"))
+    allowed = {"quant_type", "blocksize", "dtype", "shape", "nested_blocksize", "nested_dtype", "nested_offset"}
+    if not set(qs) <= allowed or keys[0].rsplit("__", 1)[1] != qs["quant_type"]:
+        raise ValueError(f"{prefix}: quant_state fields {sorted(qs)} / key {keys[0]} are not bnb's")
+    for k in ("absmax", "quant_map", "nested_absmax", "nested_quant_map"):
+        if prefix + "weight." + k in sd:
+            qs[k] = sd[prefix + "weight." + k]
+    return qs
+
+
+def dequant_from_state(packed, qs):
+    """bnb dequantize_4bit with the file's own tables (quant_map, nested_quant_map), float32 [out, in]."""
+    absmax = qs["absmax"]
+    if "nested_absmax" in qs:
+        v = qs["nested_quant_map"][absmax.long()]
+        n, bs2 = v.numel(), qs["nested_blocksize"]
+        v = torch.cat([v, v.new_zeros((-n) % bs2)]).view(-1, bs2) * qs["nested_absmax"].unsqueeze(1)
+        absmax = v.reshape(-1)[:n] + float(qs["nested_offset"])
+    shape = torch.Size(qs["shape"])
+    b = packed.reshape(-1).long()
+    codes = torch.stack([b >> 4, b & 15], 1).reshape(-1)[: shape.numel()]
+    vals = qs["quant_map"].float()[codes]
+    n, bs = vals.numel(), qs["blocksize"]
+    out = (torch.cat([vals, vals.new_zeros((-n) % bs)]).view(-1, bs) * absmax.float().unsqueeze(1)).reshape(-1)[:n]
+    return out.view(shape)
+
+
+def check_prequantized(root, models_dir):
+    """Folders Peft.NET saved quantised: transformers' config parsing, bnb's state layout, dequantised weights."""
+    import glob
+    import json
+    import os
+    import transformers
+    failures = 0
+    folders = sorted(d for d in glob.glob(f"{root}/quant/prequantized/*") if os.path.isdir(d))
+    if not folders or models_dir is None:
+        print("skip prequantized: run the quant mode first and pass MODELS_DIR")
+        return 1
+    for d in folders:
+        label = os.path.basename(d)
+        qc = json.load(open(f"{d}/config.json"))["quantization_config"]
+        try:
+            hf = transformers.BitsAndBytesConfig.from_dict(dict(qc)).to_dict()
+            extra = {k: (qc.get(k), v) for k, v in hf.items() if k in qc and qc[k] != v}
+            print(f"{'ok  ' if not extra else 'FAIL'} {label}: transformers BitsAndBytesConfig round trip{'' if not extra else ' differs: ' + str(extra)}")
+            failures += 1 if extra else 0
+        except Exception as e:  # BitsAndBytesConfig checks the bitsandbytes version in post_init: not installed here
+            print(f"note {label}: BitsAndBytesConfig.from_dict needs bitsandbytes ({type(e).__name__}); keys checked by hand")
+            expected = {"quant_method", "load_in_4bit", "load_in_8bit", "bnb_4bit_quant_type", "bnb_4bit_use_double_quant",
+                        "bnb_4bit_compute_dtype", "bnb_4bit_quant_storage", "llm_int8_skip_modules", "llm_int8_threshold"}
+            if not expected <= set(qc):
+                print(f"FAIL {label}: quantization_config lacks {sorted(expected - set(qc))}")
+                failures += 1
+        sd = load_file(f"{d}/model.safetensors")
+        mine = load_file(f"{d}.dequant.safetensors")
+        with safe_open(f"{d}.dequant.safetensors", "pt") as f:
+            source = f.metadata()["source"]
+        src = load_file(f"{models_dir}/{source}/model.safetensors")
+        worst_equal, worst_rel = 0.0, 0.0
+        for layer, deq_cs in mine.items():
+            p = layer + "."
+            if qc.get("load_in_8bit"):
+                w = sd[p + "weight"]
+                if w.dtype != torch.int8 or p + "SCB" not in sd:
+                    print(f"FAIL {label} {layer}: 8-bit layout (int8 weight + SCB) missing")
+                    failures += 1
+                    continue
+                deq = w.float() * (sd[p + "SCB"].float() * (1.0 / 127.0)).unsqueeze(1)
+            else:
+                deq = dequant_from_state(sd[p + "weight"], state_from_bnb(sd, p))
+            worst_equal = max(worst_equal, (deq - deq_cs).abs().max().item())
+            key = next((k for k in (p + "weight", "transformer." + p + "weight") if k in src), None) or p + "weight"
+            w32 = src[key].float() if key in src else None
+            if w32 is not None:
+                w32 = w32.t() if w32.shape != deq.shape else w32      # GPT-2 Conv1D stores [in, out]
+                worst_rel = max(worst_rel, ((deq - w32).norm() / w32.norm()).item())
+        ok = worst_equal <= 1e-6 and worst_rel < 0.25
+        failures += 0 if ok else 1
+        print(f"{'ok  ' if ok else 'FAIL'} {label}: {len(mine)} layers read as bnb does; max |port - C# dequant| {worst_equal:.3g}, worst relative error to the float32 weights {worst_rel:.3f}")
     return failures
 
 

@@ -26,7 +26,7 @@ internal static class BitsAndBytesConfigJson
             ["llm_int8_enable_fp32_cpu_offload"] = false,
             ["llm_int8_has_fp16_weight"] = false,
             ["llm_int8_skip_modules"] = c.LlmInt8SkipModules is { } s ? new JsonArray(s.Select(x => (JsonNode?)JsonValue.Create(x)).ToArray()) : null,
-            ["llm_int8_threshold"] = 6.0,
+            ["llm_int8_threshold"] = JsonNode.Parse("6.0"),                     // Python writes the float as 6.0
             ["load_in_4bit"] = c.LoadIn4Bit,
             ["load_in_8bit"] = c.LoadIn8Bit,
             ["quant_method"] = "bitsandbytes",
