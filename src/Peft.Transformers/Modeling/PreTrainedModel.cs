@@ -16,7 +16,7 @@ namespace Peft.Transformers;
 /// HF-compatible save, and parameter accounting. State-dict keys are exactly Hugging Face's.
 /// </summary>
 public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPretrainedModel, IGradientCheckpointing,
-    Peft.Core.Quantization.IQuantizationDefaults
+    Peft.Core.Quantization.IQuantizationDefaults, IInputRequireGrads
 {
     private bool _gradientCheckpointing;
 
@@ -225,6 +225,29 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
     /// is needed. Eval mode and <c>no_grad</c> forwards are unaffected.
     /// </summary>
     public void GradientCheckpointingEnable() => SetGradientCheckpointing(true);
+
+    private nn.HookableModule<Func<nn.Module<Tensor, Tensor>, Tensor, Tensor>, Func<nn.Module<Tensor, Tensor>, Tensor, Tensor, Tensor>>.HookRemover? _inputGradsHook;
+
+    /// <inheritdoc />
+    public bool InputRequireGrads => _inputGradsHook is not null;
+
+    /// <summary>
+    /// HF <c>enable_input_require_grads()</c>: a forward hook on <see cref="GetInputEmbeddings"/> marks its output as
+    /// requiring grad, so that the embeddings of a frozen model carry gradients (PEFT enables it with gradient
+    /// checkpointing in <c>prepare_model_for_kbit_training</c>). The models call the embedding through <c>call</c>, so
+    /// the hook runs on every forward.
+    /// </summary>
+    public void EnableInputRequireGrads()
+    {
+        _inputGradsHook ??= GetInputEmbeddings().register_forward_hook((_, _, output) => output.requires_grad_(true));
+    }
+
+    /// <summary>HF <c>disable_input_require_grads()</c>: removes the hook.</summary>
+    public void DisableInputRequireGrads()
+    {
+        _inputGradsHook?.remove();
+        _inputGradsHook = null;
+    }
 
     /// <summary>Turns gradient checkpointing off (HF <c>gradient_checkpointing_disable()</c>).</summary>
     public void GradientCheckpointingDisable() => SetGradientCheckpointing(false);
