@@ -14,7 +14,7 @@ using TorchSharp;
 using static TorchSharp.torch;
 
 // Quantization: Peft.Interop quant MODELS_DIR OUT_DIR → 4-bit vectors and a QLoRA adapter for check_quant.py
-if (args.Length == 3 && args[0] == "quant") return QuantVectors.Write(args[2]) + QLoraAdapter.Write(args[1], args[2]);
+if (args.Length == 3 && args[0] == "quant") return QuantVectors.Write(args[2]) + QLoraAdapter.Write(args[1], args[2]) + FixtureCosines.Write(args[1], args[2]) + PrequantizedFolders.Write(args[1], args[2]);
 if (args.Length != 2)
 {
     Console.Error.WriteLine("usage: Peft.Interop MODELS_DIR OUT_DIR");

@@ -8,6 +8,12 @@ it on CUDA when available (else CPU), and compares with what Peft.NET wrote:
     dotnet run --project tools/Peft.Interop -- quant MODELS_DIR out/interop      # MODELS_DIR holds llama-tiny
     python3 tools/Peft.Interop/check_quant.py out/interop MODELS_DIR
 
+Then it rebuilds every fixture model in four bitsandbytes configs (int8, HF's default fp4, nf4, nf4 + double quant):
+the modules transformers itself would quantise (its get_modules_to_not_convert / should_convert_module), each weight
+rounded by this port (Conv1D transposed first, as HF), and compares the module list, the logits and their cosine to
+the float32 logits with what Peft.NET wrote (quant/fixture-cosines.*). int8 is compared weight-only: Peft.NET's
+Linear8bit keeps activations in floating point (bnb's int8 matmul also rounds them).
+
 It also reports how many codes bnb's pure-torch "default" backend (argmin over the table) would assign differently;
 those differ from the CUDA kernels only on exact ties and for tiny negative FP4 values (-0 vs +0).
 """
@@ -210,7 +216,10 @@ def main(root):
         alt = argmin_codes(scaled, qtype)
         alt_diff = (alt != codes_ref).sum().item()
         print(f"ok   {name}: packed/absmax{'/nested' if nested else ''}/dequant equal; bnb default-backend argmin differs on {alt_diff} codes")
-    failures += check_qlora_adapter(root, sys.argv[2] if len(sys.argv) > 2 and not sys.argv[2].startswith("--") else None)
+    models_dir = sys.argv[2] if len(sys.argv) > 2 and not sys.argv[2].startswith("--") else None
+    failures += check_qlora_adapter(root, models_dir)
+    failures += check_fixture_cosines(root, models_dir)
+    failures += check_prequantized(root, models_dir)
     print("PASS" if failures == 0 else f"{failures} FAILURES")
     return 1 if failures else 0
 
@@ -237,6 +246,187 @@ def check_qlora_adapter(root, models_dir):
     ok = diff <= 1e-4
     print(f"{'ok  ' if ok else 'FAIL'} qlora-adapter: PEFT on the float32 base vs C#: max |diff| {diff:.3g}")
     return 0 if ok else 1
+
+
+def hf_modules_to_not_convert(model):
+    """transformers' own default skips (get_keys_to_not_convert via HfQuantizer.get_modules_to_not_convert)."""
+    try:
+        from transformers.quantizers.base import HfQuantizer
+        return HfQuantizer.get_modules_to_not_convert(model, None, getattr(model, "_keep_in_fp32_modules", None))
+    except (ImportError, AttributeError, TypeError):
+        from transformers.integrations import get_keys_to_not_convert
+        return get_keys_to_not_convert(model)
+
+
+def hf_should_convert(name, patterns):
+    try:
+        from transformers.quantizers.quantizers_utils import should_convert_module
+        return should_convert_module(name, patterns)
+    except ImportError:  # older layout: a bare-name list compared by segment
+        import re
+        return not any(re.match(f"{k}\\.", name) or re.match(k, name) or name.endswith(k) for k in patterns)
+
+
+def round_weight(w, mode):
+    """What bnb stores for w [out, in], dequantised back to float32 (int8: bnb's int8_vectorwise_quant)."""
+    if mode == "int8":
+        scb = w.abs().amax(1, keepdim=True)
+        return torch.round(w * (127.0 / scb)) * (scb * (1.0 / 127.0))
+    qtype, nested = ("fp4", False) if mode == "hf-default" else ("nf4", mode == "nf4-dq")
+    q = quantize_4bit(w, qtype, 64, nested)
+    nest = (q["nested_absmax"], q["nested_offset"], q["nested_quant_map"]) if nested else None
+    return dequantize_4bit(q["packed"], q["absmax"], qtype, 64, w.shape, torch.float32, nest)
+
+
+def check_fixture_cosines(root, models_dir):
+    """Each fixture in each bnb config: transformers' module selection, the port's rounding, logits and cosine vs C#."""
+    import copy
+    import json
+    import os
+    import transformers
+    from transformers.pytorch_utils import Conv1D
+    path = f"{root}/quant/fixture-cosines.json"
+    if models_dir is None or not os.path.exists(path):
+        print("skip fixture-cosines: pass MODELS_DIR and run the quant mode first")
+        return 1
+    meta = json.load(open(path))
+    t = load_file(f"{root}/quant/fixture-cosines.safetensors")
+    failures = 0
+    print(f"{'model':14} {'mode':10} {'C# cosine':>10} {'port cosine':>11} {'max|dlogits|':>12}")
+    for name, modes in meta.items():
+        cfg = transformers.AutoConfig.from_pretrained(f"{models_dir}/{name}")
+        fp = getattr(transformers, cfg.architectures[0]).from_pretrained(f"{models_dir}/{name}", dtype=torch.float32).eval()
+        ids, mask = t[f"{name}.input_ids"], t[f"{name}.attention_mask"]
+        kwargs = {"input_ids": ids, "attention_mask": mask}
+        if cfg.model_type == "bert":
+            kwargs["token_type_ids"] = torch.zeros_like(ids)
+
+        def logits_of(m):
+            with torch.no_grad():
+                o = m(**kwargs)
+            return o.logits if getattr(o, "logits", None) is not None else torch.cat([o.start_logits, o.end_logits], -1)
+
+        def cosine(a, b):
+            if a.dim() == 3:
+                sel = mask.bool().unsqueeze(-1).expand_as(a)
+                a, b = a[sel], b[sel]
+            return torch.nn.functional.cosine_similarity(a.reshape(-1).double(), b.reshape(-1).double(), 0).item()
+
+        ref = logits_of(fp)
+        skip = hf_modules_to_not_convert(fp)
+        for mode, res in modes.items():
+            q = copy.deepcopy(fp)
+            targets = sorted(n for n, m in q.named_modules() if isinstance(m, (torch.nn.Linear, Conv1D)) and hf_should_convert(n, skip))
+            if targets != res["modules"]:
+                print(f"FAIL {name} {mode}: modules differ: HF-only {sorted(set(targets) - set(res['modules']))}, C#-only {sorted(set(res['modules']) - set(targets))}")
+                failures += 1
+            with torch.no_grad():
+                for n, m in q.named_modules():
+                    if n not in targets:
+                        continue
+                    conv = isinstance(m, Conv1D)
+                    w = m.weight.data.t().contiguous() if conv else m.weight.data
+                    r = round_weight(w.float(), mode)
+                    m.weight.data.copy_(r.t() if conv else r)
+            mine = t[f"{name}.{mode}.logits"]
+            port = logits_of(q)
+            pc, cc = cosine(ref, port), res["cosine"]
+            d = (port - mine).abs()
+            diff = (d[mask.bool()] if d.dim() == 3 else d).max().item()     # unpadded positions, as check_python.py
+            ok = abs(pc - cc) <= 1e-4 and diff <= 1e-3
+            failures += 0 if ok else 1
+            print(f"{'ok  ' if ok else 'FAIL'} {name:14} {mode:10} {cc:10.5f} {pc:11.5f} {diff:12.3g}")
+    return failures
+
+
+def state_from_bnb(sd, prefix):
+    """bnb's QuantState.from_dict on the serialised tensors of one layer: unpack the JSON tensor, keep the rest."""
+    import json
+    keys = [k for k in sd if k.startswith(prefix + "weight.quant_state.bitsandbytes__")]
+    if len(keys) != 1:
+        raise ValueError(f"{prefix}: expected one quant_state.bitsandbytes__nf4|fp4 tensor, found {keys}")
+    qs = json.loads(bytes(sd[keys[0]].tolist()).decode("utf-8"))
+    allowed = {"quant_type", "blocksize", "dtype", "shape", "nested_blocksize", "nested_dtype", "nested_offset"}
+    if not set(qs) <= allowed or keys[0].rsplit("__", 1)[1] != qs["quant_type"]:
+        raise ValueError(f"{prefix}: quant_state fields {sorted(qs)} / key {keys[0]} are not bnb's")
+    for k in ("absmax", "quant_map", "nested_absmax", "nested_quant_map"):
+        if prefix + "weight." + k in sd:
+            qs[k] = sd[prefix + "weight." + k]
+    return qs
+
+
+def dequant_from_state(packed, qs):
+    """bnb dequantize_4bit with the file's own tables (quant_map, nested_quant_map), float32 [out, in]."""
+    absmax = qs["absmax"]
+    if "nested_absmax" in qs:
+        v = qs["nested_quant_map"][absmax.long()]
+        n, bs2 = v.numel(), qs["nested_blocksize"]
+        v = torch.cat([v, v.new_zeros((-n) % bs2)]).view(-1, bs2) * qs["nested_absmax"].unsqueeze(1)
+        absmax = v.reshape(-1)[:n] + float(qs["nested_offset"])
+    shape = torch.Size(qs["shape"])
+    b = packed.reshape(-1).long()
+    codes = torch.stack([b >> 4, b & 15], 1).reshape(-1)[: shape.numel()]
+    vals = qs["quant_map"].float()[codes]
+    n, bs = vals.numel(), qs["blocksize"]
+    out = (torch.cat([vals, vals.new_zeros((-n) % bs)]).view(-1, bs) * absmax.float().unsqueeze(1)).reshape(-1)[:n]
+    return out.view(shape)
+
+
+def check_prequantized(root, models_dir):
+    """Folders Peft.NET saved quantised: transformers' config parsing, bnb's state layout, dequantised weights."""
+    import glob
+    import json
+    import os
+    import transformers
+    failures = 0
+    folders = sorted(d for d in glob.glob(f"{root}/quant/prequantized/*") if os.path.isdir(d))
+    if not folders or models_dir is None:
+        print("skip prequantized: run the quant mode first and pass MODELS_DIR")
+        return 1
+    for d in folders:
+        label = os.path.basename(d)
+        cfg = json.load(open(f"{d}/config.json"))
+        qc = cfg["quantization_config"]
+        conv1d = cfg["model_type"] == "gpt2"          # every quantised GPT-2 layer is a Conv1D (lm_head stays full precision)
+        try:
+            hf = transformers.BitsAndBytesConfig.from_dict(dict(qc)).to_dict()
+            extra = {k: (qc.get(k), v) for k, v in hf.items() if k in qc and qc[k] != v}
+            print(f"{'ok  ' if not extra else 'FAIL'} {label}: transformers BitsAndBytesConfig round trip{'' if not extra else ' differs: ' + str(extra)}")
+            failures += 1 if extra else 0
+        except Exception as e:  # BitsAndBytesConfig checks the bitsandbytes version in post_init: not installed here
+            print(f"note {label}: BitsAndBytesConfig.from_dict needs bitsandbytes ({type(e).__name__}); keys checked by hand")
+            expected = {"quant_method", "load_in_4bit", "load_in_8bit", "bnb_4bit_quant_type", "bnb_4bit_use_double_quant",
+                        "bnb_4bit_compute_dtype", "bnb_4bit_quant_storage", "llm_int8_skip_modules", "llm_int8_threshold"}
+            if not expected <= set(qc):
+                print(f"FAIL {label}: quantization_config lacks {sorted(expected - set(qc))}")
+                failures += 1
+        sd = load_file(f"{d}/model.safetensors")
+        mine = load_file(f"{d}.dequant.safetensors")
+        with safe_open(f"{d}.dequant.safetensors", "pt") as f:
+            source = f.metadata()["source"]
+        src = load_file(f"{models_dir}/{source}/model.safetensors")
+        worst_equal, worst_rel = 0.0, 0.0
+        for layer, deq_cs in mine.items():
+            p = layer + "."
+            if qc.get("load_in_8bit"):
+                w = sd[p + "weight"]
+                if w.dtype != torch.int8 or p + "SCB" not in sd:
+                    print(f"FAIL {label} {layer}: 8-bit layout (int8 weight + SCB) missing")
+                    failures += 1
+                    continue
+                deq = w.float() * (sd[p + "SCB"].float() * (1.0 / 127.0)).unsqueeze(1)
+            else:
+                deq = dequant_from_state(sd[p + "weight"], state_from_bnb(sd, p))
+            worst_equal = max(worst_equal, (deq - deq_cs).abs().max().item())
+            key = next((k for k in (p + "weight", "transformer." + p + "weight") if k in src), None) or p + "weight"
+            w32 = src[key].float() if key in src else None
+            if w32 is not None:
+                w32 = w32.t() if conv1d else w32                        # GPT-2 Conv1D stores [in, out]
+                worst_rel = max(worst_rel, ((deq - w32).norm() / w32.norm()).item())
+        ok = worst_equal <= 1e-6 and worst_rel < 0.25
+        failures += 0 if ok else 1
+        print(f"{'ok  ' if ok else 'FAIL'} {label}: {len(mine)} layers read as bnb does; max |port - C# dequant| {worst_equal:.3g}, worst relative error to the float32 weights {worst_rel:.3f}")
+    return failures
 
 
 if __name__ == "__main__":

@@ -245,13 +245,17 @@ public sealed class PeftModel : nn.Module<ModelInput, ModelOutput>, ITrainingHoo
     /// <summary>The wrapped model, with its adapter layers (HF <c>get_base_model()</c>).</summary>
     public nn.Module GetBaseModel() => base_model.Model;
 
-    /// <summary>(trainable, all) parameter counts as PEFT counts them (HF <c>get_nb_trainable_parameters</c>; shared parameters once).</summary>
+    /// <summary>
+    /// (trainable, all) parameter counts as PEFT counts them (HF <c>get_nb_trainable_parameters</c>; shared parameters
+    /// once; a packed 4-bit weight counts the values it holds, numel · 2, as PEFT counts bnb's <c>Params4bit</c>).
+    /// </summary>
     public (long trainable, long all) GetNbTrainableParameters()
     {
         long trainable = 0, all = 0;
+        var packed = Quantization.PackedParameterCount.Multipliers(this);
         foreach (var (_, p) in named_parameters())
         {
-            long n = p.numel();
+            long n = Quantization.PackedParameterCount.Count(p, packed);
             all += n;
             if (p.requires_grad) trainable += n;
         }

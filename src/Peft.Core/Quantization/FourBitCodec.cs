@@ -16,6 +16,9 @@ public static class FourBitCodec
     /// <summary>Block size of the second (8-bit) level of double quantisation, as bnb.</summary>
     public const int NestedBlocksize = 256;
 
+    /// <summary>Elements quantised per step (2^20: whole blocks for every block size, even).</summary>
+    private const long ChunkElements = 1L << 20;
+
     /// <summary>
     /// Quantises <paramref name="weight"/> (float32 / float16 / bfloat16, any shape). Returns the packed codes
     /// uint8 [ceil(n/2), 1] (caller owns it) and the state (caller owns it).
@@ -30,13 +33,25 @@ public static class FourBitCodec
         if (weight.dtype is not (ScalarType.Float32 or ScalarType.Float16 or ScalarType.BFloat16))
             throw new ArgumentException($"4-bit quantisation needs a float32/float16/bfloat16 tensor, got {weight.dtype}.", nameof(weight));
         using var scope = NewDisposeScope();
-        var (absmax, scaled) = Blockwise.Scale(weight.reshape(-1), blocksize);
-        if (scaled.shape[0] % 2 != 0) scaled = nn.functional.pad(scaled, [0, 1]);   // bnb pads odd lengths with the value 0
-        var codes = format.Encode(scaled);                                      // [n (+1)] 0..15
-        scaled.Dispose();
-        var pairs = codes.view(-1, 2);                                          // [n/2, 2]
-        var packed = (pairs.select(1, 0) * 16 + pairs.select(1, 1)).to_type(ScalarType.Byte).unsqueeze(1); // [n/2, 1], first → high nibble
-        codes.Dispose();
+        var flat = weight.reshape(-1);
+        long n = flat.shape[0];
+        var packed = empty([(n + 1) / 2, 1], dtype: ScalarType.Byte, device: weight.device);
+        var absmax = empty((n + blocksize - 1) / blocksize, dtype: ScalarType.Float32, device: weight.device);
+        // Chunks of whole blocks (2^20 elements, a multiple of every block size and even): the float32 and int64
+        // temporaries stay a few MB whatever the tensor's size; blocks never straddle chunks, so the result is the
+        // same as quantising the whole tensor at once.
+        for (long start = 0; start < n; start += ChunkElements)
+        {
+            using var chunkScope = NewDisposeScope();
+            long len = Math.Min(ChunkElements, n - start);
+            var (chunkAbsmax, scaled) = Blockwise.Scale(flat.narrow(0, start, len), blocksize);
+            if (len % 2 != 0) scaled = nn.functional.pad(scaled, [0, 1]);      // bnb pads odd lengths with the value 0
+            var codes = format.Encode(scaled);                                  // [len (+1)] 0..15
+            var pairs = codes.view(-1, 2);                                      // [len/2, 2]
+            var bytes = (pairs.select(1, 0) * 16 + pairs.select(1, 1)).to_type(ScalarType.Byte);   // first → high nibble
+            packed.narrow(0, start / 2, bytes.shape[0]).copy_(bytes.unsqueeze(1));
+            absmax.narrow(0, start / blocksize, chunkAbsmax.shape[0]).copy_(chunkAbsmax);
+        }
         var code = format.CodebookTensor(weight.device);
         NestedQuantState? nested = null;
         if (doubleQuant)

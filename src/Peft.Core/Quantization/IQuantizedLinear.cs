@@ -25,6 +25,13 @@ public interface IQuantizedLinear : IBaseLayerWeight
     /// </summary>
     bool KeepMergedWeightInFullPrecision { get; set; }
 
+    /// <summary>
+    /// Replaces the bias by a copy in <paramref name="dtype"/> (same requires_grad); no-op without a bias or when it
+    /// already has that dtype. PEFT's <c>prepare_model_for_kbit_training</c> casts it to float32 (it is a plain
+    /// parameter in bnb's layers; only the packed weight is exempt).
+    /// </summary>
+    void CastBias(ScalarType dtype);
+
     /// <summary>An independent copy of the layer (packed data, state and bias cloned).</summary>
     IQuantizedLinear CloneLayer();
 

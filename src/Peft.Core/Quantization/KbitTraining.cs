@@ -8,25 +8,20 @@ namespace Peft.Core.Quantization;
 public static class KbitTraining
 {
     /// <summary>
-    /// Prepares a (quantized) model for adapter training, as PEFT does: every base parameter is frozen; float16 /
-    /// bfloat16 parameters outside quantized layers (norms, embeddings, heads) are cast to float32 for stability (the
-    /// bias of a quantized layer keeps its dtype — PEFT casts it too — and is used in the compute dtype); with
-    /// <paramref name="useGradientCheckpointing"/>, checkpointing is turned on through <see cref="IGradientCheckpointing"/>
-    /// (a model that does not implement it gets a warning, as HF warns for models without checkpointing support).
-    /// Returns the same model.
+    /// Prepares a (quantized) model for adapter training, as PEFT 0.21 does: every parameter is frozen; every float16 /
+    /// bfloat16 parameter but the packed 4-bit weights is cast to float32 (norms, embeddings, heads and the biases of
+    /// quantized layers); with <paramref name="useGradientCheckpointing"/> and quantized layers present,
+    /// <see cref="IInputRequireGrads.EnableInputRequireGrads"/> is called (PEFT does so for kbit models with reentrant
+    /// checkpointing) and checkpointing is turned on through <see cref="IGradientCheckpointing"/> (a model without it
+    /// gets a warning). Returns the same model.
     /// </summary>
-    /// <remarks>
-    /// PEFT also calls <c>enable_input_require_grads()</c> so that reentrant checkpointing sees an input that requires
-    /// grad while the embedding is frozen. TorchSharp runs forward hooks only through <c>Module.call</c> while the model
-    /// code calls <c>forward</c> directly, so that part is the checkpointing implementation's: it must keep checkpointed
-    /// segments differentiable with respect to the adapters when their input does not require grad.
-    /// </remarks>
     public static T PrepareModelForKbitTraining<T>(T model, bool useGradientCheckpointing = true, ILogger? logger = null) where T : nn.Module
     {
         ArgumentNullException.ThrowIfNull(model);
         foreach (var p in model.parameters()) p.requires_grad = false;
-        var quantizedParts = new HashSet<nn.Module>(model.modules().Where(m => m is IQuantizedLinear)
-            .SelectMany(m => m.modules().Prepend(m)), ReferenceEqualityComparer.Instance);
+        var quantized = model.modules().OfType<IQuantizedLinear>().ToList();
+        var quantizedParts = new HashSet<nn.Module>(quantized.Cast<nn.Module>().SelectMany(m => m.modules().Prepend(m)), ReferenceEqualityComparer.Instance);
+        foreach (var q in quantized) q.CastBias(ScalarType.Float32);
         foreach (var m in model.modules().ToList())
         {
             if (quantizedParts.Contains(m) || m.named_children().Any()) continue;   // leaf modules outside quantized layers
@@ -38,6 +33,7 @@ public static class KbitTraining
         }
         if (useGradientCheckpointing)
         {
+            if (quantized.Count > 0 && model is IInputRequireGrads irg) irg.EnableInputRequireGrads();
             if (model is IGradientCheckpointing gc) gc.GradientCheckpointingEnable();
             else logger?.LogWarning("{Model} does not support gradient checkpointing (IGradientCheckpointing); training without it.", model.GetType().Name);
         }

@@ -110,6 +110,16 @@ public sealed class Linear8bit : nn.Module<Tensor, Tensor>, IQuantizedLinear
     }
 
     /// <inheritdoc />
+    public void CastBias(ScalarType dtype)
+    {
+        if (bias is null || bias.dtype == dtype) return;
+        var cast = new Parameter(bias.detach().to_type(dtype).DetachFromDisposeScope(), requires_grad: bias.requires_grad);
+        _internal_params["bias"] = cast;
+        bias.Dispose();
+        bias = cast;
+    }
+
+    /// <inheritdoc />
     public IQuantizedLinear CloneLayer() => new Linear8bit((weight.detach().clone(), SCB.clone()), bias, _computeDtype);
 
     /// <inheritdoc />

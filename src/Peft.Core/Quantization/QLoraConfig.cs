@@ -6,7 +6,7 @@ namespace Peft.Core.Quantization;
 /// <summary>
 /// QLoRA (the design card's name): a <see cref="LoraConfig"/> plus the 4-bit settings of its base model.
 /// <c>PeftModel.GetPeftModel(model, qloraConfig)</c> first quantizes the model's linear layers in place — every
-/// Linear / Conv1D except the output head and <see cref="SkipModules"/>, layers already quantized are kept — exactly as
+/// Linear / Conv1D except the output head (or, when given, <see cref="SkipModules"/> instead), layers already quantized are kept — exactly as
 /// loading with <c>BitsAndBytesConfig { LoadIn4Bit = true, ... }</c> would, then attaches LoRA with adapters in
 /// <see cref="ComputeDtype"/>. The 4-bit settings are not written: the adapter folder is an ordinary PEFT
 /// <c>peft_type: "LORA"</c> adapter that loads on a full-precision base in C# and in Python.
@@ -25,7 +25,7 @@ public sealed record QLoraConfig : LoraConfig
     /// <summary>4-bit block size (bnb 64).</summary>
     [JsonIgnore] public int Blocksize { get; init; } = 64;
 
-    /// <summary>HF <c>llm_int8_skip_modules</c>: modules kept in full precision besides the output head.</summary>
+    /// <summary>HF <c>llm_int8_skip_modules</c>: module-name patterns kept in full precision instead of the defaults (list "lm_head" too to keep the head), as HF.</summary>
     [JsonIgnore] public IReadOnlyList<string>? SkipModules { get; init; }
 
     /// <summary>The quantisation these settings describe.</summary>

@@ -11,7 +11,7 @@ namespace Peft.Core.Quantization;
 /// <param name="Blocksize">4-bit block size (bnb 64).</param>
 /// <param name="DoubleQuant">Quantise the 4-bit absmax again (bnb <c>compress_statistics</c>).</param>
 /// <param name="ComputeDtype">The dtype 4-bit layers compute in (8-bit layers compute in their input's dtype).</param>
-/// <param name="SkipModules">Module names kept in full precision besides the output head (HF <c>llm_int8_skip_modules</c>).</param>
+/// <param name="SkipModules">Module-name patterns kept in full precision instead of the model's defaults (the output head), as HF <c>llm_int8_skip_modules</c>; null = the defaults (see <see cref="ModelQuantizer"/>).</param>
 public sealed record QuantizationSettings(FourBitFormat? Format, int Blocksize = 64, bool DoubleQuant = false,
     ScalarType ComputeDtype = ScalarType.Float32, IReadOnlyList<string>? SkipModules = null)
 {

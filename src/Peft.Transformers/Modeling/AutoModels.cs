@@ -99,9 +99,11 @@ public static class ModelFactory
         var device = DeviceMap.Resolve(options.DeviceMap, options.Device);
         ScalarType dtype;
         using (var probe = OpenCheckpointOrNull(dir)) dtype = DtypeResolver.Resolve(options.Dtype, config, probe, $"{dir}/config.json");
+        var (bnb, prequantized) = QuantizationOf(config, options, dir);
+        if (bnb is not null) config = config with { ExtensionData = SavedQuantizationConfig.With(config.ExtensionData, bnb) };
         var model = build(config, META);
         model.NameOrPath = pathOrId;
-        var plan = new LoadPlan(dtype, device, WeightQuantizer.For(options.Quantization, model));
+        var plan = new LoadPlan(dtype, device, WeightQuantizer.For(bnb, model, prequantized));
         var (missing, unexpected) = model.LoadWeights(dir, options.IgnoreMismatchedSizes, plan);
         model.MaterializeRest(plan);
         if (missing.Count > 0)
@@ -127,6 +129,20 @@ public static class ModelFactory
         if (File.Exists(genPath)) model.GenerationConfig = GenerationConfig.FromFile(genPath);
         model.eval();
         return model;
+    }
+
+    /// <summary>
+    /// The quantisation to apply: the folder's own <c>quantization_config</c> (a model saved quantised; it wins over
+    /// <see cref="FromPretrainedOptions.Quantization"/>, as in HF, which warns) or the options' config.
+    /// </summary>
+    private static (BitsAndBytesConfig? Config, bool Prequantized) QuantizationOf(PretrainedConfig config, FromPretrainedOptions options, string dir)
+    {
+        if (config.ExtensionData?.TryGetValue("quantization_config", out var q) != true || q.ValueKind == System.Text.Json.JsonValueKind.Null)
+            return (options.Quantization, false);
+        var saved = BitsAndBytesConfigJson.FromJson(q, Path.Combine(dir, "config.json"));
+        if (options.Quantization is not null && BitsAndBytesConfigJson.ToJson(options.Quantization).GetRawText() != BitsAndBytesConfigJson.ToJson(saved).GetRawText())
+            options.Logger?.LogWarning("{Path} is already quantized; the quantization_config of its config.json is used instead of the one passed.", dir);
+        return (saved, true);
     }
 
     private static Peft.Core.Safetensors.SafetensorsCheckpoint? OpenCheckpointOrNull(string dir) =>

@@ -41,8 +41,8 @@ public sealed record FromPretrainedOptions
     public string? Endpoint { get; init; }
 
     /// <summary>
-    /// Quantized loading (HF <c>quantization_config</c>): every linear layer except the output head and
-    /// <see cref="BitsAndBytesConfig.LlmInt8SkipModules"/> becomes a <c>Linear4bit</c> / <c>Linear8bit</c>, quantised as its
+    /// Quantized loading (HF <c>quantization_config</c>): every linear / Conv1D layer except the output head (or
+    /// <see cref="BitsAndBytesConfig.LlmInt8SkipModules"/> when given) becomes a <c>Linear4bit</c> / <c>Linear8bit</c>, quantised as its
     /// weight is read. Other parameters load in <see cref="Dtype"/>.
     /// </summary>
     public BitsAndBytesConfig? Quantization { get; init; }
@@ -72,7 +72,11 @@ public sealed record BitsAndBytesConfig
     public torch.ScalarType Bnb4BitComputeDtype { get; init; } = torch.ScalarType.Float32;
     /// <summary>HF <c>bnb_4bit_quant_storage</c>: the dtype holding the packed codes; only uint8 (the default) is supported.</summary>
     public torch.ScalarType Bnb4BitQuantStorage { get; init; } = torch.ScalarType.Byte;
-    /// <summary>HF <c>llm_int8_skip_modules</c>: module names kept in full precision (besides the output head).</summary>
+    /// <summary>
+    /// HF <c>llm_int8_skip_modules</c>: module-name patterns kept in full precision (a regex matched at the start of the
+    /// module path, or a suffix of it). When set they replace the defaults, as in transformers 5: list "lm_head" too to
+    /// keep the head unquantised. null = the defaults (tied weights, the last parameter's module, the output embeddings).
+    /// </summary>
     public IReadOnlyList<string>? LlmInt8SkipModules { get; init; }
     /// <summary>Elements per 4-bit block (bnb <c>blocksize</c>, 64; not an HF config key): 32, 64, ..., 4096.</summary>
     public int Bnb4BitBlocksize { get; init; } = 64;

@@ -15,7 +15,8 @@ namespace Peft.Transformers;
 /// <see cref="ModelInput"/> to <see cref="ModelOutput"/> with its <see cref="Config"/>, generation defaults,
 /// HF-compatible save, and parameter accounting. State-dict keys are exactly Hugging Face's.
 /// </summary>
-public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPretrainedModel, IGradientCheckpointing
+public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPretrainedModel, IGradientCheckpointing,
+    Peft.Core.Quantization.IQuantizationDefaults, IInputRequireGrads
 {
     private bool _gradientCheckpointing;
 
@@ -102,6 +103,9 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
     /// none or it is tied to the input embeddings (HF <c>get_output_embeddings()</c>).
     /// </summary>
     public virtual Linear? GetOutputEmbeddings() => null;
+
+    /// <inheritdoc />
+    IReadOnlyCollection<string> Peft.Core.Quantization.IQuantizationDefaults.DefaultUnquantizedModules => QuantizationDefaults.For(this);
 
     /// <summary>Vocabulary-sized biases that follow the embedding size (BERT's MLM bias); empty by default.</summary>
     protected internal virtual IEnumerable<Parameter> VocabularyBiases() => [];
@@ -195,6 +199,7 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
             ext = new Dictionary<string, JsonElement>(ext);
             ext.Remove("torch_dtype");   // superseded by "dtype", which now states the saved dtype
         }
+        ext = SavedQuantizationConfig.ForSave(this, ext);
         var cfg = Config with { Architectures = [ArchitectureName], Dtype = dtypeName, ExtensionData = ext };
         cfg.Save(dir);
         if (CanGenerate) GenerationConfig.SavePretrained(dir);
@@ -220,6 +225,29 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
     /// is needed. Eval mode and <c>no_grad</c> forwards are unaffected.
     /// </summary>
     public void GradientCheckpointingEnable() => SetGradientCheckpointing(true);
+
+    private nn.HookableModule<Func<nn.Module<Tensor, Tensor>, Tensor, Tensor>, Func<nn.Module<Tensor, Tensor>, Tensor, Tensor, Tensor>>.HookRemover? _inputGradsHook;
+
+    /// <inheritdoc />
+    public bool InputRequireGrads => _inputGradsHook is not null;
+
+    /// <summary>
+    /// HF <c>enable_input_require_grads()</c>: a forward hook on <see cref="GetInputEmbeddings"/> marks its output as
+    /// requiring grad, so that the embeddings of a frozen model carry gradients (PEFT enables it with gradient
+    /// checkpointing in <c>prepare_model_for_kbit_training</c>). The models call the embedding through <c>call</c>, so
+    /// the hook runs on every forward.
+    /// </summary>
+    public void EnableInputRequireGrads()
+    {
+        _inputGradsHook ??= GetInputEmbeddings().register_forward_hook((_, _, output) => output.requires_grad_(true));
+    }
+
+    /// <summary>HF <c>disable_input_require_grads()</c>: removes the hook.</summary>
+    public void DisableInputRequireGrads()
+    {
+        _inputGradsHook?.remove();
+        _inputGradsHook = null;
+    }
 
     /// <summary>Turns gradient checkpointing off (HF <c>gradient_checkpointing_disable()</c>).</summary>
     public void GradientCheckpointingDisable() => SetGradientCheckpointing(false);
@@ -282,6 +310,7 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
         using var reader = new CheckpointReader(ckpt);
 
         var loaded = new HashSet<string>(StringComparer.Ordinal);
+        var consumed = new HashSet<string>(StringComparer.Ordinal);                // file keys read into pre-quantised layers
         var unexpected = new List<string>();
         var mismatched = new List<string>();
         var tied = TiedCheckpointKeys;
@@ -296,6 +325,11 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
                     continue;
                 }
                 if (loaded.Contains(key)) continue;                                  // read with its layer's weight
+                if (plan?.Quantizer is { Prequantized: true } pq && owners![key] is var own && pq.IsTarget(own.Path, own.Module))
+                {
+                    consumed.UnionWith(PrequantizedLayers.Load(this, reader, ckpt.Keys, map, own.Path, own.Module, plan, loaded, dir));
+                    continue;
+                }
                 var info = ckpt.GetInfo(fileKey);
                 if (!info.Shape.SequenceEqual(target.shape) && ignoreMismatchedSizes)
                 {
@@ -323,6 +357,7 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
                 loaded.Add(key);
             }
         }
+        unexpected.RemoveAll(consumed.Contains);
         var missing = sd.Keys.Where(k => !loaded.Contains(k)).ToList();
         MissingKeys = missing;
         UnexpectedKeys = unexpected;

@@ -211,4 +211,35 @@ public class FourBitCodecTests
             using (FourBitCodec.Dequantize(p, s, ScalarType.BFloat16)) { }
         }, iterations: 10, what: "4-bit codec");
     }
+
+    /// <summary>
+    /// Tensors larger than one quantisation chunk (2^20 elements), odd length: every block holds exact codebook values
+    /// times its scale with one element at +1, so a correct codec (blocks and packed bytes at the right offsets across
+    /// chunk boundaries) gives them back exactly.
+    /// </summary>
+    [Theory]
+    [InlineData("nf4", 64)]
+    [InlineData("fp4", 4096)]
+    [InlineData("nf4", 32)]
+    public void TensorsSpanningSeveralChunksRoundTripExactly(string type, int blocksize)
+    {
+        using var scope = NewDisposeScope();
+        var format = FourBitFormat.FromName(type);
+        long n = 3 * (1L << 20) + 101;
+        var gen = new Generator(11);
+        var table = format.CodebookTensor();
+        int one = format.Codebook.ToList().IndexOf(1.0f);
+        var idx = randint(0, 16, [n], generator: gen);
+        idx.view(-1).index_put_(tensor(one, dtype: ScalarType.Int64), arange(0, n, blocksize));   // +1 at each block's start
+        long blocks = (n + blocksize - 1) / blocksize;
+        var scale = (rand([blocks], generator: gen) + 0.5f).repeat_interleave(blocksize).narrow(0, 0, n);
+        var x = (table.index_select(0, idx) * scale).view(n);
+        var (packed, state) = FourBitCodec.Quantize(x, format, blocksize);
+        using (state)
+        {
+            Assert.Equal((n + 1) / 2, packed.shape[0]);
+            Assert.Equal(blocks, state.Absmax.shape[0]);
+            TensorAssert.Equal(x, FourBitCodec.Dequantize(packed, state, ScalarType.Float32), $"{type} {blocksize}");
+        }
+    }
 }

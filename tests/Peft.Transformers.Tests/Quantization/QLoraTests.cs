@@ -151,14 +151,42 @@ public class QLoraTests
         });
         using (lm)
         {
+            Assert.Contains(lm.modules().OfType<Linear4bit>(), l => l.Bias?.dtype == ScalarType.BFloat16);
             KbitTraining.PrepareModelForKbitTraining(lm);
             Assert.All(lm.parameters(), p => Assert.False(p.requires_grad));
-            var inQuantized = lm.modules().Where(m => m is IQuantizedLinear).SelectMany(m => m.parameters()).ToHashSet(ReferenceEqualityComparer.Instance);
-            var floats = lm.parameters().Where(p => p.is_floating_point() && !inQuantized.Contains(p)).ToList();
+            // PEFT casts every fp16/bf16 parameter but Params4bit: norms, embeddings, head and the quantized layers' biases
+            var floats = lm.parameters().Where(p => p.is_floating_point()).ToList();
             Assert.NotEmpty(floats);
-            Assert.All(floats, p => Assert.Equal(ScalarType.Float32, p.dtype));   // norms, embeddings, head
+            Assert.All(floats, p => Assert.Equal(ScalarType.Float32, p.dtype));
+            Assert.All(lm.modules().OfType<Linear4bit>().Where(l => l.Bias is not null), l => Assert.Equal(ScalarType.Float32, l.Bias!.dtype));
             Assert.Contains(lm.named_parameters(), p => p.parameter.dtype == ScalarType.Byte);
-            Assert.Equal(lm is IGradientCheckpointing, lm is IGradientCheckpointing g && g.IsGradientCheckpointing);
+            Assert.True(((IGradientCheckpointing)lm).IsGradientCheckpointing);
+            // enable_input_require_grads: with every parameter frozen, the training forward still builds a graph
+            Assert.True(((IInputRequireGrads)lm).InputRequireGrads);
+            lm.train();
+            using var scope = NewDisposeScope();
+            var ids = tensor(new long[] { 3, 7, 11, 5 }).unsqueeze(0);
+            Assert.True(lm.forward(new ModelInput { InputIds = ids }).Logits!.requires_grad);
+            ((IInputRequireGrads)lm).DisableInputRequireGrads();
+            Assert.False(lm.forward(new ModelInput { InputIds = ids }).Logits!.requires_grad);
         }
+    }
+
+    /// <summary>
+    /// PEFT counts a bnb Params4bit as numel · 2 (get_nb_trainable_parameters), so a LoRA model on a 4-bit base reports
+    /// the same trainable and total counts as on its float32 base; an int8 base counts its int8 weights as they are.
+    /// </summary>
+    [Theory]
+    [InlineData("llama-tiny", "nf4")]
+    [InlineData("gpt2-tiny", "fp4")]
+    [InlineData("opt-tiny", "int8")]
+    public void TrainableParameterCountsOnAQuantizedBaseEqualPefts(string name, string mode)
+    {
+        var lora = new LoraConfig { R = 4, LoraAlpha = 8, TaskType = TaskType.CausalLM, TargetModules = name == "gpt2-tiny" ? ["c_attn"] : ["q_proj", "v_proj"] };
+        var bnb = mode == "int8" ? new BitsAndBytesConfig { LoadIn8Bit = true } : new BitsAndBytesConfig { LoadIn4Bit = true, Bnb4BitQuantType = mode };
+        using var fp = PeftModel.GetPeftModel(AutoModelForCausalLM.FromPretrained(Fixtures.Model(name)), lora);
+        using var q = PeftModel.GetPeftModel(AutoModelForCausalLM.FromPretrained(Fixtures.Model(name), new FromPretrainedOptions { Quantization = bnb }), lora);
+        Assert.Equal(fp.GetNbTrainableParameters(), q.GetNbTrainableParameters());
+        Assert.Equal(fp.PrintTrainableParameters(), q.PrintTrainableParameters());
     }
 }

@@ -36,7 +36,7 @@ public sealed class BertEmbeddings : nn.Module
     /// <summary>→ [B, T, hidden]. Positions default to arange(past, past + T) (HF); token types to 0.</summary>
     public Tensor Forward(Tensor? inputIds, Tensor? inputsEmbeds, Tensor? tokenTypeIds, Tensor? positionIds, long past = 0)
     {
-        var x = inputsEmbeds ?? word_embeddings.forward(inputIds!);                       // [B, T, hidden]
+        var x = inputsEmbeds ?? word_embeddings.call(inputIds!);                       // [B, T, hidden]
         long b = x.shape[0], t = x.shape[1];
         var device = x.device;
         positionIds ??= arange(past, past + t, dtype: ScalarType.Int64, device: device).unsqueeze(0).expand(b, t);

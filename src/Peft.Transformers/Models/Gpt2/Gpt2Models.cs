@@ -177,10 +177,10 @@ public sealed class GPT2Model : PreTrainedModel
         var (b, t) = CausalHeads.BatchShape(input, nameof(GPT2Model));
         using var scope = NewDisposeScope();
         var pass = new BackbonePass(input, b, t, CheckpointsLayers);
-        var x = input.InputsEmbeds ?? wte.forward(input.InputIds!);                    // [B, T, hidden]
+        var x = input.InputsEmbeds ?? wte.call(input.InputIds!);                    // [B, T, hidden]
         var device = x.device;
         x = x + wpe.forward(pass.PositionIds(device, ModelOps.ArangePositionIds));
-        if (input.TokenTypeIds is not null) x = x + wte.forward(input.TokenTypeIds.to(device));
+        if (input.TokenTypeIds is not null) x = x + wte.call(input.TokenTypeIds.to(device));
         x = drop.forward(x);
         pass.UseCausalMasks(h.Count, x.dtype, device);
         x = pass.RunLayers(h, x);

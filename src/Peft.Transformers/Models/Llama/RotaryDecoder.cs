@@ -164,7 +164,7 @@ public abstract class RotaryDecoderModel : PreTrainedModel
         var (b, t) = CausalHeads.BatchShape(input, GetType().Name);
         using var scope = NewDisposeScope();
         var pass = new BackbonePass(input, b, t, CheckpointsLayers);
-        var h = input.InputsEmbeds ?? embed_tokens.forward(input.InputIds!);         // [B, T, hidden]
+        var h = input.InputsEmbeds ?? embed_tokens.call(input.InputIds!);         // [B, T, hidden]
         var device = h.device;
         var positions = pass.PositionIds(device, ModelOps.ArangePositionIds);
         pass.UseCausalMasks(layers.Count, h.dtype, device, _c.SlidingWindowOf);

@@ -140,7 +140,7 @@ public sealed class OPTDecoder : nn.Module
     internal ModelOutput Forward(ModelInput input, long b, long t, bool checkpointing)
     {
         var pass = new BackbonePass(input, b, t, checkpointing);
-        var x = input.InputsEmbeds ?? embed_tokens.forward(input.InputIds!);          // [B, T, word_embed_proj_dim]
+        var x = input.InputsEmbeds ?? embed_tokens.call(input.InputIds!);          // [B, T, word_embed_proj_dim]
         if (project_in is not null) x = project_in.forward(x);                       // [B, T, hidden]
         var device = x.device;
         // HF: cumsum(mask) · mask − 1 over the new positions (padding → −1, i.e. row 1 after the offset)
