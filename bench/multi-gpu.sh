@@ -59,7 +59,7 @@ PY
   common=(dp_lora --device cuda --dtype bf16 --model llama1b --seq "$SEQ" --warmup 3)
   CUDA_VISIBLE_DEVICES=0 DP_STEPS=$STEPS timeout "$TO" dotnet "$APP" "${common[@]}" --batch 16 2> "$W/b1.stderr" | grep '"dp_lora"' | tee -a "$RES" > "$W/b1.json"
   DP_STEPS=$STEPS timeout "$TO" dotnet "$RUN" --nproc-per-node 2 "$APP" "${common[@]}" --batch 8 2> "$W/b2.stderr" | grep '"dp_lora"' | tee -a "$RES" > "$W/b2.json"
-  tail -3 "$W/b1.stderr" "$W/b2.stderr"
+  tail -n 3 "$W/b1.stderr" "$W/b2.stderr"
 
   echo "## (c) kill rank 1 after step 3"
   kstart=$(date +%s.%N)

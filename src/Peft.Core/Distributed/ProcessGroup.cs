@@ -60,6 +60,7 @@ public static class ProcessGroup
     /// </summary>
     public static void ExitOnPeerLost(string message, Action? abort)
     {
+        s_stopping = true;
         Console.Error.WriteLine($"[peft-dist] FATAL: {message}; this rank stops (exit code {PeerLostExitCode})");
         Console.Error.Flush();
         Console.Out.Flush();
@@ -73,6 +74,24 @@ public static class ProcessGroup
         Environment.Exit(PeerLostExitCode);
     }
 
+    // Set once a lost peer is being handled: a collective that fails afterwards (the communicator was just aborted)
+    // parks its thread so the watchdog's exit with PeerLostExitCode wins, instead of an unhandled exception aborting
+    // the process with SIGABRT (134) first — seen on the two-GPU machine.
+    private static volatile bool s_stopping;
+
+    private static void Collective(Action call)
+    {
+        try
+        {
+            call();
+        }
+        catch (CollectiveException) when (s_stopping)
+        {
+            Thread.Sleep(Timeout.Infinite);
+            throw;
+        }
+    }
+
     [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "_exit")]
     private static extern void LibcExit(int status);
 
@@ -84,15 +103,15 @@ public static class ProcessGroup
 
         public TorchSharp.torch.Device Device => comm.Device;
 
-        public void AllReduce(TorchSharp.torch.Tensor tensor, ReduceOp op = ReduceOp.Sum) => comm.AllReduce(tensor, op);
+        public void AllReduce(TorchSharp.torch.Tensor tensor, ReduceOp op = ReduceOp.Sum) => Collective(() => comm.AllReduce(tensor, op));
 
-        public void Broadcast(TorchSharp.torch.Tensor tensor, int root = 0) => comm.Broadcast(tensor, root);
+        public void Broadcast(TorchSharp.torch.Tensor tensor, int root = 0) => Collective(() => comm.Broadcast(tensor, root));
 
-        public void AllGather(TorchSharp.torch.Tensor input, TorchSharp.torch.Tensor output) => comm.AllGather(input, output);
+        public void AllGather(TorchSharp.torch.Tensor input, TorchSharp.torch.Tensor output) => Collective(() => comm.AllGather(input, output));
 
-        public void ReduceScatter(TorchSharp.torch.Tensor input, TorchSharp.torch.Tensor output, ReduceOp op = ReduceOp.Sum) => comm.ReduceScatter(input, output, op);
+        public void ReduceScatter(TorchSharp.torch.Tensor input, TorchSharp.torch.Tensor output, ReduceOp op = ReduceOp.Sum) => Collective(() => comm.ReduceScatter(input, output, op));
 
-        public void Barrier() => comm.Barrier();
+        public void Barrier() => Collective(comm.Barrier);
 
         public void Dispose()
         {
