@@ -62,6 +62,7 @@ public class CheckpointValidationTests
         { "optimizer.safetensors", "is Float32 [3, 5], expected" },
         { "trainable.safetensors", "NaN or infinite" },
         { "rng_state.safetensors", "a generator state is" },
+        { "rng_state.safetensors", "not a valid mt19937 generator state" },
     };
 
     private static void Damage(string dir, string file, string expected)
@@ -89,7 +90,16 @@ public class CheckpointValidationTests
                     t[k] = t[k].clone().fill_(float.PositiveInfinity);
                 });
                 break;
-            default: EditTensors(path, t => t["torch_cpu"] = t["torch_cpu"].narrow(0, 0, 100)); break;
+            case ("rng_state.safetensors", "a generator state is"): EditTensors(path, t => t["torch_cpu"] = t["torch_cpu"].narrow(0, 0, 100)); break;
+            default:
+                // mt19937 'left' (bytes 8..11) = 0: torch's set_state would abort the process natively
+                EditTensors(path, t =>
+                {
+                    var bytes = t["torch_cpu"].data<byte>().ToArray();
+                    Array.Clear(bytes, 8, 4);
+                    t["torch_cpu"] = tensor(bytes);
+                });
+                break;
         }
         Reseal(dir);
     }

@@ -125,7 +125,27 @@ internal static class TrainingSnapshot
         var t = file.GetTensor(key);
         if (t.dtype != like.dtype || !t.shape.SequenceEqual(like.shape))
             throw new InvalidDataException($"{path}: '{key}' is {t.dtype} [{string.Join(", ", t.shape)}]; a generator state is {like.dtype} [{string.Join(", ", like.shape)}]");
+        if (t.dtype == ScalarType.Byte && t.numel() is CpuGeneratorStateBytes or CpuGeneratorLegacyStateBytes) CheckMt19937(path, key, t);
         return t;
+    }
+
+    // torch's CPUGeneratorImplState (CPUGeneratorImplStateLegacy + the float normal sample) and the legacy struct alone.
+    private const long CpuGeneratorStateBytes = 5056, CpuGeneratorLegacyStateBytes = 5048;
+    private const int MersenneStateN = 624;
+
+    /// <summary>
+    /// torch's <c>CPUGeneratorImpl::set_state</c> refuses an mt19937 state that is not seeded or whose <c>left</c> /
+    /// <c>next</c> fall outside the state array ("Invalid mt19937 state") with a native error that aborts the process
+    /// through TorchSharp; the same check here names the file instead. Layout of the legacy struct: the initial seed
+    /// (u64), left (i32), seeded (i32), next (u64), then the 624-word state.
+    /// </summary>
+    private static void CheckMt19937(string path, string key, Tensor state)
+    {
+        var bytes = state.contiguous().data<byte>().ToArray();
+        int left = BitConverter.ToInt32(bytes, 8), seeded = BitConverter.ToInt32(bytes, 12);
+        uint next = (uint)BitConverter.ToUInt64(bytes, 16);
+        if (seeded == 0 || left <= 0 || left > MersenneStateN || next > MersenneStateN)
+            throw new InvalidDataException($"{path}: '{key}' is not a valid mt19937 generator state (seeded {seeded}, left {left}, next {next})");
     }
 
     private static Loop ReadLoop(string path, int globalStep, int dataSeed)
