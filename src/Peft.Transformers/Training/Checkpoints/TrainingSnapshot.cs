@@ -22,6 +22,9 @@ internal static class TrainingSnapshot
     public const string LoopFile = "rng_state.json";
     public const string SchedulerFile = "scheduler.json";
 
+    // A diverged run's loss sums are NaN / infinite: written as "NaN" / "Infinity" (as trainer_state.json's log_history), not refused.
+    private static readonly JsonSerializerOptions LoopJson = new() { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
+
     /// <summary>The loop's position and accumulators.</summary>
     public sealed record Loop(int Epoch, int BatchInEpoch, double LossSinceLog, int LastLoggedStep, int DataSeed, double TotalLoss);
 
@@ -40,7 +43,7 @@ internal static class TrainingSnapshot
         {
             ["last_epoch"] = schedule.StepCount, ["base_lrs"] = new JsonArray(schedule.BaseLr), ["_last_lr"] = new JsonArray(schedule.LastLr),
         }.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-        AtomicFile.WriteAllText(Path.Combine(dir, LoopFile), JsonSerializer.Serialize(loop, new JsonSerializerOptions { WriteIndented = true }));
+        AtomicFile.WriteAllText(Path.Combine(dir, LoopFile), JsonSerializer.Serialize(loop, LoopJson));
     }
 
     /// <summary>
@@ -151,9 +154,8 @@ internal static class TrainingSnapshot
     private static Loop ReadLoop(string path, int globalStep, int dataSeed)
     {
         var node = ReaderErrors.ParseJson(File.ReadAllText(path), path);
-        var loop = ReaderErrors.Guard(path, () => node.Deserialize<Loop>() ?? throw new InvalidDataException($"{path}: null"));
-        if (loop.Epoch < 0 || loop.Epoch > globalStep + 1 || loop.BatchInEpoch < 0 || loop.LastLoggedStep < 0 || loop.LastLoggedStep > globalStep
-            || !double.IsFinite(loop.LossSinceLog) || !double.IsFinite(loop.TotalLoss))
+        var loop = ReaderErrors.Guard(path, () => node.Deserialize<Loop>(LoopJson) ?? throw new InvalidDataException($"{path}: null"));
+        if (loop.Epoch < 0 || loop.Epoch > globalStep + 1 || loop.BatchInEpoch < 0 || loop.LastLoggedStep < 0 || loop.LastLoggedStep > globalStep)
             throw new InvalidDataException($"{path}: loop position {loop} does not fit global_step {globalStep}");
         if (loop.DataSeed != dataSeed) throw new InvalidDataException($"{path}: the checkpoint used data seed {loop.DataSeed}; this run uses {dataSeed}");
         return loop;
