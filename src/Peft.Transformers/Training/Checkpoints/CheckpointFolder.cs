@@ -133,7 +133,14 @@ public static partial class CheckpointFolder
         if (bestFull is not null && keep == 1 && all.Count > 0 && Path.GetFullPath(all[^1]) != bestFull) keep = 2;
         var deletable = all.Where(d => Path.GetFullPath(d) != bestFull).ToList();
         int excess = all.Count - keep;
-        foreach (var d in deletable.Take(Math.Max(0, excess))) Directory.Delete(d, recursive: true);
+        foreach (var d in deletable.Take(Math.Max(0, excess)))
+        {
+            // Renamed first (atomic), then deleted: a kill mid-delete leaves a temporary folder (CleanTemporary removes
+            // it at the next start), never a checkpoint-<step> folder whose manifest lists files already gone.
+            string doomed = Path.Combine(outputDir, $"{TempPrefix}{Path.GetFileName(d)}-rotated-{Guid.NewGuid():N}");
+            Directory.Move(d, doomed);
+            Directory.Delete(doomed, recursive: true);
+        }
     }
 
     private static void WriteManifest(string dir)
