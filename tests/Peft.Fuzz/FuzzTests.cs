@@ -28,6 +28,7 @@ public sealed class FuzzTests(ITestOutputHelper output)
         return format switch
         {
             "adapter_weights" => 200,
+            _ when format.StartsWith("checkpoint-", StringComparison.Ordinal) => 60,
             "tokenizer.json" or "vocab.json" or "merges.txt" or "vocab.txt" or "special_tokens_map" or "tokenizer_config" => 400,
             _ => CiInputs,
         };
@@ -42,13 +43,8 @@ public sealed class FuzzTests(ITestOutputHelper output)
         output.WriteLine(report.ToString());
         var outDir = Environment.GetEnvironmentVariable("PEFT_FUZZ_OUT");
         if (!string.IsNullOrEmpty(outDir)) FuzzRunner.SaveFailures(report, outDir);
-        // The one open case (tests/Peft.Fuzz/OpenCases/dataset-parquet): some mutated Parquet files hang inside
-        // Parquet.Net's reader; reported here, not yet fixed. Every other failure, and any Parquet crash, fails the test.
-        var open = report.Failures.Where(f => format == "dataset-parquet" && f.What.StartsWith("hang", StringComparison.Ordinal)).ToList();
-        foreach (var f in open) output.WriteLine($"open case (known Parquet.Net hang): input {f.Index}");
-        var failures = report.Failures.Except(open).ToList();
-        Assert.True(failures.Count == 0 && (open.Count > 0 || report.Accepted + report.Rejected == report.Inputs),
-            $"{report}\n" + string.Join("\n---\n", failures.Take(3).Select(f => $"input {f.Index}: {f.What}")));
+        Assert.True(report.Failures.Count == 0 && report.Accepted + report.Rejected == report.Inputs,
+            $"{report}\n" + string.Join("\n---\n", report.Failures.Take(3).Select(f => $"input {f.Index}: {f.What}")));
         if (Targets.Get(format).CanRefuse) Assert.True(report.Rejected > 0, $"{format}: no input was refused; the mutations do not reach the reader");
     }
 }

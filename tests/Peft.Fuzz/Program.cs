@@ -7,7 +7,8 @@ namespace Peft.Fuzz;
 
 /// <summary>
 /// Console entry of the test assembly (<c>dotnet exec Peft.Fuzz.dll ...</c>):
-/// <c>--inputs N [--seed S] [--out DIR]</c> runs the fuzz long mode over every format and prints one line per format;
+/// <c>--inputs N [--seed S] [--out DIR] [--format NAME,...]</c> runs the fuzz long mode over every format (or the
+/// named ones) and prints one line per format;
 /// <c>--save-child DIR</c> is the child process of <see cref="KillDuringSaveTests"/>: it saves a PEFT adapter, a model
 /// and a dataset (three formats) into DIR over and over, printing "ready" after the first round, until killed.
 /// </summary>
@@ -20,8 +21,9 @@ public static class Program
         {
             int n = int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture);
             int seed = Arg(args, "--seed") is { } s ? int.Parse(s, System.Globalization.CultureInfo.InvariantCulture) : 16;
+            var only = Arg(args, "--format")?.Split(',');
             int crashes = 0;
-            foreach (var t in Targets.All)
+            foreach (var t in Targets.All.Where(t => only is null || only.Contains(t.Name)))
             {
                 var report = FuzzRunner.Run(t, n, seed);
                 if (Arg(args, "--out") is { } outDir) FuzzRunner.SaveFailures(report, outDir);
@@ -30,7 +32,7 @@ public static class Program
             }
             return crashes == 0 ? 0 : 1;
         }
-        Console.Error.WriteLine("usage: Peft.Fuzz --inputs N [--seed S] [--out DIR] | --save-child DIR");
+        Console.Error.WriteLine("usage: Peft.Fuzz --inputs N [--seed S] [--out DIR] [--format NAME,...] | --save-child DIR");
         return 2;
     }
 

@@ -21,7 +21,10 @@ if (args.Length != 2)
     return 2;
 }
 string modelsDir = args[0], outDir = args[1];
-string[] texts = ["Two things are infinite: the universe and human stupidity.", "Hello,  world!\tTabs and ünïcödé — 你好", "A"];
+// Leading / repeated spaces, the empty string and a literal special token: transformers 5's LlamaTokenizer (Metaspace,
+// prepend scheme "first") differs there from the Llama-2 tokenizer.json's own Prepend normalizer.
+string[] texts = ["Two things are infinite: the universe and human stupidity.", "Hello,  world!\tTabs and ünïcödé — 你好", "A",
+    " leading space", "   ", "", "  two  spaces  ", "<s> literal special </s>", "<s>glued"];
 var tokenizerIds = new Dictionary<string, object>();
 manual_seed(1234);
 

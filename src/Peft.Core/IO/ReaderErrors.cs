@@ -79,6 +79,22 @@ public static class ReaderErrors
             case JsonArray a:
                 for (int i = 0; i < a.Count; i++) Walk(a[i], file, $"{path}[{i}].");
                 break;
+            case JsonValue v when v.GetValueKind() == JsonValueKind.String:
+                // A lone surrogate escape ("\ud800") parses, but reading it throws (InvalidOperationException, wrapped
+                // by Guard) or writing it back does (a config saved again): refuse it here, naming the key.
+                if (HasUnpairedSurrogate(v.GetValue<string>()))
+                    throw new InvalidDataException($"{file}: '{path.TrimEnd('.')}' holds an unpaired UTF-16 surrogate");
+                break;
         }
+    }
+
+    private static bool HasUnpairedSurrogate(string s)
+    {
+        for (int i = 0; i < s.Length; i++)
+        {
+            if (char.IsHighSurrogate(s[i]) && i + 1 < s.Length && char.IsLowSurrogate(s[i + 1])) i++;
+            else if (char.IsSurrogate(s[i])) return true;
+        }
+        return false;
     }
 }

@@ -619,17 +619,30 @@ internal static class ParquetLoader
     public static Dataset Load(string path)
     {
         var acc = new RecordAccumulator(path);
-        using var stream = File.OpenRead(path);
+        using var file = File.OpenRead(path);
+        // Parquet.Net's page loop trusts the footer's offsets, counts and page sizes: a corrupt page size can send it
+        // back to the same page forever. Every turn of such a loop reads the stream, so a read budget per pass (the
+        // footer plus one row group reads far less than this) makes it end with an error naming the file.
+        long budget = 8 * file.Length + (1 << 20);
+        using var stream = new ReadBudgetStream(file, path, budget);
+        // Row counts come from the footer: bound them by the file's real size before anything is allocated for them
+        // (a forged count would make the deserializer allocate or loop for billions of rows). Dictionary / RLE
+        // encodings can pack many rows per byte, hence the generous factor.
+        long maxRows = Math.Max(1L << 16, file.Length * 64);
+        try
+        {
+            ParquetGuard.Check(file, maxRows);
+        }
+        catch (Exception e) when (e is InvalidDataException or EndOfStreamException)
+        {
+            throw new DatasetLoadException(path, null, null, e.Message, e);
+        }
         int groups;
         Features? hfFeatures = null;
         try
         {
             var reader = Parquet.ParquetReader.CreateAsync(stream, leaveStreamOpen: true).GetAwaiter().GetResult();
             groups = reader.RowGroupCount;
-            // Row counts come from the footer: bound them by the file's real size before anything is allocated for them
-            // (a forged count would make the deserializer allocate or loop for billions of rows). Dictionary / RLE
-            // encodings can pack many rows per byte, hence the generous factor.
-            long maxRows = Math.Max(1L << 16, stream.Length * 64);
             long total = 0;
             for (int g = 0; g < groups; g++)
             {
@@ -648,6 +661,7 @@ internal static class ParquetLoader
         long row = 0;
         for (int g = 0; g < groups; g++)
         {
+            stream.Reset();
             stream.Position = 0;
             var result = ReadRowGroup(stream, g, path);
             foreach (var rec in result)
@@ -668,7 +682,7 @@ internal static class ParquetLoader
         return ds;
     }
 
-    private static IList<Dictionary<string, object>> ReadRowGroup(Stream stream, int g, string path)
+    private static IList<Dictionary<string, object>> ReadRowGroup(ReadBudgetStream stream, int g, string path)
     {
         try
         {

@@ -17,7 +17,24 @@ public static class AutoTokenizer
     public static PreTrainedTokenizer FromPretrained(string dir) => FromPretrained(dir, null);
 
     /// <summary>As <see cref="FromPretrained(string)"/>, with hub settings (revision, token, cache folder, offline, endpoint) for a hub id.</summary>
-    public static PreTrainedTokenizer FromPretrained(string dir, FromPretrainedOptions? options)
+    /// <remarks>
+    /// As in transformers 5, a tokenizer class that defines its own pipeline (<c>LlamaTokenizer</c>: Metaspace with
+    /// prepend scheme "first", see <c>TokenizerClassDefinitions</c>) takes only the vocabulary, merges and added tokens
+    /// from tokenizer.json; <see cref="FromTokenizerFile"/> uses the file as written.
+    /// </remarks>
+    public static PreTrainedTokenizer FromPretrained(string dir, FromPretrainedOptions? options) => Load(dir, options, classPipeline: true);
+
+    /// <summary>
+    /// Loads the folder with its <c>tokenizer.json</c> pipeline exactly as written (HF
+    /// <c>PreTrainedTokenizerFast.from_pretrained</c>, tokenizers' <c>Tokenizer.from_file</c>), ignoring the pipeline a
+    /// tokenizer_class defines in transformers 5 (the Llama-2 file's Prepend normalizer stays). The config's special
+    /// tokens, chat template and padding settings apply as in <see cref="FromPretrained(string)"/>.
+    /// </summary>
+    /// <param name="dir">A model folder, or a hub id found in / downloaded into the HF cache.</param>
+    /// <param name="options">Hub settings for a hub id.</param>
+    public static PreTrainedTokenizer FromTokenizerFile(string dir, FromPretrainedOptions? options = null) => Load(dir, options, classPipeline: false);
+
+    private static PreTrainedTokenizer Load(string dir, FromPretrainedOptions? options, bool classPipeline)
     {
         ArgumentException.ThrowIfNullOrEmpty(dir);
         if (!Directory.Exists(dir) && Hub.HubPaths.IsRepoId(dir)) dir = HubCache.ResolveModelDir(dir, options);
@@ -35,7 +52,11 @@ public static class AutoTokenizer
         string tj = Path.Combine(dir, "tokenizer.json");
         JsonObject json;
         string source = tj; // the file(s) the pipeline comes from, named in errors
-        if (File.Exists(tj)) json = ReadObject(tj)!;
+        if (File.Exists(tj))
+        {
+            json = ReadObject(tj)!;
+            if (classPipeline) json = TokenizerClassDefinitions.Apply(json, config);
+        }
         else if (File.Exists(Path.Combine(dir, "vocab.json")) && File.Exists(Path.Combine(dir, "merges.txt")))
         {
             source = Path.Combine(dir, "vocab.json") + " + merges.txt";

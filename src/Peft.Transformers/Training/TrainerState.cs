@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Peft.Core.IO;
 using System.Text.Json.Serialization;
 
 namespace Peft.Transformers;
@@ -7,7 +8,7 @@ namespace Peft.Transformers;
 /// The progress of a run (HF <c>TrainerState</c>), written as <c>trainer_state.json</c> in HF's schema: every
 /// checkpoint holds one, and a resumed run continues from it.
 /// </summary>
-public sealed class TrainerState
+public sealed partial class TrainerState
 {
     /// <summary>Fractional epochs done (HF <c>epoch</c>).</summary>
     [JsonPropertyName("epoch")] public double Epoch { get; set; }
@@ -62,20 +63,32 @@ public sealed class TrainerState
         return sorted.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n";
     }
 
-    /// <summary>Reads <c>trainer_state.json</c>; throws <see cref="InvalidDataException"/> naming <paramref name="path"/>.</summary>
+    /// <summary>
+    /// Reads <c>trainer_state.json</c>; throws <see cref="InvalidDataException"/> naming <paramref name="path"/> for bad
+    /// JSON (duplicate keys, wrong kinds) and for values no run writes (steps outside [0, max_steps], intervals below 1, a non-finite epoch,
+    /// a best checkpoint that is not a <c>checkpoint-&lt;step&gt;</c> folder).
+    /// </summary>
     public static TrainerState Load(string path)
     {
-        try
-        {
-            var json = File.ReadAllText(path);
-            var opts = new JsonSerializerOptions(TrainingArguments.JsonOptions) { UnmappedMemberHandling = JsonUnmappedMemberHandling.Skip };
-            return JsonSerializer.Deserialize<TrainerState>(json, opts) ?? throw new InvalidDataException($"{path}: null");
-        }
-        catch (JsonException e)
-        {
-            throw new InvalidDataException($"{path}: not a valid trainer_state.json ({e.Message})", e);
-        }
+        var node = ReaderErrors.ParseJson(File.ReadAllText(path), path);
+        var opts = new JsonSerializerOptions(TrainingArguments.JsonOptions) { UnmappedMemberHandling = JsonUnmappedMemberHandling.Skip };
+        var state = ReaderErrors.Guard(path, () => node.Deserialize<TrainerState>(opts) ?? throw new InvalidDataException($"{path}: null"));
+        string? bad =
+            state.MaxSteps < 1 ? $"max_steps {state.MaxSteps}"
+            : state.GlobalStep < 0 || state.GlobalStep > state.MaxSteps ? $"global_step {state.GlobalStep} outside [0, {state.MaxSteps}]"
+            : !double.IsFinite(state.Epoch) || state.Epoch < 0 ? $"epoch {state.Epoch}"
+            : state.LoggingSteps < 1 || state.EvalSteps < 1 || state.SaveSteps < 1 ? $"logging / eval / save steps {state.LoggingSteps} / {state.EvalSteps} / {state.SaveSteps} (each at least 1)"
+            : state.TrainBatchSize < 1 || state.NumTrainEpochs < 0 || state.NumInputTokensSeen < 0 ? "a negative count or an empty batch"
+            : state.LogHistory is null || state.LogHistory.Any(e => e is null) ? "log_history is null or has a null entry"
+            : state.StatefulCallbacks is null ? "stateful_callbacks is null"
+            : state.BestGlobalStep is < 0 || state.BestGlobalStep > state.GlobalStep ? $"best_global_step {state.BestGlobalStep}"
+            : state.BestModelCheckpoint is { } b && !CheckpointName().IsMatch(Path.GetFileName(b)) ? $"best_model_checkpoint '{b}' is not a checkpoint-<step> folder"
+            : null;
+        return bad is null ? state : throw new InvalidDataException($"{path}: {bad}");
     }
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"^checkpoint-\d+$")]
+    private static partial System.Text.RegularExpressions.Regex CheckpointName();
 }
 
 /// <summary>Flags callbacks set to steer the loop (HF <c>TrainerControl</c>); the loop resets them after acting.</summary>

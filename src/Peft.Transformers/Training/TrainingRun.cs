@@ -91,17 +91,21 @@ internal sealed class TrainingRun : IDisposable
     private void Resume(string dir)
     {
         CheckpointFolder.Verify(dir);
-        var saved = TrainerState.Load(Path.Combine(dir, "trainer_state.json"));
+        string statePath = Path.Combine(dir, "trainer_state.json");
+        var saved = TrainerState.Load(statePath);
         var fresh = _trainer.State;
         if (saved.MaxSteps != fresh.MaxSteps)
-            throw new InvalidDataException($"Checkpoint '{dir}' was written by a run of {saved.MaxSteps} steps; this run has {fresh.MaxSteps} (change MaxSteps / NumTrainEpochs back, or start fresh)");
-        _trainer.SetState(saved);
-        var loop = TrainingSnapshot.Load(dir, _trainable.ForOptimizer, _optimizer, _schedule, _trainer.Collator);
-        _trainable.MastersToModel();
-        if (loop.DataSeed != _dataSeed) throw new InvalidDataException($"Checkpoint '{dir}' used data seed {loop.DataSeed}; this run uses {_dataSeed}");
+            throw new InvalidDataException($"{statePath}: the checkpoint was written by a run of {saved.MaxSteps} steps; this run has {fresh.MaxSteps} (change MaxSteps / NumTrainEpochs back, or start fresh)");
+        // A path read from a file: only a checkpoint-<step> folder of this run's output folder is used.
+        if (saved.BestModelCheckpoint is { } best) saved.BestModelCheckpoint = Path.Combine(_trainer.Args.OutputDir, Path.GetFileName(best));
+        var loop = TrainingSnapshot.Load(dir, saved.GlobalStep, _dataSeed, _trainable.ForOptimizer, _optimizer, _schedule, _trainer.Collator);
         if (loop.GlobalBatchSize != 0 && loop.GlobalBatchSize != GlobalBatchSize)
-            throw new InvalidDataException($"Checkpoint '{dir}' was written with a global batch of {loop.GlobalBatchSize} rows (per-device batch × world size); this run has {GlobalBatchSize} " +
+            throw new InvalidDataException($"{Path.Combine(dir, TrainingSnapshot.LoopFile)}: the checkpoint was written with a global batch of {loop.GlobalBatchSize} rows (per-device batch × world size); this run has {GlobalBatchSize} " +
                 $"({_trainer.Args.PerDeviceTrainBatchSize} × {_trainer.Parallel.WorldSize}): set PerDeviceTrainBatchSize = {loop.GlobalBatchSize} / world size");
+        if (loop.BatchInEpoch > Loader.BatchesPerEpoch)
+            throw new InvalidDataException($"{Path.Combine(dir, TrainingSnapshot.LoopFile)}: batch {loop.BatchInEpoch} of an epoch of {Loader.BatchesPerEpoch} batches");
+        _trainable.MastersToModel();
+        _trainer.SetState(saved);
         (Epoch, BatchInEpoch, _lossSinceLog, LastLoggedStep) = (loop.Epoch, loop.BatchInEpoch, loop.LossSinceLog, loop.LastLoggedStep);
         TotalLoss = loop.TotalLoss;
         if (BatchInEpoch >= Loader.BatchesPerEpoch) NextEpoch();

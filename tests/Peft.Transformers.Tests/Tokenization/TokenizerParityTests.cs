@@ -27,8 +27,12 @@ public class TokenizerParityTests
 
     internal static string FixturesDir => Path.Combine(Fixtures.Shared, "fixtures");
 
+    /// <summary>
+    /// The folder's tokenizer.json as written (the references were made with tokenizers' <c>Tokenizer.from_file</c>);
+    /// AutoTokenizer's transformers-5 class pipelines (LlamaTokenizer) are checked in LlamaTokenizerClassTests.
+    /// </summary>
     internal static PreTrainedTokenizer Load(string folder) =>
-        Cache.GetOrAdd(folder, f => AutoTokenizer.FromPretrained(Path.Combine(FixturesDir, f)));
+        Cache.GetOrAdd(folder, f => AutoTokenizer.FromTokenizerFile(Path.Combine(FixturesDir, f)));
 
     internal static JsonArray ReferenceCases(string name)
     {

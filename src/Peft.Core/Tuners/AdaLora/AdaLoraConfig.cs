@@ -74,6 +74,8 @@ public record AdaLoraConfig : LoraConfig
             throw new ArgumentOutOfRangeException(nameof(OrthRegWeight), OrthRegWeight, $"orth_reg_weight should be greater than or equal to 0, got {OrthRegWeight}.");
         if (InitR < 0) throw new ArgumentOutOfRangeException(nameof(InitR), InitR, $"init_r must be >= 0, got {InitR}.");
         if (TargetR < 0) throw new ArgumentOutOfRangeException(nameof(TargetR), TargetR, $"target_r must be >= 0, got {TargetR}.");
+        if (InitR > AdapterLimits.MaxRank) throw new ArgumentOutOfRangeException(nameof(InitR), InitR, $"AdaLoraConfig.init_r {InitR} is larger than the limit of {AdapterLimits.MaxRank}; refusing before allocating.");
+        if (TargetR > AdapterLimits.MaxRank) throw new ArgumentOutOfRangeException(nameof(TargetR), TargetR, $"AdaLoraConfig.target_r {TargetR} is larger than the limit of {AdapterLimits.MaxRank}; refusing before allocating.");
         if (DeltaT <= 0) throw new ArgumentOutOfRangeException(nameof(DeltaT), DeltaT, $"deltaT must be > 0, got {DeltaT}.");
         if (Tinit >= TotalStep - Tfinal)
             throw new ArgumentException(

@@ -104,17 +104,18 @@ public record LoraConfig : PeftConfig
     /// <inheritdoc />
     public override void Validate()
     {
-        if (R <= 0) throw new ArgumentOutOfRangeException(nameof(R), R, $"LoraConfig.r must be > 0, got {R}.");
-        if (!(LoraAlpha > 0)) throw new ArgumentOutOfRangeException(nameof(LoraAlpha), LoraAlpha, $"LoraConfig.lora_alpha must be > 0, got {LoraAlpha}.");
+        AdapterLimits.Size(GetType().Name, "r", R, AdapterLimits.MaxRank);
+        AdapterLimits.Alpha(GetType().Name, "lora_alpha", LoraAlpha);
         if (LoraDropout is < 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(LoraDropout), LoraDropout, $"LoraConfig.lora_dropout must be in [0, 1), got {LoraDropout}.");
         if (Bias is not ("none" or "all" or "lora_only"))
             throw new ArgumentException($"LoraConfig.bias must be \"none\", \"all\" or \"lora_only\", got \"{Bias}\".", nameof(Bias));
         if (RankPattern is null || AlphaPattern is null)
             throw new ArgumentException("LoraConfig.rank_pattern and alpha_pattern must be objects ({} when unused), not null.", nameof(RankPattern));
-        foreach (var (k, v) in RankPattern)
-            if (v <= 0) throw new ArgumentOutOfRangeException(nameof(RankPattern), v, $"LoraConfig.rank_pattern[\"{k}\"] must be > 0, got {v}.");
-        foreach (var (k, v) in AlphaPattern)
-            if (!(v > 0)) throw new ArgumentOutOfRangeException(nameof(AlphaPattern), v, $"LoraConfig.alpha_pattern[\"{k}\"] must be > 0, got {v}.");
+        foreach (var (k, v) in RankPattern) AdapterLimits.Size(GetType().Name, $"rank_pattern[\"{k}\"]", v, AdapterLimits.MaxRank);
+        foreach (var (k, v) in AlphaPattern) AdapterLimits.Alpha(GetType().Name, $"alpha_pattern[\"{k}\"]", v);
+        foreach (var layer in LayersToTransform ?? [])
+            if (layer is < 0 or >= AdapterLimits.MaxLayers)
+                throw new ArgumentOutOfRangeException(nameof(LayersToTransform), layer, $"{GetType().Name}.layers_to_transform holds {layer}, outside [0, {AdapterLimits.MaxLayers}).");
         if (LayersPattern is { Count: > 0 } && LayersToTransform is null)
             throw new ArgumentException("LoraConfig.layers_pattern is only used with layers_to_transform.", nameof(LayersPattern));
         if (TargetModules is { Names: null } && (LayersToTransform is not null))

@@ -36,7 +36,12 @@ public sealed record PromptEncoderConfig : PromptLearningConfig
         if (EncoderReparameterizationType is not ("MLP" or "LSTM"))
             throw new ArgumentException($"P_TUNING config: encoder_reparameterization_type must be \"MLP\" or \"LSTM\", got \"{EncoderReparameterizationType}\".", nameof(EncoderReparameterizationType));
         CheckPositive(EncoderHiddenSize, "encoder_hidden_size");
-        if (EncoderNumLayers <= 0) throw new ArgumentOutOfRangeException(nameof(EncoderNumLayers), EncoderNumLayers, $"P_TUNING config: encoder_num_layers must be > 0, got {EncoderNumLayers}.");
+        AdapterLimits.Size("P_TUNING config", "encoder_num_layers", EncoderNumLayers, AdapterLimits.MaxLayers);
+        if (EncoderHiddenSize is { } e)
+        {
+            AdapterLimits.Size("P_TUNING config", "encoder_hidden_size", e, AdapterLimits.MaxDim);
+            AdapterLimits.Elements("P_TUNING config", "the prompt encoder's weight", e, TokenDim ?? 1);
+        }
         if (EncoderDropout is < 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(EncoderDropout), EncoderDropout, $"P_TUNING config: encoder_dropout must be in [0, 1), got {EncoderDropout}.");
     }
 

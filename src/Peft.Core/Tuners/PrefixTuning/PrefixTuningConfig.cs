@@ -32,6 +32,12 @@ public sealed record PrefixTuningConfig : PromptLearningConfig
     {
         base.Validate();
         CheckPositive(EncoderHiddenSize, "encoder_hidden_size");
+        AdapterLimits.Elements("PREFIX_TUNING config", "the prefix table", NumVirtualTokens, 2L * (NumLayers ?? 1), TokenDim ?? 1);
+        if (EncoderHiddenSize is { } e)
+        {
+            AdapterLimits.Size("PREFIX_TUNING config", "encoder_hidden_size", e, AdapterLimits.MaxDim);
+            AdapterLimits.Elements("PREFIX_TUNING config", "the prefix projection's weight", e, 2L * (NumLayers ?? 1), TokenDim ?? 1);
+        }
         if (InitWeights is not (null or "zero"))
             throw new ArgumentException($"PREFIX_TUNING config: init_weights must be null or \"zero\", got \"{InitWeights}\".", nameof(InitWeights));
         if (TokenDim is { } d && NumAttentionHeads is { } h && d % h != 0)

@@ -61,11 +61,15 @@ public abstract record PromptLearningConfig : PeftConfig
     /// <inheritdoc />
     public override void Validate()
     {
-        if (NumVirtualTokens <= 0)
-            throw new ArgumentOutOfRangeException(nameof(NumVirtualTokens), NumVirtualTokens, $"{PeftType} config: num_virtual_tokens must be > 0, got {NumVirtualTokens}.");
+        string owner = $"{PeftType} config";
+        AdapterLimits.Size(owner, "num_virtual_tokens", NumVirtualTokens, AdapterLimits.MaxVirtualTokens);
         CheckPositive(TokenDim, "token_dim");
         CheckPositive(NumAttentionHeads, "num_attention_heads");
         CheckPositive(NumLayers, "num_layers");
+        if (TokenDim is { } d) AdapterLimits.Size(owner, "token_dim", d, AdapterLimits.MaxDim);
+        if (NumAttentionHeads is { } h) AdapterLimits.Size(owner, "num_attention_heads", h, AdapterLimits.MaxDim);
+        if (NumLayers is { } l) AdapterLimits.Size(owner, "num_layers", l, AdapterLimits.MaxLayers);
+        AdapterLimits.Elements(owner, "the prompt table", (long)NumVirtualTokens * (NumTransformerSubmodules ?? 1), TokenDim ?? 1);
         if (NumTransformerSubmodules is { } s && s != 1)
             throw new NotSupportedException($"{PeftType} config: num_transformer_submodules = {s} (encoder-decoder models) is not supported by Peft.NET; use 1.");
         if (TaskType is { } t && t is not (Core.TaskType.CausalLM or Core.TaskType.SeqCls))

@@ -95,23 +95,29 @@ public static partial class CheckpointFolder
         Dictionary<string, FileEntry> files;
         try
         {
-            files = JsonSerializer.Deserialize<Dictionary<string, FileEntry>>(File.ReadAllText(manifestPath))
-                ?? throw new InvalidDataException("null manifest");
+            var node = ReaderErrors.ParseJson(File.ReadAllText(manifestPath), manifestPath);
+            files = ReaderErrors.Guard(manifestPath, () => node.Deserialize<Dictionary<string, FileEntry>>())
+                ?? throw new InvalidDataException($"{manifestPath}: null manifest");
+            if (files.Values.Any(f => f is null || f.Size < 0 || f.Sha256 is null))
+                throw new InvalidDataException($"{manifestPath}: an entry without a size or SHA-256");
         }
-        catch (JsonException e)
+        catch (InvalidDataException e)
         {
             throw new InvalidDataException($"Checkpoint '{dir}': {ManifestName} is corrupt ({e.Message})", e);
         }
-        string root = Path.GetFullPath(dir) + Path.DirectorySeparatorChar;
+        foreach (var path in Directory.EnumerateFiles(dir, "*", SearchOption.AllDirectories))
+        {
+            string rel = Path.GetRelativePath(dir, path).Replace('\\', '/');
+            if (rel != ManifestName && !files.ContainsKey(rel))
+                throw new InvalidDataException($"Checkpoint '{dir}' is corrupt: file '{rel}' is not in its {ManifestName}");
+        }
         foreach (var (rel, entry) in files)
         {
-            string path = Path.GetFullPath(Path.Combine(dir, rel));
-            if (!path.StartsWith(root, StringComparison.Ordinal))
-                throw new InvalidDataException($"Checkpoint '{dir}': manifest entry '{rel}' points outside the folder");
-            if (!File.Exists(path)) throw new InvalidDataException($"Checkpoint '{dir}' is corrupt: file '{rel}' is missing");
+            string path = SafePath.Resolve(dir, rel, $"Checkpoint '{dir}': {ManifestName} entry", fromFile: true);
+            if (!File.Exists(path)) throw new InvalidDataException($"Checkpoint '{dir}' is corrupt: file '{rel}' listed in {ManifestName} is missing");
             long size = new FileInfo(path).Length;
-            if (size != entry.Size) throw new InvalidDataException($"Checkpoint '{dir}' is corrupt: file '{rel}' has {size} bytes, the manifest says {entry.Size}");
-            if (Hash(path) != entry.Sha256) throw new InvalidDataException($"Checkpoint '{dir}' is corrupt: file '{rel}' does not match its SHA-256 in the manifest");
+            if (size != entry.Size) throw new InvalidDataException($"Checkpoint '{dir}' is corrupt: file '{rel}' has {size} bytes, {ManifestName} says {entry.Size}");
+            if (Hash(path) != entry.Sha256) throw new InvalidDataException($"Checkpoint '{dir}' is corrupt: file '{rel}' does not match its SHA-256 in {ManifestName}");
         }
     }
 
@@ -127,7 +133,14 @@ public static partial class CheckpointFolder
         if (bestFull is not null && keep == 1 && all.Count > 0 && Path.GetFullPath(all[^1]) != bestFull) keep = 2;
         var deletable = all.Where(d => Path.GetFullPath(d) != bestFull).ToList();
         int excess = all.Count - keep;
-        foreach (var d in deletable.Take(Math.Max(0, excess))) Directory.Delete(d, recursive: true);
+        foreach (var d in deletable.Take(Math.Max(0, excess)))
+        {
+            // Renamed first (atomic), then deleted: a kill mid-delete leaves a temporary folder (CleanTemporary removes
+            // it at the next start), never a checkpoint-<step> folder whose manifest lists files already gone.
+            string doomed = Path.Combine(outputDir, $"{TempPrefix}{Path.GetFileName(d)}-rotated-{Guid.NewGuid():N}");
+            Directory.Move(d, doomed);
+            Directory.Delete(doomed, recursive: true);
+        }
     }
 
     private static void WriteManifest(string dir)

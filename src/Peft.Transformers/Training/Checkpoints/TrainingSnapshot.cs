@@ -22,6 +22,9 @@ internal static class TrainingSnapshot
     public const string LoopFile = "rng_state.json";
     public const string SchedulerFile = "scheduler.json";
 
+    // A diverged run's loss sums are NaN / infinite: written as "NaN" / "Infinity" (as trainer_state.json's log_history), not refused.
+    private static readonly JsonSerializerOptions LoopJson = new() { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
+
     /// <summary>The loop's position and accumulators.</summary>
     public sealed record Loop(int Epoch, int BatchInEpoch, double LossSinceLog, int LastLoggedStep, int DataSeed, double TotalLoss, int GlobalBatchSize = 0);
 
@@ -40,44 +43,122 @@ internal static class TrainingSnapshot
         {
             ["last_epoch"] = schedule.StepCount, ["base_lrs"] = new JsonArray(schedule.BaseLr), ["_last_lr"] = new JsonArray(schedule.LastLr),
         }.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-        AtomicFile.WriteAllText(Path.Combine(dir, LoopFile), JsonSerializer.Serialize(loop, new JsonSerializerOptions { WriteIndented = true }));
+        AtomicFile.WriteAllText(Path.Combine(dir, LoopFile), JsonSerializer.Serialize(loop, LoopJson));
     }
 
-    /// <summary>Restores everything <see cref="Save"/> wrote; throws naming the file and key on a mismatch.</summary>
-    public static Loop Load(string dir, IReadOnlyList<(string Name, TorchSharp.Modules.Parameter Param)> trainableParams, TrainerOptimizer optimizer, LrSchedule schedule, IDataCollator collator)
+    /// <summary>
+    /// Restores everything <see cref="Save"/> wrote. Every file is read and checked before anything is applied, so a
+    /// damaged checkpoint changes neither the model, the optimizer, the schedule nor the generators: it fails with an
+    /// <see cref="InvalidDataException"/> naming the file and key (a missing or misshapen tensor, non-finite values, a
+    /// generator state of the wrong size, a schedule or loop position that disagrees with <paramref name="globalStep"/>).
+    /// </summary>
+    public static Loop Load(string dir, int globalStep, int dataSeed, IReadOnlyList<(string Name, TorchSharp.Modules.Parameter Param)> trainableParams, TrainerOptimizer optimizer, LrSchedule schedule, IDataCollator collator)
     {
-        LoadWeights(Path.Combine(dir, TrainableFile), trainableParams);
-        optimizer.Load(dir);
-        var sched = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, SchedulerFile)))!;
-        schedule.Restore(sched["last_epoch"]!.GetValue<int>());
-        using (var file = SafetensorsFile.Open(Path.Combine(dir, RngFile)))
+        using var scope = NewDisposeScope();
+        var weights = ReadWeights(Path.Combine(dir, TrainableFile), trainableParams);
+        int schedulerStep = ReadSchedulerStep(Path.Combine(dir, SchedulerFile), globalStep);
+        var (cpuState, collatorState) = ReadRng(Path.Combine(dir, RngFile), collator);
+        var loop = ReadLoop(Path.Combine(dir, LoopFile), globalStep, dataSeed);
+        optimizer.Load(dir); // checks both optimizer files before replacing its state
+        using (no_grad())
         {
-            using var cpuState = file.GetTensor("torch_cpu");
-            torch.random.set_rng_state(cpuState);
-            if (collator is IRandomCollator rc)
-            {
-                if (!file.Contains("collator")) throw new InvalidDataException($"{file.Path}: no 'collator' generator state, but the collator draws random numbers");
-                using var c = file.GetTensor("collator");
-                rc.SetRngState(c);
-            }
+            foreach (var (p, t) in weights) p.copy_(t);
         }
-        string loopPath = Path.Combine(dir, LoopFile);
-        return JsonSerializer.Deserialize<Loop>(File.ReadAllText(loopPath)) ?? throw new InvalidDataException($"{loopPath}: null");
+        schedule.Restore(schedulerStep);
+        torch.random.set_rng_state(cpuState);
+        if (collatorState is not null) ((IRandomCollator)collator).SetRngState(collatorState);
+        return loop;
     }
 
-    /// <summary>Copies <c>trainable.safetensors</c> into the parameters by name; throws naming the key on a missing tensor or shape mismatch.</summary>
+    /// <summary>Copies <c>trainable.safetensors</c> into the parameters by name (all checked first); throws naming the file and key.</summary>
     public static void LoadWeights(string trainablePath, IReadOnlyList<(string Name, TorchSharp.Modules.Parameter Param)> trainableParams)
     {
-        using var file = SafetensorsFile.Open(trainablePath);
+        using var scope = NewDisposeScope();
+        var weights = ReadWeights(trainablePath, trainableParams);
         using var _ = no_grad();
+        foreach (var (p, t) in weights) p.copy_(t);
+    }
+
+    private static List<(TorchSharp.Modules.Parameter Param, Tensor Value)> ReadWeights(string path, IReadOnlyList<(string Name, TorchSharp.Modules.Parameter Param)> trainableParams)
+    {
+        using var file = SafetensorsFile.Open(path);
+        var result = new List<(TorchSharp.Modules.Parameter, Tensor)>();
         foreach (var (name, p) in trainableParams)
         {
-            if (!file.Contains(name)) throw new InvalidDataException($"{trainablePath}: no tensor for trainable parameter '{name}'");
-            using var t = file.GetTensor(name, p.dtype, p.device);
+            if (!file.Contains(name)) throw new InvalidDataException($"{path}: no tensor for trainable parameter '{name}'");
+            var t = file.GetTensor(name, p.dtype, p.device);
             if (!t.shape.SequenceEqual(p.shape))
-                throw new InvalidDataException($"{trainablePath}: '{name}' has shape [{string.Join(", ", t.shape)}], the model's is [{string.Join(", ", p.shape)}]");
-            p.copy_(t);
+                throw new InvalidDataException($"{path}: '{name}' has shape [{string.Join(", ", t.shape)}], the model's is [{string.Join(", ", p.shape)}]");
+            using (var finite = isfinite(t).all())
+            {
+                if (!finite.item<bool>()) throw new InvalidDataException($"{path}: '{name}' holds NaN or infinite values");
+            }
+            result.Add((p, t));
         }
+        return result;
+    }
+
+    private static int ReadSchedulerStep(string path, int globalStep)
+    {
+        var node = ReaderErrors.ParseJson(File.ReadAllText(path), path);
+        int step = ReaderErrors.Guard(path, () => node?["last_epoch"]?.GetValue<int>() ?? throw new InvalidDataException($"{path}: no 'last_epoch'"));
+        if (step != globalStep) throw new InvalidDataException($"{path}: last_epoch is {step}, but trainer_state.json says global_step {globalStep}");
+        return step;
+    }
+
+    /// <summary>The generator states, checked against the live generators' dtype and size (torch refuses others natively).</summary>
+    private static (Tensor Cpu, Tensor? Collator) ReadRng(string path, IDataCollator collator)
+    {
+        using var file = SafetensorsFile.Open(path);
+        using var liveCpu = torch.random.get_rng_state();
+        var cpu = ReadState(file, path, "torch_cpu", liveCpu);
+        Tensor? col = null;
+        if (collator is IRandomCollator rc)
+        {
+            if (!file.Contains("collator")) throw new InvalidDataException($"{path}: no 'collator' generator state, but the collator draws random numbers");
+            using var live = rc.GetRngState();
+            col = ReadState(file, path, "collator", live);
+        }
+        return (cpu, col);
+    }
+
+    private static Tensor ReadState(SafetensorsFile file, string path, string key, Tensor like)
+    {
+        if (!file.Contains(key)) throw new InvalidDataException($"{path}: no '{key}' generator state");
+        var t = file.GetTensor(key);
+        if (t.dtype != like.dtype || !t.shape.SequenceEqual(like.shape))
+            throw new InvalidDataException($"{path}: '{key}' is {t.dtype} [{string.Join(", ", t.shape)}]; a generator state is {like.dtype} [{string.Join(", ", like.shape)}]");
+        if (t.dtype == ScalarType.Byte && t.numel() is CpuGeneratorStateBytes or CpuGeneratorLegacyStateBytes) CheckMt19937(path, key, t);
+        return t;
+    }
+
+    // torch's CPUGeneratorImplState (CPUGeneratorImplStateLegacy + the float normal sample) and the legacy struct alone.
+    private const long CpuGeneratorStateBytes = 5056, CpuGeneratorLegacyStateBytes = 5048;
+    private const int MersenneStateN = 624;
+
+    /// <summary>
+    /// torch's <c>CPUGeneratorImpl::set_state</c> refuses an mt19937 state that is not seeded or whose <c>left</c> /
+    /// <c>next</c> fall outside the state array ("Invalid mt19937 state") with a native error that aborts the process
+    /// through TorchSharp; the same check here names the file instead. Layout of the legacy struct: the initial seed
+    /// (u64), left (i32), seeded (i32), next (u64), then the 624-word state.
+    /// </summary>
+    private static void CheckMt19937(string path, string key, Tensor state)
+    {
+        var bytes = state.contiguous().data<byte>().ToArray();
+        int left = BitConverter.ToInt32(bytes, 8), seeded = BitConverter.ToInt32(bytes, 12);
+        uint next = (uint)BitConverter.ToUInt64(bytes, 16);
+        if (seeded == 0 || left <= 0 || left > MersenneStateN || next > MersenneStateN)
+            throw new InvalidDataException($"{path}: '{key}' is not a valid mt19937 generator state (seeded {seeded}, left {left}, next {next})");
+    }
+
+    private static Loop ReadLoop(string path, int globalStep, int dataSeed)
+    {
+        var node = ReaderErrors.ParseJson(File.ReadAllText(path), path);
+        var loop = ReaderErrors.Guard(path, () => node.Deserialize<Loop>(LoopJson) ?? throw new InvalidDataException($"{path}: null"));
+        if (loop.Epoch < 0 || loop.Epoch > globalStep + 1 || loop.BatchInEpoch < 0 || loop.LastLoggedStep < 0 || loop.LastLoggedStep > globalStep)
+            throw new InvalidDataException($"{path}: loop position {loop} does not fit global_step {globalStep}");
+        if (loop.DataSeed != dataSeed) throw new InvalidDataException($"{path}: the checkpoint used data seed {loop.DataSeed}; this run uses {dataSeed}");
+        return loop;
     }
 
     /// <summary>Writes the user-facing model files (HF <c>save_model</c>): a PEFT model's adapter only, else the model.</summary>

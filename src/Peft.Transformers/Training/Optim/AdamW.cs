@@ -66,6 +66,23 @@ public sealed class AdamW : TrainerOptimizer
         _lerpWeights.Clear();
     }
 
+    /// <summary>Requires "step" (a float32 scalar count), "exp_avg" and "exp_avg_sq" (the parameter's shape and dtype; the latter never negative).</summary>
+    protected override void CheckState(string file, int index, Tensor param, IReadOnlyDictionary<string, Tensor> state)
+    {
+        ArgumentNullException.ThrowIfNull(param);
+        ArgumentNullException.ThrowIfNull(state);
+        string[] names = ["exp_avg", "exp_avg_sq", "step"];
+        if (!state.Keys.Order(StringComparer.Ordinal).SequenceEqual(names))
+            throw new InvalidDataException($"{file}: parameter {index} has state [{string.Join(", ", state.Keys)}]; AdamW keeps [{string.Join(", ", names)}]");
+        RequireTensor(file, $"state.{index}.step", state["step"], [], ScalarType.Float32);
+        float step = state["step"].item<float>();
+        if (step < 0 || step != MathF.Floor(step)) throw new InvalidDataException($"{file}: 'state.{index}.step' is {step}, not a step count");
+        RequireTensor(file, $"state.{index}.exp_avg", state["exp_avg"], param.shape, param.dtype);
+        RequireTensor(file, $"state.{index}.exp_avg_sq", state["exp_avg_sq"], param.shape, param.dtype);
+        using var negative = state["exp_avg_sq"].lt(0).any();
+        if (negative.item<bool>()) throw new InvalidDataException($"{file}: 'state.{index}.exp_avg_sq' has negative values");
+    }
+
     /// <inheritdoc />
     protected override JsonObject Settings() => new() { ["betas"] = new JsonArray(_beta1, _beta2), ["eps"] = _eps };
 }

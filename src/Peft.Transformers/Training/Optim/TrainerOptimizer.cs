@@ -97,33 +97,89 @@ public abstract class TrainerOptimizer : IDisposable
         AtomicFile.WriteAllText(Path.Combine(dir, "optimizer.json"), json.ToJsonString(new() { WriteIndented = true }));
     }
 
-    /// <summary>Restores the state written by <see cref="Save"/>; throws naming the file and key on any mismatch.</summary>
+    /// <summary>
+    /// Restores the state written by <see cref="Save"/>. Throws <see cref="InvalidDataException"/> naming the file and
+    /// key when the files do not belong to this run (optimizer, settings, parameter names) or hold values no run writes
+    /// (a non-finite or negative lr, state tensors of the wrong names, shapes or dtypes, see <see cref="CheckState"/>).
+    /// </summary>
     public void Load(string dir)
     {
         string jsonPath = Path.Combine(dir, "optimizer.json");
-        var json = JsonNode.Parse(File.ReadAllText(jsonPath))!.AsObject();
-        if (json["optimizer"]?.GetValue<string>() != Name)
-            throw new InvalidDataException($"{jsonPath}: optimizer is '{json["optimizer"]}', this run uses '{Name}'");
-        var groups = json["param_groups"]!.AsArray();
+        var json = ReaderErrors.ParseJson(File.ReadAllText(jsonPath), jsonPath);
+        var lrs = ReaderErrors.Guard(jsonPath, () => ReadGroups(json, jsonPath));
+        var loaded = ReadState(Path.Combine(dir, "optimizer.safetensors"));
+        ClearState();
+        foreach (var (i, s) in loaded) _state[i] = s;
+        for (int gi = 0; gi < Groups.Count; gi++) Groups[gi].Lr = lrs[gi];
+    }
+
+    private double[] ReadGroups(JsonNode? json, string jsonPath)
+    {
+        if (json is not JsonObject o) throw new InvalidDataException($"{jsonPath}: not a JSON object");
+        if (o["optimizer"]?.GetValue<string>() != Name)
+            throw new InvalidDataException($"{jsonPath}: optimizer is '{o["optimizer"]}', this run uses '{Name}'");
+        if (o["settings"]?.ToJsonString() != Settings().ToJsonString())
+            throw new InvalidDataException($"{jsonPath}: settings {o["settings"]?.ToJsonString()} differ from this run's {Settings().ToJsonString()}");
+        var groups = o["param_groups"] as JsonArray ?? throw new InvalidDataException($"{jsonPath}: 'param_groups' is not a list");
         if (groups.Count != Groups.Count) throw new InvalidDataException($"{jsonPath}: {groups.Count} param groups, this run has {Groups.Count}");
+        var lrs = new double[Groups.Count];
         for (int gi = 0; gi < Groups.Count; gi++)
         {
-            var names = groups[gi]!["params"]!.AsArray().Select(n => n!.GetValue<string>()).ToArray();
+            var names = (groups[gi]?["params"] as JsonArray ?? throw new InvalidDataException($"{jsonPath}: param group {gi} has no 'params' list"))
+                .Select(n => n?.GetValue<string>()).ToArray();
             if (!names.SequenceEqual(Groups[gi].Names))
                 throw new InvalidDataException($"{jsonPath}: param group {gi} holds [{string.Join(", ", names.Take(4))}...], this run's trainable parameters differ");
-            Groups[gi].Lr = groups[gi]!["lr"]!.GetValue<double>();
+            double lr = groups[gi]?["lr"]?.GetValue<double>() ?? throw new InvalidDataException($"{jsonPath}: param group {gi} has no 'lr'");
+            if (!double.IsFinite(lr) || lr < 0) throw new InvalidDataException($"{jsonPath}: param group {gi} has lr {lr}");
+            lrs[gi] = lr;
         }
-        ClearState();
-        var devices = Groups.SelectMany(g => g.Params).Select(p => p.device).ToArray();
-        using var file = SafetensorsFile.Open(Path.Combine(dir, "optimizer.safetensors"));
-        foreach (var key in file.Keys)
+        return lrs;
+    }
+
+    private Dictionary<int, Dictionary<string, Tensor>> ReadState(string path)
+    {
+        var parameters = Groups.SelectMany(g => g.Params).ToArray();
+        var loaded = new Dictionary<int, Dictionary<string, Tensor>>();
+        try
         {
-            var parts = key.Split('.');
-            if (parts.Length != 3 || parts[0] != "state" || !int.TryParse(parts[1], out int i) || i < 0 || i >= devices.Length)
-                throw new InvalidDataException($"{file.Path}: unexpected key '{key}'");
-            var t = file.GetTensor(key, device: devices[i]);
-            StateOf(i, t)[parts[2]] = t.DetachFromDisposeScope();
+            using var file = SafetensorsFile.Open(path);
+            foreach (var key in file.Keys)
+            {
+                var parts = key.Split('.');
+                if (parts.Length != 3 || parts[0] != "state" || !int.TryParse(parts[1], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int i) || i >= parameters.Length)
+                    throw new InvalidDataException($"{path}: unexpected key '{key}'");
+                if (!loaded.TryGetValue(i, out var s)) loaded[i] = s = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+                s[parts[2]] = file.GetTensor(key, device: parameters[i].device).DetachFromDisposeScope();
+            }
+            foreach (var (i, s) in loaded) CheckState(path, i, parameters[i], s);
+            return loaded;
         }
+        catch
+        {
+            foreach (var t in loaded.Values.SelectMany(s => s.Values)) t.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Checks the loaded state of parameter <paramref name="index"/> before it is used: an optimizer overrides this to
+    /// require exactly the tensors its <see cref="Update"/> keeps (names, shapes, dtypes, value ranges). The default
+    /// (an optimizer without state) refuses any. Throws <see cref="InvalidDataException"/> naming <paramref name="file"/>.
+    /// </summary>
+    protected virtual void CheckState(string file, int index, Tensor param, IReadOnlyDictionary<string, Tensor> state)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        if (state.Count > 0) throw new InvalidDataException($"{file}: {Name} keeps no state, but the file has 'state.{index}.{state.Keys.First()}'");
+    }
+
+    /// <summary>Throws naming <paramref name="file"/> unless <paramref name="t"/> has the shape and dtype given and finite values.</summary>
+    protected static void RequireTensor(string file, string key, Tensor t, long[] shape, ScalarType dtype)
+    {
+        ArgumentNullException.ThrowIfNull(t);
+        if (!t.shape.SequenceEqual(shape) || t.dtype != dtype)
+            throw new InvalidDataException($"{file}: '{key}' is {t.dtype} [{string.Join(", ", t.shape)}], expected {dtype} [{string.Join(", ", shape)}]");
+        using var finite = isfinite(t).all();
+        if (!finite.item<bool>()) throw new InvalidDataException($"{file}: '{key}' holds NaN or infinite values");
     }
 
     private void ClearState()
