@@ -21,12 +21,13 @@ using Peft.Datasets;
 using Peft.Samples;
 using Peft.Transformers;
 using Peft.Transformers.Hub;
+using QuickStart;
 using Spectre.Console;
 using TorchSharp;
 using static TorchSharp.torch;
 
 var outDir = Path.Combine(Path.GetTempPath(), "peft-quickstart");
-int baseSteps = 700, loraSteps = 150, vocabSize = 3000;
+int baseSteps = 500, loraSteps = 150, vocabSize = 3000;
 double baseLr = 1e-2;
 string? modelId = null;
 bool smoke = false;
@@ -154,8 +155,9 @@ return 0;
 
 // Helpers -----------------------------------------------------------------------------------------------------
 
-// Trains with the Trainer (HF's loop: AdamW, linear schedule with warmup, batches of 16 padded per batch, labels
-// = ids with padding set to -100 by DataCollatorForLanguageModeling(mlm: false)); progress bar on the console,
+// Trains with the Trainer (HF's loop: AdamW, linear schedule with warmup, batches padded per batch, labels = ids with
+// padding set to -100 by DataCollatorForLanguageModeling(mlm: false), and <unk> too for the word-level tokenizer);
+// progress bar on the console,
 // log_history.jsonl in outDir/<name>-run. Returns the LogHistory.
 List<IReadOnlyDictionary<string, double>> Fit(nn.Module<ModelInput, ModelOutput> model, Dataset texts, int steps, double lr, int batchSize, string name, string what)
 {
@@ -168,7 +170,9 @@ List<IReadOnlyDictionary<string, double>> Fit(nn.Module<ModelInput, ModelOutput>
         OutputDir = runDir, MaxSteps = steps, PerDeviceTrainBatchSize = batchSize, LearningRate = lr, WeightDecay = 0.01,
         WarmupSteps = steps / 10, LoggingSteps = Math.Max(1, steps / 25), SaveStrategy = IntervalStrategy.No, ReportTo = ["jsonl"],
     };
-    var trainer = new Trainer(model, trainingArgs, trainDataset: data, dataCollator: new DataCollatorForLanguageModeling(tok, mlm: false));
+    IDataCollator collator = new DataCollatorForLanguageModeling(tok, mlm: false);
+    if (modelId is null) collator = new IgnoreUnknownLabels(collator, WordLevelTokenizer.UnkId);
+    var trainer = new Trainer(model, trainingArgs, trainDataset: data, dataCollator: collator);
     trainer.Train();
     model.eval();
     var losses = trainer.State.LogHistory.Where(e => e.ContainsKey("loss")).Select(e => e["loss"]).ToList();
@@ -176,7 +180,7 @@ List<IReadOnlyDictionary<string, double>> Fit(nn.Module<ModelInput, ModelOutput>
     return trainer.State.LogHistory;
 }
 
-// exp(mean token negative log-likelihood) over the texts.
+// exp(mean token negative log-likelihood) over the texts (known words only for the word-level tokenizer).
 double Perplexity(nn.Module<ModelInput, ModelOutput> model, IReadOnlyList<string> texts)
 {
     using var noGrad = no_grad();
@@ -187,6 +191,7 @@ double Perplexity(nn.Module<ModelInput, ModelOutput> model, IReadOnlyList<string
         using var scope = NewDisposeScope();
         using var enc = tok.EncodeBatch(chunk, padding: true, truncation: true, maxLength: 128);
         var labels = enc.InputIds.masked_fill(enc.AttentionMask.eq(0), -100);
+        if (modelId is null) labels = labels.masked_fill(labels.eq(WordLevelTokenizer.UnkId), -100); // as in training
         var output = model.forward(new ModelInput { InputIds = enc.InputIds, AttentionMask = enc.AttentionMask, Labels = labels });
         long n = labels.narrow(1, 1, labels.shape[1] - 1).ne(-100).sum().item<long>();
         nll += output.Loss!.item<float>() * n;
