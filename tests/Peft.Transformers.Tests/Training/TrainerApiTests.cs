@@ -119,6 +119,21 @@ public class TrainerApiTests
         Assert.DoesNotContain(trainer.Callbacks, c => c is ConsoleProgressCallback && !ReferenceEquals(c, trainer.Callbacks[^1])); // DisableTqdm: no default bar
     }
 
+    [Fact]
+    public void ConsoleProgressShowsADashBeforeTheFirstLog()
+    {
+        using var dir = new TempDir();
+        using var model = new HookWiringTests.TinyRegressor();
+        var console = new StringWriter();
+        var args = Args(dir.Path) with { EvalStrategy = IntervalStrategy.No, SaveStrategy = IntervalStrategy.No, NumTrainEpochs = 1, LoggingSteps = 1 };
+        new Trainer(model, args, trainDataset: HookWiringTests.Data(8), callbacks: [new ConsoleProgressCallback(console)]).Train();
+        var frames = console.ToString().Split('\r', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(2, frames.Length);
+        Assert.Contains("1/2 loss - lr - ", frames[0]);         // the bar of step 1 is drawn before step 1 logs (HF order)
+        Assert.Matches(@"2/2 loss \d+\.\d{4} lr \d\.\d{2}E[-+]\d{3} ", frames[1]); // step 1's log
+        Assert.DoesNotContain("NaN", console.ToString());
+    }
+
     private sealed class ListLogger : Microsoft.Extensions.Logging.ILogger
     {
         public List<string> Lines { get; } = [];

@@ -110,6 +110,9 @@ public sealed class ConsoleProgressCallback : ITrainerCallback
         int filled = p.MaxSteps > 0 ? (int)((long)width * p.GlobalStep / p.MaxSteps) : 0;
         var bar = new string('#', filled) + new string('-', width - filled);
         _out.Write(string.Create(CultureInfo.InvariantCulture,
-            $"\r[{bar}] {p.GlobalStep}/{p.MaxSteps} loss {p.Loss:F4} lr {p.LearningRate:E2} {p.StepsPerSecond:F2} it/s ETA {p.Eta:hh\\:mm\\:ss}"));
+            $"\r[{bar}] {p.GlobalStep}/{p.MaxSteps} loss {Value(p.Loss, "F4")} lr {Value(p.LearningRate, "E2")} {p.StepsPerSecond:F2} it/s ETA {p.Eta:hh\\:mm\\:ss}"));
     }
+
+    // Loss and lr are NaN until the first log entry (logging_steps): shown as "-" rather than "NaN".
+    private static string Value(double v, string format) => double.IsNaN(v) ? "-" : v.ToString(format, CultureInfo.InvariantCulture);
 }
