@@ -32,9 +32,11 @@ public abstract class TrainStepBenchmark : IBenchmark
         using var ids = MirrorSetup.RandomBatch(options);
         var losses = new List<double>();
         var (fwd, bwd, optT) = (new List<double>(), new List<double>(), new List<double>());
+        var (rss, faults) = (new List<double>(), new List<double>());
 
         void Step()
         {
+            long f0 = MirrorSetup.MinorFaults();
             using var scope = NewDisposeScope();
             var sw = Stopwatch.StartNew();
             var loss = net.forward(new ModelInput { InputIds = ids, Labels = ids })!.Loss!;
@@ -50,6 +52,9 @@ public abstract class TrainStepBenchmark : IBenchmark
             MirrorSetup.Sync(options);
             optT.Add(sw.Elapsed.TotalSeconds);
             losses.Add(loss.item<float>());
+            scope.Dispose();
+            rss.Add(MirrorSetup.RssMb());
+            faults.Add(MirrorSetup.MinorFaults() - f0);
         }
 
         var ts = MirrorSetup.Time(Step, options.Warmup, options.Repeats, options);
@@ -64,6 +69,8 @@ public abstract class TrainStepBenchmark : IBenchmark
         row["forward_s"] = Math.Round(MirrorSetup.Median(fwd.Skip(skip)), 6);
         row["backward_s"] = Math.Round(MirrorSetup.Median(bwd.Skip(skip)), 6);
         row["optimizer_s"] = Math.Round(MirrorSetup.Median(optT.Skip(skip)), 6);
+        row["rss_after_step_mb"] = rss.ToArray();
+        row["step_minflt"] = MirrorSetup.Median(faults.Skip(skip));
         row["trainable_params"] = named.Sum(p => p.parameter.numel());
         row["loss_first"] = Math.Round(losses[0], 4);
         row["loss_last"] = Math.Round(losses[^1], 4);
