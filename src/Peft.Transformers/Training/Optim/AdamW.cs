@@ -27,17 +27,6 @@ public sealed class AdamW : TrainerOptimizer
     /// <inheritdoc />
     public override string Name => "adamw_torch";
 
-    /// <summary>
-    /// Elements per slice on CPU: a large tensor is updated slice by slice (all 8 ops on one slice, then the next),
-    /// so the step's temporary (the denominator) is one slice, reused from the heap, instead of a fresh
-    /// parameter-sized allocation (page faults), and a slice's operands stay in the last-level cache across the ops.
-    /// 2^20 keeps the number of intra-op parallel regions near torch's per-tensor loop (much smaller slices made the
-    /// step many times slower on an oversubscribed machine: every op is an OpenMP barrier). Every element sees the
-    /// same ops with the same scalars as in torch's per-tensor loop, so the result is bit-identical (tested). Other
-    /// devices update whole tensors.
-    /// </summary>
-    internal long CpuSliceElements { get; set; } = 1 << 20;
-
     /// <inheritdoc />
     protected override void Update(Tensor param, Tensor grad, ParamGroup group, Dictionary<string, Tensor> state)
     {
@@ -50,42 +39,18 @@ public sealed class AdamW : TrainerOptimizer
         var expAvg = state["exp_avg"];
         var expAvgSq = state["exp_avg_sq"];
         stepT.add_(1);
-        double step = stepT.item<float>();             // the step tensor lives on the CPU (as torch's): no device sync
         double lr = group.Lr;
+        if (group.WeightDecay != 0) param.mul_(1 - lr * group.WeightDecay);
+        expAvg.lerp_(grad, LerpWeight(param));
+        expAvgSq.mul_(_beta2).addcmul_(grad, grad, 1 - _beta2);
+        double step = stepT.item<float>();             // the step tensor lives on the CPU (as torch's): no device sync
         double bc1 = 1 - Math.Pow(_beta1, step);
         double bc2 = 1 - Math.Pow(_beta2, step);
-        var s = new Scalars(1 - lr * group.WeightDecay, group.WeightDecay != 0, LerpWeight(param),
-            _beta2, 1 - _beta2, Math.Sqrt(bc2), _eps, -(lr / bc1));
-        long n = param.numel();
-        long slice = param.device_type == DeviceType.CPU ? Math.Max(1, CpuSliceElements) : long.MaxValue;
-        bool sliceable = n > slice && param.is_contiguous() && grad.is_contiguous() && expAvg.is_contiguous() && expAvgSq.is_contiguous();
-        if (!sliceable)
-        {
-            Apply(param, grad, expAvg, expAvgSq, s);
-            return;
-        }
-        using var flat = NewDisposeScope();
-        var (p, g, m, v) = (param.view(-1), grad.view(-1), expAvg.view(-1), expAvgSq.view(-1));   // [N]
-        for (long off = 0; off < n; off += slice)
-        {
-            using var inner = NewDisposeScope();
-            long len = Math.Min(slice, n - off);
-            Apply(p.narrow(0, off, len), g.narrow(0, off, len), m.narrow(0, off, len), v.narrow(0, off, len), s);
-        }
-    }
-
-    private readonly record struct Scalars(double Decay, bool HasDecay, Tensor LerpWeight, double Beta2, double OneMinusBeta2,
-        double Bc2Sqrt, double Eps, double NegStepSize);
-
-    // torch 2.11 _single_tensor_adam (decoupled weight decay), op for op on one tensor or one slice of it.
-    private static void Apply(Tensor p, Tensor g, Tensor m, Tensor v, in Scalars s)
-    {
-        if (s.HasDecay) p.mul_(s.Decay);
-        m.lerp_(g, s.LerpWeight);
-        v.mul_(s.Beta2).addcmul_(g, g, s.OneMinusBeta2);
-        using var denom = v.sqrt();
-        denom.div_(s.Bc2Sqrt).add_(s.Eps);
-        p.addcdiv_(m, denom, s.NegStepSize);
+        double stepSize = lr / bc1;
+        double bc2Sqrt = Math.Sqrt(bc2);
+        using var denom = expAvgSq.sqrt();             // freed here, before the next parameter allocates its own
+        denom.div_(bc2Sqrt).add_(_eps);
+        param.addcdiv_(expAvg, denom, -stepSize);
     }
 
     private Tensor LerpWeight(Tensor param)
