@@ -40,8 +40,8 @@ def tok(r):
     d = r["result"]
     if d.get("case") == "merged_forward" and "tok_per_s" not in d:   # the Python side reports times only
         return d["batch"] * d["seq"] / d["merged_s"]
-    return d["tok_per_s"]
-print(f"\n| case | Python tok/s | C# tok/s | ratio C#/Py | peak RSS C# / Py (MB) | rounds | median load |")
+    return d["tok_per_s"] if "tok_per_s" in d else d["steps_per_s"]   # adamw_step: optimizer steps/s
+print(f"\n| case | Python tok/s (adamw_step: steps/s) | C# tok/s | ratio C#/Py | peak RSS C# / Py (MB) | rounds | median load |")
 print("| --- | --- | --- | --- | --- | --- | --- |")
 for c in dict.fromkeys(r["result"]["case"] for r in rows):
     s = {side: [r for r in rows if r["side"] == side and r["result"]["case"] == c] for side in ("cs", "py")}

@@ -115,6 +115,23 @@ internal static class MirrorSetup
         return double.NaN;
     }
 
+    /// <summary>Current resident set size in MB (VmRSS).</summary>
+    public static double RssMb()
+    {
+        foreach (var line in File.ReadLines("/proc/self/status"))
+            if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
+                return Math.Round(long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) / 1024.0, 1);
+        return double.NaN;
+    }
+
+    /// <summary>Minor page faults of this process so far (/proc/self/stat field 10; Python: ru_minflt).</summary>
+    public static long MinorFaults()
+    {
+        var stat = File.ReadAllText("/proc/self/stat");
+        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        return long.Parse(fields[7], System.Globalization.CultureInfo.InvariantCulture);    // field 10 counted from pid = 1
+    }
+
     /// <summary>The fields every mirror case reports.</summary>
     public static Dictionary<string, object?> Common(string caseName, BenchmarkOptions o, double[] ts) => new()
     {

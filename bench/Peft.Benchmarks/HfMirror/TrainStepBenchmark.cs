@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Peft.Core;
+using Peft.Core.Torch;
 using Peft.Transformers;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -32,9 +33,13 @@ public abstract class TrainStepBenchmark : IBenchmark
         using var ids = MirrorSetup.RandomBatch(options);
         var losses = new List<double>();
         var (fwd, bwd, optT) = (new List<double>(), new List<double>(), new List<double>());
+        var (rss, faults) = (new List<double>(), new List<double>());
+        bool trim = Environment.GetEnvironmentVariable("PEFT_BENCH_MALLOC_TRIM") == "1";   // experiment: glibc malloc_trim(0) after each step
+        int gc0 = GC.CollectionCount(0), gc2 = GC.CollectionCount(2);
 
         void Step()
         {
+            long f0 = MirrorSetup.MinorFaults();
             using var scope = NewDisposeScope();
             var sw = Stopwatch.StartNew();
             var loss = net.forward(new ModelInput { InputIds = ids, Labels = ids })!.Loss!;
@@ -50,6 +55,10 @@ public abstract class TrainStepBenchmark : IBenchmark
             MirrorSetup.Sync(options);
             optT.Add(sw.Elapsed.TotalSeconds);
             losses.Add(loss.item<float>());
+            scope.Dispose();
+            if (trim) NativeHeap.Trim();
+            rss.Add(MirrorSetup.RssMb());
+            faults.Add(MirrorSetup.MinorFaults() - f0);
         }
 
         var ts = MirrorSetup.Time(Step, options.Warmup, options.Repeats, options);
@@ -64,6 +73,11 @@ public abstract class TrainStepBenchmark : IBenchmark
         row["forward_s"] = Math.Round(MirrorSetup.Median(fwd.Skip(skip)), 6);
         row["backward_s"] = Math.Round(MirrorSetup.Median(bwd.Skip(skip)), 6);
         row["optimizer_s"] = Math.Round(MirrorSetup.Median(optT.Skip(skip)), 6);
+        row["rss_after_step_mb"] = rss.ToArray();
+        row["step_minflt"] = MirrorSetup.Median(faults.Skip(skip));
+        row["malloc_trim"] = trim;
+        row["gc0_collections"] = GC.CollectionCount(0) - gc0;
+        row["gc2_collections"] = GC.CollectionCount(2) - gc2;
         row["trainable_params"] = named.Sum(p => p.parameter.numel());
         row["loss_first"] = Math.Round(losses[0], 4);
         row["loss_last"] = Math.Round(losses[^1], 4);

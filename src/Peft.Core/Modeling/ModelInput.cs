@@ -45,6 +45,13 @@ public sealed record ModelInput
     /// <summary>When true and <see cref="PastKeyValues"/> is null, the model creates a cache and returns it. HF <c>use_cache</c>.</summary>
     public bool UseCache { get; init; }
 
+    /// <summary>
+    /// Causal LM heads: compute logits only for the last this many positions (0 = all). HF <c>logits_to_keep</c>
+    /// (an int); generation passes 1 so the prompt step does not project every prompt position onto the vocabulary.
+    /// Not combinable with <see cref="Labels"/> (the loss needs every position).
+    /// </summary>
+    public int LogitsToKeep { get; init; }
+
     /// <summary>Return the hidden states of every layer (embeddings first). HF <c>output_hidden_states</c>.</summary>
     public bool OutputHiddenStates { get; init; }
 

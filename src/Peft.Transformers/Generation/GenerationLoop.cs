@@ -52,7 +52,7 @@ public static class GenerationLoop
             try { return BeamSearch(model, plan, cancellationToken); }
             finally { plan.InputIds.Dispose(); plan.Mask.Dispose(); }
         }
-        using var decoder = new TokenDecoder(model, plan);
+        using var decoder = new TokenDecoder(model, plan, TokenDecoder.DeferredCheckSteps);
         while (decoder.Step()) cancellationToken.ThrowIfCancellationRequested();
         using var sequences = decoder.TakeSequences();
         return sequences.alias();                      // a handle in the caller's dispose scope (if any)
@@ -77,7 +77,7 @@ public static class GenerationLoop
 
     private static IEnumerable<int> StreamCore(nn.Module<ModelInput, ModelOutput> model, Plan plan, CancellationToken ct)
     {
-        using var decoder = new TokenDecoder(model, plan);
+        using var decoder = new TokenDecoder(model, plan, checkEvery: 1);   // the host reads every token anyway
         while (true)
         {
             ct.ThrowIfCancellationRequested();
@@ -203,9 +203,21 @@ public static class GenerationLoop
 
     // ---------------------------------------------------------------- greedy and sampling (HF _sample)
 
-    /// <summary>One greedy/sampling decode in progress; owns its running tensors (detached from scopes).</summary>
+    /// <summary>
+    /// One greedy/sampling decode in progress; owns its running tensors (detached from scopes). The step loop reads
+    /// nothing back from the device except the "every row finished" flag, and that only every
+    /// <c>checkEvery</c> steps and at the length limit (HF reads it every step). Steps run after the last row
+    /// finished add only padding columns; they are counted on the device (<c>_active</c>: steps that started with an
+    /// unfinished row, i.e. the steps HF runs) and cut off when the flag is read, so the output equals HF's.
+    /// </summary>
     private sealed class TokenDecoder : IDisposable
     {
+        /// <summary>Steps between host reads of the finished flag in <c>Generate</c> (at most this many − 1 extra forwards after the last eos).</summary>
+        public const int DeferredCheckSteps = 8;
+
+        private readonly int _checkEvery;
+        private readonly Tensor _active;                                                  // int64 scalar on the device
+        private int _sinceCheck;
         private readonly Plan _plan;
         private readonly ModelStepper _stepper;
         private readonly LogitsProcessorList _processors;
@@ -224,9 +236,10 @@ public static class GenerationLoop
             }
         }
 
-        public TokenDecoder(nn.Module<ModelInput, ModelOutput> model, Plan plan)
+        public TokenDecoder(nn.Module<ModelInput, ModelOutput> model, Plan plan, int checkEvery)
         {
             _plan = plan;
+            _checkEvery = Math.Max(1, checkEvery);
             _stepper = new ModelStepper(model, plan.Config.UseCache);
             _processors = LogitsProcessorList.FromConfig(plan.Config, plan.PromptLength);
             if (plan.Config.DoSample && plan.Config.Seed is { } seed)
@@ -235,6 +248,7 @@ public static class GenerationLoop
             _mask = plan.Mask;
             _unfinished = ones(_ids.shape[0], dtype: ScalarType.Bool, device: _ids.device).DetachFromDisposeScope();
             _last = empty(0, dtype: ScalarType.Int64).DetachFromDisposeScope();
+            _active = zeros([], dtype: ScalarType.Int64, device: _ids.device).DetachFromDisposeScope();
             if (plan.HasEos) _eos = tensor(plan.Eos, device: _ids.device).DetachFromDisposeScope();
         }
 
@@ -258,12 +272,27 @@ public static class GenerationLoop
             var stop = ids.shape[1] >= _plan.MaxLength ? ones_like(_unfinished) : zeros_like(_unfinished);
             if (_eos is not null) stop = stop.logical_or(isin(next, _eos));
             var unfinished = _unfinished.logical_and(stop.logical_not());
-            _done = !unfinished.any().item<bool>();
+            _active.add_(_unfinished.any());                                               // this step is one HF runs
             Replace(ref _last, next);
             Replace(ref _ids, ids);
             Replace(ref _mask, mask);
             Replace(ref _unfinished, unfinished);
+            if (++_sinceCheck >= _checkEvery || _ids.shape[1] >= _plan.MaxLength) CheckFinished();
             return true;
+        }
+
+        // The one host read: whether any row is unfinished, and how many steps HF would have run; trims the padding
+        // columns of steps run after every row had finished.
+        private void CheckFinished()
+        {
+            _sinceCheck = 0;
+            using var scope = NewDisposeScope();
+            var flags = stack([_unfinished.any().to_type(ScalarType.Int64), _active]).cpu().data<long>().ToArray();
+            _done = flags[0] == 0;
+            long keep = _plan.PromptLength + flags[1];
+            if (keep >= _ids.shape[1]) return;
+            Replace(ref _ids, _ids.narrow(1, 0, keep).contiguous());
+            Replace(ref _mask, _mask.narrow(1, 0, keep).contiguous());
         }
 
         /// <summary>The sequences so far [N, T + new]; ownership passes to the caller.</summary>
@@ -286,6 +315,7 @@ public static class GenerationLoop
             _mask.Dispose();
             _unfinished.Dispose();
             _last.Dispose();
+            _active.Dispose();
             _eos?.Dispose();
             _generator?.Dispose();
             _stepper.Dispose();

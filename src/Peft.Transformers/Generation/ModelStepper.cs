@@ -43,6 +43,7 @@ internal sealed class ModelStepper(nn.Module<ModelInput, ModelOutput> model, boo
             PositionIds = positions,
             PastKeyValues = _cache,
             UseCache = useCache,
+            LogitsToKeep = 1,                                      // only the last position is read (HF generate does the same)
         };
         var output = model is IGenerationStepHook hook ? hook.ForwardGenerationStep(input) : model.forward(input);
         if (_first)

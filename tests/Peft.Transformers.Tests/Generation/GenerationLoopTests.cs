@@ -116,6 +116,24 @@ public sealed class GenerationLoopTests
         Assert.Equal(Row(free, 0)[..4], Row(stopped, 0));
     }
 
+    /// <summary>
+    /// The finished flag is read from the device only every few steps: the steps run after every row has finished are
+    /// cut off again, so the output is HF's (stopped at the eos), at the cost of a few extra forwards.
+    /// </summary>
+    [Fact]
+    public void Deferred_finish_check_trims_the_extra_steps()
+    {
+        var m = new ToyCausalLM();
+        using var ids = Ids([3, 8]);
+        using var free = GenerationLoop.Generate(m, ids, null, new GenerationConfig { MaxNewTokens = 30 });
+        long eos = Row(free, 0)[2 + 3];
+        int steps = Array.IndexOf(Row(free, 0)[2..], eos) + 1;                         // HF stops at the first eos
+        var counted = new ToyCausalLM();
+        using var stopped = GenerationLoop.Generate(counted, ids, null, new GenerationConfig { MaxNewTokens = 30, EosTokenId = (int)eos });
+        Assert.Equal(Row(free, 0)[..(2 + steps)], Row(stopped, 0));
+        Assert.True(counted.Forwards >= steps && counted.Forwards < steps + 8, $"{counted.Forwards} forwards for {steps} steps");
+    }
+
     [Fact]
     public void Min_new_tokens_suppresses_eos()
     {

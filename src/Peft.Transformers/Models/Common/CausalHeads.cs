@@ -34,6 +34,20 @@ internal static class CausalHeads
         return logits.index([rows, idx]);   // [B, C]
     }
 
+    /// <summary>
+    /// The hidden states the LM head projects: all of <paramref name="hidden"/> [B, T, H], or its last
+    /// <see cref="ModelInput.LogitsToKeep"/> positions [B, n, H] (HF <c>hidden_states[:, -logits_to_keep:, :]</c>).
+    /// </summary>
+    public static Tensor KeptHidden(Tensor hidden, ModelInput input)
+    {
+        int n = input.LogitsToKeep;
+        if (n == 0) return hidden;
+        if (n < 0) throw new ArgumentOutOfRangeException(nameof(input), n, "ModelInput.LogitsToKeep must be >= 0 (0 = every position).");
+        if (input.Labels is not null) throw new ArgumentException($"ModelInput.LogitsToKeep = {n} with Labels: the loss needs the logits of every position.");
+        long t = hidden.shape[1];
+        return n >= t ? hidden : hidden.narrow(1, t - n, n);                   // [B, n, H]
+    }
+
     /// <summary>Builds the output of a causal LM head: logits, optional loss, backbone outputs passed through (moved to the caller's scope).</summary>
     public static ModelOutput LmOutput(ModelOutput backbone, Tensor logits, Tensor? labels)
     {

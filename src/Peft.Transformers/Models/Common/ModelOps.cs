@@ -49,14 +49,20 @@ internal static class ModelOps
     /// Additive attention mask [B or 1, 1, T, past + T] for causal self-attention: 0 where query i (absolute position
     /// past + i) may see key j (j ≤ past + i and attention_mask[b, j] = 1), the dtype's minimum elsewhere.
     /// Rows with no visible key (padding queries) stay finite. With <paramref name="slidingWindow"/> w, query i sees
-    /// only keys j &gt; past + i − w (HF's sliding-window overlay). Null when nothing needs masking (one new token, no padding mask).
+    /// only keys j &gt; past + i − w (HF's sliding-window overlay). Null when the plain causal rule is all there is to
+    /// it, for <see cref="Attend"/> with <c>causal: true</c> to run SDPA's <c>is_causal</c> kernel path without a mask
+    /// tensor (HF's <c>_ignore_causal_mask_sdpa</c>): one new token and no padding mask, or no cache prefix, no window
+    /// cutting in, and an attention mask that is absent or all ones (checked on the host once per forward with T &gt; 1,
+    /// as HF does; a single-token step never syncs).
     /// </summary>
     public static Tensor? CausalMask(Tensor? attentionMask, long batch, long queryLen, long pastLen, ScalarType dtype, Device device, int? slidingWindow = null)
     {
         long keyLen = pastLen + queryLen;
         if (attentionMask is not null && attentionMask.shape[1] != keyLen)
             throw new ArgumentException($"attention_mask has length {attentionMask.shape[1]} but past ({pastLen}) + new ({queryLen}) = {keyLen} positions.");
-        if (attentionMask is null && queryLen == 1 && (slidingWindow is null || keyLen <= slidingWindow)) return null;
+        bool windowCutsIn = slidingWindow is { } sw && keyLen > sw;
+        if (attentionMask is null && queryLen == 1 && !windowCutsIn) return null;
+        if (pastLen == 0 && queryLen > 1 && !windowCutsIn && (attentionMask is null || AllOnes(attentionMask))) return null;
         using var scope = NewDisposeScope();
         var q = arange(pastLen, keyLen, dtype: ScalarType.Int64, device: device).unsqueeze(1);   // [T, 1]
         var k = arange(0, keyLen, dtype: ScalarType.Int64, device: device).unsqueeze(0);         // [1, S]
@@ -66,6 +72,12 @@ internal static class ModelOps
         if (attentionMask is not null)
             allowed = allowed.logical_and(attentionMask.to(device).to_type(ScalarType.Bool).unsqueeze(1)); // [B, T, S]
         return Additive(allowed.unsqueeze(1), dtype).MoveToOuterDisposeScope();               // [B, 1, T, S]
+    }
+
+    private static bool AllOnes(Tensor attentionMask)
+    {
+        using var scope = NewDisposeScope();
+        return attentionMask.ne(0).all().item<bool>();
     }
 
     /// <summary>Additive padding mask [B, 1, 1, S] for bidirectional attention (BERT); null when no mask is given.</summary>
@@ -115,9 +127,11 @@ internal static class ModelOps
 
     /// <summary>
     /// Scaled dot-product attention. q [B, H, T, D], k/v [B, Hkv, S, D] (Hkv divides H: grouped-query attention);
-    /// <paramref name="mask"/> additive [B|1, 1, T, S] or null. Returns [B, T, H·D].
+    /// <paramref name="mask"/> additive [B|1, 1, T, S] or null. With <paramref name="causal"/> (decoders) and no mask,
+    /// T = S &gt; 1 runs SDPA's <c>is_causal</c> path (see <see cref="CausalMask"/>); otherwise null means every key is
+    /// visible. Returns [B, T, H·D].
     /// </summary>
-    public static Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor? mask, double dropout)
+    public static Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor? mask, double dropout, bool causal = false)
     {
         long b = q.shape[0], h = q.shape[1], t = q.shape[2], d = q.shape[3];
         long hkv = k.shape[1];
@@ -128,7 +142,8 @@ internal static class ModelOps
             k = k.unsqueeze(2).expand(b, hkv, rep, s, d).reshape(b, h, s, d);   // [B, H, S, D]
             v = v.unsqueeze(2).expand(b, hkv, rep, s, d).reshape(b, h, s, d);
         }
-        var o = nn.functional.scaled_dot_product_attention(q, k, v, mask, dropout);   // [B, H, T, D]
+        bool isCausal = causal && mask is null && t > 1 && t == k.shape[2];
+        var o = nn.functional.scaled_dot_product_attention(q, k, v, mask, dropout, isCausal);   // [B, H, T, D]
         return o.transpose(1, 2).reshape(b, t, h * d);                            // [B, T, H·D]
     }
 

@@ -47,7 +47,7 @@ public sealed class GPT2Attention : nn.Module
         var v = qkv[2].view(b, t, _heads, _headDim).transpose(1, 2);
         if (_queryScale != 1.0) q = q * _queryScale;
         if (cache is not null) (k, v) = cache.Update(_layerIdx, k, v);            // [B, H, past + T, D]
-        var o = ModelOps.Attend(q, k, v, mask, training ? _attnDrop : 0.0);        // [B, T, hidden]
+        var o = ModelOps.Attend(q, k, v, mask, training ? _attnDrop : 0.0, causal: true);     // [B, T, hidden]
         return resid_dropout.forward(c_proj.forward(o));
     }
 }
@@ -234,7 +234,7 @@ public sealed class GPT2LMHeadModel : PreTrainedModel
     {
         using var scope = NewDisposeScope();
         var o = transformer.forward(input);
-        return CausalHeads.LmOutput(o, lm_head.forward(BackbonePass.ToDeviceOf(lm_head, o.LastHiddenState!)), input.Labels);
+        return CausalHeads.LmOutput(o, lm_head.forward(BackbonePass.ToDeviceOf(lm_head, CausalHeads.KeptHidden(o.LastHiddenState!, input))), input.Labels);
     }
 }
 

@@ -50,7 +50,7 @@ public abstract class RotaryDecoderForCausalLM : PreTrainedModel
     {
         using var scope = NewDisposeScope();
         var o = model.forward(input);
-        var logits = lm_head.forward(BackbonePass.ToDeviceOf(lm_head, o.LastHiddenState!));
+        var logits = lm_head.forward(BackbonePass.ToDeviceOf(lm_head, CausalHeads.KeptHidden(o.LastHiddenState!, input)));
         return CausalHeads.LmOutput(o, logits, input.Labels);
     }
 }

@@ -39,7 +39,7 @@ public sealed class OPTAttention : nn.Module
         var k = k_proj.forward(x).view(b, t, _heads, _headDim).transpose(1, 2);
         var v = v_proj.forward(x).view(b, t, _heads, _headDim).transpose(1, 2);
         if (cache is not null) (k, v) = cache.Update(_layerIdx, k, v);          // [B, H, past + T, D]
-        var o = ModelOps.Attend(q, k, v, mask, training ? _dropout : 0.0);      // [B, T, hidden]
+        var o = ModelOps.Attend(q, k, v, mask, training ? _dropout : 0.0, causal: true);      // [B, T, hidden]
         return out_proj.forward(o);
     }
 }
@@ -241,7 +241,7 @@ public sealed class OPTForCausalLM : PreTrainedModel
     {
         using var scope = NewDisposeScope();
         var o = model.forward(input);
-        return CausalHeads.LmOutput(o, lm_head.forward(BackbonePass.ToDeviceOf(lm_head, o.LastHiddenState!)), input.Labels);
+        return CausalHeads.LmOutput(o, lm_head.forward(BackbonePass.ToDeviceOf(lm_head, CausalHeads.KeptHidden(o.LastHiddenState!, input))), input.Labels);
     }
 }
 

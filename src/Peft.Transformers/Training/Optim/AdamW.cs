@@ -43,12 +43,13 @@ public sealed class AdamW : TrainerOptimizer
         if (group.WeightDecay != 0) param.mul_(1 - lr * group.WeightDecay);
         expAvg.lerp_(grad, LerpWeight(param));
         expAvgSq.mul_(_beta2).addcmul_(grad, grad, 1 - _beta2);
-        double step = stepT.item<float>();
+        double step = stepT.item<float>();             // the step tensor lives on the CPU (as torch's): no device sync
         double bc1 = 1 - Math.Pow(_beta1, step);
         double bc2 = 1 - Math.Pow(_beta2, step);
         double stepSize = lr / bc1;
         double bc2Sqrt = Math.Sqrt(bc2);
-        var denom = expAvgSq.sqrt().div_(bc2Sqrt).add_(_eps);
+        using var denom = expAvgSq.sqrt();             // freed here, before the next parameter allocates its own
+        denom.div_(bc2Sqrt).add_(_eps);
         param.addcdiv_(expAvg, denom, -stepSize);
     }
 

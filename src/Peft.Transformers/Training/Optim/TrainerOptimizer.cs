@@ -35,16 +35,20 @@ public abstract class TrainerOptimizer : IDisposable
         foreach (var g in Groups) g.Lr = lr;
     }
 
-    /// <summary>One update of every parameter that has a gradient (torch <c>optimizer.step()</c>), without autograd.</summary>
+    /// <summary>
+    /// One update of every parameter that has a gradient (torch <c>optimizer.step()</c>), without autograd. Each
+    /// parameter's temporaries are freed before the next parameter starts (one dispose scope per parameter), so the
+    /// step's extra memory is one parameter's temporaries, as in torch's loop, not the sum over all parameters.
+    /// </summary>
     public void Step()
     {
         using var _ = no_grad();
-        using var scope = NewDisposeScope();
         int index = 0;
         foreach (var g in Groups)
             foreach (var p in g.Params)
             {
                 int i = index++;
+                using var scope = NewDisposeScope();
                 var grad = p.grad;
                 if (grad is null) continue;
                 Update(p, grad, g, StateOf(i, p));
