@@ -14,12 +14,10 @@ internal static class Gpt2Keys
 /// <summary>GPT-2 attention (HF <c>GPT2Attention</c>): fused <c>c_attn</c> Conv1D ([in, 3·hidden]) and <c>c_proj</c>.</summary>
 public sealed class GPT2Attention : nn.Module
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>c_attn</c>: Conv1D [hidden, 3·hidden] → q | k | v.</summary>
     public nn.Module<Tensor, Tensor> c_attn;
     /// <summary>HF <c>c_proj</c>: Conv1D [hidden, hidden].</summary>
     public nn.Module<Tensor, Tensor> c_proj;
-#pragma warning restore IDE1006
     private readonly int _heads, _headDim, _layerIdx;
     private readonly double _queryScale, _attnDrop;
     private readonly Dropout resid_dropout;
@@ -55,12 +53,10 @@ public sealed class GPT2Attention : nn.Module
 /// <summary>GPT-2 MLP (HF <c>GPT2MLP</c>): c_fc, activation, c_proj (Conv1D).</summary>
 public sealed class GPT2MLP : nn.Module<Tensor, Tensor>
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>c_fc</c>: Conv1D [hidden, inner].</summary>
     public nn.Module<Tensor, Tensor> c_fc;
     /// <summary>HF <c>c_proj</c>: Conv1D [inner, hidden].</summary>
     public nn.Module<Tensor, Tensor> c_proj;
-#pragma warning restore IDE1006
     private readonly Dropout dropout;
     private readonly Func<Tensor, Tensor> _act;
 
@@ -82,7 +78,6 @@ public sealed class GPT2MLP : nn.Module<Tensor, Tensor>
 /// <summary>GPT-2 block (HF <c>GPT2Block</c>): pre-norm attention and MLP.</summary>
 public sealed class GPT2Block : nn.Module, ITransformerLayer
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>ln_1</c>.</summary>
     public nn.Module<Tensor, Tensor> ln_1;
     /// <summary>HF <c>attn</c>.</summary>
@@ -91,7 +86,6 @@ public sealed class GPT2Block : nn.Module, ITransformerLayer
     public nn.Module<Tensor, Tensor> ln_2;
     /// <summary>HF <c>mlp</c>.</summary>
     public GPT2MLP mlp;
-#pragma warning restore IDE1006
 
     /// <summary>Creates block <paramref name="layerIdx"/>.</summary>
     public GPT2Block(GPT2Config c, int layerIdx) : base("GPT2Block")
@@ -116,7 +110,6 @@ public sealed class GPT2Block : nn.Module, ITransformerLayer
 /// <summary>GPT-2 backbone (HF <c>GPT2Model</c>): wte + wpe, blocks, ln_f.</summary>
 public sealed class GPT2Model : PreTrainedModel
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>wte</c> [vocab, hidden].</summary>
     public nn.Module<Tensor, Tensor> wte;
     /// <summary>HF <c>wpe</c> [n_positions, hidden].</summary>
@@ -125,7 +118,6 @@ public sealed class GPT2Model : PreTrainedModel
     public ModuleList<GPT2Block> h;
     /// <summary>HF <c>ln_f</c>.</summary>
     public nn.Module<Tensor, Tensor> ln_f;
-#pragma warning restore IDE1006
     private readonly Dropout drop;
     private readonly ModuleRef<Embedding> _wte;
     private readonly GPT2Config _c;
@@ -191,12 +183,10 @@ public sealed class GPT2Model : PreTrainedModel
 /// <summary>GPT-2 with the LM head tied to <c>wte</c> (HF <c>GPT2LMHeadModel</c>).</summary>
 public sealed class GPT2LMHeadModel : PreTrainedModel
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>transformer</c>: the backbone.</summary>
     public GPT2Model transformer;
     /// <summary>HF <c>lm_head</c> [vocab, hidden]: tied to wte (not saved) unless tie_word_embeddings is false.</summary>
     public nn.Module<Tensor, Tensor> lm_head;
-#pragma warning restore IDE1006
 
     /// <summary>Builds the model for <paramref name="config"/> (random weights).</summary>
     public GPT2LMHeadModel(GPT2Config config) : base(nameof(GPT2LMHeadModel), config)
@@ -241,12 +231,10 @@ public sealed class GPT2LMHeadModel : PreTrainedModel
 /// <summary>GPT-2 sequence classifier (HF <c>GPT2ForSequenceClassification</c>): <c>score</c> at the last non-pad token.</summary>
 public sealed class GPT2ForSequenceClassification : PreTrainedModel
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>transformer</c>: the backbone.</summary>
     public GPT2Model transformer;
     /// <summary>HF <c>score</c> [num_labels, hidden], no bias.</summary>
     public nn.Module<Tensor, Tensor> score;
-#pragma warning restore IDE1006
 
     /// <summary>Builds the model for <paramref name="config"/> (random weights).</summary>
     public GPT2ForSequenceClassification(GPT2Config config) : base(nameof(GPT2ForSequenceClassification), config)
@@ -280,12 +268,10 @@ public sealed class GPT2ForSequenceClassification : PreTrainedModel
 /// <summary>GPT-2 token classifier (HF <c>GPT2ForTokenClassification</c>): dropout + <c>classifier</c> per token.</summary>
 public sealed class GPT2ForTokenClassification : PreTrainedModel
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>transformer</c>: the backbone.</summary>
     public GPT2Model transformer;
     /// <summary>HF <c>classifier</c> [num_labels, hidden].</summary>
     public nn.Module<Tensor, Tensor> classifier;
-#pragma warning restore IDE1006
     private readonly Dropout dropout;
 
     /// <summary>Builds the model for <paramref name="config"/> (random weights).</summary>

@@ -11,7 +11,6 @@ namespace Peft.Transformers.Models.Llama;
 /// </summary>
 public sealed class RotaryAttention : nn.Module
 {
-#pragma warning disable IDE1006 // HF state-dict names
     /// <summary>HF <c>q_proj</c>: [H·D, hidden].</summary>
     public nn.Module<Tensor, Tensor> q_proj;
     /// <summary>HF <c>k_proj</c>: [Hkv·D, hidden].</summary>
@@ -20,7 +19,6 @@ public sealed class RotaryAttention : nn.Module
     public nn.Module<Tensor, Tensor> v_proj;
     /// <summary>HF <c>o_proj</c>: [hidden, H·D].</summary>
     public nn.Module<Tensor, Tensor> o_proj;
-#pragma warning restore IDE1006
     private readonly int _heads, _kvHeads, _headDim, _layerIdx;
     private readonly double _dropout;
 
@@ -54,14 +52,12 @@ public sealed class RotaryAttention : nn.Module
 /// <summary>Gated MLP: down(act(gate(x)) · up(x)) (HF <c>LlamaMLP</c>).</summary>
 public sealed class GatedMlp : nn.Module<Tensor, Tensor>
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>gate_proj</c>.</summary>
     public nn.Module<Tensor, Tensor> gate_proj;
     /// <summary>HF <c>up_proj</c>.</summary>
     public nn.Module<Tensor, Tensor> up_proj;
     /// <summary>HF <c>down_proj</c>.</summary>
     public nn.Module<Tensor, Tensor> down_proj;
-#pragma warning restore IDE1006
     private readonly Func<Tensor, Tensor> _act;
 
     /// <summary>Creates the MLP (parameters on <paramref name="device"/>).</summary>
@@ -81,7 +77,6 @@ public sealed class GatedMlp : nn.Module<Tensor, Tensor>
 /// <summary>Pre-norm decoder layer (HF <c>LlamaDecoderLayer</c>).</summary>
 public sealed class RotaryDecoderLayer : nn.Module, ITransformerLayer
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>self_attn</c>.</summary>
     public RotaryAttention self_attn;
     /// <summary>HF <c>mlp</c>.</summary>
@@ -90,7 +85,6 @@ public sealed class RotaryDecoderLayer : nn.Module, ITransformerLayer
     public nn.Module<Tensor, Tensor> input_layernorm;
     /// <summary>HF <c>post_attention_layernorm</c>.</summary>
     public nn.Module<Tensor, Tensor> post_attention_layernorm;
-#pragma warning restore IDE1006
 
     /// <summary>Creates layer <paramref name="layerIdx"/> (parameters on <paramref name="device"/>).</summary>
     public RotaryDecoderLayer(RotaryDecoderConfig c, int layerIdx, Device? device = null) : base("RotaryDecoderLayer")
@@ -119,14 +113,12 @@ public sealed class RotaryDecoderLayer : nn.Module, ITransformerLayer
 /// </summary>
 public abstract class RotaryDecoderModel : PreTrainedModel
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>embed_tokens</c> [vocab, hidden].</summary>
     public nn.Module<Tensor, Tensor> embed_tokens;
     /// <summary>HF <c>layers</c>.</summary>
     public ModuleList<RotaryDecoderLayer> layers;
     /// <summary>HF <c>norm</c>.</summary>
     public nn.Module<Tensor, Tensor> norm;
-#pragma warning restore IDE1006
     private readonly ModuleRef<Embedding> _embedding;
     private readonly RotaryDecoderConfig _c;
 

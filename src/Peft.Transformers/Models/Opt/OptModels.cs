@@ -7,7 +7,6 @@ namespace Peft.Transformers.Models.Opt;
 /// <summary>OPT attention (HF <c>OPTAttention</c>): q/k/v/out projections with biases (enable_bias), KV cache.</summary>
 public sealed class OPTAttention : nn.Module
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>k_proj</c>.</summary>
     public nn.Module<Tensor, Tensor> k_proj;
     /// <summary>HF <c>v_proj</c>.</summary>
@@ -16,7 +15,6 @@ public sealed class OPTAttention : nn.Module
     public nn.Module<Tensor, Tensor> q_proj;
     /// <summary>HF <c>out_proj</c>.</summary>
     public nn.Module<Tensor, Tensor> out_proj;
-#pragma warning restore IDE1006
     private readonly int _heads, _headDim, _layerIdx;
     private readonly double _dropout;
 
@@ -47,7 +45,6 @@ public sealed class OPTAttention : nn.Module
 /// <summary>OPT decoder layer (HF <c>OPTDecoderLayer</c>): pre- or post-norm by <c>do_layer_norm_before</c>.</summary>
 public sealed class OPTDecoderLayer : nn.Module, ITransformerLayer
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>self_attn</c>.</summary>
     public OPTAttention self_attn;
     /// <summary>HF <c>self_attn_layer_norm</c>.</summary>
@@ -58,7 +55,6 @@ public sealed class OPTDecoderLayer : nn.Module, ITransformerLayer
     public nn.Module<Tensor, Tensor> fc2;
     /// <summary>HF <c>final_layer_norm</c>.</summary>
     public nn.Module<Tensor, Tensor> final_layer_norm;
-#pragma warning restore IDE1006
     private readonly Dropout dropout;
     private readonly bool _normBefore;
     private readonly Func<Tensor, Tensor> _act;
@@ -100,7 +96,6 @@ public sealed class OPTDecoder : nn.Module
 {
     /// <summary>OPT's learned positions are looked up at position + 2 (HF <c>OPTLearnedPositionalEmbedding.offset</c>).</summary>
     public const int PositionOffset = 2;
-#pragma warning disable IDE1006
     /// <summary>HF <c>embed_tokens</c> [vocab, word_embed_proj_dim].</summary>
     public nn.Module<Tensor, Tensor> embed_tokens;
     /// <summary>HF <c>embed_positions</c> [max_position_embeddings + 2, hidden].</summary>
@@ -113,7 +108,6 @@ public sealed class OPTDecoder : nn.Module
     public nn.Module<Tensor, Tensor>? final_layer_norm;
     /// <summary>HF <c>layers</c>.</summary>
     public ModuleList<OPTDecoderLayer> layers;
-#pragma warning restore IDE1006
     private readonly Dropout dropout;
     internal readonly ModuleRef<Embedding> Embedding;
 
@@ -158,10 +152,8 @@ public sealed class OPTDecoder : nn.Module
 /// <summary>OPT backbone (HF <c>OPTModel</c>): keys "decoder.*".</summary>
 public sealed class OPTModel : PreTrainedModel
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>decoder</c>.</summary>
     public OPTDecoder decoder;
-#pragma warning restore IDE1006
     private readonly OPTConfig _c;
 
     /// <summary>Builds the backbone for <paramref name="config"/> (random weights).</summary>
@@ -200,12 +192,10 @@ public sealed class OPTModel : PreTrainedModel
 /// <summary>OPT causal LM (HF <c>OPTForCausalLM</c>): lm_head tied to embed_tokens unless tie_word_embeddings is false.</summary>
 public sealed class OPTForCausalLM : PreTrainedModel
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>model</c>: the backbone.</summary>
     public OPTModel model;
     /// <summary>HF <c>lm_head</c> [vocab, word_embed_proj_dim].</summary>
     public nn.Module<Tensor, Tensor> lm_head;
-#pragma warning restore IDE1006
 
     /// <summary>Builds the model for <paramref name="config"/> (random weights).</summary>
     public OPTForCausalLM(OPTConfig config, Device? device = null) : base(nameof(OPTForCausalLM), config)
@@ -248,12 +238,10 @@ public sealed class OPTForCausalLM : PreTrainedModel
 /// <summary>OPT sequence classifier (HF <c>OPTForSequenceClassification</c>): <c>score</c> at the last non-pad token.</summary>
 public sealed class OPTForSequenceClassification : PreTrainedModel
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>model</c>: the backbone.</summary>
     public OPTModel model;
     /// <summary>HF <c>score</c> [num_labels, word_embed_proj_dim], no bias.</summary>
     public nn.Module<Tensor, Tensor> score;
-#pragma warning restore IDE1006
 
     /// <summary>Builds the model for <paramref name="config"/> (random weights).</summary>
     public OPTForSequenceClassification(OPTConfig config, Device? device = null) : base(nameof(OPTForSequenceClassification), config)
