@@ -165,7 +165,7 @@ public readonly record struct LoraInit
 }
 
 /// <summary>JSON for <see cref="LoraInit"/>: true / false / "gaussian".</summary>
-public sealed class LoraInitJsonConverter : JsonConverter<LoraInit>
+internal sealed class LoraInitJsonConverter : JsonConverter<LoraInit>
 {
     /// <inheritdoc />
     public override LoraInit Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) => reader.TokenType switch

@@ -1,5 +1,6 @@
 using Peft.Core;
 using TorchSharp.Modules;
+using TorchSharp.Utils;
 using static TorchSharp.torch;
 
 namespace Peft.Transformers.Models.Bert;
@@ -8,13 +9,13 @@ namespace Peft.Transformers.Models.Bert;
 public sealed class BertEmbeddings : nn.Module
 {
     /// <summary>HF <c>word_embeddings</c> [vocab, hidden].</summary>
-    public nn.Module<Tensor, Tensor> word_embeddings;
+    [field: ComponentName(Name = "word_embeddings")] public nn.Module<Tensor, Tensor> word_embeddings { get; }
     /// <summary>HF <c>position_embeddings</c> [max_position_embeddings, hidden].</summary>
-    public nn.Module<Tensor, Tensor> position_embeddings;
+    [field: ComponentName(Name = "position_embeddings")] public nn.Module<Tensor, Tensor> position_embeddings { get; }
     /// <summary>HF <c>token_type_embeddings</c> [type_vocab_size, hidden].</summary>
-    public nn.Module<Tensor, Tensor> token_type_embeddings;
+    [field: ComponentName(Name = "token_type_embeddings")] public nn.Module<Tensor, Tensor> token_type_embeddings { get; }
     /// <summary>HF <c>LayerNorm</c>.</summary>
-    public nn.Module<Tensor, Tensor> LayerNorm;
+    [field: ComponentName(Name = "LayerNorm")] public nn.Module<Tensor, Tensor> LayerNorm { get; }
     private readonly Dropout dropout;
     internal readonly ModuleRef<Embedding> Word;
 
@@ -48,11 +49,11 @@ public sealed class BertEmbeddings : nn.Module
 public sealed class BertSelfAttention : nn.Module
 {
     /// <summary>HF <c>query</c>.</summary>
-    public nn.Module<Tensor, Tensor> query;
+    [field: ComponentName(Name = "query")] public nn.Module<Tensor, Tensor> query { get; }
     /// <summary>HF <c>key</c>.</summary>
-    public nn.Module<Tensor, Tensor> key;
+    [field: ComponentName(Name = "key")] public nn.Module<Tensor, Tensor> key { get; }
     /// <summary>HF <c>value</c>.</summary>
-    public nn.Module<Tensor, Tensor> value;
+    [field: ComponentName(Name = "value")] public nn.Module<Tensor, Tensor> value { get; }
     private readonly int _heads, _headDim;
     private readonly double _dropout;
 
@@ -90,9 +91,9 @@ public sealed class BertSelfAttention : nn.Module
 public sealed class BertResidualOutput : nn.Module
 {
     /// <summary>HF <c>dense</c>.</summary>
-    public nn.Module<Tensor, Tensor> dense;
+    [field: ComponentName(Name = "dense")] public nn.Module<Tensor, Tensor> dense { get; }
     /// <summary>HF <c>LayerNorm</c>.</summary>
-    public nn.Module<Tensor, Tensor> LayerNorm;
+    [field: ComponentName(Name = "LayerNorm")] public nn.Module<Tensor, Tensor> LayerNorm { get; }
     private readonly Dropout dropout;
 
     /// <summary>Creates the block with a dense layer from <paramref name="inFeatures"/> to hidden.</summary>
@@ -112,9 +113,9 @@ public sealed class BertResidualOutput : nn.Module
 public sealed class BertAttention : nn.Module
 {
     /// <summary>HF <c>self</c>.</summary>
-    public BertSelfAttention self;
+    [field: ComponentName(Name = "self")] public BertSelfAttention self { get; }
     /// <summary>HF <c>output</c>.</summary>
-    public BertResidualOutput output;
+    [field: ComponentName(Name = "output")] public BertResidualOutput output { get; }
 
     /// <summary>Creates the attention block.</summary>
     public BertAttention(BertConfig c) : base("BertAttention")
@@ -132,7 +133,7 @@ public sealed class BertAttention : nn.Module
 public sealed class BertIntermediate : nn.Module<Tensor, Tensor>
 {
     /// <summary>HF <c>dense</c>.</summary>
-    public nn.Module<Tensor, Tensor> dense;
+    [field: ComponentName(Name = "dense")] public nn.Module<Tensor, Tensor> dense { get; }
     private readonly Func<Tensor, Tensor> _act;
 
     /// <summary>Creates the block.</summary>
@@ -151,11 +152,11 @@ public sealed class BertIntermediate : nn.Module<Tensor, Tensor>
 public sealed class BertLayer : nn.Module, ITransformerLayer
 {
     /// <summary>HF <c>attention</c>.</summary>
-    public BertAttention attention;
+    [field: ComponentName(Name = "attention")] public BertAttention attention { get; }
     /// <summary>HF <c>intermediate</c>.</summary>
-    public BertIntermediate intermediate;
+    [field: ComponentName(Name = "intermediate")] public BertIntermediate intermediate { get; }
     /// <summary>HF <c>output</c>.</summary>
-    public BertResidualOutput output;
+    [field: ComponentName(Name = "output")] public BertResidualOutput output { get; }
 
     /// <summary>Creates the layer.</summary>
     public BertLayer(BertConfig c) : base("BertLayer")
@@ -181,7 +182,7 @@ public sealed class BertLayer : nn.Module, ITransformerLayer
 public sealed class BertEncoder : nn.Module
 {
     /// <summary>HF <c>layer</c>.</summary>
-    public ModuleList<BertLayer> layer;
+    [field: ComponentName(Name = "layer")] public ModuleList<BertLayer> layer { get; }
 
     /// <summary>Creates the encoder.</summary>
     public BertEncoder(BertConfig c) : base("BertEncoder")
@@ -195,7 +196,7 @@ public sealed class BertEncoder : nn.Module
 public sealed class BertPooler : nn.Module<Tensor, Tensor>
 {
     /// <summary>HF <c>dense</c>.</summary>
-    public nn.Module<Tensor, Tensor> dense;
+    [field: ComponentName(Name = "dense")] public nn.Module<Tensor, Tensor> dense { get; }
 
     /// <summary>Creates the pooler.</summary>
     public BertPooler(BertConfig c) : base("BertPooler")
@@ -212,11 +213,11 @@ public sealed class BertPooler : nn.Module<Tensor, Tensor>
 public sealed class BertModel : PreTrainedModel
 {
     /// <summary>HF <c>embeddings</c>.</summary>
-    public BertEmbeddings embeddings;
+    [field: ComponentName(Name = "embeddings")] public BertEmbeddings embeddings { get; }
     /// <summary>HF <c>encoder</c>.</summary>
-    public BertEncoder encoder;
+    [field: ComponentName(Name = "encoder")] public BertEncoder encoder { get; }
     /// <summary>HF <c>pooler</c> (absent for token classification, QA and MLM heads, as in HF).</summary>
-    public BertPooler? pooler;
+    [field: ComponentName(Name = "pooler")] public BertPooler? pooler { get; }
     private readonly BertConfig _c;
 
     /// <summary>Builds the backbone (random weights); <paramref name="addPoolingLayer"/> as HF's <c>add_pooling_layer</c>.</summary>
@@ -266,7 +267,7 @@ public sealed class BertModel : PreTrainedModel
 public abstract class BertPreTrainedHead : PreTrainedModel
 {
     /// <summary>HF <c>bert</c>: the backbone.</summary>
-    public BertModel bert;
+    [field: ComponentName(Name = "bert")] public BertModel bert { get; }
 
     /// <summary>Creates the head over a new backbone; the derived constructor calls <c>RegisterComponents()</c>.</summary>
     protected BertPreTrainedHead(string name, BertConfig config, bool addPoolingLayer) : base(name, config) =>
@@ -290,7 +291,7 @@ public abstract class BertPreTrainedHead : PreTrainedModel
 public sealed class BertForSequenceClassification : BertPreTrainedHead
 {
     /// <summary>HF <c>classifier</c> [num_labels, hidden].</summary>
-    public nn.Module<Tensor, Tensor> classifier;
+    [field: ComponentName(Name = "classifier")] public nn.Module<Tensor, Tensor> classifier { get; }
     private readonly Dropout dropout;
 
     /// <summary>Builds the model (random weights).</summary>
@@ -316,7 +317,7 @@ public sealed class BertForSequenceClassification : BertPreTrainedHead
 public sealed class BertForTokenClassification : BertPreTrainedHead
 {
     /// <summary>HF <c>classifier</c> [num_labels, hidden].</summary>
-    public nn.Module<Tensor, Tensor> classifier;
+    [field: ComponentName(Name = "classifier")] public nn.Module<Tensor, Tensor> classifier { get; }
     private readonly Dropout dropout;
 
     /// <summary>Builds the model (random weights).</summary>
@@ -342,7 +343,7 @@ public sealed class BertForTokenClassification : BertPreTrainedHead
 public sealed class BertForQuestionAnswering : BertPreTrainedHead
 {
     /// <summary>HF <c>qa_outputs</c> [num_labels (2), hidden].</summary>
-    public nn.Module<Tensor, Tensor> qa_outputs;
+    [field: ComponentName(Name = "qa_outputs")] public nn.Module<Tensor, Tensor> qa_outputs { get; }
 
     /// <summary>Builds the model (random weights).</summary>
     public BertForQuestionAnswering(BertConfig config) : base(nameof(BertForQuestionAnswering), config, false)
@@ -379,9 +380,9 @@ public sealed class BertForQuestionAnswering : BertPreTrainedHead
 public sealed class BertPredictionHeadTransform : nn.Module<Tensor, Tensor>
 {
     /// <summary>HF <c>dense</c>.</summary>
-    public nn.Module<Tensor, Tensor> dense;
+    [field: ComponentName(Name = "dense")] public nn.Module<Tensor, Tensor> dense { get; }
     /// <summary>HF <c>LayerNorm</c>.</summary>
-    public nn.Module<Tensor, Tensor> LayerNorm;
+    [field: ComponentName(Name = "LayerNorm")] public nn.Module<Tensor, Tensor> LayerNorm { get; }
     private readonly Func<Tensor, Tensor> _act;
 
     /// <summary>Creates the transform.</summary>
@@ -401,9 +402,9 @@ public sealed class BertPredictionHeadTransform : nn.Module<Tensor, Tensor>
 public sealed class BertLMPredictionHead : nn.Module<Tensor, Tensor>
 {
     /// <summary>HF <c>transform</c>.</summary>
-    public BertPredictionHeadTransform transform;
+    [field: ComponentName(Name = "transform")] public BertPredictionHeadTransform transform { get; }
     /// <summary>HF <c>decoder</c> (weight tied to bert.embeddings.word_embeddings, not saved).</summary>
-    public nn.Module<Tensor, Tensor> decoder;
+    [field: ComponentName(Name = "decoder")] public nn.Module<Tensor, Tensor> decoder { get; }
     /// <summary>HF <c>bias</c> [vocab] (saved as cls.predictions.bias).</summary>
     public Parameter bias;
 
@@ -424,7 +425,7 @@ public sealed class BertLMPredictionHead : nn.Module<Tensor, Tensor>
 public sealed class BertOnlyMLMHead : nn.Module<Tensor, Tensor>
 {
     /// <summary>HF <c>predictions</c>.</summary>
-    public BertLMPredictionHead predictions;
+    [field: ComponentName(Name = "predictions")] public BertLMPredictionHead predictions { get; }
 
     /// <summary>Creates the head.</summary>
     public BertOnlyMLMHead(BertConfig c, Embedding word) : base("BertOnlyMLMHead")
@@ -441,7 +442,7 @@ public sealed class BertOnlyMLMHead : nn.Module<Tensor, Tensor>
 public sealed class BertForMaskedLM : BertPreTrainedHead
 {
     /// <summary>HF <c>cls</c>.</summary>
-    public BertOnlyMLMHead cls;
+    [field: ComponentName(Name = "cls")] public BertOnlyMLMHead cls { get; }
 
     /// <summary>Builds the model (random weights).</summary>
     public BertForMaskedLM(BertConfig config) : base(nameof(BertForMaskedLM), config, false)

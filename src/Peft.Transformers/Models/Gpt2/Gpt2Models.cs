@@ -1,6 +1,7 @@
 using Peft.Core;
 using Peft.Core.Modules;
 using TorchSharp.Modules;
+using TorchSharp.Utils;
 using static TorchSharp.torch;
 
 namespace Peft.Transformers.Models.Gpt2;
@@ -15,9 +16,9 @@ internal static class Gpt2Keys
 public sealed class GPT2Attention : nn.Module
 {
     /// <summary>HF <c>c_attn</c>: Conv1D [hidden, 3·hidden] → q | k | v.</summary>
-    public nn.Module<Tensor, Tensor> c_attn;
+    [field: ComponentName(Name = "c_attn")] public nn.Module<Tensor, Tensor> c_attn { get; }
     /// <summary>HF <c>c_proj</c>: Conv1D [hidden, hidden].</summary>
-    public nn.Module<Tensor, Tensor> c_proj;
+    [field: ComponentName(Name = "c_proj")] public nn.Module<Tensor, Tensor> c_proj { get; }
     private readonly int _heads, _headDim, _layerIdx;
     private readonly double _queryScale, _attnDrop;
     private readonly Dropout resid_dropout;
@@ -54,9 +55,9 @@ public sealed class GPT2Attention : nn.Module
 public sealed class GPT2MLP : nn.Module<Tensor, Tensor>
 {
     /// <summary>HF <c>c_fc</c>: Conv1D [hidden, inner].</summary>
-    public nn.Module<Tensor, Tensor> c_fc;
+    [field: ComponentName(Name = "c_fc")] public nn.Module<Tensor, Tensor> c_fc { get; }
     /// <summary>HF <c>c_proj</c>: Conv1D [inner, hidden].</summary>
-    public nn.Module<Tensor, Tensor> c_proj;
+    [field: ComponentName(Name = "c_proj")] public nn.Module<Tensor, Tensor> c_proj { get; }
     private readonly Dropout dropout;
     private readonly Func<Tensor, Tensor> _act;
 
@@ -79,13 +80,13 @@ public sealed class GPT2MLP : nn.Module<Tensor, Tensor>
 public sealed class GPT2Block : nn.Module, ITransformerLayer
 {
     /// <summary>HF <c>ln_1</c>.</summary>
-    public nn.Module<Tensor, Tensor> ln_1;
+    [field: ComponentName(Name = "ln_1")] public nn.Module<Tensor, Tensor> ln_1 { get; }
     /// <summary>HF <c>attn</c>.</summary>
-    public GPT2Attention attn;
+    [field: ComponentName(Name = "attn")] public GPT2Attention attn { get; }
     /// <summary>HF <c>ln_2</c>.</summary>
-    public nn.Module<Tensor, Tensor> ln_2;
+    [field: ComponentName(Name = "ln_2")] public nn.Module<Tensor, Tensor> ln_2 { get; }
     /// <summary>HF <c>mlp</c>.</summary>
-    public GPT2MLP mlp;
+    [field: ComponentName(Name = "mlp")] public GPT2MLP mlp { get; }
 
     /// <summary>Creates block <paramref name="layerIdx"/>.</summary>
     public GPT2Block(GPT2Config c, int layerIdx) : base("GPT2Block")
@@ -111,13 +112,13 @@ public sealed class GPT2Block : nn.Module, ITransformerLayer
 public sealed class GPT2Model : PreTrainedModel
 {
     /// <summary>HF <c>wte</c> [vocab, hidden].</summary>
-    public nn.Module<Tensor, Tensor> wte;
+    [field: ComponentName(Name = "wte")] public nn.Module<Tensor, Tensor> wte { get; }
     /// <summary>HF <c>wpe</c> [n_positions, hidden].</summary>
-    public nn.Module<Tensor, Tensor> wpe;
+    [field: ComponentName(Name = "wpe")] public nn.Module<Tensor, Tensor> wpe { get; }
     /// <summary>HF <c>h</c>: the blocks.</summary>
-    public ModuleList<GPT2Block> h;
+    [field: ComponentName(Name = "h")] public ModuleList<GPT2Block> h { get; }
     /// <summary>HF <c>ln_f</c>.</summary>
-    public nn.Module<Tensor, Tensor> ln_f;
+    [field: ComponentName(Name = "ln_f")] public nn.Module<Tensor, Tensor> ln_f { get; }
     private readonly Dropout drop;
     private readonly ModuleRef<Embedding> _wte;
     private readonly GPT2Config _c;
@@ -184,9 +185,9 @@ public sealed class GPT2Model : PreTrainedModel
 public sealed class GPT2LMHeadModel : PreTrainedModel
 {
     /// <summary>HF <c>transformer</c>: the backbone.</summary>
-    public GPT2Model transformer;
+    [field: ComponentName(Name = "transformer")] public GPT2Model transformer { get; }
     /// <summary>HF <c>lm_head</c> [vocab, hidden]: tied to wte (not saved) unless tie_word_embeddings is false.</summary>
-    public nn.Module<Tensor, Tensor> lm_head;
+    [field: ComponentName(Name = "lm_head")] public nn.Module<Tensor, Tensor> lm_head { get; }
 
     /// <summary>Builds the model for <paramref name="config"/> (random weights).</summary>
     public GPT2LMHeadModel(GPT2Config config) : base(nameof(GPT2LMHeadModel), config)
@@ -232,9 +233,9 @@ public sealed class GPT2LMHeadModel : PreTrainedModel
 public sealed class GPT2ForSequenceClassification : PreTrainedModel
 {
     /// <summary>HF <c>transformer</c>: the backbone.</summary>
-    public GPT2Model transformer;
+    [field: ComponentName(Name = "transformer")] public GPT2Model transformer { get; }
     /// <summary>HF <c>score</c> [num_labels, hidden], no bias.</summary>
-    public nn.Module<Tensor, Tensor> score;
+    [field: ComponentName(Name = "score")] public nn.Module<Tensor, Tensor> score { get; }
 
     /// <summary>Builds the model for <paramref name="config"/> (random weights).</summary>
     public GPT2ForSequenceClassification(GPT2Config config) : base(nameof(GPT2ForSequenceClassification), config)
@@ -269,9 +270,9 @@ public sealed class GPT2ForSequenceClassification : PreTrainedModel
 public sealed class GPT2ForTokenClassification : PreTrainedModel
 {
     /// <summary>HF <c>transformer</c>: the backbone.</summary>
-    public GPT2Model transformer;
+    [field: ComponentName(Name = "transformer")] public GPT2Model transformer { get; }
     /// <summary>HF <c>classifier</c> [num_labels, hidden].</summary>
-    public nn.Module<Tensor, Tensor> classifier;
+    [field: ComponentName(Name = "classifier")] public nn.Module<Tensor, Tensor> classifier { get; }
     private readonly Dropout dropout;
 
     /// <summary>Builds the model for <paramref name="config"/> (random weights).</summary>

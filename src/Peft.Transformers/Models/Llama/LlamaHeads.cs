@@ -1,5 +1,6 @@
 using Peft.Core;
 using TorchSharp.Modules;
+using TorchSharp.Utils;
 using static TorchSharp.torch;
 
 namespace Peft.Transformers.Models.Llama;
@@ -11,9 +12,9 @@ namespace Peft.Transformers.Models.Llama;
 public abstract class RotaryDecoderForCausalLM : PreTrainedModel
 {
     /// <summary>HF <c>model</c>: the backbone.</summary>
-    public RotaryDecoderModel model;
+    [field: ComponentName(Name = "model")] public RotaryDecoderModel model { get; }
     /// <summary>HF <c>lm_head</c> [vocab, hidden].</summary>
-    public nn.Module<Tensor, Tensor> lm_head;
+    [field: ComponentName(Name = "lm_head")] public nn.Module<Tensor, Tensor> lm_head { get; }
 
     /// <summary>Builds the head over <paramref name="backbone"/>; the derived constructor calls <c>RegisterComponents()</c>.</summary>
     protected RotaryDecoderForCausalLM(string name, RotaryDecoderConfig config, RotaryDecoderModel backbone, Device? device = null) : base(name, config)
@@ -57,9 +58,9 @@ public abstract class RotaryDecoderForCausalLM : PreTrainedModel
 public abstract class RotaryDecoderForSequenceClassification : PreTrainedModel
 {
     /// <summary>HF <c>model</c>: the backbone.</summary>
-    public RotaryDecoderModel model;
+    [field: ComponentName(Name = "model")] public RotaryDecoderModel model { get; }
     /// <summary>HF <c>score</c> [num_labels, hidden], no bias.</summary>
-    public nn.Module<Tensor, Tensor> score;
+    [field: ComponentName(Name = "score")] public nn.Module<Tensor, Tensor> score { get; }
 
     /// <summary>Builds the head; the derived constructor calls <c>RegisterComponents()</c>.</summary>
     protected RotaryDecoderForSequenceClassification(string name, RotaryDecoderConfig config, RotaryDecoderModel backbone, Device? device = null) : base(name, config)
@@ -92,9 +93,9 @@ public abstract class RotaryDecoderForSequenceClassification : PreTrainedModel
 public abstract class RotaryDecoderForTokenClassification : PreTrainedModel
 {
     /// <summary>HF <c>model</c>: the backbone.</summary>
-    public RotaryDecoderModel model;
+    [field: ComponentName(Name = "model")] public RotaryDecoderModel model { get; }
     /// <summary>HF <c>score</c> [num_labels, hidden] with bias.</summary>
-    public nn.Module<Tensor, Tensor> score;
+    [field: ComponentName(Name = "score")] public nn.Module<Tensor, Tensor> score { get; }
     private readonly Dropout dropout;
 
     /// <summary>Builds the head; the derived constructor calls <c>RegisterComponents()</c>.</summary>
