@@ -15,7 +15,7 @@ namespace Peft.Transformers;
 /// <see cref="ModelInput"/> to <see cref="ModelOutput"/> with its <see cref="Config"/>, generation defaults,
 /// HF-compatible save, and parameter accounting. State-dict keys are exactly Hugging Face's.
 /// </summary>
-public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPretrainedModel, IGradientCheckpointing
+public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPreTrainedModel, IGradientCheckpointing
 {
     private bool _gradientCheckpointing;
 

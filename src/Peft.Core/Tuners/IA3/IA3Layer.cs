@@ -3,7 +3,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Peft.Core;
+namespace Peft.Core.Tuners;
 
 /// <summary>
 /// What every (IA)³ layer shares (PEFT <c>IA3Layer</c>): per adapter a learned vector <c>ia3_l</c> (state-dict key

@@ -3,7 +3,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Peft.Core;
+namespace Peft.Core.Tuners;
 
 /// <summary>
 /// LoRA on a linear layer (PEFT <c>lora.Linear</c>): y = base(x) + s · B(A(dropout(x))), A = Linear(in → r, no bias),
