@@ -4,7 +4,7 @@ namespace Peft.Core.IO;
 /// Writes files atomically: the content goes to a temporary file in the same folder, which is renamed over the
 /// target only when it is complete. A failed or cancelled write leaves no half-written file behind.
 /// </summary>
-public static class AtomicFile
+internal static class AtomicFile
 {
     /// <summary>Writes <paramref name="path"/> through <paramref name="write"/>, atomically.</summary>
     /// <param name="path">The final path. Its folder is created when missing.</param>

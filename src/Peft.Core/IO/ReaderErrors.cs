@@ -12,7 +12,7 @@ namespace Peft.Core.IO;
 /// message that already names the file is kept. Bugs (<see cref="NullReferenceException"/>,
 /// <see cref="IndexOutOfRangeException"/>) are never wrapped: the fuzz harness (tests/Peft.Fuzz) must see them.
 /// </summary>
-public static class ReaderErrors
+internal static class ReaderErrors
 {
     /// <summary>Runs <paramref name="read"/>; bad-input exceptions come out naming <paramref name="file"/>.</summary>
     public static T Guard<T>(string file, Func<T> read)

@@ -15,7 +15,7 @@ namespace Peft.Core.IO;
 #if PEFT_DATASETS
 internal static class SafePath // the same file, compiled into Peft.Datasets (which does not reference Peft.Core)
 #else
-public static class SafePath
+internal static class SafePath
 #endif
 {
     private static readonly char[] Separators = ['/', '\\'];

@@ -11,7 +11,7 @@ namespace Peft.Core;
 
 /// <summary>
 /// A model with PEFT adapters (PEFT <c>PeftModel</c>). Works on a <c>Peft.Transformers</c> model
-/// (<see cref="nn.Module{ModelInput, ModelOutput}"/> implementing <see cref="IPretrainedModel"/>) and on any plain
+/// (<see cref="nn.Module{ModelInput, ModelOutput}"/> implementing <see cref="IPreTrainedModel"/>) and on any plain
 /// TorchSharp module: a <c>Module&lt;Tensor, Tensor&gt;</c> is run with <see cref="ModelInput.InputsEmbeds"/> (or
 /// <see cref="ModelInput.InputIds"/>) as its input and its output returned as <see cref="ModelOutput.Logits"/>, or
 /// directly through <see cref="Forward(Tensor, IReadOnlyList{string})"/>.

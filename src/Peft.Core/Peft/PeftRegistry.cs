@@ -26,9 +26,9 @@ public static class PeftRegistry
     {
         ["LORA"] = new("LORA", typeof(LoraConfig), (m, log) => new LoraModel(m, log)),
         ["ADALORA"] = new("ADALORA", typeof(AdaLoraConfig), (m, log) => new AdaLoraModel(m, log)),
-        ["PROMPT_TUNING"] = new("PROMPT_TUNING", typeof(PromptTuningConfig), (m, log) => new Tuners.PromptTuning.PromptTuningModel(m, log)),
-        ["P_TUNING"] = new("P_TUNING", typeof(PromptEncoderConfig), (m, log) => new Tuners.PTuning.PTuningModel(m, log)),
-        ["PREFIX_TUNING"] = new("PREFIX_TUNING", typeof(PrefixTuningConfig), (m, log) => new Tuners.PrefixTuning.PrefixTuningModel(m, log)),
+        ["PROMPT_TUNING"] = new("PROMPT_TUNING", typeof(PromptTuningConfig), (m, log) => new PromptTuningModel(m, log)),
+        ["P_TUNING"] = new("P_TUNING", typeof(PromptEncoderConfig), (m, log) => new PTuningModel(m, log)),
+        ["PREFIX_TUNING"] = new("PREFIX_TUNING", typeof(PrefixTuningConfig), (m, log) => new PrefixTuningModel(m, log)),
         ["IA3"] = new("IA3", typeof(IA3Config), (m, log) => new IA3Model(m, log)),
         ["BOTTLENECK"] = new("BOTTLENECK", typeof(BottleneckAdapterConfig), (m, log) => new BottleneckModel(m, log)),
     };

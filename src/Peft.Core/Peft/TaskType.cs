@@ -26,7 +26,7 @@ public enum TaskType
 }
 
 /// <summary>Converts <see cref="TaskType"/> to and from PEFT's JSON names.</summary>
-public sealed class TaskTypeJsonConverter : JsonConverter<TaskType>
+internal sealed class TaskTypeJsonConverter : JsonConverter<TaskType>
 {
     private static readonly (TaskType Value, string Name)[] Names =
     [

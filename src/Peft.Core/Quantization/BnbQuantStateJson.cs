@@ -11,7 +11,7 @@ namespace Peft.Core.Quantization;
 /// {quant_type, blocksize, dtype, shape[, nested_blocksize, nested_dtype, nested_offset]} as a uint8 tensor, stored
 /// under <c>weight.quant_state.bitsandbytes__&lt;quant_type&gt;</c>.
 /// </summary>
-public static class BnbQuantStateJson
+internal static class BnbQuantStateJson
 {
     /// <summary>The packed uint8 [len] tensor for <paramref name="state"/> (caller owns it).</summary>
     public static Tensor Pack(QuantState state)

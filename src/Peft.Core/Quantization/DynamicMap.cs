@@ -8,7 +8,7 @@ namespace Peft.Core.Quantization;
 /// quantisation of the 4-bit absmax statistics (double quantisation), and its nearest-code search exactly as the
 /// CUDA kernel <c>dQuantize&lt;0&gt;</c> does it.
 /// </summary>
-public static class DynamicMap
+internal static class DynamicMap
 {
     private const int MaxExponentBits = 7;
 

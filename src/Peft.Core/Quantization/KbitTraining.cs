@@ -1,8 +1,9 @@
 using Microsoft.Extensions.Logging;
+using Peft.Core.Quantization;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Peft.Core.Quantization;
+namespace Peft.Core;
 
 /// <summary>PEFT's <c>prepare_model_for_kbit_training</c> for models with quantized linears.</summary>
 public static class KbitTraining

@@ -15,12 +15,10 @@ namespace Peft.Core.Quantization;
 /// </summary>
 public sealed class Linear4bit : nn.Module<Tensor, Tensor>, IQuantizedLinear
 {
-#pragma warning disable IDE1006 // HF state-dict names
     /// <summary>Packed 4-bit codes, uint8 [ceil(out·in / 2), 1], requires_grad = false (bnb <c>weight</c>).</summary>
     public Parameter weight;
     /// <summary>Bias [out] or null (bnb <c>bias</c>).</summary>
     public Parameter? bias;
-#pragma warning restore IDE1006
 
     private Tensor _stateJson = null!;
 

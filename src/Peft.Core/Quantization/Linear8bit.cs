@@ -18,7 +18,6 @@ namespace Peft.Core.Quantization;
 /// </remarks>
 public sealed class Linear8bit : nn.Module<Tensor, Tensor>, IQuantizedLinear
 {
-#pragma warning disable IDE1006 // HF state-dict names
     /// <summary>Row-wise int8 codes [out, in], requires_grad = false (bnb <c>weight</c> / <c>CB</c>).</summary>
     public Parameter weight;
     /// <summary>Bias [out] or null.</summary>
@@ -27,7 +26,6 @@ public sealed class Linear8bit : nn.Module<Tensor, Tensor>, IQuantizedLinear
     public Tensor SCB;
     /// <summary>Layout marker, uint8 scalar 0 = row-major (bnb <c>weight_format</c>).</summary>
     public Tensor weight_format;
-#pragma warning restore IDE1006
 
     /// <summary>Quantises <paramref name="weightToQuantize"/> [out, in] (not kept); copies <paramref name="biasToKeep"/>.</summary>
     public Linear8bit(Tensor weightToQuantize, Tensor? biasToKeep, ScalarType? computeDtype = null)

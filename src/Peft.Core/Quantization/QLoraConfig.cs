@@ -1,7 +1,8 @@
 using System.Text.Json.Serialization;
+using Peft.Core.Quantization;
 using static TorchSharp.torch;
 
-namespace Peft.Core.Quantization;
+namespace Peft.Core;
 
 /// <summary>
 /// QLoRA (the design card's name): a <see cref="LoraConfig"/> plus the 4-bit settings of its base model.

@@ -6,7 +6,7 @@ namespace Peft.Core.Torch;
 /// Raw access to a contiguous CPU tensor's bytes of any size. TorchSharp's <c>Tensor.bytes</c> span is limited to
 /// 2 GiB, so larger tensors are visited in chunks through 1-D views (each view is contiguous).
 /// </summary>
-public static class TensorBytes
+internal static class TensorBytes
 {
     private const long ChunkBytes = 1L << 30;
 

@@ -9,7 +9,7 @@ namespace Peft.Core.Tuners;
 /// after construction (registration is updated at once).
 /// </summary>
 /// <typeparam name="T">The module type of each entry.</typeparam>
-public sealed class AdapterModuleDict<T> : torch.nn.Module where T : torch.nn.Module
+internal sealed class AdapterModuleDict<T> : torch.nn.Module where T : torch.nn.Module
 {
     private readonly Dictionary<string, T> _items = new(StringComparer.Ordinal);
 
@@ -70,7 +70,7 @@ public sealed class AdapterModuleDict<T> : torch.nn.Module where T : torch.nn.Mo
 /// Per-adapter parameters keyed by adapter name (PEFT's <c>nn.ParameterDict</c>, e.g. <c>lora_embedding_A</c>):
 /// state-dict keys come out as <c>&lt;adapter&gt;</c>.
 /// </summary>
-public sealed class AdapterParameterDict : torch.nn.Module
+internal sealed class AdapterParameterDict : torch.nn.Module
 {
     /// <summary>Creates an empty dictionary.</summary>
     public AdapterParameterDict() : base("AdapterParameterDict") { }

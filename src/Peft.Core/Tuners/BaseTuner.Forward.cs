@@ -29,7 +29,7 @@ public abstract partial class BaseTuner
 
     /// <summary>
     /// Transforms the inputs of a forward call before the wrapped model runs. Layer-injecting methods need nothing
-    /// (identity); prompt learning prepends virtual-token embeddings (<see cref="IPretrainedModel.GetInputEmbeddings"/>
+    /// (identity); prompt learning prepends virtual-token embeddings (<see cref="IPreTrainedModel.GetInputEmbeddings"/>
     /// and <see cref="ModelInput.InputsEmbeds"/>), extends <see cref="ModelInput.AttentionMask"/> and
     /// <see cref="ModelInput.Labels"/> (with −100), drops <see cref="ModelInput.PositionIds"/>, or supplies a
     /// <see cref="KeyValueCache"/> already filled with prefix keys / values. New tensors belong to the caller's dispose scope.

@@ -84,7 +84,7 @@ public abstract partial class BaseTuner : nn.Module
         if (_configs.ContainsKey(adapterName)) throw new ArgumentException($"Adapter '{adapterName}' already exists.", nameof(adapterName));
         if (_configs.Count > 0 && config.PeftType != _configs.Values.First().PeftType)
             throw new ArgumentException($"Cannot add a {config.PeftType} adapter to a model with {_configs.Values.First().PeftType} adapters.", nameof(config));
-        if (config.BaseModelNameOrPath is null && model is IPretrainedModel pre) config = config with { BaseModelNameOrPath = pre.NameOrPath };
+        if (config.BaseModelNameOrPath is null && model is IPreTrainedModel pre) config = config with { BaseModelNameOrPath = pre.NameOrPath };
         var heads = config.TaskType switch
         {
             TaskType.SeqCls or TaskType.TokenCls => new[] { "classifier", "score" },

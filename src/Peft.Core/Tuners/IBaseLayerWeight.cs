@@ -37,7 +37,7 @@ public interface IBaseLayerWeight
 }
 
 /// <summary>Base-weight access for ordinary layers.</summary>
-public static class BaseLayerWeight
+internal static class BaseLayerWeight
 {
     /// <summary>
     /// <paramref name="module"/> itself when it implements <see cref="IBaseLayerWeight"/>; otherwise a view of its

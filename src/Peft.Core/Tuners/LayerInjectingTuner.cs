@@ -89,8 +89,8 @@ public abstract class LayerInjectingTuner : BaseTuner
             if (!linear) continue;
             var last = name[(name.LastIndexOf('.') + 1)..];
             // PEFT leaves out the output embedding of a transformers model, and the classifier of a SEQ_CLS plain module.
-            if (Model is IPretrainedModel && last == "lm_head") continue;
-            if (Model is not IPretrainedModel && taskType == TaskType.SeqCls && last is "classifier" or "score") continue;
+            if (Model is IPreTrainedModel && last == "lm_head") continue;
+            if (Model is not IPreTrainedModel && taskType == TaskType.SeqCls && last is "classifier" or "score") continue;
             // Modules trained in full (modules_to_save, e.g. the classifier head) are not also adapted.
             if (modulesToSave?.Any(t => name == t || name.EndsWith("." + t, StringComparison.Ordinal)) == true) continue;
             names.Add(name);

@@ -117,7 +117,7 @@ public sealed class ModulesToSaveWrapper : nn.Module<Tensor, Tensor>
 }
 
 /// <summary>Deep copies of the module types that can be listed in <c>modules_to_save</c>.</summary>
-public static class ModuleCloner
+internal static class ModuleCloner
 {
     /// <summary>
     /// A new module of the same type with copies of every parameter and buffer (PyTorch <c>copy.deepcopy</c>). Supports
@@ -160,7 +160,7 @@ public static class ModuleCloner
 }
 
 /// <summary>A module that can deep-copy itself (so it can be listed in <c>modules_to_save</c>).</summary>
-public interface ICloneableModule
+internal interface ICloneableModule
 {
     /// <summary>A new module with copies of this one's parameters and buffers.</summary>
     nn.Module<Tensor, Tensor> CloneModule();

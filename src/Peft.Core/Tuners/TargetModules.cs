@@ -105,7 +105,7 @@ public sealed class TargetModules : IEquatable<TargetModules>, IEnumerable<strin
 }
 
 /// <summary>Reads a JSON string (regex) or array of strings (names) into <see cref="TargetModules"/>, and writes it back the same way.</summary>
-public sealed class TargetModulesJsonConverter : JsonConverter<TargetModules>
+internal sealed class TargetModulesJsonConverter : JsonConverter<TargetModules>
 {
     /// <inheritdoc />
     public override TargetModules? Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
@@ -130,7 +130,7 @@ public sealed class TargetModulesJsonConverter : JsonConverter<TargetModules>
 }
 
 /// <summary>Reads an int or a list of ints (PEFT <c>layers_to_transform</c>) into a list.</summary>
-public sealed class IntOrListJsonConverter : JsonConverter<IReadOnlyList<int>>
+internal sealed class IntOrListJsonConverter : JsonConverter<IReadOnlyList<int>>
 {
     /// <inheritdoc />
     public override IReadOnlyList<int>? Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
@@ -148,7 +148,7 @@ public sealed class IntOrListJsonConverter : JsonConverter<IReadOnlyList<int>>
 }
 
 /// <summary>Reads a string or a list of strings (PEFT <c>layers_pattern</c>, <c>modules_to_save</c>) into a list.</summary>
-public sealed class StringOrListJsonConverter : JsonConverter<IReadOnlyList<string>>
+internal sealed class StringOrListJsonConverter : JsonConverter<IReadOnlyList<string>>
 {
     /// <inheritdoc />
     public override IReadOnlyList<string>? Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>

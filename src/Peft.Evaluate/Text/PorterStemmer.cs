@@ -6,7 +6,7 @@ namespace Peft.Evaluate.Text;
 /// additions (irregular forms, <c>ies</c>/<c>ied</c> on four-letter words, <c>y→i</c> only after a consonant,
 /// <c>alli</c>, <c>fulli</c>, <c>logi</c>, two-letter cvc). Input is lowercased.
 /// </summary>
-public sealed class PorterStemmer
+internal sealed class PorterStemmer
 {
     private static readonly Dictionary<string, string> Pool = BuildPool();
 

@@ -8,7 +8,7 @@ namespace Peft.Evaluate.Text;
 /// <c>lower()</c>, and indexing by code point (Python strings index code points, not UTF-16 units). No Unicode
 /// normalisation is applied anywhere, exactly as sacrebleu, rouge_score and HF evaluate do not normalise.
 /// </summary>
-public static class PythonText
+internal static class PythonText
 {
     /// <summary>Python's <c>str.isspace()</c> for one UTF-16 unit (every such character is in the BMP).</summary>
     public static bool IsSpace(char c) => c switch

@@ -9,7 +9,7 @@ namespace Peft.Evaluate.Text;
 /// international: split Unicode punctuation and symbols), <c>"zh"</c> (every CJK character its own token, then 13a
 /// rules), <c>"char"</c> (every character its own token) and <c>"none"</c>. Each returns the tokens joined by one space.
 /// </summary>
-public static class SacreBleuTokenizers
+internal static class SacreBleuTokenizers
 {
     /// <summary>The names accepted by <see cref="Get"/>.</summary>
     public static IReadOnlyList<string> Names { get; } = ["13a", "intl", "zh", "char", "none"];

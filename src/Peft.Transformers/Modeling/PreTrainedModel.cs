@@ -15,7 +15,7 @@ namespace Peft.Transformers;
 /// <see cref="ModelInput"/> to <see cref="ModelOutput"/> with its <see cref="Config"/>, generation defaults,
 /// HF-compatible save, and parameter accounting. State-dict keys are exactly Hugging Face's.
 /// </summary>
-public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPretrainedModel, IGradientCheckpointing,
+public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPreTrainedModel, IGradientCheckpointing,
     Peft.Core.Quantization.IQuantizationDefaults, IInputRequireGrads
 {
     private bool _gradientCheckpointing;
@@ -298,14 +298,14 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
         static string Legacy(string k) =>
             k.EndsWith("LayerNorm.gamma", StringComparison.Ordinal) ? k[..^"gamma".Length] + "weight"
             : k.EndsWith("LayerNorm.beta", StringComparison.Ordinal) ? k[..^"beta".Length] + "bias" : k;
-        string? map(string k)
+        string? Map(string k)
         {
             var m = addPrefix(k);
             return sd.ContainsKey(m) ? m : Legacy(m);
         }
         var ignore = IgnoredUnexpectedKeys;
         var fileKeyOf = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (var fk in ckpt.Keys) fileKeyOf.TryAdd(map(fk) ?? fk, fk);
+        foreach (var fk in ckpt.Keys) fileKeyOf.TryAdd(Map(fk) ?? fk, fk);
         var owners = plan is null ? null : ParameterOwners();
         using var reader = new CheckpointReader(ckpt);
 
@@ -318,7 +318,7 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
         {
             foreach (var fileKey in ckpt.Keys)
             {
-                var key = map(fileKey);
+                var key = Map(fileKey);
                 if (key is null || !sd.TryGetValue(key, out var target))
                 {
                     if (!tied.Contains(fileKey) && (key is null || !tied.Contains(key)) && ignore?.IsMatch(fileKey) != true) unexpected.Add(fileKey);

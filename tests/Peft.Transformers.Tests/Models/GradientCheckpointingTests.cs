@@ -1,4 +1,5 @@
 using Peft.Core;
+using Peft.Core.Tuners;
 using Peft.Testing;
 using Peft.Transformers.Models.Llama;
 using TorchSharp;
@@ -150,7 +151,7 @@ public sealed class GradientCheckpointingTests
         using var scope = torch.NewDisposeScope();
         using var model = (LlamaForCausalLM)DecoderModels.Load("llama-tiny");
         var counter = new CountingModule(model.model.layers[0].self_attn.o_proj);
-        model.model.layers[0].self_attn.o_proj = counter;
+        ModuleSurgery.ReplaceChild(model.model.layers[0].self_attn, "o_proj", counter); // the supported way to swap a child
         var input = LmInput(model);
         int Calls(Action a)
         {

@@ -81,7 +81,7 @@ public class LoraTinyModelMatrixTests
         m.eval();
         Tensor baseOut;
         using (no_grad()) baseOut = Out(m.forward(input));
-        Tensor? tokenMask(Tensor t) => t.dim() == 3 ? mask : null;
+        Tensor? TokenMask(Tensor t) => t.dim() == 3 ? mask : null;
 
         var pm = PeftModel.GetPeftModel(m, config);
         pm.eval();
@@ -92,32 +92,32 @@ public class LoraTinyModelMatrixTests
         }
         var adapted = Out(pm.forward(input));
         Assert.False(baseOut.allclose(adapted, atol: 1e-4), $"{model}/{setting}: adapter did not change the output");
-        using (pm.DisableAdapter()) TensorAssert.Close(baseOut, Out(pm.forward(input)), 1e-4, tokenMask(baseOut), "disabled");
+        using (pm.DisableAdapter()) TensorAssert.Close(baseOut, Out(pm.forward(input)), 1e-4, TokenMask(baseOut), "disabled");
         pm.MergeAdapter();
-        TensorAssert.Close(adapted, Out(pm.forward(input)), 1e-4, tokenMask(baseOut), "merged");
+        TensorAssert.Close(adapted, Out(pm.forward(input)), 1e-4, TokenMask(baseOut), "merged");
         pm.UnmergeAdapter();
-        TensorAssert.Close(adapted, Out(pm.forward(input)), 1e-4, tokenMask(baseOut), "unmerged");
-        using (pm.DisableAdapter()) TensorAssert.Close(baseOut, Out(pm.forward(input)), 1e-4, tokenMask(baseOut), "base restored after unmerge");
+        TensorAssert.Close(adapted, Out(pm.forward(input)), 1e-4, TokenMask(baseOut), "unmerged");
+        using (pm.DisableAdapter()) TensorAssert.Close(baseOut, Out(pm.forward(input)), 1e-4, TokenMask(baseOut), "base restored after unmerge");
 
         pm.AddAdapter("second", config with { R = 2, Bias = "none" });
         pm.SetAdapter("second");
         var second = Out(pm.forward(input));
         Assert.False(second.allclose(adapted, atol: 1e-4), "second adapter gives its own output");
         pm.SetAdapter("default");
-        TensorAssert.Close(adapted, Out(pm.forward(input)), 1e-4, tokenMask(baseOut), "back to default");
+        TensorAssert.Close(adapted, Out(pm.forward(input)), 1e-4, TokenMask(baseOut), "back to default");
         pm.SavePretrained(dir.Path);
         pm.DeleteAdapter("second");
         Assert.DoesNotContain(pm.named_parameters(), p => p.name.Contains(".second"));
 
         var (fresh, _) = Build(model, setting);
         var loaded = PeftModel.FromPretrained(fresh, dir.Path);
-        TensorAssert.Close(adapted, Out(loaded.forward(input)), 1e-4, tokenMask(baseOut), "reloaded default");
+        TensorAssert.Close(adapted, Out(loaded.forward(input)), 1e-4, TokenMask(baseOut), "reloaded default");
         loaded.LoadAdapter(Path.Combine(dir.Path, "second"), "second");
         loaded.SetAdapter("second");
-        TensorAssert.Close(second, Out(loaded.forward(input)), 1e-4, tokenMask(baseOut), "reloaded second");
+        TensorAssert.Close(second, Out(loaded.forward(input)), 1e-4, TokenMask(baseOut), "reloaded second");
         loaded.SetAdapter("default");
         var merged = (PreTrainedModel)loaded.MergeAndUnload();
-        TensorAssert.Close(adapted, Out(merged.forward(input)), 1e-4, tokenMask(baseOut), "merge_and_unload");
+        TensorAssert.Close(adapted, Out(merged.forward(input)), 1e-4, TokenMask(baseOut), "merge_and_unload");
         Assert.DoesNotContain(merged.named_parameters(), p => p.name.Contains("lora_") || p.name.Contains("base_layer"));
     }
 }

@@ -101,7 +101,7 @@ public class PromptLearningFixtureParityTests
         using var model = AutoModelForCausalLM.FromPretrained(Fixtures.Model("llama-tiny"));
         using var pm = PeftModel.GetPeftModel(model, config);
         var used = (PrefixTuningConfig)pm.ActivePeftConfig;
-        var dims = ((IPretrainedModel)model).Dimensions;
+        var dims = ((IPreTrainedModel)model).Dimensions;
         Assert.Equal(dims.NumKeyValueHeads, used.NumAttentionHeads);
         Assert.Equal(dims.NumKeyValueHeads * dims.HeadDim, used.TokenDim);
         Assert.Equal(used.TokenDim, used.EncoderHiddenSize);

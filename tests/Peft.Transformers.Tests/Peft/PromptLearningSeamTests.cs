@@ -47,7 +47,7 @@ public sealed class PromptLearningSeamTests
         Assert.Equal(new[] { ids.shape[0], ids.shape[1] + 1 }, output.Logits!.shape[..2]);
         Assert.NotNull(output.Loss);
         var (trainable, _) = pm.GetNbTrainableParameters();
-        Assert.Equal(((IPretrainedModel)pm.GetBaseModel()).Dimensions.HiddenSize, trainable);
+        Assert.Equal(((IPreTrainedModel)pm.GetBaseModel()).Dimensions.HiddenSize, trainable);
         using (pm.DisableAdapter())
         {
             // Disabled, the method adds no token (PEFT's disable_adapter for prompt learning runs the base model).
@@ -130,8 +130,8 @@ internal sealed class OneTokenPromptTuner : PromptLearningTuner
 
     public override string Prefix => "prompt_embeddings";
 
-    private IPretrainedModel Pretrained => Model as IPretrainedModel
-        ?? throw new NotSupportedException($"{Model.GetType().Name} is not an IPretrainedModel.");
+    private IPreTrainedModel Pretrained => Model as IPreTrainedModel
+        ?? throw new NotSupportedException($"{Model.GetType().Name} is not an IPreTrainedModel.");
 
     protected override PeftConfig CreatePromptAdapter(string adapterName, PeftConfig config)
     {

@@ -1,6 +1,6 @@
 using Peft.Core;
 using Peft.Core.Safetensors;
-using Peft.Core.Tuners.PromptLearning;
+using Peft.Core.Tuners;
 using Peft.Testing;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -152,7 +152,7 @@ public sealed class PromptLearningTrainingTests
                 PromptTuningInitText = text, TokenizerNameOrPath = Fixtures.Model("opt-tiny"), InitTokenizer = t => tokenizer.Encode(t),
             };
             using var pm = PeftModel.GetPeftModel(AutoModelForCausalLM.FromPretrained(Fixtures.Model("opt-tiny")), config);
-            var words = ((IPretrainedModel)pm.GetBaseModel()).GetInputEmbeddings();
+            var words = ((IPreTrainedModel)pm.GetBaseModel()).GetInputEmbeddings();
             var expectedIds = tensor(Enumerable.Range(0, n).Select(i => (long)ids[i % ids.Count]).ToArray());
             var tuner = (PromptEncoderTuner<PromptTuningConfig>)pm.Tuner;
             TensorAssert.Equal(words.forward(expectedIds).detach(), tuner.EncoderOf("default").Embedding.weight!.detach(), $"TEXT init with {n} virtual tokens");
@@ -201,7 +201,7 @@ public sealed class PromptLearningTrainingTests
     {
         using var scope = NewDisposeScope();
         using var pm = PeftModel.GetPeftModel(AutoModelForCausalLM.FromPretrained(Fixtures.Model("opt-tiny")), PromptLearningGenerationTests.Config("prompt-tuning-sample-vocab"));
-        var table = ((IPretrainedModel)pm.GetBaseModel()).GetInputEmbeddings().weight!.detach();          // [V, H]
+        var table = ((IPreTrainedModel)pm.GetBaseModel()).GetInputEmbeddings().weight!.detach();          // [V, H]
         var rows = ((PromptEncoderTuner<PromptTuningConfig>)pm.Tuner).EncoderOf("default").Embedding.weight!.detach(); // [N, H]
         var distances = (rows.unsqueeze(1) - table.unsqueeze(0)).abs().amax(-1);                            // [N, V]
         Assert.True(distances.min(1).values.max().item<float>() == 0f, "every SAMPLE_VOCAB row is a row of the word embedding table");

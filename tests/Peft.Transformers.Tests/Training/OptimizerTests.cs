@@ -158,9 +158,9 @@ public class OptimizerTests
             RegisterComponents();
         }
 
-#pragma warning disable IDE1006, CS0414 // registered by name
+#pragma warning disable CS0414 // registered by name, never read
         private readonly Parameter scale;
-#pragma warning restore IDE1006, CS0414
+#pragma warning restore CS0414
     }
 
     private sealed class Tiny : nn.Module
@@ -174,12 +174,10 @@ public class OptimizerTests
             RegisterComponents();
         }
 
-#pragma warning disable IDE1006
         private readonly Linear proj;
         private readonly FooNorm my_custom;
         private readonly LayerNorm self_attn_layer_norm;
         private readonly Linear input_layernorm;
-#pragma warning restore IDE1006
     }
 
     [Fact]

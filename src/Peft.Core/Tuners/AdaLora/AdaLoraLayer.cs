@@ -3,7 +3,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Peft.Core;
+namespace Peft.Core.Tuners;
 
 /// <summary>
 /// An AdaLoRA layer (PEFT <c>AdaLoraLayer(LoraLayer)</c>): per adapter the SVD-form factors <c>lora_A</c> [r, in]

@@ -3,7 +3,7 @@ using Peft.Core.Tuners;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Peft.Core;
+namespace Peft.Core.Tuners;
 
 /// <summary>
 /// The AdaLoRA tuner (PEFT <c>AdaLoraModel(LoraModel)</c>): LoRA's target matching with <see cref="SvdLinear"/> /

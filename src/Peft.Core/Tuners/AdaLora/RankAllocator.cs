@@ -2,7 +2,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Peft.Core;
+namespace Peft.Core.Tuners;
 
 /// <summary>
 /// AdaLoRA's rank allocator (PEFT <c>RankAllocator</c>; paper: openreview.net/forum?id=lq62uWRJjiY). After each

@@ -2,7 +2,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Peft.Core;
+namespace Peft.Core.Tuners;
 
 /// <summary>
 /// AdaLoRA on a 2-D convolution (PEFT <c>adalora.SVDConv2d</c>): lora_A is [r, in · kh · kw], lora_B [out, r], and the

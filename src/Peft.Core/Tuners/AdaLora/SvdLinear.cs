@@ -3,7 +3,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Peft.Core;
+namespace Peft.Core.Tuners;
 
 /// <summary>
 /// AdaLoRA on a linear layer (PEFT <c>adalora.SVDLinear</c>): y = base(x) + (dropout(x) · (A ⊙ E)ᵀ · Bᵀ) · s / (ranknum + 1e-5).

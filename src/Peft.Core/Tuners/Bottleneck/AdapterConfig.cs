@@ -1,3 +1,4 @@
+using Peft.Core.Tuners;
 using System.Text.Json.Serialization;
 
 namespace Peft.Core;

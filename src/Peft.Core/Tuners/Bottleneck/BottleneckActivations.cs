@@ -1,7 +1,7 @@
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Peft.Core;
+namespace Peft.Core.Tuners;
 
 /// <summary>The non-linearities a bottleneck adapter can use between its down- and up-projection, by config name.</summary>
 public static class BottleneckActivations

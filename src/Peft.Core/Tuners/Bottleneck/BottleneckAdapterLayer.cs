@@ -3,7 +3,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Peft.Core;
+namespace Peft.Core.Tuners;
 
 /// <summary>
 /// A bottleneck adapter on the output of a projection (Houlsby et al. 2019): y = base(x), then for each active adapter

@@ -4,7 +4,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Peft.Core;
+namespace Peft.Core.Tuners;
 
 /// <summary>
 /// The bottleneck adapter tuner (<c>peft_type</c> "BOTTLENECK"; Houlsby / Pfeiffer adapters; PEFT has no such method):
@@ -53,7 +53,7 @@ public sealed class BottleneckModel : LayerInjectingTuner
         var adapter = Cast(config);
         adapter.Validate();
         if (adapter.TargetModules is not null) return adapter;
-        var type = (Model as IPretrainedModel)?.ModelType;
+        var type = (Model as IPreTrainedModel)?.ModelType;
         if (type is null || !DefaultPlacements.TryGetValue(type, out var p))
             throw new ArgumentException(
                 $"Please specify target_modules in the bottleneck adapter config: there is no default placement for model type '{type ?? Model.GetType().Name}' " +

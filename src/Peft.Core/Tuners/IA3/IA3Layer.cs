@@ -3,7 +3,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Peft.Core;
+namespace Peft.Core.Tuners;
 
 /// <summary>
 /// What every (IA)³ layer shares (PEFT <c>IA3Layer</c>): per adapter a learned vector <c>ia3_l</c> (state-dict key
@@ -16,7 +16,7 @@ namespace Peft.Core;
 public abstract class IA3Layer : BaseTunerLayer
 {
     /// <summary>Per-adapter vectors (PEFT <c>ia3_l</c>, an <c>nn.ParameterDict</c>); registered by the subclass's RegisterComponents.</summary>
-    protected readonly AdapterParameterDict ia3_l = new();
+    private protected readonly AdapterParameterDict ia3_l = new();
 
     /// <summary>Wraps <paramref name="baseLayer"/>; <paramref name="isFeedforward"/> picks input (true) or output scaling.</summary>
     protected IA3Layer(string name, nn.Module<Tensor, Tensor> baseLayer, bool isFeedforward) : base(name, baseLayer)

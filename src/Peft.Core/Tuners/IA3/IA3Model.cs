@@ -4,7 +4,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Peft.Core;
+namespace Peft.Core.Tuners;
 
 /// <summary>What an (IA)³ layer factory is asked to wrap (PEFT's arguments of <c>_create_new_module</c>).</summary>
 /// <param name="Target">The module to adapt.</param>
@@ -81,7 +81,7 @@ public class IA3Model : LayerInjectingTuner, IWeightedAdapterTuner
     {
         var ia3 = Cast(config);
         ia3.Validate();
-        var type = (Model as IPretrainedModel)?.ModelType;
+        var type = (Model as IPreTrainedModel)?.ModelType;
         if (ia3.TargetModules is null)
         {
             if (type is null || !DefaultTargetModules.TryGetValue(type, out var targets))

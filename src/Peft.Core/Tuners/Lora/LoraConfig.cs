@@ -1,3 +1,4 @@
+using Peft.Core.Tuners;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
@@ -166,7 +167,7 @@ public readonly record struct LoraInit
 }
 
 /// <summary>JSON for <see cref="LoraInit"/>: true / false / "gaussian".</summary>
-public sealed class LoraInitJsonConverter : JsonConverter<LoraInit>
+internal sealed class LoraInitJsonConverter : JsonConverter<LoraInit>
 {
     /// <inheritdoc />
     public override LoraInit Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) => reader.TokenType switch

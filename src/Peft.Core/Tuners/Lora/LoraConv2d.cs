@@ -3,7 +3,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Peft.Core;
+namespace Peft.Core.Tuners;
 
 /// <summary>
 /// LoRA on a 2-D convolution (PEFT <c>lora.Conv2d</c>): y = base(x) + s · B(A(dropout(x))) with A = Conv2d(in → r, the

@@ -2,7 +2,7 @@ using System.Collections.Immutable;
 using TorchSharp;
 using TorchSharp.Modules;
 
-namespace Peft.Core;
+namespace Peft.Core.Tuners;
 
 /// <summary>What a LoRA layer factory is asked to wrap (PEFT's arguments of <c>dispatch_*</c>).</summary>
 /// <param name="Target">The module to adapt.</param>

@@ -3,7 +3,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Peft.Core;
+namespace Peft.Core.Tuners;
 
 /// <summary>
 /// LoRA on an embedding (PEFT <c>lora.Embedding</c>): y = E[ids] + s · (Aᵀ[ids]) · Bᵀ with A [r, num_embeddings],

@@ -3,7 +3,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Peft.Core;
+namespace Peft.Core.Tuners;
 
 /// <summary>
 /// What every LoRA layer shares (PEFT <c>LoraLayer</c>): per adapter its rank, alpha and scale, the LoRA forward with

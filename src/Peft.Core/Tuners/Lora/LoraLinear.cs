@@ -3,7 +3,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Peft.Core;
+namespace Peft.Core.Tuners;
 
 /// <summary>
 /// LoRA on a linear layer (PEFT <c>lora.Linear</c>): y = base(x) + s · B(A(dropout(x))), A = Linear(in → r, no bias),
@@ -165,7 +165,7 @@ public class LoraLinear : LoraLayer
 }
 
 /// <summary>The per-adapter math of a LoRA linear layer (plain LoRA, DoRA, ...): PEFT's <c>LoraVariant</c>.</summary>
-public interface ILoraLinearVariant
+internal interface ILoraLinearVariant
 {
     /// <summary>Called after A and B are created (DoRA creates its magnitude here).</summary>
     void Init(LoraLinear layer, string adapterName);
@@ -181,7 +181,7 @@ public interface ILoraLinearVariant
 }
 
 /// <summary>Plain LoRA: y += s·B(A(dropout(x))); W' = W + s·B·A.</summary>
-public sealed class StandardLoraVariant : ILoraLinearVariant
+internal sealed class StandardLoraVariant : ILoraLinearVariant
 {
     /// <summary>The shared instance (stateless).</summary>
     public static StandardLoraVariant Instance { get; } = new();
@@ -204,7 +204,7 @@ public sealed class StandardLoraVariant : ILoraLinearVariant
 }
 
 /// <summary>The DoRA magnitude of one adapter: a module with one parameter <c>weight</c> [out] (PEFT <c>DoraLinearLayer</c>).</summary>
-public sealed class DoraMagnitude : nn.Module
+internal sealed class DoraMagnitude : nn.Module
 {
     /// <summary>m, [out].</summary>
     public Parameter weight;
@@ -222,7 +222,7 @@ public sealed class DoraMagnitude : nn.Module
 /// DoRA (weight-decomposed LoRA, PEFT <c>DoraLinearVariant</c>): W' = m / ‖W + s·B·A‖_row · (W + s·B·A), the norm taken
 /// per output feature and treated as a constant in backward. m starts as ‖W + s·B·A‖.
 /// </summary>
-public sealed class DoraLinearVariant : ILoraLinearVariant
+internal sealed class DoraLinearVariant : ILoraLinearVariant
 {
     private Tensor? _mergedNorm;
 

@@ -4,7 +4,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Peft.Core;
+namespace Peft.Core.Tuners;
 
 /// <summary>
 /// The LoRA tuner (PEFT <c>LoraModel</c>): finds the target modules, replaces them with <see cref="LoraLinear"/> /
@@ -45,7 +45,7 @@ public class LoraModel : LayerInjectingTuner, IWeightedAdapterTuner
         lora.Validate();
         if (lora.TargetModules is null)
         {
-            var type = (Model as IPretrainedModel)?.ModelType;
+            var type = (Model as IPreTrainedModel)?.ModelType;
             if (type is null || !DefaultTargetModules.TryGetValue(type, out var defaults))
                 throw new ArgumentException($"Please specify target_modules in the LoRA config: there is no default for model type '{type ?? Model.GetType().Name}'.");
             lora = lora with { TargetModules = defaults };

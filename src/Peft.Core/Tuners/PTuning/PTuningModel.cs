@@ -1,9 +1,9 @@
 using Microsoft.Extensions.Logging;
-using Peft.Core.Tuners.PromptLearning;
+using Peft.Core.Tuners;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Peft.Core.Tuners.PTuning;
+namespace Peft.Core.Tuners;
 
 /// <summary>
 /// P-tuning v1 (PEFT <c>P_TUNING</c>): a <see cref="PromptEncoder"/> per adapter whose output is prepended to the input
@@ -11,7 +11,7 @@ namespace Peft.Core.Tuners.PTuning;
 /// </summary>
 public sealed class PTuningModel : VirtualTokenTuner<PromptEncoderConfig>
 {
-    /// <summary>Wraps <paramref name="model"/> (an <see cref="IPretrainedModel"/>).</summary>
+    /// <summary>Wraps <paramref name="model"/> (an <see cref="IPreTrainedModel"/>).</summary>
     public PTuningModel(nn.Module model, ILogger? logger) : base(nameof(PTuningModel), model, logger) { }
 
     /// <inheritdoc />

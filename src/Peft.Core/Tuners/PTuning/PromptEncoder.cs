@@ -1,9 +1,9 @@
-using Peft.Core.Tuners.PromptLearning;
+using Peft.Core.Tuners;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Peft.Core.Tuners.PTuning;
+namespace Peft.Core.Tuners;
 
 /// <summary>
 /// PEFT <c>PromptEncoder</c> (P-tuning v1): virtual-token embeddings reparameterised by <c>mlp_head</c>

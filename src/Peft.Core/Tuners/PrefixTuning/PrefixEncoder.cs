@@ -1,9 +1,9 @@
-using Peft.Core.Tuners.PromptLearning;
+using Peft.Core.Tuners;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Peft.Core.Tuners.PrefixTuning;
+namespace Peft.Core.Tuners;
 
 /// <summary>
 /// PEFT <c>PrefixEncoder</c>: prefix indices [B, N] → flattened per-layer keys and values [B, N, num_layers · 2 ·

@@ -1,9 +1,9 @@
 using Microsoft.Extensions.Logging;
-using Peft.Core.Tuners.PromptLearning;
+using Peft.Core.Tuners;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Peft.Core.Tuners.PrefixTuning;
+namespace Peft.Core.Tuners;
 
 /// <summary>
 /// Prefix tuning / P-tuning v2 (PEFT <c>PREFIX_TUNING</c>): a <see cref="PrefixEncoder"/> per adapter whose output is cut
@@ -14,7 +14,7 @@ namespace Peft.Core.Tuners.PrefixTuning;
 /// </summary>
 public sealed class PrefixTuningModel : PromptEncoderTuner<PrefixTuningConfig>
 {
-    /// <summary>Wraps <paramref name="model"/> (an <see cref="IPretrainedModel"/>).</summary>
+    /// <summary>Wraps <paramref name="model"/> (an <see cref="IPreTrainedModel"/>).</summary>
     public PrefixTuningModel(nn.Module model, ILogger? logger) : base(nameof(PrefixTuningModel), model, logger) { }
 
     /// <inheritdoc />

@@ -2,7 +2,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Peft.Core.Tuners.PromptLearning;
+namespace Peft.Core.Tuners;
 
 /// <summary>
 /// The per-adapter module of a prompt-learning method (PEFT <c>BasePromptEncoder</c>): virtual-token indices

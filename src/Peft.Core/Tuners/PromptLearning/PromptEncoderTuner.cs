@@ -3,7 +3,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Peft.Core.Tuners.PromptLearning;
+namespace Peft.Core.Tuners;
 
 /// <summary>
 /// What prompt tuning, P-tuning and prefix tuning share (PEFT's prompt-learning branch of <c>PeftModel</c>): one
@@ -21,11 +21,11 @@ public abstract class PromptEncoderTuner<TConfig> : PromptLearningTuner where TC
     private readonly AdapterModuleDict<BasePromptEncoder> prompt_encoder = new();
     private bool _disabled;
 
-    /// <summary>Wraps <paramref name="model"/>, which must implement <see cref="IPretrainedModel"/> (sizes, word embeddings).</summary>
+    /// <summary>Wraps <paramref name="model"/>, which must implement <see cref="IPreTrainedModel"/> (sizes, word embeddings).</summary>
     protected PromptEncoderTuner(string name, nn.Module model, ILogger? logger) : base(name, model, logger)
     {
-        if (model is not IPretrainedModel)
-            throw new NotSupportedException($"{name}: prompt learning needs a transformer model implementing IPretrainedModel (sizes, word embeddings); got {model.GetType().Name}.");
+        if (model is not IPreTrainedModel)
+            throw new NotSupportedException($"{name}: prompt learning needs a transformer model implementing IPreTrainedModel (sizes, word embeddings); got {model.GetType().Name}.");
         if (!named_children().Any(c => c.name == "prompt_encoder")) register_module("prompt_encoder", prompt_encoder);
     }
 
@@ -33,7 +33,7 @@ public abstract class PromptEncoderTuner<TConfig> : PromptLearningTuner where TC
     public override string Prefix => "prompt_encoder";
 
     /// <summary>The wrapped model's PEFT-facing view.</summary>
-    protected IPretrainedModel Pretrained => (IPretrainedModel)Model;
+    protected IPreTrainedModel Pretrained => (IPreTrainedModel)Model;
 
     /// <summary>The active adapter's config, typed.</summary>
     protected TConfig ActiveConfig => (TConfig)ActivePeftConfig;

@@ -2,7 +2,7 @@ using Microsoft.Extensions.Logging;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Peft.Core.Tuners.PromptLearning;
+namespace Peft.Core.Tuners;
 
 /// <summary>
 /// Prompt learning by prepending virtual-token embeddings (prompt tuning, P-tuning), as PEFT's
@@ -15,7 +15,7 @@ namespace Peft.Core.Tuners.PromptLearning;
 /// </summary>
 public abstract class VirtualTokenTuner<TConfig> : PromptEncoderTuner<TConfig> where TConfig : PromptLearningConfig
 {
-    /// <summary>Wraps <paramref name="model"/> (an <see cref="IPretrainedModel"/>).</summary>
+    /// <summary>Wraps <paramref name="model"/> (an <see cref="IPreTrainedModel"/>).</summary>
     protected VirtualTokenTuner(string name, nn.Module model, ILogger? logger) : base(name, model, logger) { }
 
     /// <inheritdoc />

@@ -1,9 +1,9 @@
-using Peft.Core.Tuners.PromptLearning;
+using Peft.Core.Tuners;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Peft.Core.Tuners.PromptTuning;
+namespace Peft.Core.Tuners;
 
 /// <summary>
 /// PEFT <c>PromptEmbedding</c>: one learned vector per virtual token. indices [B, N] → [B, N, token_dim]. The table is

@@ -1,9 +1,9 @@
 using Microsoft.Extensions.Logging;
-using Peft.Core.Tuners.PromptLearning;
+using Peft.Core.Tuners;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Peft.Core.Tuners.PromptTuning;
+namespace Peft.Core.Tuners;
 
 /// <summary>
 /// Prompt tuning (PEFT <c>PROMPT_TUNING</c>): a <see cref="PromptEmbedding"/> per adapter whose rows are prepended to the
@@ -15,7 +15,7 @@ public sealed class PromptTuningModel : VirtualTokenTuner<PromptTuningConfig>
     // training from a folder: FromPretrained(isTrainable: true) cannot pass a tokenizer, and the init is overwritten).
     private readonly HashSet<string> _awaitingWeights = new(StringComparer.Ordinal);
 
-    /// <summary>Wraps <paramref name="model"/> (an <see cref="IPretrainedModel"/>).</summary>
+    /// <summary>Wraps <paramref name="model"/> (an <see cref="IPreTrainedModel"/>).</summary>
     public PromptTuningModel(nn.Module model, ILogger? logger) : base(nameof(PromptTuningModel), model, logger) { }
 
     /// <inheritdoc />

@@ -1,5 +1,6 @@
 using Peft.Core;
 using TorchSharp.Modules;
+using TorchSharp.Utils;
 using static TorchSharp.torch;
 
 namespace Peft.Transformers.Models.Bert;
@@ -7,16 +8,14 @@ namespace Peft.Transformers.Models.Bert;
 /// <summary>BERT embeddings (HF <c>BertEmbeddings</c>): word + absolute position + token type, LayerNorm, dropout.</summary>
 public sealed class BertEmbeddings : nn.Module
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>word_embeddings</c> [vocab, hidden].</summary>
-    public nn.Module<Tensor, Tensor> word_embeddings;
+    [field: ComponentName(Name = "word_embeddings")] public nn.Module<Tensor, Tensor> word_embeddings { get; }
     /// <summary>HF <c>position_embeddings</c> [max_position_embeddings, hidden].</summary>
-    public nn.Module<Tensor, Tensor> position_embeddings;
+    [field: ComponentName(Name = "position_embeddings")] public nn.Module<Tensor, Tensor> position_embeddings { get; }
     /// <summary>HF <c>token_type_embeddings</c> [type_vocab_size, hidden].</summary>
-    public nn.Module<Tensor, Tensor> token_type_embeddings;
+    [field: ComponentName(Name = "token_type_embeddings")] public nn.Module<Tensor, Tensor> token_type_embeddings { get; }
     /// <summary>HF <c>LayerNorm</c>.</summary>
-    public nn.Module<Tensor, Tensor> LayerNorm;
-#pragma warning restore IDE1006
+    [field: ComponentName(Name = "LayerNorm")] public nn.Module<Tensor, Tensor> LayerNorm { get; }
     private readonly Dropout dropout;
     internal readonly ModuleRef<Embedding> Word;
 
@@ -49,14 +48,12 @@ public sealed class BertEmbeddings : nn.Module
 /// <summary>HF <c>BertSelfAttention</c>: query, key, value.</summary>
 public sealed class BertSelfAttention : nn.Module
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>query</c>.</summary>
-    public nn.Module<Tensor, Tensor> query;
+    [field: ComponentName(Name = "query")] public nn.Module<Tensor, Tensor> query { get; }
     /// <summary>HF <c>key</c>.</summary>
-    public nn.Module<Tensor, Tensor> key;
+    [field: ComponentName(Name = "key")] public nn.Module<Tensor, Tensor> key { get; }
     /// <summary>HF <c>value</c>.</summary>
-    public nn.Module<Tensor, Tensor> value;
-#pragma warning restore IDE1006
+    [field: ComponentName(Name = "value")] public nn.Module<Tensor, Tensor> value { get; }
     private readonly int _heads, _headDim;
     private readonly double _dropout;
 
@@ -93,12 +90,10 @@ public sealed class BertSelfAttention : nn.Module
 /// <summary>HF <c>BertSelfOutput</c> / <c>BertOutput</c>: LayerNorm(dropout(dense(x)) + residual).</summary>
 public sealed class BertResidualOutput : nn.Module
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>dense</c>.</summary>
-    public nn.Module<Tensor, Tensor> dense;
+    [field: ComponentName(Name = "dense")] public nn.Module<Tensor, Tensor> dense { get; }
     /// <summary>HF <c>LayerNorm</c>.</summary>
-    public nn.Module<Tensor, Tensor> LayerNorm;
-#pragma warning restore IDE1006
+    [field: ComponentName(Name = "LayerNorm")] public nn.Module<Tensor, Tensor> LayerNorm { get; }
     private readonly Dropout dropout;
 
     /// <summary>Creates the block with a dense layer from <paramref name="inFeatures"/> to hidden.</summary>
@@ -117,12 +112,10 @@ public sealed class BertResidualOutput : nn.Module
 /// <summary>HF <c>BertAttention</c>: self + output.</summary>
 public sealed class BertAttention : nn.Module
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>self</c>.</summary>
-    public BertSelfAttention self;
+    [field: ComponentName(Name = "self")] public BertSelfAttention self { get; }
     /// <summary>HF <c>output</c>.</summary>
-    public BertResidualOutput output;
-#pragma warning restore IDE1006
+    [field: ComponentName(Name = "output")] public BertResidualOutput output { get; }
 
     /// <summary>Creates the attention block.</summary>
     public BertAttention(BertConfig c) : base("BertAttention")
@@ -139,10 +132,8 @@ public sealed class BertAttention : nn.Module
 /// <summary>HF <c>BertIntermediate</c>: dense + activation.</summary>
 public sealed class BertIntermediate : nn.Module<Tensor, Tensor>
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>dense</c>.</summary>
-    public nn.Module<Tensor, Tensor> dense;
-#pragma warning restore IDE1006
+    [field: ComponentName(Name = "dense")] public nn.Module<Tensor, Tensor> dense { get; }
     private readonly Func<Tensor, Tensor> _act;
 
     /// <summary>Creates the block.</summary>
@@ -160,14 +151,12 @@ public sealed class BertIntermediate : nn.Module<Tensor, Tensor>
 /// <summary>HF <c>BertLayer</c>.</summary>
 public sealed class BertLayer : nn.Module, ITransformerLayer
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>attention</c>.</summary>
-    public BertAttention attention;
+    [field: ComponentName(Name = "attention")] public BertAttention attention { get; }
     /// <summary>HF <c>intermediate</c>.</summary>
-    public BertIntermediate intermediate;
+    [field: ComponentName(Name = "intermediate")] public BertIntermediate intermediate { get; }
     /// <summary>HF <c>output</c>.</summary>
-    public BertResidualOutput output;
-#pragma warning restore IDE1006
+    [field: ComponentName(Name = "output")] public BertResidualOutput output { get; }
 
     /// <summary>Creates the layer.</summary>
     public BertLayer(BertConfig c) : base("BertLayer")
@@ -192,10 +181,8 @@ public sealed class BertLayer : nn.Module, ITransformerLayer
 /// <summary>HF <c>BertEncoder</c>: the layer stack ("encoder.layer.N").</summary>
 public sealed class BertEncoder : nn.Module
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>layer</c>.</summary>
-    public ModuleList<BertLayer> layer;
-#pragma warning restore IDE1006
+    [field: ComponentName(Name = "layer")] public ModuleList<BertLayer> layer { get; }
 
     /// <summary>Creates the encoder.</summary>
     public BertEncoder(BertConfig c) : base("BertEncoder")
@@ -208,10 +195,8 @@ public sealed class BertEncoder : nn.Module
 /// <summary>HF <c>BertPooler</c>: tanh(dense(first token)).</summary>
 public sealed class BertPooler : nn.Module<Tensor, Tensor>
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>dense</c>.</summary>
-    public nn.Module<Tensor, Tensor> dense;
-#pragma warning restore IDE1006
+    [field: ComponentName(Name = "dense")] public nn.Module<Tensor, Tensor> dense { get; }
 
     /// <summary>Creates the pooler.</summary>
     public BertPooler(BertConfig c) : base("BertPooler")
@@ -227,14 +212,12 @@ public sealed class BertPooler : nn.Module<Tensor, Tensor>
 /// <summary>BERT backbone (HF <c>BertModel</c>): embeddings, encoder, optional pooler.</summary>
 public sealed class BertModel : PreTrainedModel
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>embeddings</c>.</summary>
-    public BertEmbeddings embeddings;
+    [field: ComponentName(Name = "embeddings")] public BertEmbeddings embeddings { get; }
     /// <summary>HF <c>encoder</c>.</summary>
-    public BertEncoder encoder;
+    [field: ComponentName(Name = "encoder")] public BertEncoder encoder { get; }
     /// <summary>HF <c>pooler</c> (absent for token classification, QA and MLM heads, as in HF).</summary>
-    public BertPooler? pooler;
-#pragma warning restore IDE1006
+    [field: ComponentName(Name = "pooler")] public BertPooler? pooler { get; }
     private readonly BertConfig _c;
 
     /// <summary>Builds the backbone (random weights); <paramref name="addPoolingLayer"/> as HF's <c>add_pooling_layer</c>.</summary>
@@ -283,10 +266,8 @@ public sealed class BertModel : PreTrainedModel
 /// <summary>Common members of the BERT heads.</summary>
 public abstract class BertPreTrainedHead : PreTrainedModel
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>bert</c>: the backbone.</summary>
-    public BertModel bert;
-#pragma warning restore IDE1006
+    [field: ComponentName(Name = "bert")] public BertModel bert { get; }
 
     /// <summary>Creates the head over a new backbone; the derived constructor calls <c>RegisterComponents()</c>.</summary>
     protected BertPreTrainedHead(string name, BertConfig config, bool addPoolingLayer) : base(name, config) =>
@@ -309,10 +290,8 @@ public abstract class BertPreTrainedHead : PreTrainedModel
 /// <summary>BERT sequence classifier (HF <c>BertForSequenceClassification</c>): dropout + <c>classifier</c> on the pooled output.</summary>
 public sealed class BertForSequenceClassification : BertPreTrainedHead
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>classifier</c> [num_labels, hidden].</summary>
-    public nn.Module<Tensor, Tensor> classifier;
-#pragma warning restore IDE1006
+    [field: ComponentName(Name = "classifier")] public nn.Module<Tensor, Tensor> classifier { get; }
     private readonly Dropout dropout;
 
     /// <summary>Builds the model (random weights).</summary>
@@ -337,10 +316,8 @@ public sealed class BertForSequenceClassification : BertPreTrainedHead
 /// <summary>BERT token classifier (HF <c>BertForTokenClassification</c>): dropout + <c>classifier</c> per token.</summary>
 public sealed class BertForTokenClassification : BertPreTrainedHead
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>classifier</c> [num_labels, hidden].</summary>
-    public nn.Module<Tensor, Tensor> classifier;
-#pragma warning restore IDE1006
+    [field: ComponentName(Name = "classifier")] public nn.Module<Tensor, Tensor> classifier { get; }
     private readonly Dropout dropout;
 
     /// <summary>Builds the model (random weights).</summary>
@@ -365,10 +342,8 @@ public sealed class BertForTokenClassification : BertPreTrainedHead
 /// <summary>BERT extractive QA (HF <c>BertForQuestionAnswering</c>): <c>qa_outputs</c> → start/end logits.</summary>
 public sealed class BertForQuestionAnswering : BertPreTrainedHead
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>qa_outputs</c> [num_labels (2), hidden].</summary>
-    public nn.Module<Tensor, Tensor> qa_outputs;
-#pragma warning restore IDE1006
+    [field: ComponentName(Name = "qa_outputs")] public nn.Module<Tensor, Tensor> qa_outputs { get; }
 
     /// <summary>Builds the model (random weights).</summary>
     public BertForQuestionAnswering(BertConfig config) : base(nameof(BertForQuestionAnswering), config, false)
@@ -404,12 +379,10 @@ public sealed class BertForQuestionAnswering : BertPreTrainedHead
 /// <summary>HF <c>BertPredictionHeadTransform</c>: dense, activation, LayerNorm.</summary>
 public sealed class BertPredictionHeadTransform : nn.Module<Tensor, Tensor>
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>dense</c>.</summary>
-    public nn.Module<Tensor, Tensor> dense;
+    [field: ComponentName(Name = "dense")] public nn.Module<Tensor, Tensor> dense { get; }
     /// <summary>HF <c>LayerNorm</c>.</summary>
-    public nn.Module<Tensor, Tensor> LayerNorm;
-#pragma warning restore IDE1006
+    [field: ComponentName(Name = "LayerNorm")] public nn.Module<Tensor, Tensor> LayerNorm { get; }
     private readonly Func<Tensor, Tensor> _act;
 
     /// <summary>Creates the transform.</summary>
@@ -428,14 +401,12 @@ public sealed class BertPredictionHeadTransform : nn.Module<Tensor, Tensor>
 /// <summary>HF <c>BertLMPredictionHead</c>: transform, decoder tied to the word embeddings, and <c>bias</c>.</summary>
 public sealed class BertLMPredictionHead : nn.Module<Tensor, Tensor>
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>transform</c>.</summary>
-    public BertPredictionHeadTransform transform;
+    [field: ComponentName(Name = "transform")] public BertPredictionHeadTransform transform { get; }
     /// <summary>HF <c>decoder</c> (weight tied to bert.embeddings.word_embeddings, not saved).</summary>
-    public nn.Module<Tensor, Tensor> decoder;
+    [field: ComponentName(Name = "decoder")] public nn.Module<Tensor, Tensor> decoder { get; }
     /// <summary>HF <c>bias</c> [vocab] (saved as cls.predictions.bias).</summary>
     public Parameter bias;
-#pragma warning restore IDE1006
 
     /// <summary>Creates the head over the word embedding <paramref name="word"/>.</summary>
     public BertLMPredictionHead(BertConfig c, Embedding word) : base("BertLMPredictionHead")
@@ -453,10 +424,8 @@ public sealed class BertLMPredictionHead : nn.Module<Tensor, Tensor>
 /// <summary>HF <c>BertOnlyMLMHead</c> ("cls").</summary>
 public sealed class BertOnlyMLMHead : nn.Module<Tensor, Tensor>
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>predictions</c>.</summary>
-    public BertLMPredictionHead predictions;
-#pragma warning restore IDE1006
+    [field: ComponentName(Name = "predictions")] public BertLMPredictionHead predictions { get; }
 
     /// <summary>Creates the head.</summary>
     public BertOnlyMLMHead(BertConfig c, Embedding word) : base("BertOnlyMLMHead")
@@ -472,10 +441,8 @@ public sealed class BertOnlyMLMHead : nn.Module<Tensor, Tensor>
 /// <summary>BERT masked LM (HF <c>BertForMaskedLM</c>): <c>cls.predictions</c> with the decoder tied to the word embeddings.</summary>
 public sealed class BertForMaskedLM : BertPreTrainedHead
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>cls</c>.</summary>
-    public BertOnlyMLMHead cls;
-#pragma warning restore IDE1006
+    [field: ComponentName(Name = "cls")] public BertOnlyMLMHead cls { get; }
 
     /// <summary>Builds the model (random weights).</summary>
     public BertForMaskedLM(BertConfig config) : base(nameof(BertForMaskedLM), config, false)

@@ -1,6 +1,7 @@
 using Peft.Core;
 using Peft.Core.Modules;
 using TorchSharp.Modules;
+using TorchSharp.Utils;
 using static TorchSharp.torch;
 
 namespace Peft.Transformers.Models.Gpt2;
@@ -14,12 +15,10 @@ internal static class Gpt2Keys
 /// <summary>GPT-2 attention (HF <c>GPT2Attention</c>): fused <c>c_attn</c> Conv1D ([in, 3·hidden]) and <c>c_proj</c>.</summary>
 public sealed class GPT2Attention : nn.Module
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>c_attn</c>: Conv1D [hidden, 3·hidden] → q | k | v.</summary>
-    public nn.Module<Tensor, Tensor> c_attn;
+    [field: ComponentName(Name = "c_attn")] public nn.Module<Tensor, Tensor> c_attn { get; }
     /// <summary>HF <c>c_proj</c>: Conv1D [hidden, hidden].</summary>
-    public nn.Module<Tensor, Tensor> c_proj;
-#pragma warning restore IDE1006
+    [field: ComponentName(Name = "c_proj")] public nn.Module<Tensor, Tensor> c_proj { get; }
     private readonly int _heads, _headDim, _layerIdx;
     private readonly double _queryScale, _attnDrop;
     private readonly Dropout resid_dropout;
@@ -55,12 +54,10 @@ public sealed class GPT2Attention : nn.Module
 /// <summary>GPT-2 MLP (HF <c>GPT2MLP</c>): c_fc, activation, c_proj (Conv1D).</summary>
 public sealed class GPT2MLP : nn.Module<Tensor, Tensor>
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>c_fc</c>: Conv1D [hidden, inner].</summary>
-    public nn.Module<Tensor, Tensor> c_fc;
+    [field: ComponentName(Name = "c_fc")] public nn.Module<Tensor, Tensor> c_fc { get; }
     /// <summary>HF <c>c_proj</c>: Conv1D [inner, hidden].</summary>
-    public nn.Module<Tensor, Tensor> c_proj;
-#pragma warning restore IDE1006
+    [field: ComponentName(Name = "c_proj")] public nn.Module<Tensor, Tensor> c_proj { get; }
     private readonly Dropout dropout;
     private readonly Func<Tensor, Tensor> _act;
 
@@ -82,16 +79,14 @@ public sealed class GPT2MLP : nn.Module<Tensor, Tensor>
 /// <summary>GPT-2 block (HF <c>GPT2Block</c>): pre-norm attention and MLP.</summary>
 public sealed class GPT2Block : nn.Module, ITransformerLayer
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>ln_1</c>.</summary>
-    public nn.Module<Tensor, Tensor> ln_1;
+    [field: ComponentName(Name = "ln_1")] public nn.Module<Tensor, Tensor> ln_1 { get; }
     /// <summary>HF <c>attn</c>.</summary>
-    public GPT2Attention attn;
+    [field: ComponentName(Name = "attn")] public GPT2Attention attn { get; }
     /// <summary>HF <c>ln_2</c>.</summary>
-    public nn.Module<Tensor, Tensor> ln_2;
+    [field: ComponentName(Name = "ln_2")] public nn.Module<Tensor, Tensor> ln_2 { get; }
     /// <summary>HF <c>mlp</c>.</summary>
-    public GPT2MLP mlp;
-#pragma warning restore IDE1006
+    [field: ComponentName(Name = "mlp")] public GPT2MLP mlp { get; }
 
     /// <summary>Creates block <paramref name="layerIdx"/>.</summary>
     public GPT2Block(GPT2Config c, int layerIdx) : base("GPT2Block")
@@ -116,16 +111,14 @@ public sealed class GPT2Block : nn.Module, ITransformerLayer
 /// <summary>GPT-2 backbone (HF <c>GPT2Model</c>): wte + wpe, blocks, ln_f.</summary>
 public sealed class GPT2Model : PreTrainedModel
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>wte</c> [vocab, hidden].</summary>
-    public nn.Module<Tensor, Tensor> wte;
+    [field: ComponentName(Name = "wte")] public nn.Module<Tensor, Tensor> wte { get; }
     /// <summary>HF <c>wpe</c> [n_positions, hidden].</summary>
-    public nn.Module<Tensor, Tensor> wpe;
+    [field: ComponentName(Name = "wpe")] public nn.Module<Tensor, Tensor> wpe { get; }
     /// <summary>HF <c>h</c>: the blocks.</summary>
-    public ModuleList<GPT2Block> h;
+    [field: ComponentName(Name = "h")] public ModuleList<GPT2Block> h { get; }
     /// <summary>HF <c>ln_f</c>.</summary>
-    public nn.Module<Tensor, Tensor> ln_f;
-#pragma warning restore IDE1006
+    [field: ComponentName(Name = "ln_f")] public nn.Module<Tensor, Tensor> ln_f { get; }
     private readonly Dropout drop;
     private readonly ModuleRef<Embedding> _wte;
     private readonly GPT2Config _c;
@@ -191,12 +184,10 @@ public sealed class GPT2Model : PreTrainedModel
 /// <summary>GPT-2 with the LM head tied to <c>wte</c> (HF <c>GPT2LMHeadModel</c>).</summary>
 public sealed class GPT2LMHeadModel : PreTrainedModel
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>transformer</c>: the backbone.</summary>
-    public GPT2Model transformer;
+    [field: ComponentName(Name = "transformer")] public GPT2Model transformer { get; }
     /// <summary>HF <c>lm_head</c> [vocab, hidden]: tied to wte (not saved) unless tie_word_embeddings is false.</summary>
-    public nn.Module<Tensor, Tensor> lm_head;
-#pragma warning restore IDE1006
+    [field: ComponentName(Name = "lm_head")] public nn.Module<Tensor, Tensor> lm_head { get; }
 
     /// <summary>Builds the model for <paramref name="config"/> (random weights).</summary>
     public GPT2LMHeadModel(GPT2Config config) : base(nameof(GPT2LMHeadModel), config)
@@ -241,12 +232,10 @@ public sealed class GPT2LMHeadModel : PreTrainedModel
 /// <summary>GPT-2 sequence classifier (HF <c>GPT2ForSequenceClassification</c>): <c>score</c> at the last non-pad token.</summary>
 public sealed class GPT2ForSequenceClassification : PreTrainedModel
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>transformer</c>: the backbone.</summary>
-    public GPT2Model transformer;
+    [field: ComponentName(Name = "transformer")] public GPT2Model transformer { get; }
     /// <summary>HF <c>score</c> [num_labels, hidden], no bias.</summary>
-    public nn.Module<Tensor, Tensor> score;
-#pragma warning restore IDE1006
+    [field: ComponentName(Name = "score")] public nn.Module<Tensor, Tensor> score { get; }
 
     /// <summary>Builds the model for <paramref name="config"/> (random weights).</summary>
     public GPT2ForSequenceClassification(GPT2Config config) : base(nameof(GPT2ForSequenceClassification), config)
@@ -280,12 +269,10 @@ public sealed class GPT2ForSequenceClassification : PreTrainedModel
 /// <summary>GPT-2 token classifier (HF <c>GPT2ForTokenClassification</c>): dropout + <c>classifier</c> per token.</summary>
 public sealed class GPT2ForTokenClassification : PreTrainedModel
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>transformer</c>: the backbone.</summary>
-    public GPT2Model transformer;
+    [field: ComponentName(Name = "transformer")] public GPT2Model transformer { get; }
     /// <summary>HF <c>classifier</c> [num_labels, hidden].</summary>
-    public nn.Module<Tensor, Tensor> classifier;
-#pragma warning restore IDE1006
+    [field: ComponentName(Name = "classifier")] public nn.Module<Tensor, Tensor> classifier { get; }
     private readonly Dropout dropout;
 
     /// <summary>Builds the model for <paramref name="config"/> (random weights).</summary>

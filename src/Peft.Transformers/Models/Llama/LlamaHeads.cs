@@ -1,5 +1,6 @@
 using Peft.Core;
 using TorchSharp.Modules;
+using TorchSharp.Utils;
 using static TorchSharp.torch;
 
 namespace Peft.Transformers.Models.Llama;
@@ -10,12 +11,10 @@ namespace Peft.Transformers.Models.Llama;
 /// </summary>
 public abstract class RotaryDecoderForCausalLM : PreTrainedModel
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>model</c>: the backbone.</summary>
-    public RotaryDecoderModel model;
+    [field: ComponentName(Name = "model")] public RotaryDecoderModel model { get; }
     /// <summary>HF <c>lm_head</c> [vocab, hidden].</summary>
-    public nn.Module<Tensor, Tensor> lm_head;
-#pragma warning restore IDE1006
+    [field: ComponentName(Name = "lm_head")] public nn.Module<Tensor, Tensor> lm_head { get; }
 
     /// <summary>Builds the head over <paramref name="backbone"/>; the derived constructor calls <c>RegisterComponents()</c>.</summary>
     protected RotaryDecoderForCausalLM(string name, RotaryDecoderConfig config, RotaryDecoderModel backbone, Device? device = null) : base(name, config)
@@ -58,12 +57,10 @@ public abstract class RotaryDecoderForCausalLM : PreTrainedModel
 /// <summary>A Llama-family backbone with a sequence-classification head <c>score</c> pooled at the last non-pad token (HF <c>LlamaForSequenceClassification</c>).</summary>
 public abstract class RotaryDecoderForSequenceClassification : PreTrainedModel
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>model</c>: the backbone.</summary>
-    public RotaryDecoderModel model;
+    [field: ComponentName(Name = "model")] public RotaryDecoderModel model { get; }
     /// <summary>HF <c>score</c> [num_labels, hidden], no bias.</summary>
-    public nn.Module<Tensor, Tensor> score;
-#pragma warning restore IDE1006
+    [field: ComponentName(Name = "score")] public nn.Module<Tensor, Tensor> score { get; }
 
     /// <summary>Builds the head; the derived constructor calls <c>RegisterComponents()</c>.</summary>
     protected RotaryDecoderForSequenceClassification(string name, RotaryDecoderConfig config, RotaryDecoderModel backbone, Device? device = null) : base(name, config)
@@ -95,12 +92,10 @@ public abstract class RotaryDecoderForSequenceClassification : PreTrainedModel
 /// <summary>A Llama-family backbone with a per-token classifier <c>score</c> (HF <c>LlamaForTokenClassification</c>).</summary>
 public abstract class RotaryDecoderForTokenClassification : PreTrainedModel
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>model</c>: the backbone.</summary>
-    public RotaryDecoderModel model;
+    [field: ComponentName(Name = "model")] public RotaryDecoderModel model { get; }
     /// <summary>HF <c>score</c> [num_labels, hidden] with bias.</summary>
-    public nn.Module<Tensor, Tensor> score;
-#pragma warning restore IDE1006
+    [field: ComponentName(Name = "score")] public nn.Module<Tensor, Tensor> score { get; }
     private readonly Dropout dropout;
 
     /// <summary>Builds the head; the derived constructor calls <c>RegisterComponents()</c>.</summary>

@@ -1,5 +1,6 @@
 using Peft.Core;
 using TorchSharp.Modules;
+using TorchSharp.Utils;
 using static TorchSharp.torch;
 
 namespace Peft.Transformers.Models.Llama;
@@ -11,16 +12,14 @@ namespace Peft.Transformers.Models.Llama;
 /// </summary>
 public sealed class RotaryAttention : nn.Module
 {
-#pragma warning disable IDE1006 // HF state-dict names
     /// <summary>HF <c>q_proj</c>: [H·D, hidden].</summary>
-    public nn.Module<Tensor, Tensor> q_proj;
+    [field: ComponentName(Name = "q_proj")] public nn.Module<Tensor, Tensor> q_proj { get; }
     /// <summary>HF <c>k_proj</c>: [Hkv·D, hidden].</summary>
-    public nn.Module<Tensor, Tensor> k_proj;
+    [field: ComponentName(Name = "k_proj")] public nn.Module<Tensor, Tensor> k_proj { get; }
     /// <summary>HF <c>v_proj</c>: [Hkv·D, hidden].</summary>
-    public nn.Module<Tensor, Tensor> v_proj;
+    [field: ComponentName(Name = "v_proj")] public nn.Module<Tensor, Tensor> v_proj { get; }
     /// <summary>HF <c>o_proj</c>: [hidden, H·D].</summary>
-    public nn.Module<Tensor, Tensor> o_proj;
-#pragma warning restore IDE1006
+    [field: ComponentName(Name = "o_proj")] public nn.Module<Tensor, Tensor> o_proj { get; }
     private readonly int _heads, _kvHeads, _headDim, _layerIdx;
     private readonly double _dropout;
 
@@ -54,14 +53,12 @@ public sealed class RotaryAttention : nn.Module
 /// <summary>Gated MLP: down(act(gate(x)) · up(x)) (HF <c>LlamaMLP</c>).</summary>
 public sealed class GatedMlp : nn.Module<Tensor, Tensor>
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>gate_proj</c>.</summary>
-    public nn.Module<Tensor, Tensor> gate_proj;
+    [field: ComponentName(Name = "gate_proj")] public nn.Module<Tensor, Tensor> gate_proj { get; }
     /// <summary>HF <c>up_proj</c>.</summary>
-    public nn.Module<Tensor, Tensor> up_proj;
+    [field: ComponentName(Name = "up_proj")] public nn.Module<Tensor, Tensor> up_proj { get; }
     /// <summary>HF <c>down_proj</c>.</summary>
-    public nn.Module<Tensor, Tensor> down_proj;
-#pragma warning restore IDE1006
+    [field: ComponentName(Name = "down_proj")] public nn.Module<Tensor, Tensor> down_proj { get; }
     private readonly Func<Tensor, Tensor> _act;
 
     /// <summary>Creates the MLP (parameters on <paramref name="device"/>).</summary>
@@ -81,16 +78,14 @@ public sealed class GatedMlp : nn.Module<Tensor, Tensor>
 /// <summary>Pre-norm decoder layer (HF <c>LlamaDecoderLayer</c>).</summary>
 public sealed class RotaryDecoderLayer : nn.Module, ITransformerLayer
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>self_attn</c>.</summary>
-    public RotaryAttention self_attn;
+    [field: ComponentName(Name = "self_attn")] public RotaryAttention self_attn { get; }
     /// <summary>HF <c>mlp</c>.</summary>
-    public GatedMlp mlp;
+    [field: ComponentName(Name = "mlp")] public GatedMlp mlp { get; }
     /// <summary>HF <c>input_layernorm</c>.</summary>
-    public nn.Module<Tensor, Tensor> input_layernorm;
+    [field: ComponentName(Name = "input_layernorm")] public nn.Module<Tensor, Tensor> input_layernorm { get; }
     /// <summary>HF <c>post_attention_layernorm</c>.</summary>
-    public nn.Module<Tensor, Tensor> post_attention_layernorm;
-#pragma warning restore IDE1006
+    [field: ComponentName(Name = "post_attention_layernorm")] public nn.Module<Tensor, Tensor> post_attention_layernorm { get; }
 
     /// <summary>Creates layer <paramref name="layerIdx"/> (parameters on <paramref name="device"/>).</summary>
     public RotaryDecoderLayer(RotaryDecoderConfig c, int layerIdx, Device? device = null) : base("RotaryDecoderLayer")
@@ -119,14 +114,12 @@ public sealed class RotaryDecoderLayer : nn.Module, ITransformerLayer
 /// </summary>
 public abstract class RotaryDecoderModel : PreTrainedModel
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>embed_tokens</c> [vocab, hidden].</summary>
-    public nn.Module<Tensor, Tensor> embed_tokens;
+    [field: ComponentName(Name = "embed_tokens")] public nn.Module<Tensor, Tensor> embed_tokens { get; }
     /// <summary>HF <c>layers</c>.</summary>
-    public ModuleList<RotaryDecoderLayer> layers;
+    [field: ComponentName(Name = "layers")] public ModuleList<RotaryDecoderLayer> layers { get; }
     /// <summary>HF <c>norm</c>.</summary>
-    public nn.Module<Tensor, Tensor> norm;
-#pragma warning restore IDE1006
+    [field: ComponentName(Name = "norm")] public nn.Module<Tensor, Tensor> norm { get; }
     private readonly ModuleRef<Embedding> _embedding;
     private readonly RotaryDecoderConfig _c;
 

@@ -1,5 +1,6 @@
 using Peft.Core;
 using TorchSharp.Modules;
+using TorchSharp.Utils;
 using static TorchSharp.torch;
 
 namespace Peft.Transformers.Models.Opt;
@@ -7,16 +8,14 @@ namespace Peft.Transformers.Models.Opt;
 /// <summary>OPT attention (HF <c>OPTAttention</c>): q/k/v/out projections with biases (enable_bias), KV cache.</summary>
 public sealed class OPTAttention : nn.Module
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>k_proj</c>.</summary>
-    public nn.Module<Tensor, Tensor> k_proj;
+    [field: ComponentName(Name = "k_proj")] public nn.Module<Tensor, Tensor> k_proj { get; }
     /// <summary>HF <c>v_proj</c>.</summary>
-    public nn.Module<Tensor, Tensor> v_proj;
+    [field: ComponentName(Name = "v_proj")] public nn.Module<Tensor, Tensor> v_proj { get; }
     /// <summary>HF <c>q_proj</c>.</summary>
-    public nn.Module<Tensor, Tensor> q_proj;
+    [field: ComponentName(Name = "q_proj")] public nn.Module<Tensor, Tensor> q_proj { get; }
     /// <summary>HF <c>out_proj</c>.</summary>
-    public nn.Module<Tensor, Tensor> out_proj;
-#pragma warning restore IDE1006
+    [field: ComponentName(Name = "out_proj")] public nn.Module<Tensor, Tensor> out_proj { get; }
     private readonly int _heads, _headDim, _layerIdx;
     private readonly double _dropout;
 
@@ -47,18 +46,16 @@ public sealed class OPTAttention : nn.Module
 /// <summary>OPT decoder layer (HF <c>OPTDecoderLayer</c>): pre- or post-norm by <c>do_layer_norm_before</c>.</summary>
 public sealed class OPTDecoderLayer : nn.Module, ITransformerLayer
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>self_attn</c>.</summary>
-    public OPTAttention self_attn;
+    [field: ComponentName(Name = "self_attn")] public OPTAttention self_attn { get; }
     /// <summary>HF <c>self_attn_layer_norm</c>.</summary>
-    public nn.Module<Tensor, Tensor> self_attn_layer_norm;
+    [field: ComponentName(Name = "self_attn_layer_norm")] public nn.Module<Tensor, Tensor> self_attn_layer_norm { get; }
     /// <summary>HF <c>fc1</c>.</summary>
-    public nn.Module<Tensor, Tensor> fc1;
+    [field: ComponentName(Name = "fc1")] public nn.Module<Tensor, Tensor> fc1 { get; }
     /// <summary>HF <c>fc2</c>.</summary>
-    public nn.Module<Tensor, Tensor> fc2;
+    [field: ComponentName(Name = "fc2")] public nn.Module<Tensor, Tensor> fc2 { get; }
     /// <summary>HF <c>final_layer_norm</c>.</summary>
-    public nn.Module<Tensor, Tensor> final_layer_norm;
-#pragma warning restore IDE1006
+    [field: ComponentName(Name = "final_layer_norm")] public nn.Module<Tensor, Tensor> final_layer_norm { get; }
     private readonly Dropout dropout;
     private readonly bool _normBefore;
     private readonly Func<Tensor, Tensor> _act;
@@ -100,20 +97,18 @@ public sealed class OPTDecoder : nn.Module
 {
     /// <summary>OPT's learned positions are looked up at position + 2 (HF <c>OPTLearnedPositionalEmbedding.offset</c>).</summary>
     public const int PositionOffset = 2;
-#pragma warning disable IDE1006
     /// <summary>HF <c>embed_tokens</c> [vocab, word_embed_proj_dim].</summary>
-    public nn.Module<Tensor, Tensor> embed_tokens;
+    [field: ComponentName(Name = "embed_tokens")] public nn.Module<Tensor, Tensor> embed_tokens { get; }
     /// <summary>HF <c>embed_positions</c> [max_position_embeddings + 2, hidden].</summary>
-    public nn.Module<Tensor, Tensor> embed_positions;
+    [field: ComponentName(Name = "embed_positions")] public nn.Module<Tensor, Tensor> embed_positions { get; }
     /// <summary>HF <c>project_in</c> (only when word_embed_proj_dim ≠ hidden_size).</summary>
-    public nn.Module<Tensor, Tensor>? project_in;
+    [field: ComponentName(Name = "project_in")] public nn.Module<Tensor, Tensor>? project_in { get; }
     /// <summary>HF <c>project_out</c> (only when word_embed_proj_dim ≠ hidden_size).</summary>
-    public nn.Module<Tensor, Tensor>? project_out;
+    [field: ComponentName(Name = "project_out")] public nn.Module<Tensor, Tensor>? project_out { get; }
     /// <summary>HF <c>final_layer_norm</c> (pre-norm models only).</summary>
-    public nn.Module<Tensor, Tensor>? final_layer_norm;
+    [field: ComponentName(Name = "final_layer_norm")] public nn.Module<Tensor, Tensor>? final_layer_norm { get; }
     /// <summary>HF <c>layers</c>.</summary>
-    public ModuleList<OPTDecoderLayer> layers;
-#pragma warning restore IDE1006
+    [field: ComponentName(Name = "layers")] public ModuleList<OPTDecoderLayer> layers { get; }
     private readonly Dropout dropout;
     internal readonly ModuleRef<Embedding> Embedding;
 
@@ -158,10 +153,8 @@ public sealed class OPTDecoder : nn.Module
 /// <summary>OPT backbone (HF <c>OPTModel</c>): keys "decoder.*".</summary>
 public sealed class OPTModel : PreTrainedModel
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>decoder</c>.</summary>
-    public OPTDecoder decoder;
-#pragma warning restore IDE1006
+    [field: ComponentName(Name = "decoder")] public OPTDecoder decoder { get; }
     private readonly OPTConfig _c;
 
     /// <summary>Builds the backbone for <paramref name="config"/> (random weights).</summary>
@@ -200,12 +193,10 @@ public sealed class OPTModel : PreTrainedModel
 /// <summary>OPT causal LM (HF <c>OPTForCausalLM</c>): lm_head tied to embed_tokens unless tie_word_embeddings is false.</summary>
 public sealed class OPTForCausalLM : PreTrainedModel
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>model</c>: the backbone.</summary>
-    public OPTModel model;
+    [field: ComponentName(Name = "model")] public OPTModel model { get; }
     /// <summary>HF <c>lm_head</c> [vocab, word_embed_proj_dim].</summary>
-    public nn.Module<Tensor, Tensor> lm_head;
-#pragma warning restore IDE1006
+    [field: ComponentName(Name = "lm_head")] public nn.Module<Tensor, Tensor> lm_head { get; }
 
     /// <summary>Builds the model for <paramref name="config"/> (random weights).</summary>
     public OPTForCausalLM(OPTConfig config, Device? device = null) : base(nameof(OPTForCausalLM), config)
@@ -248,12 +239,10 @@ public sealed class OPTForCausalLM : PreTrainedModel
 /// <summary>OPT sequence classifier (HF <c>OPTForSequenceClassification</c>): <c>score</c> at the last non-pad token.</summary>
 public sealed class OPTForSequenceClassification : PreTrainedModel
 {
-#pragma warning disable IDE1006
     /// <summary>HF <c>model</c>: the backbone.</summary>
-    public OPTModel model;
+    [field: ComponentName(Name = "model")] public OPTModel model { get; }
     /// <summary>HF <c>score</c> [num_labels, word_embed_proj_dim], no bias.</summary>
-    public nn.Module<Tensor, Tensor> score;
-#pragma warning restore IDE1006
+    [field: ComponentName(Name = "score")] public nn.Module<Tensor, Tensor> score { get; }
 
     /// <summary>Builds the model for <paramref name="config"/> (random weights).</summary>
     public OPTForSequenceClassification(OPTConfig config, Device? device = null) : base(nameof(OPTForSequenceClassification), config)

@@ -168,7 +168,7 @@ internal static class TrainingSnapshot
         switch (model)
         {
             case PeftModel pm: pm.SavePretrained(dir); break;
-            case IPretrainedModel pre: pre.SavePretrained(dir); break;
+            case IPreTrainedModel pre: pre.SavePretrained(dir); break;
             default:
                 using (var scope = NewDisposeScope())
                 {

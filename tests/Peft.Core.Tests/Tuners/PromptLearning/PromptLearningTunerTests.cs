@@ -1,5 +1,4 @@
-using Peft.Core.Tuners.PrefixTuning;
-using Peft.Core.Tuners.PromptLearning;
+using Peft.Core.Tuners;
 using Peft.Testing;
 using TorchSharp;
 using static TorchSharp.torch;

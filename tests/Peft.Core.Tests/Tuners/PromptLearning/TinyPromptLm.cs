@@ -5,11 +5,11 @@ using static TorchSharp.torch;
 namespace Peft.Core.Tests.Tuners.PromptLearning;
 
 /// <summary>
-/// A two-layer toy causal LM implementing <see cref="IPretrainedModel"/> (vocab 20, hidden 8, 4 query heads and 2
+/// A two-layer toy causal LM implementing <see cref="IPreTrainedModel"/> (vocab 20, hidden 8, 4 query heads and 2
 /// key/value heads of 2) that records the last input it received, so tests can check what a prompt-learning tuner hands
 /// to the model. Logits = head(embeds + mean of the cached keys per layer); positions are not used.
 /// </summary>
-internal sealed class TinyPromptLm : nn.Module<ModelInput, ModelOutput>, IPretrainedModel
+internal sealed class TinyPromptLm : nn.Module<ModelInput, ModelOutput>, IPreTrainedModel
 {
     private readonly Embedding embed_tokens;
     private readonly Linear lm_head;

@@ -8,7 +8,7 @@ namespace Peft.Core;
 /// <c>Peft.Transformers.PreTrainedModel</c>). A plain <see cref="torch.nn.Module"/> without it still works with
 /// the tuners that only replace layers (LoRA, IA3); prompt-learning methods need it.
 /// </summary>
-public interface IPretrainedModel
+public interface IPreTrainedModel
 {
     /// <summary>The config's <c>model_type</c> ("bert", "gpt2", "opt", "llama", "qwen2", ...).</summary>
     string ModelType { get; }
