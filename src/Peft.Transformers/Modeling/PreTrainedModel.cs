@@ -327,7 +327,7 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
                 if (loaded.Contains(key)) continue;                                  // read with its layer's weight
                 if (plan?.Quantizer is { Prequantized: true } pq && owners![key] is var own && pq.IsTarget(own.Path, own.Module))
                 {
-                    consumed.UnionWith(PrequantizedLayers.Load(this, reader, ckpt.Keys, map, own.Path, own.Module, plan, loaded, dir));
+                    consumed.UnionWith(PrequantizedLayers.Load(this, reader, ckpt.Keys, Map, own.Path, own.Module, plan, loaded, dir));
                     continue;
                 }
                 var info = ckpt.GetInfo(fileKey);

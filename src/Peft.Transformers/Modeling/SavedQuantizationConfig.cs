@@ -10,7 +10,7 @@ namespace Peft.Transformers;
 /// The <c>quantization_config</c> entry of config.json (HF <c>config.quantization_config</c>): set when a model is
 /// loaded quantised, and re-derived from the layers when it is saved so that the folder always describes its tensors —
 /// dropped when nothing is quantised (after <c>MergeAndUnload</c> / dequantisation), written when a model was
-/// quantised in place (<see cref="QLoraConfig"/>), with <c>llm_int8_skip_modules</c> listing the unquantised linear
+/// quantised in place (<see cref="Peft.Core.QLoraConfig"/>), with <c>llm_int8_skip_modules</c> listing the unquantised linear
 /// layers whenever the default rule would not reproduce the quantised set.
 /// </summary>
 internal static class SavedQuantizationConfig
