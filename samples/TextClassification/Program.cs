@@ -30,7 +30,7 @@ using static TorchSharp.torch;
 const double RequiredMargin = 15.0; // accuracy points over the majority-class baseline (issue 14's acceptance bar)
 var outDir = Path.Combine(Path.GetTempPath(), "peft-textclassification");
 string? modelId = null;
-double mlmEpochs = 20, epochs = 8;
+double mlmEpochs = 20, epochs = 8, fullLr = 5e-4, loraLr = 5e-3;
 bool smoke = false;
 for (int i = 0; i < args.Length; i++)
 {
@@ -40,6 +40,8 @@ for (int i = 0; i < args.Length; i++)
         case "--model": modelId = args[++i]; break;
         case "--mlm-epochs": mlmEpochs = double.Parse(args[++i], System.Globalization.CultureInfo.InvariantCulture); break;
         case "--epochs": epochs = double.Parse(args[++i], System.Globalization.CultureInfo.InvariantCulture); break;
+        case "--full-lr": fullLr = double.Parse(args[++i], System.Globalization.CultureInfo.InvariantCulture); break;
+        case "--lora-lr": loraLr = double.Parse(args[++i], System.Globalization.CultureInfo.InvariantCulture); break;
         case "--smoke": smoke = true; break;
         default: throw new ArgumentException($"unknown argument '{args[i]}'");
     }
@@ -78,7 +80,7 @@ AnsiConsole.MarkupLine(Markup.Escape($"  'Debugging is fun.' -> [{string.Join(",
 
 // Python: tokenized = ds.map(lambda b: tokenizer(b["text"], truncation=True, max_length=128), batched=True)
 Dataset Tokenize(Dataset d) =>
-    d.Map(b => tok.EncodeBatch(b.Column<string>("text"), truncation: true, maxLength: 128).ToColumns(), batched: true);
+    d.Map(b => tok.EncodeBatch(b.Column<string>("text"), truncation: true, maxLength: 64).ToColumns(), batched: true);
 var trainTok = Tokenize(train);
 var testTok = Tokenize(test);
 
@@ -90,7 +92,7 @@ if (modelId is null)
     var config = new BertConfig
     {
         VocabSize = tok.Count, HiddenSize = 128, NumHiddenLayers = 2, NumAttentionHeads = 4, IntermediateSize = 512,
-        MaxPositionEmbeddings = 128, PadTokenId = tok.PadTokenId ?? 0,
+        MaxPositionEmbeddings = 64, PadTokenId = tok.PadTokenId ?? 0,
     };
     using var mlm = AutoModelForMaskedLM.FromConfig(config);
     AnsiConsole.MarkupLine($"[bold]base model[/]  BERT from config: {mlm.NumParameters():N0} parameters; masked-LM pre-training");
@@ -112,8 +114,8 @@ if (modelId is null)
 var id2label = topics.Select((t, i) => (t, i)).ToDictionary(p => p.i, p => p.t);
 var runs = new List<RunResult>
 {
-    FineTune("full fine-tuning", lora: false, lr: 1e-4),
-    FineTune("LoRA (query, value; r=8)", lora: true, lr: 2e-3),
+    FineTune("full fine-tuning", lora: false, lr: fullLr),
+    FineTune("LoRA (query, value; r=8)", lora: true, lr: loraLr),
 };
 
 // 5. results ------------------------------------------------------------------------------------------------
