@@ -38,12 +38,20 @@ public static class MemoryTables
             foreach (var method in Enum.GetValues<FineTuningMethod>())
             {
                 var m = MemoryEstimator.Training(c, method, Batch, Sequence, gradientCheckpointing: true);
-                training.AddRow(name, method.ToString(), Gib(m.Weights), Gib(m.Gradients), Gib(m.OptimizerStates), Gib(m.Activations), $"[bold]{Gib(m.Total)}[/]");
+                training.AddRow(name, Label(method), Gib(m.Weights), Gib(m.Gradients), Gib(m.OptimizerStates), Gib(m.Activations), $"[bold]{Gib(m.Total)}[/]");
             }
         }
         AnsiConsole.Write(training);
         return configs;
     }
+
+    private static string Label(FineTuningMethod method) => method switch
+    {
+        FineTuningMethod.Full => "full fine-tuning",
+        FineTuningMethod.Lora => "LoRA (bf16 base)",
+        FineTuningMethod.QLora => "QLoRA (NF4 base)",
+        _ => method.ToString(),
+    };
 
     private static string Gib(long bytes) => $"{MemoryEstimate.GiB(bytes):F2}";
 }

@@ -30,7 +30,7 @@ using static TorchSharp.torch;
 const double RequiredMargin = 15.0; // accuracy points over the majority-class baseline (issue 14's acceptance bar)
 var outDir = Path.Combine(Path.GetTempPath(), "peft-textclassification");
 string? modelId = null;
-double mlmEpochs = 20, epochs = 8, fullLr = 5e-4, loraLr = 5e-3;
+double mlmEpochs = 10, epochs = 5, fullLr = 5e-4, loraLr = 5e-3;
 bool smoke = false;
 for (int i = 0; i < args.Length; i++)
 {
