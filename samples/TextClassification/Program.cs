@@ -12,9 +12,9 @@
 //                pipeline("text-classification") on new sentences, loss curves in loss.png, Trainer JSONL logs
 //
 // Usage: dotnet run --project samples/TextClassification [-- --out DIR] [--model HF_BERT_FOLDER_OR_HUB_ID]
-//                    [--mlm-epochs N] [--epochs N] [--smoke]
+//                    [--mlm-epochs N] [--epochs N] [--full-lr X] [--lora-lr X] [--methods full,lora] [--smoke]
 // --model fine-tunes a real BERT checkpoint (e.g. a bert-base-uncased folder or hub id in the local HF cache)
-// instead of the small model pre-trained here. --smoke trains a few steps of each phase (CI; no accuracy bar).
+// instead of the small model pre-trained here (learning rates 2e-5 full / 5e-4 LoRA unless --full-lr / --lora-lr). --smoke trains a few steps of each phase (CI; no accuracy bar).
 // The full run exits with 1 when full fine-tuning or LoRA is less than 15 accuracy points above the baseline.
 using System.Diagnostics;
 using Peft.Core;
@@ -30,7 +30,9 @@ using static TorchSharp.torch;
 const double RequiredMargin = 15.0; // accuracy points over the majority-class baseline (issue 14's acceptance bar)
 var outDir = Path.Combine(Path.GetTempPath(), "peft-textclassification");
 string? modelId = null;
-double mlmEpochs = 10, epochs = 5, fullLr = 5e-4, loraLr = 5e-3;
+double mlmEpochs = 10, epochs = 5;
+double? fullLr = null, loraLr = null;
+string[] methods = ["full", "lora"];
 bool smoke = false;
 for (int i = 0; i < args.Length; i++)
 {
@@ -42,6 +44,7 @@ for (int i = 0; i < args.Length; i++)
         case "--epochs": epochs = double.Parse(args[++i], System.Globalization.CultureInfo.InvariantCulture); break;
         case "--full-lr": fullLr = double.Parse(args[++i], System.Globalization.CultureInfo.InvariantCulture); break;
         case "--lora-lr": loraLr = double.Parse(args[++i], System.Globalization.CultureInfo.InvariantCulture); break;
+        case "--methods": methods = args[++i].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries); break;
         case "--smoke": smoke = true; break;
         default: throw new ArgumentException($"unknown argument '{args[i]}'");
     }
@@ -112,11 +115,13 @@ if (modelId is null)
 
 // 4. fine-tuning: full vs LoRA --------------------------------------------------------------------------------
 var id2label = topics.Select((t, i) => (t, i)).ToDictionary(p => p.i, p => p.t);
-var runs = new List<RunResult>
+// the small base trains at higher rates than a real BERT (HF's usual 2e-5 full / 5e-4 LoRA for bert-base)
+var runs = methods.Select(m => m switch
 {
-    FineTune("full fine-tuning", lora: false, lr: fullLr),
-    FineTune("LoRA (query, value; r=8)", lora: true, lr: loraLr),
-};
+    "full" => FineTune("full fine-tuning", lora: false, lr: fullLr ?? (modelId is null ? 5e-4 : 2e-5)),
+    "lora" => FineTune("LoRA (query, value; r=8)", lora: true, lr: loraLr ?? (modelId is null ? 5e-3 : 5e-4)),
+    _ => throw new ArgumentException($"--methods: expected full and/or lora, got '{m}'"),
+}).ToList();
 
 // 5. results ------------------------------------------------------------------------------------------------
 var table = new Table().AddColumns("method", "trainable params", "time", "test accuracy", "macro-F1", "vs baseline");
@@ -133,10 +138,10 @@ string[] sentences =
     "Physicists measured the speed of light with a laser.", "My boss wants the report by Monday morning.",
     "The painter hung her portrait in the gallery.",
 ];
-var pipelineTable = new Table().AddColumns("new sentence", runs[0].Name, runs[1].Name);
+var pipelineTable = new Table().AddColumns([new TableColumn("new sentence"), .. runs.Select(r => new TableColumn(r.Name))]);
 var predictions = runs.Select(r => r.Pipeline.Run(sentences).Select(x => x[0]).ToList()).ToList();
 for (int i = 0; i < sentences.Length; i++)
-    pipelineTable.AddRow(Markup.Escape(sentences[i]), $"{predictions[0][i].Label} ({predictions[0][i].Score:F2})", $"{predictions[1][i].Label} ({predictions[1][i].Score:F2})");
+    pipelineTable.AddRow([Markup.Escape(sentences[i]), .. predictions.Select(p => $"{p[i].Label} ({p[i].Score:F2})")]);
 AnsiConsole.Write(pipelineTable);
 
 var png = Path.Combine(outDir, "loss.png");
@@ -167,12 +172,15 @@ RunResult FineTune(string name, bool lora, double lr)
     {
         // Python: get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, r=8, lora_alpha=16, lora_dropout=0.1,
         //                                          target_modules=["query", "value"]))
-        // SEQ_CLS puts the new head ("classifier") in modules_to_save, as PEFT does; the pooler is added too because
-        // the masked-LM checkpoint has none (bert-base-uncased ships a trained one: --model can leave it frozen).
+        // SEQ_CLS puts the new head ("classifier") in modules_to_save, as PEFT does. A checkpoint without a pooler
+        // (a masked-LM one, like the base built here) gets a newly initialised pooler too -- HF warns "newly
+        // initialized ... You should probably TRAIN this model" -- so it is trained as well; bert-base-uncased ships a
+        // trained pooler, which stays frozen.
+        bool newPooler = model.MissingKeys.Any(k => k.Contains("pooler.", StringComparison.Ordinal));
         var peft = PeftModel.GetPeftModel(model, new LoraConfig
         {
             R = 8, LoraAlpha = 16, LoraDropout = 0.1, TargetModules = ["query", "value"], TaskType = TaskType.SeqCls,
-            ModulesToSave = modelId is null ? ["pooler.dense"] : null,
+            ModulesToSave = newPooler ? ["pooler.dense"] : null,
         });
         trained = peft;
     }
@@ -221,13 +229,13 @@ void WriteSummary(string path)
 {
     var json = System.Text.Json.JsonSerializer.Serialize(new
     {
-        baseline_accuracy = baseline / 100, smoke,
+        model = modelId ?? "small BERT pre-trained here (masked LM)", baseline_accuracy = baseline / 100, smoke,
         runs = runs.Select(r => new
         {
             name = r.Name, lora = r.Name.StartsWith("LoRA", StringComparison.Ordinal), trainable_params = r.Trainable, all_params = r.All,
             train_seconds = r.Seconds, train_cpu_seconds = r.CpuSeconds, accuracy = r.Accuracy, macro_f1 = r.MacroF1, margin_points = 100 * r.Accuracy - baseline,
         }),
-        pipeline = sentences.Select((s, i) => new { text = s, full = predictions[0][i].Label, lora = predictions[1][i].Label }),
+        pipeline = sentences.Select((s, i) => new { text = s, labels = runs.Select((r, j) => new { method = r.Name, label = predictions[j][i].Label }) }),
     }, new System.Text.Json.JsonSerializerOptions { WriteIndented = true });
     File.WriteAllText(path + ".tmp", json);
     File.Move(path + ".tmp", path, overwrite: true);

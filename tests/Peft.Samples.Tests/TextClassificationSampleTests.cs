@@ -45,7 +45,8 @@ public class TextClassificationSampleTests(ITestOutputHelper output)
         Assert.Equal(full.GetProperty("all_params").GetInt64(), full.GetProperty("trainable_params").GetInt64());
         Assert.InRange(lora.GetProperty("trainable_params").GetInt64(), 1, full.GetProperty("all_params").GetInt64() / 10);
 
-        var labels = results.GetProperty("pipeline").EnumerateArray().SelectMany(p => new[] { p.GetProperty("full").GetString(), p.GetProperty("lora").GetString() }).ToList();
+        var labels = results.GetProperty("pipeline").EnumerateArray()
+            .SelectMany(p => p.GetProperty("labels").EnumerateArray().Select(l => l.GetProperty("label").GetString())).ToList();
         Assert.Equal(10, labels.Count);
         Assert.All(labels, l => Assert.Contains(l, Topics));
 
@@ -59,5 +60,20 @@ public class TextClassificationSampleTests(ITestOutputHelper output)
             Assert.NotEmpty(evals);
             Assert.All(evals, l => Assert.Contains("\"eval_f1\"", l));
         }
+    }
+
+    [Fact]
+    public void ModelOptionFineTunesAnExistingBertFolder()
+    {
+        using var first = new TempDir();
+        SampleProcess.Run(output, "TextClassification", $"--smoke --out \"{first.Path}\"");
+        string checkpoint = Path.Combine(first.Path, "base");   // vocab.txt + config.json + model.safetensors, as a HF BERT folder
+        using var dir = new TempDir();
+        string stdout = SampleProcess.Run(output, "TextClassification", $"--smoke --model \"{checkpoint}\" --out \"{dir.Path}\"");
+        Assert.DoesNotContain("masked-LM pre-training", stdout);
+        Assert.False(Directory.Exists(Path.Combine(dir.Path, "base")), "--model must not build a base of its own");
+        var results = SampleProcess.Results(dir.Path);
+        Assert.Equal(checkpoint, results.GetProperty("model").GetString());
+        Assert.All(results.GetProperty("runs").EnumerateArray(), r => Assert.InRange(SampleProcess.Finite(r, "accuracy"), 0.0, 1.0));
     }
 }
