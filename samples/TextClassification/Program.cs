@@ -12,7 +12,7 @@
 //                pipeline("text-classification") on new sentences, loss curves in loss.png, Trainer JSONL logs
 //
 // Usage: dotnet run --project samples/TextClassification [-- --out DIR] [--model HF_BERT_FOLDER_OR_HUB_ID]
-//                    [--mlm-epochs N] [--epochs N] [--full-lr X] [--lora-lr X] [--methods full,lora] [--smoke]
+//                    [--mlm-epochs N] [--epochs N] [--full-lr X] [--lora-lr X] [--methods full,lora] [--batch-size N] [--smoke]
 // --model fine-tunes a real BERT checkpoint (e.g. a bert-base-uncased folder or hub id in the local HF cache)
 // instead of the small model pre-trained here (learning rates 2e-5 full / 5e-4 LoRA unless --full-lr / --lora-lr). --smoke trains a few steps of each phase (CI; no accuracy bar).
 // The full run exits with 1 when full fine-tuning or LoRA is less than 15 accuracy points above the baseline.
@@ -31,6 +31,7 @@ const double RequiredMargin = 15.0; // accuracy points over the majority-class b
 var outDir = Path.Combine(Path.GetTempPath(), "peft-textclassification");
 string? modelId = null;
 double mlmEpochs = 10, epochs = 5;
+int batchSize = 32;
 double? fullLr = null, loraLr = null;
 string[] methods = ["full", "lora"];
 bool smoke = false;
@@ -44,6 +45,7 @@ for (int i = 0; i < args.Length; i++)
         case "--epochs": epochs = double.Parse(args[++i], System.Globalization.CultureInfo.InvariantCulture); break;
         case "--full-lr": fullLr = double.Parse(args[++i], System.Globalization.CultureInfo.InvariantCulture); break;
         case "--lora-lr": loraLr = double.Parse(args[++i], System.Globalization.CultureInfo.InvariantCulture); break;
+        case "--batch-size": batchSize = int.Parse(args[++i]); break;
         case "--methods": methods = args[++i].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries); break;
         case "--smoke": smoke = true; break;
         default: throw new ArgumentException($"unknown argument '{args[i]}'");
@@ -190,7 +192,7 @@ RunResult FineTune(string name, bool lora, double lr)
     var trainer = new Trainer(trained, new TrainingArguments
     {
         OutputDir = Path.Combine(outDir, (lora ? "lora" : "full") + "-run"), NumTrainEpochs = smoke ? 1 : epochs, MaxSteps = smoke ? 4 : -1,
-        PerDeviceTrainBatchSize = 32, PerDeviceEvalBatchSize = 64, LearningRate = lr, WeightDecay = 0.01, WarmupRatio = 0.06,
+        PerDeviceTrainBatchSize = batchSize, PerDeviceEvalBatchSize = 64, LearningRate = lr, WeightDecay = 0.01, WarmupRatio = 0.06,
         EvalStrategy = IntervalStrategy.Epoch, LoggingSteps = smoke ? 1 : 10, SaveStrategy = IntervalStrategy.No, ReportTo = ["jsonl"],
     }, trainDataset: trainTok, evalDataset: testTok, tokenizer: tok, computeMetrics: ComputeMetrics);
     var sw = Stopwatch.StartNew();
