@@ -23,7 +23,11 @@ public sealed class DataParallel
     private static readonly Lazy<DataParallel> FromEnv = new(() =>
     {
         var env = DistributedEnvironment.FromEnvironment();
-        return new DataParallel(env.IsDistributed ? ProcessGroup.InitNccl(env) : null);
+        var group = env.IsDistributed ? ProcessGroup.InitNccl(env) : null;
+        // The process-wide group says goodbye at exit (PyTorch's destroy_process_group): without it a rank that finishes
+        // first closes its socket unannounced and the others take it for a dead rank (seen on 2×H200: exit 3 at a normal end).
+        if (group is not null) AppDomain.CurrentDomain.ProcessExit += (_, _) => group.Dispose();
+        return new DataParallel(group);
     });
 
     private readonly ICollectives? _group;
