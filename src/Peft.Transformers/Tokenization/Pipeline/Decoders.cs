@@ -38,7 +38,7 @@ internal static class Decoders
             case "Sequence":
                 var list = node["decoders"] as JsonArray
                     ?? throw new InvalidDataException($"{where}: Sequence decoder has no 'decoders' array");
-                return new SequenceDecoder(list.Select((n, i) => FromJson(n, $"{where}.decoders[{i}]")!).ToArray());
+                return new SequenceDecoder(list.Select((n, i) => FromJson(n, $"{where}.decoders[{i}]") ?? throw new InvalidDataException($"{where}.decoders[{i}]: null entry")).ToArray());
             default:
                 throw new NotSupportedException($"{where}: decoder type '{type}' is not supported");
         }

@@ -41,7 +41,7 @@ internal static class Normalizers
             case "Sequence":
                 var list = node["normalizers"] as JsonArray
                     ?? throw new InvalidDataException($"{where}: Sequence normalizer has no 'normalizers' array");
-                return new SequenceNormalizer(list.Select((n, i) => FromJson(n, $"{where}.normalizers[{i}]")!).ToArray());
+                return new SequenceNormalizer(list.Select((n, i) => FromJson(n, $"{where}.normalizers[{i}]") ?? throw new InvalidDataException($"{where}.normalizers[{i}]: null entry")).ToArray());
             default:
                 throw new NotSupportedException($"{where}: normalizer type '{type}' is not supported");
         }

@@ -46,7 +46,7 @@ internal static class PostProcessors
             case "Sequence":
                 var list = node["processors"] as JsonArray
                     ?? throw new InvalidDataException($"{where}: Sequence post_processor has no 'processors' array");
-                return new SequenceProcessor(list.Select((n, i) => FromJson(n, $"{where}.processors[{i}]")!).ToArray());
+                return new SequenceProcessor(list.Select((n, i) => FromJson(n, $"{where}.processors[{i}]") ?? throw new InvalidDataException($"{where}.processors[{i}]: null entry")).ToArray());
             default:
                 throw new NotSupportedException($"{where}: post_processor type '{type}' is not supported");
         }
@@ -79,9 +79,9 @@ internal sealed class TemplateProcessor(TemplatePiece[] single, TemplatePiece[] 
         {
             foreach (var (k, v) in so)
             {
-                var ids = (v?["ids"] as JsonArray)?.Select(x => x!.GetValue<int>()).ToArray()
+                var ids = (v?["ids"] as JsonArray)?.Select(x => (x ?? throw new InvalidDataException($"{where}.special_tokens['{k}'].ids: null entry")).GetValue<int>()).ToArray()
                     ?? throw new InvalidDataException($"{where}.special_tokens['{k}']: missing 'ids'");
-                var toks = (v?["tokens"] as JsonArray)?.Select(x => x!.GetValue<string>()).ToArray()
+                var toks = (v?["tokens"] as JsonArray)?.Select(x => (x ?? throw new InvalidDataException($"{where}.special_tokens['{k}'].tokens: null entry")).GetValue<string>()).ToArray()
                     ?? throw new InvalidDataException($"{where}.special_tokens['{k}']: missing 'tokens'");
                 if (ids.Length != toks.Length) throw new InvalidDataException($"{where}.special_tokens['{k}']: ids and tokens differ in length");
                 specials[k] = (ids, toks);

@@ -55,7 +55,7 @@ internal static class PreTokenizers
             case "Sequence":
                 var list = node["pretokenizers"] as JsonArray
                     ?? throw new InvalidDataException($"{where}: Sequence pre_tokenizer has no 'pretokenizers' array");
-                return new SequencePreTokenizer(list.Select((n, i) => FromJson(n, $"{where}.pretokenizers[{i}]")!).ToArray());
+                return new SequencePreTokenizer(list.Select((n, i) => FromJson(n, $"{where}.pretokenizers[{i}]") ?? throw new InvalidDataException($"{where}.pretokenizers[{i}]: null entry")).ToArray());
             default:
                 throw new NotSupportedException($"{where}: pre_tokenizer type '{type}' is not supported");
         }
