@@ -7,10 +7,9 @@
 //   question-answering    the best answer span in a context (transformers 4.x's extractive QA)
 //   feature-extraction    one hidden-state vector per token
 //
-// Models: by default the tiny fixture models of the test suite — folders gpt2-tiny, llama-tiny, bert-tiny (a 5-topic
-// classifier), bert-ner-tiny, bert-qa-tiny in ../shared/fixtures/hf/models beside the checkout (or
-// $PEFT_SHARED_DIR/fixtures/hf/models). Their weights are random, so the *answers* are noise; the calls and the shape
-// of every result are those a real checkpoint gives. They are not copied into samples/ (3.6 MB of weights).
+// Models: by default tiny random-weight models shipped in samples/data/models (gpt2-tiny, llama-tiny, bert-tiny — a
+// 5-topic classifier —, bert-ner-tiny, bert-qa-tiny; 3.4 MB, copied next to the program at build). Their weights are
+// random, so the *answers* are noise; the calls and the shape of every result are those a real checkpoint gives.
 // To run on real checkpoints, give each task a folder or a hub id (taken from, or downloaded into, the HF cache):
 //
 //   dotnet run --project samples/Pipelines [-- --models DIR] [--smoke]
@@ -138,14 +137,9 @@ static string Local(string pathOrId)
     return dir;
 }
 
-// $PEFT_SHARED_DIR/fixtures/hf/models, else shared/fixtures/hf/models in the first folder above this program (or the
-// current folder) that has one: the layout of a checkout with shared/ beside it.
+// The tiny models shipped with the sample (samples/data/models, copied next to the program by the build).
 static string DefaultModelsDir()
 {
-    const string rel = "fixtures/hf/models";
-    if (Environment.GetEnvironmentVariable("PEFT_SHARED_DIR") is { Length: > 0 } env) return Path.Combine(env, rel);
-    foreach (var start in new[] { AppContext.BaseDirectory, Directory.GetCurrentDirectory() })
-        for (var d = new DirectoryInfo(start); d is not null; d = d.Parent)
-            if (Directory.Exists(Path.Combine(d.FullName, "shared", rel))) return Path.Combine(d.FullName, "shared", rel);
-    throw new DirectoryNotFoundException($"no shared/{rel} above {AppContext.BaseDirectory}; pass --models DIR (folders gpt2-tiny, llama-tiny, bert-tiny, bert-ner-tiny, bert-qa-tiny)");
+    string dir = Path.Combine(AppContext.BaseDirectory, "data", "models");
+    return Directory.Exists(dir) ? dir : throw new DirectoryNotFoundException($"{dir} is missing (it is copied there by the build); pass --models DIR");
 }
