@@ -53,14 +53,7 @@ manual_seed(0);
 var total = Stopwatch.StartNew();
 
 // data: quotes.jsonl (the english_quotes stand-in), short quotes; 'science' quotes are the fine-tuning domain -------
-var quotes = DatasetLoader.LoadDataset("json", new Dictionary<string, string> { ["train"] = Path.Combine(AppContext.BaseDirectory, "data", "quotes.jsonl") })["train"]
-    .Filter(row => ((string)row["quote"]!).Length is >= 20 and <= 120);
-bool IsDomain(DatasetRow row) => ((IEnumerable<string>)row["tags"]!).Contains("science");
-var split = quotes.Filter(IsDomain).TrainTestSplit(testSize: 0.15, seed: 42);
-var (domainTrain, domainTest) = (split["train"], split["test"]);
-var general = quotes.Filter(row => !IsDomain(row));
-if (smoke) (general, domainTrain, domainTest) = (general.Select(Enumerable.Range(0, 64)), domainTrain.Select(Enumerable.Range(0, 32)), domainTest.Select(Enumerable.Range(0, 8)));
-AnsiConsole.MarkupLine($"[bold]data[/]  {general.NumRows:N0} general quotes (base), 'science': {domainTrain.NumRows:N0} train / {domainTest.NumRows:N0} held out");
+var (general, domainTrain, domainTest) = CausalLmSteps.ScienceSplit(smoke);
 
 // base model -------------------------------------------------------------------------------------------------
 var baseDir = modelId ?? Path.Combine(outDir, "base");

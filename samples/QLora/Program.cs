@@ -64,14 +64,7 @@ var total = Stopwatch.StartNew();
 MemoryTables.Print(Path.Combine(AppContext.BaseDirectory, "data", "configs"));
 
 // 2. data and base, as in samples/LoraCausalLm ----------------------------------------------------------------
-var quotes = DatasetLoader.LoadDataset("json", new Dictionary<string, string> { ["train"] = Path.Combine(AppContext.BaseDirectory, "data", "quotes.jsonl") })["train"]
-    .Filter(row => ((string)row["quote"]!).Length is >= 20 and <= 120);
-bool IsDomain(DatasetRow row) => ((IEnumerable<string>)row["tags"]!).Contains("science");
-var split = quotes.Filter(IsDomain).TrainTestSplit(testSize: 0.15, seed: 42);
-var (domainTrain, domainTest) = (split["train"], split["test"]);
-var general = quotes.Filter(row => !IsDomain(row));
-if (smoke) (general, domainTrain, domainTest) = (general.Select(Enumerable.Range(0, 64)), domainTrain.Select(Enumerable.Range(0, 32)), domainTest.Select(Enumerable.Range(0, 8)));
-AnsiConsole.MarkupLine($"[bold]data[/]  {general.NumRows:N0} general quotes (base), 'science': {domainTrain.NumRows:N0} train / {domainTest.NumRows:N0} held out");
+var (general, domainTrain, domainTest) = CausalLmSteps.ScienceSplit(smoke);
 var baseDir = modelId ?? Path.Combine(outDir, "base");
 List<IReadOnlyDictionary<string, double>> baseHistory = [];
 if (modelId is null) baseHistory = CausalLmSteps.PreTrainSmallOpt(baseDir, general, baseSteps, Path.Combine(outDir, "pretrain-run"));

@@ -17,6 +17,24 @@ public static class CausalLmSteps
     public const string TextColumn = "quote";
 
     /// <summary>
+    /// The shipped quotes (data/quotes.jsonl next to the program; 20–120 characters) split into the general quotes the
+    /// base is pre-trained on and the 'science' domain (85 % train / 15 % held out, seed 42); <paramref name="smoke"/>
+    /// keeps 64 / 32 / 8 rows. Prints one line.
+    /// </summary>
+    public static (Dataset General, Dataset DomainTrain, Dataset DomainTest) ScienceSplit(bool smoke)
+    {
+        var quotes = DatasetLoader.LoadDataset("json", new Dictionary<string, string> { ["train"] = Path.Combine(AppContext.BaseDirectory, "data", "quotes.jsonl") })["train"]
+            .Filter(row => ((string)row["quote"]!).Length is >= 20 and <= 120);
+        static bool IsDomain(DatasetRow row) => ((IEnumerable<string>)row["tags"]!).Contains("science");
+        var split = quotes.Filter(IsDomain).TrainTestSplit(testSize: 0.15, seed: 42);
+        var (domainTrain, domainTest) = (split["train"], split["test"]);
+        var general = quotes.Filter(row => !IsDomain(row));
+        if (smoke) (general, domainTrain, domainTest) = (general.Select(Enumerable.Range(0, 64)), domainTrain.Select(Enumerable.Range(0, 32)), domainTest.Select(Enumerable.Range(0, 8)));
+        AnsiConsole.MarkupLine($"[bold]data[/]  {general.NumRows:N0} general quotes (base), 'science': {domainTrain.NumRows:N0} train / {domainTest.NumRows:N0} held out");
+        return (general, domainTrain, domainTest);
+    }
+
+    /// <summary>
     /// Writes a byte-level BPE tokenizer into <paramref name="dir"/>, builds a small OPT (2 layers, hidden 128) from a
     /// config, pre-trains it on <paramref name="texts"/> for <paramref name="steps"/> Trainer steps and saves it there
     /// (<c>config.json</c> + <c>model.safetensors</c>), so <paramref name="dir"/> is an ordinary HF model folder.
