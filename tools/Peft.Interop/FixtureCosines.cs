@@ -42,9 +42,13 @@ internal static class FixtureCosines
             var ids = randint(5, 200, [2, 12], generator: new Generator(41));
             var mask = ones(2, 12, dtype: ScalarType.Int64);
             mask[1, TensorIndex.Slice(9)] = 0;                                            // a right-padded row
-            var input = new ModelInput { InputIds = ids, AttentionMask = mask, TokenTypeIds = zeros_like(ids) };
+            // token_type_ids only where the tokenizer produces them (BERT): GPT-2 adds wte(token_type_ids) to its
+            // embeddings when they are given, as HF's GPT2Model does, so zeros there would change its logits.
+            var tokenTypes = name.StartsWith("bert", StringComparison.Ordinal) ? zeros_like(ids) : null;
+            var input = new ModelInput { InputIds = ids, AttentionMask = mask, TokenTypeIds = tokenTypes };
             tensors.Add(new($"{name}.input_ids", ids));
             tensors.Add(new($"{name}.attention_mask", mask));
+            if (tokenTypes is not null) tensors.Add(new($"{name}.token_type_ids", tokenTypes));
             Tensor reference;
             using (var f = ModelFactory.FromPretrained(path, task))
             using (no_grad()) reference = Logits(f.forward(input));

@@ -298,8 +298,8 @@ def check_fixture_cosines(root, models_dir):
         fp = getattr(transformers, cfg.architectures[0]).from_pretrained(f"{models_dir}/{name}", dtype=torch.float32).eval()
         ids, mask = t[f"{name}.input_ids"], t[f"{name}.attention_mask"]
         kwargs = {"input_ids": ids, "attention_mask": mask}
-        if cfg.model_type == "bert":
-            kwargs["token_type_ids"] = torch.zeros_like(ids)
+        if f"{name}.token_type_ids" in t:  # exactly the inputs C# used (GPT-2 would add wte(token_type_ids) too)
+            kwargs["token_type_ids"] = t[f"{name}.token_type_ids"]
 
         def logits_of(m):
             with torch.no_grad():

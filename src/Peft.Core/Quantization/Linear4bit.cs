@@ -50,31 +50,31 @@ public sealed class Linear4bit : nn.Module<Tensor, Tensor>, IQuantizedLinear
     /// <summary>The quantisation state (absmax, code, block size, shape, double quantisation).</summary>
     public QuantState State { get; private set; }
 
-    private Tensor? _merged;
+    private readonly MergedWeight _merged = new();
 
     /// <inheritdoc />
-    public bool KeepMergedWeightInFullPrecision { get; set; }
+    public bool KeepMergedWeightInFullPrecision { get => _merged.KeepFullPrecision; set => _merged.KeepFullPrecision = value; }
 
     /// <inheritdoc />
     public Device Device => weight.device;
 
-    /// <inheritdoc />
-    public Tensor GetWeight() => _merged is { } m ? m.to_type(ComputeDtype) : DequantizeWeight(ComputeDtype);
+    /// <summary>
+    /// The weight [out, in] in <see cref="ComputeDtype"/>: the merged full-precision copy, else bnb's
+    /// <c>dequantize_4bit(...).to(compute dtype)</c> — dequantised into the original dtype (<see cref="QuantState.Dtype"/>)
+    /// first, then cast. Caller owns it.
+    /// </summary>
+    public Tensor GetWeight() => _merged.Get(ComputeDtype, () =>
+    {
+        using var scope = NewDisposeScope();
+        return DequantizeWeight(State.Dtype).to_type(ComputeDtype).MoveToOuterDisposeScope();
+    });
 
     /// <inheritdoc />
-    public void SetWeight(Tensor value)
+    public void SetWeight(Tensor value) => _merged.Set(value, nameof(Linear4bit), OutFeatures, InFeatures, State.Dtype, Requantize);
+
+    private void Requantize(Tensor value)
     {
-        ArgumentNullException.ThrowIfNull(value);
-        if (value.shape.Length != 2 || value.shape[0] != OutFeatures || value.shape[1] != InFeatures)
-            throw new ArgumentException($"Linear4bit: new weight [{string.Join(", ", value.shape)}] does not fit [{OutFeatures}, {InFeatures}].", nameof(value));
-        if (KeepMergedWeightInFullPrecision)
-        {
-            _merged?.Dispose();
-            _merged = value.detach().to_type(State.Dtype).clone().DetachFromDisposeScope();
-            return;
-        }
-        using var scope = NewDisposeScope();
-        var (packed, state) = FourBitCodec.Quantize(value.detach().to_type(State.Dtype), State.Format, State.Blocksize, State.Nested is not null);
+        var (packed, state) = FourBitCodec.Quantize(value.to_type(State.Dtype), State.Format, State.Blocksize, State.Nested is not null);
         using (no_grad()) weight = ReplaceWeight(packed);
         State.Dispose();
         State = state;
@@ -87,14 +87,7 @@ public sealed class Linear4bit : nn.Module<Tensor, Tensor>, IQuantizedLinear
     public Linear ToLinear()
     {
         using var scope = NewDisposeScope();
-        var w = _merged ?? DequantizeWeight(State.Dtype);
-        var linear = nn.Linear(InFeatures, OutFeatures, hasBias: bias is not null, device: Device, dtype: State.Dtype);
-        using (no_grad())
-        {
-            linear.weight!.copy_(w);
-            if (bias is not null) linear.bias!.copy_(bias);
-        }
-        return linear;
+        return MergedWeight.ToLinear(_merged.Full ?? DequantizeWeight(State.Dtype), bias, Device, State.Dtype);
     }
 
     /// <inheritdoc />
@@ -214,7 +207,7 @@ public sealed class Linear4bit : nn.Module<Tensor, Tensor>, IQuantizedLinear
     {
         if (disposing)
         {
-            _merged?.Dispose();
+            _merged.Dispose();
             State.Dispose();
             _stateJson.Dispose();
         }

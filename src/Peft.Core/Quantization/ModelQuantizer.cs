@@ -75,7 +75,7 @@ public static class ModelQuantizer
         var w = original is Conv1D ? weight.t() : weight;                       // [out, in]
         return settings.Format is { } f
             ? new Linear4bit(w, bias, f, settings.ComputeDtype, settings.Blocksize, settings.DoubleQuant)
-            : new Linear8bit(w, bias);
+            : new Linear8bit(w, bias, threshold: settings.Int8Threshold);
     }
 
     /// <summary>

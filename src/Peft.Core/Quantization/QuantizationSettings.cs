@@ -12,8 +12,9 @@ namespace Peft.Core.Quantization;
 /// <param name="DoubleQuant">Quantise the 4-bit absmax again (bnb <c>compress_statistics</c>).</param>
 /// <param name="ComputeDtype">The dtype 4-bit layers compute in (8-bit layers compute in their input's dtype).</param>
 /// <param name="SkipModules">Module-name patterns kept in full precision instead of the model's defaults (the output head), as HF <c>llm_int8_skip_modules</c>; null = the defaults (see <see cref="ModelQuantizer"/>).</param>
+/// <param name="Int8Threshold">8-bit outlier threshold (HF <c>llm_int8_threshold</c>, 6.0): input columns with |x| ≥ it are multiplied in floating point by <see cref="Linear8bit"/>; 0 = none.</param>
 public sealed record QuantizationSettings(FourBitFormat? Format, int Blocksize = 64, bool DoubleQuant = false,
-    ScalarType ComputeDtype = ScalarType.Float32, IReadOnlyList<string>? SkipModules = null)
+    ScalarType ComputeDtype = ScalarType.Float32, IReadOnlyList<string>? SkipModules = null, double Int8Threshold = 6.0)
 {
     /// <summary>NF4 with double quantisation — the QLoRA recipe.</summary>
     public static QuantizationSettings QLoraDefault(ScalarType computeDtype = ScalarType.Float32) => new(FourBitFormat.Nf4, 64, true, computeDtype);

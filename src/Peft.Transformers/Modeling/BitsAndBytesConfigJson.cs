@@ -26,7 +26,7 @@ internal static class BitsAndBytesConfigJson
             ["llm_int8_enable_fp32_cpu_offload"] = false,
             ["llm_int8_has_fp16_weight"] = false,
             ["llm_int8_skip_modules"] = c.LlmInt8SkipModules is { } s ? new JsonArray(s.Select(x => (JsonNode?)JsonValue.Create(x)).ToArray()) : null,
-            ["llm_int8_threshold"] = JsonNode.Parse("6.0"),                     // Python writes the float as 6.0
+            ["llm_int8_threshold"] = JsonNode.Parse(PythonFloat(c.LlmInt8Threshold)),
             ["load_in_4bit"] = c.LoadIn4Bit,
             ["load_in_8bit"] = c.LoadIn8Bit,
             ["quant_method"] = "bitsandbytes",
@@ -55,6 +55,7 @@ internal static class BitsAndBytesConfigJson
             Bnb4BitComputeDtype = Dtype(e, "bnb_4bit_compute_dtype", where) ?? torch.ScalarType.Float32,
             Bnb4BitQuantStorage = Dtype(e, "bnb_4bit_quant_storage", where) ?? torch.ScalarType.Byte,
             LlmInt8SkipModules = SkipList(e, where),
+            LlmInt8Threshold = Number(e, "llm_int8_threshold", where) ?? 6.0,
         };
         try { c.Validate(); }
         catch (ArgumentException x) { throw new InvalidDataException($"{where}: quantization_config: {x.Message}", x); }
@@ -66,6 +67,14 @@ internal static class BitsAndBytesConfigJson
     private static bool? Bool(JsonElement e, string key, string where) => !e.TryGetProperty(key, out var v) || v.ValueKind == JsonValueKind.Null ? null
         : v.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.GetBoolean()
         : throw new InvalidDataException($"{where}: quantization_config.{key} must be true or false, got {v.GetRawText()}.");
+
+    private static double? Number(JsonElement e, string key, string where) => !e.TryGetProperty(key, out var v) || v.ValueKind == JsonValueKind.Null ? null
+        : v.ValueKind == JsonValueKind.Number ? v.GetDouble()
+        : throw new InvalidDataException($"{where}: quantization_config.{key} must be a number, got {v.GetRawText()}.");
+
+    /// <summary>A double as Python's repr writes it in JSON (6.0, 0.5, 1e-05 style is not needed for thresholds).</summary>
+    private static string PythonFloat(double v) =>
+        v == Math.Floor(v) && Math.Abs(v) < 1e15 ? v.ToString("0.0", System.Globalization.CultureInfo.InvariantCulture) : v.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
 
     private static string? Str(JsonElement e, string key, string where) => !e.TryGetProperty(key, out var v) || v.ValueKind == JsonValueKind.Null ? null
         : v.ValueKind == JsonValueKind.String ? v.GetString()

@@ -80,6 +80,11 @@ public sealed record BitsAndBytesConfig
     public IReadOnlyList<string>? LlmInt8SkipModules { get; init; }
     /// <summary>Elements per 4-bit block (bnb <c>blocksize</c>, 64; not an HF config key): 32, 64, ..., 4096.</summary>
     public int Bnb4BitBlocksize { get; init; } = 64;
+    /// <summary>
+    /// HF <c>llm_int8_threshold</c> (6.0): 8-bit layers multiply the input columns holding an element with |x| ≥ this
+    /// in floating point (LLM.int8's outlier decomposition); 0 turns it off.
+    /// </summary>
+    public double LlmInt8Threshold { get; init; } = 6.0;
 
     /// <summary>The model-independent quantisation settings (after <see cref="Validate"/>).</summary>
     public Peft.Core.Quantization.QuantizationSettings ToSettings()
@@ -87,7 +92,7 @@ public sealed record BitsAndBytesConfig
         Validate();
         return new Peft.Core.Quantization.QuantizationSettings(
             LoadIn4Bit ? Peft.Core.Quantization.FourBitFormat.FromName(Bnb4BitQuantType) : null,
-            Bnb4BitBlocksize, Bnb4BitUseDoubleQuant, Bnb4BitComputeDtype, LlmInt8SkipModules);
+            Bnb4BitBlocksize, Bnb4BitUseDoubleQuant, Bnb4BitComputeDtype, LlmInt8SkipModules, LlmInt8Threshold);
     }
 
     /// <summary>Checks the combination (HF <c>BitsAndBytesConfig.post_init</c>).</summary>
@@ -102,6 +107,8 @@ public sealed record BitsAndBytesConfig
             throw new ArgumentException($"BitsAndBytesConfig.Bnb4BitComputeDtype (bnb_4bit_compute_dtype) must be float32, float16 or bfloat16, got {Bnb4BitComputeDtype}.");
         if (Bnb4BitQuantStorage != torch.ScalarType.Byte)
             throw new ArgumentException($"BitsAndBytesConfig.Bnb4BitQuantStorage (bnb_4bit_quant_storage) {Bnb4BitQuantStorage} is not supported; only uint8 is.");
+        if (!(LlmInt8Threshold >= 0) || double.IsInfinity(LlmInt8Threshold))
+            throw new ArgumentException($"BitsAndBytesConfig.LlmInt8Threshold (llm_int8_threshold) must be a finite number ≥ 0, got {LlmInt8Threshold}.");
         if (Bnb4BitBlocksize is not (32 or 64 or 128 or 256 or 512 or 1024 or 2048 or 4096))
             throw new ArgumentException($"BitsAndBytesConfig.Bnb4BitBlocksize {Bnb4BitBlocksize} is not a power of two in 32..4096.");
     }

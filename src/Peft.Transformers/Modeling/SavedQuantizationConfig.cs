@@ -44,6 +44,7 @@ internal static class SavedQuantizationConfig
                 LoadIn4Bit = true, Bnb4BitQuantType = l4.State.Format.Name, Bnb4BitUseDoubleQuant = l4.State.Nested is not null,
                 Bnb4BitComputeDtype = l4.ComputeDtype, Bnb4BitBlocksize = l4.State.Blocksize,
             },
+            Linear8bit l8 => new BitsAndBytesConfig { LoadIn8Bit = true, LlmInt8Threshold = l8.Threshold },
             _ => new BitsAndBytesConfig { LoadIn8Bit = true },
         };
         var linears = model.named_modules().Where(nm => nm.module is Linear or Conv1D or IQuantizedLinear).Select(nm => nm.name).ToList();

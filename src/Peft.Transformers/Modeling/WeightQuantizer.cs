@@ -65,7 +65,7 @@ internal sealed class WeightQuantizer
             throw new InvalidDataException($"{where}: an 8-bit layer needs 'SCB' (the row absmax) beside its int8 weight.");
         if (cb.dim() != 2 || cb.shape[0] != outF || cb.shape[1] != inF)
             throw new InvalidDataException($"{where}: int8 weight [{string.Join(", ", cb.shape)}] does not fit [{outF}, {inF}].");
-        return new Linear8bit((cb.detach().clone(), scb.detach().clone()), bias);
+        return new Linear8bit((cb.detach().clone(), scb.detach().clone()), bias, threshold: _settings.Int8Threshold);
     }
 
     /// <summary>Quantises targets still in full precision after loading (their weight was missing and initialised instead).</summary>
