@@ -60,9 +60,11 @@ internal static class FixtureCosines
                 using (no_grad()) logits = Logits(q.forward(input));
                 tensors.Add(new($"{name}.{mode}.logits", logits.contiguous()));
                 var targets = q.named_modules().Where(nm => nm.module is IQuantizedLinear).Select(nm => nm.name).Order(StringComparer.Ordinal).ToList();
-                double cos = Cosine(reference, logits, mask);
-                modes[mode] = new Dictionary<string, object> { ["cosine"] = cos, ["modules"] = targets };
-                Console.WriteLine($"{name} {mode}: cosine {cos:F5} ({targets.Count} quantized modules)");
+                double cos = Cosine(reference, logits, mask), all = Cosine(reference, logits, null);
+                var entry = new Dictionary<string, object> { ["cosine"] = cos, ["cosine_all_positions"] = all, ["modules"] = targets };
+                if (config.LoadIn8Bit) entry["llm_int8_threshold"] = config.LlmInt8Threshold;
+                modes[mode] = entry;
+                Console.WriteLine($"{name} {mode}: cosine {cos:F5} (all positions {all:F5}; {targets.Count} quantized modules)");
             }
             report[name] = modes;
         }
@@ -73,11 +75,11 @@ internal static class FixtureCosines
 
     private static Tensor Logits(ModelOutput o) => o.Logits ?? cat([o.StartLogits!, o.EndLogits!], -1);
 
-    /// <summary>Cosine over unpadded positions for per-token logits [B, T, V], over everything otherwise.</summary>
-    private static double Cosine(Tensor a, Tensor b, Tensor mask)
+    /// <summary>Cosine of the flattened logits: over unpadded positions for per-token logits [B, T, V] when <paramref name="mask"/> is given, over everything otherwise.</summary>
+    private static double Cosine(Tensor a, Tensor b, Tensor? mask)
     {
         using var scope = NewDisposeScope();
-        if (a.dim() == 3)
+        if (a.dim() == 3 && mask is not null)
         {
             var m = mask.to_type(ScalarType.Bool).unsqueeze(-1).expand_as(a);
             (a, b) = (a.masked_select(m), b.masked_select(m));

@@ -20,6 +20,14 @@ internal static class QuantVectors
         ("nf4_f32_4096_odd", [7, 1001], ScalarType.Float32, "nf4", 4096, false, 1.0),
     ];
 
+    /// <summary>LLM.int8 cases: weight [out, in], input rows, outlier threshold, injected outliers.</summary>
+    private static readonly (string Name, long Out, long In, long Rows, double Threshold, bool Outliers)[] Int8Cases =
+    [
+        ("int8_t0", 48, 96, 10, 0.0, false),
+        ("int8_t6", 48, 96, 10, 6.0, true),
+        ("int8_t6_wide", 130, 300, 7, 6.0, true),
+    ];
+
     public static int Write(string outDir)
     {
         var dir = Path.Combine(outDir, "quant");
@@ -48,12 +56,37 @@ internal static class QuantVectors
                 }
             }
         }
+        foreach (var c in Int8Cases)
+        {
+            // Linear8bit in evaluation (bnb MatMul8bitLt): CB / SCB of the weight and the layer's output
+            var w = randn([c.Out, c.In], generator: gen) * 0.2;
+            var b = randn([c.Out], generator: gen) * 0.1;
+            var x = randn([c.Rows, c.In], generator: gen) * 2.0;
+            if (c.Outliers)
+            {
+                x[1, 3] = tensor(11.5f);
+                x[4, 7] = tensor(-6.0f);                                           // exactly at the threshold (≥ counts)
+                x.select(1, 20).mul_(8);                                            // a systematic outlier feature
+            }
+            x[c.Rows - 1].zero_();                                                  // a zero row: absmax 0
+            using var layer = new Linear8bit(w, b, threshold: c.Threshold);
+            layer.eval();
+            Tensor y;
+            using (no_grad()) y = layer.forward(x);
+            tensors.Add(new($"{c.Name}.weight", w.contiguous()));
+            tensors.Add(new($"{c.Name}.bias", b.contiguous()));
+            tensors.Add(new($"{c.Name}.input", x.contiguous()));
+            tensors.Add(new($"{c.Name}.CB", layer.weight.detach().clone()));
+            tensors.Add(new($"{c.Name}.SCB", layer.SCB.clone()));
+            tensors.Add(new($"{c.Name}.output", y.contiguous()));
+        }
         var meta = new Dictionary<string, string>
         {
             ["cases"] = string.Join(";", Cases.Select(c => $"{c.Name},{c.Type},{c.Blocksize},{(c.Double ? 1 : 0)}")),
+            ["int8_cases"] = string.Join(";", Int8Cases.Select(c => $"{c.Name},{c.Threshold.ToString(System.Globalization.CultureInfo.InvariantCulture)}")),
         };
         SafetensorsWriter.Save(Path.Combine(dir, "vectors.safetensors"), tensors, meta);
-        Console.WriteLine($"wrote {tensors.Count} tensors for {Cases.Length} cases to {dir}");
+        Console.WriteLine($"wrote {tensors.Count} tensors for {Cases.Length} 4-bit and {Int8Cases.Length} int8 cases to {dir}");
         return 0;
     }
 }

@@ -10,9 +10,11 @@ it on CUDA when available (else CPU), and compares with what Peft.NET wrote:
 
 Then it rebuilds every fixture model in four bitsandbytes configs (int8, HF's default fp4, nf4, nf4 + double quant):
 the modules transformers itself would quantise (its get_modules_to_not_convert / should_convert_module), each weight
-rounded by this port (Conv1D transposed first, as HF), and compares the module list, the logits and their cosine to
-the float32 logits with what Peft.NET wrote (quant/fixture-cosines.*). int8 is compared weight-only: Peft.NET's
-Linear8bit keeps activations in floating point (bnb's int8 matmul also rounds them).
+rounded by this port (Conv1D transposed first, as HF's Bnb4bitQuantize / Bnb8bitQuantize do), and compares the module
+list, the logits and their cosine to the float32 logits with what Peft.NET wrote (quant/fixture-cosines.*). int8
+layers are replaced by a port of bnb's Linear8bitLt in evaluation (MatMul8bitLt: float16 activations quantised
+row-wise to int8, exact int32 product, the CUDA dequant kernel's rounding, outlier columns above llm_int8_threshold
+multiplied in floating point).
 
 It also reports how many codes bnb's pure-torch "default" backend (argmin over the table) would assign differently;
 those differ from the CUDA kernels only on exact ties and for tiny negative FP4 values (-0 vs +0).
@@ -143,7 +145,8 @@ def blockwise(x, bs):
     return absmax, scaled
 
 
-def quantize_4bit(x, qtype, bs, nested):
+def quantize_4bit(x, qtype, bs, nested, offset=None):
+    """bnb quantize_4bit; offset: use this double-quant offset instead of absmax.mean() (see main on CUDA)."""
     absmax, scaled = blockwise(x, bs)
     if scaled.numel() % 2:
         scaled = torch.cat([scaled, scaled.new_zeros(1)])
@@ -151,11 +154,34 @@ def quantize_4bit(x, qtype, bs, nested):
     packed = (codes[0::2] * 16 + codes[1::2]).to(torch.uint8).unsqueeze(1)
     out = {"packed": packed, "absmax": absmax}
     if nested:
-        offset = absmax.mean()
+        offset = absmax.mean() if offset is None else offset.reshape(())  # bnb: _absmax.mean() on the tensor's device
         code = dynamic_map().to(x.device)
         a2, s2 = blockwise(absmax - offset, 256)
         out.update(absmax=d_quantize(code.cpu(), s2.cpu()).to(x.device), nested_absmax=a2, nested_offset=offset.reshape(1), nested_quant_map=code)
     return out
+
+
+def reconcile_offset(name, t, x, bs, qtype, ref):
+    """
+    bnb's double-quant offset is _absmax.mean() on the tensor's device, and torch's float32 mean is not the same
+    function on every device: the CPU sums with a cascade of vector partial sums and divides by n, CUDA reduces in a
+    tree and multiplies by 1/n. Peft.NET wrote the vectors on the CPU, so on CUDA the port's offset may differ from
+    C#'s in the last bit while the CPU mean of the same absmax equals C#'s exactly. This checks exactly that and lets
+    main recompute the rest of the nested state (codes, nested absmax, dequantised values) on the device from C#'s
+    offset, so those are still compared bit for bit.
+    """
+    mine = t[f"{name}.nested_offset"].float().reshape(())
+    dev_off = ref["nested_offset"].float().reshape(()).cpu()
+    cpu_off = blockwise(x.cpu(), bs)[0].mean()
+    ulp = (torch.nextafter(mine, torch.tensor(float("inf"))) - mine).item()
+    if torch.equal(dev_off, mine):
+        return 0
+    # a summation-order difference: a few ulp of the mean (one ulp of the float32 sum of n values is n/2..n ulp of it / n)
+    ok = torch.equal(cpu_off, mine) and abs((dev_off - mine).item()) <= 16 * ulp
+    print(f"{'note' if ok else 'FAIL'} {name}: offset = absmax.mean() on {x.device.type}: {dev_off.item():.9g}, on the CPU: "
+          f"{cpu_off.item():.9g}, C# (CPU): {mine.item():.9g} ({abs((dev_off - mine).item()) / ulp:.0f} ulp); the nested "
+          f"state is recomputed on {x.device.type} from C#'s offset")
+    return 0 if ok else 1
 
 
 def dequantize_4bit(packed, absmax, qtype, bs, shape, dtype, nested=None):
@@ -179,6 +205,62 @@ def dequantize_4bit(packed, absmax, qtype, bs, shape, dtype, nested=None):
     return out.to(dtype).view(shape)
 
 
+MM_DEQUANT_CONST = struct.unpack("f", struct.pack("f", 6.200012e-05))[0]  # kdequant_mm_int32_fp16's float literal
+INV_127 = 7.874015718698502e-3                                              # int8_vectorwise_dequant
+
+
+def int8_vectorwise_quant(a16, threshold=0.0):
+    """bnb int8_vectorwise_quant (torch backend; the CUDA kernel differs only by __fdividef): a16 float16 [rows, cols]."""
+    absa = a16.abs()
+    cols = None
+    if threshold > 0:
+        outliers = absa >= threshold
+        absa = absa.masked_fill(outliers, 0)     # outliers do not count towards the row absmax
+        if outliers.any():
+            cols = torch.argwhere(outliers.any(dim=0)).view(-1)
+    stats = absa.amax(1).float()
+    q = torch.round(a16.float() * (127.0 / stats.unsqueeze(-1)))  # torch: 127.0 / t == t.reciprocal() * 127
+    q = torch.nan_to_num(q, nan=0.0).to(torch.int8)                # a zero row: 0 * inf; __float2int_rn(NaN) = 0
+    if cols is not None:
+        q[:, cols] = 0
+    return q, stats, cols
+
+
+def matmul_8bit_lt(a, cb, scb, bias, threshold):
+    """MatMul8bitLt.forward (has_fp16_weights=False) for a [N, in]: int8 activations, int32 product (exact in float64),
+    kdequant_mm_int32_fp16 (float32 (acc*rs)*cs, one rounding of *1/127^2, float16 out, a non-float16 bias added to the
+    float16 result), cast to a's dtype, outlier columns added by int8_mixed_scaled_mm's addmm."""
+    ca, sca, cols = int8_vectorwise_quant(a.to(torch.float16), threshold)
+    acc = ca.double() @ cb.double().t()
+    v = acc.float() * sca.unsqueeze(1) * scb.float().unsqueeze(0)
+    if bias is not None and bias.dtype == torch.float16:
+        out16 = (v.double() * MM_DEQUANT_CONST + bias.double()).float().half()
+    else:
+        out16 = (v.double() * MM_DEQUANT_CONST).float().half()
+        if bias is not None:
+            out16 = (out16.float() + bias.float()).half()           # out.add_(bias) on the float16 output
+    y = out16.to(a.dtype)
+    if cols is not None and cols.numel():
+        sub_b = ((cb[:, cols].float() * scb.view(-1, 1)) * INV_127).to(a.dtype).t()
+        y = y.addmm(a[:, cols], sub_b)
+    return y
+
+
+class Int8LinearPort(torch.nn.Module):
+    """bnb Linear8bitLt(has_fp16_weights=False, threshold) in evaluation, built from w [out, in] (Int8Params: w.to(float16))."""
+
+    def __init__(self, w, bias, threshold):
+        super().__init__()
+        self.cb, self.scb, _ = int8_vectorwise_quant(w.to(torch.float16))
+        self.b = None if bias is None else bias.detach().clone()
+        self.threshold = threshold
+
+    def forward(self, x):
+        a = x.reshape(-1, x.shape[-1])
+        y = matmul_8bit_lt(a, self.cb, self.scb, None if self.b is None else self.b.to(a.dtype), self.threshold)
+        return y.view(*x.shape[:-1], -1)
+
+
 def argmin_codes(scaled, qtype):  # bnb's default (pure torch) backend
     table = torch.tensor(NF4 if qtype == "nf4" else FP4_LUT + [-v for v in FP4_LUT], dtype=torch.float32, device=scaled.device)
     return torch.argmin((scaled.clamp(-1, 1).view(-1, 1) - table).abs(), dim=-1)
@@ -198,6 +280,9 @@ def main(root):
         bs, nested = int(bs), nested == "1"
         x = t[f"{name}.input"].to(dev)
         ref = quantize_4bit(x, qtype, bs, nested)
+        if nested and dev != "cpu":
+            failures += reconcile_offset(name, t, x, bs, qtype, ref)
+            ref = quantize_4bit(x, qtype, bs, nested, offset=t[f"{name}.nested_offset"].to(dev))
         for key, val in ref.items():
             mine = t[f"{name}.{key}"].to(dev)
             same = mine.shape == val.shape and torch.equal(mine.view(torch.uint8) if mine.dtype == torch.uint8 else mine, val.to(mine.dtype))
@@ -216,12 +301,40 @@ def main(root):
         alt = argmin_codes(scaled, qtype)
         alt_diff = (alt != codes_ref).sum().item()
         print(f"ok   {name}: packed/absmax{'/nested' if nested else ''}/dequant equal; bnb default-backend argmin differs on {alt_diff} codes")
+    failures += check_int8_vectors(t, meta_int8(path), dev)
     models_dir = sys.argv[2] if len(sys.argv) > 2 and not sys.argv[2].startswith("--") else None
     failures += check_qlora_adapter(root, models_dir)
     failures += check_fixture_cosines(root, models_dir)
     failures += check_prequantized(root, models_dir)
     print("PASS" if failures == 0 else f"{failures} FAILURES")
     return 1 if failures else 0
+
+
+def meta_int8(path):
+    with safe_open(path, "pt") as f:
+        cases = f.metadata().get("int8_cases", "")
+    return [c.split(",") for c in cases.split(";") if c]
+
+
+def check_int8_vectors(t, cases, dev):
+    """Peft.NET's Linear8bit (evaluation) against the MatMul8bitLt port: CB / SCB bit for bit, the output exactly where
+    no outlier column is involved (else within 1e-6 relative: the outlier addmm is a float32 BLAS sum)."""
+    failures = 0
+    for name, thr in cases:
+        thr = float(thr)
+        w, b, x = (t[f"{name}.{k}"].to(dev) for k in ("weight", "bias", "input"))
+        layer = Int8LinearPort(w, b, thr)
+        same_cb = torch.equal(layer.cb.cpu(), t[f"{name}.CB"]) and torch.equal(layer.scb.cpu(), t[f"{name}.SCB"])
+        with torch.no_grad():
+            y = layer(x).cpu()
+        mine = t[f"{name}.output"]
+        rel = ((y - mine).abs() / mine.abs().clamp_min(1)).max().item()
+        _, _, cols = int8_vectorwise_quant(x.to(torch.float16), thr)
+        ok = same_cb and (rel == 0 or (cols is not None and rel <= 1e-6))
+        failures += 0 if ok else 1
+        print(f"{'ok  ' if ok else 'FAIL'} {name}: CB/SCB {'equal' if same_cb else 'DIFFER'}; output max rel. diff {rel:.3g} "
+              f"({0 if cols is None else cols.numel()} outlier columns)")
+    return failures
 
 
 def check_qlora_adapter(root, models_dir):
@@ -270,8 +383,8 @@ def hf_should_convert(name, patterns):
 def round_weight(w, mode):
     """What bnb stores for w [out, in], dequantised back to float32 (int8: bnb's int8_vectorwise_quant)."""
     if mode == "int8":
-        scb = w.abs().amax(1, keepdim=True)
-        return torch.round(w * (127.0 / scb)) * (scb * (1.0 / 127.0))
+        cb, scb, _ = int8_vectorwise_quant(w.to(torch.float16))
+        return cb.float() * scb.view(-1, 1) * INV_127
     qtype, nested = ("fp4", False) if mode == "hf-default" else ("nf4", mode == "nf4-dq")
     q = quantize_4bit(w, qtype, 64, nested)
     nest = (q["nested_absmax"], q["nested_offset"], q["nested_quant_map"]) if nested else None
@@ -292,7 +405,7 @@ def check_fixture_cosines(root, models_dir):
     meta = json.load(open(path))
     t = load_file(f"{root}/quant/fixture-cosines.safetensors")
     failures = 0
-    print(f"{'model':14} {'mode':10} {'C# cosine':>10} {'port cosine':>11} {'max|dlogits|':>12}")
+    print(f"{'model':14} {'mode':10} {'C# cosine':>10} {'port cosine':>11} {'all pos. C#':>11} {'all pos. port':>13} {'max|dlogits|':>12}")
     for name, modes in meta.items():
         cfg = transformers.AutoConfig.from_pretrained(f"{models_dir}/{name}")
         fp = getattr(transformers, cfg.architectures[0]).from_pretrained(f"{models_dir}/{name}", dtype=torch.float32).eval()
@@ -306,8 +419,8 @@ def check_fixture_cosines(root, models_dir):
                 o = m(**kwargs)
             return o.logits if getattr(o, "logits", None) is not None else torch.cat([o.start_logits, o.end_logits], -1)
 
-        def cosine(a, b):
-            if a.dim() == 3:
+        def cosine(a, b, unpadded=True):
+            if a.dim() == 3 and unpadded:
                 sel = mask.bool().unsqueeze(-1).expand_as(a)
                 a, b = a[sel], b[sel]
             return torch.nn.functional.cosine_similarity(a.reshape(-1).double(), b.reshape(-1).double(), 0).item()
@@ -321,21 +434,27 @@ def check_fixture_cosines(root, models_dir):
                 print(f"FAIL {name} {mode}: modules differ: HF-only {sorted(set(targets) - set(res['modules']))}, C#-only {sorted(set(res['modules']) - set(targets))}")
                 failures += 1
             with torch.no_grad():
-                for n, m in q.named_modules():
+                for n, m in list(q.named_modules()):
                     if n not in targets:
                         continue
                     conv = isinstance(m, Conv1D)
-                    w = m.weight.data.t().contiguous() if conv else m.weight.data
+                    w = m.weight.data.t().contiguous() if conv else m.weight.data   # [out, in]: HF transposes Conv1D first
+                    if mode == "int8":
+                        parent, _, child = n.rpartition(".")
+                        setattr(q.get_submodule(parent) if parent else q, child,
+                                Int8LinearPort(w.float(), m.bias, res.get("llm_int8_threshold", 6.0)))
+                        continue
                     r = round_weight(w.float(), mode)
                     m.weight.data.copy_(r.t() if conv else r)
             mine = t[f"{name}.{mode}.logits"]
             port = logits_of(q)
             pc, cc = cosine(ref, port), res["cosine"]
+            pa, ca = cosine(ref, port, unpadded=False), res.get("cosine_all_positions", float("nan"))
             d = (port - mine).abs()
             diff = (d[mask.bool()] if d.dim() == 3 else d).max().item()     # unpadded positions, as check_python.py
             ok = abs(pc - cc) <= 1e-4 and diff <= 1e-3
             failures += 0 if ok else 1
-            print(f"{'ok  ' if ok else 'FAIL'} {name:14} {mode:10} {cc:10.5f} {pc:11.5f} {diff:12.3g}")
+            print(f"{'ok  ' if ok else 'FAIL'} {name:14} {mode:10} {cc:10.5f} {pc:11.5f} {ca:11.5f} {pa:13.5f} {diff:12.3g}")
     return failures
 
 
@@ -414,7 +533,7 @@ def check_prequantized(root, models_dir):
                     print(f"FAIL {label} {layer}: 8-bit layout (int8 weight + SCB) missing")
                     failures += 1
                     continue
-                deq = w.float() * (sd[p + "SCB"].float() * (1.0 / 127.0)).unsqueeze(1)
+                deq = w.float() * sd[p + "SCB"].float().view(-1, 1) * INV_127       # int8_vectorwise_dequant
             else:
                 deq = dequant_from_state(sd[p + "weight"], state_from_bnb(sd, p))
             worst_equal = max(worst_equal, (deq - deq_cs).abs().max().item())

@@ -6,8 +6,9 @@ namespace Peft.Core.Quantization;
 /// LLM.int8 row-wise absmax quantisation (bnb <c>int8_vectorwise_quant</c> / <c>int8_vectorwise_dequant</c>), used
 /// for the weight (<c>Int8Params._quantize</c>: the <c>CB</c>/<c>SCB</c> pair) and, by <see cref="Int8Matmul"/>, for
 /// the activations. The input is cast to float16 first, as bnb does (<c>B.to(torch.float16)</c>); SCB[r] = max |x16[r, :]|
-/// (a float16 value, stored float32); CB = round_half_even(x16 · (127 / SCB[r])) as int8, the division and product in
-/// float32 (bnb's torch backend; the CUDA kernel divides with <c>__fdividef</c>, whose last bit may differ). A row of
+/// (a float16 value, stored float32); CB = round_half_even(x16 · s) as int8 with s = float32(1 / SCB[r]) · 127 in float32 —
+/// bnb's torch backend writes <c>127.0 / row_stats</c>, which torch evaluates as <c>row_stats.reciprocal() * 127</c>; the
+/// CUDA kernel uses <c>__fdividef(127, absmax)</c>, an approximate division whose last bit may differ. A row of
 /// zeros gives SCB 0 and codes 0 (0 · ∞ = NaN, which the kernel's <c>__float2int_rn</c> turns into 0).
 /// Dequantisation: (CB · SCB) · (1/127 in float32), in that order.
 /// </summary>
@@ -29,13 +30,13 @@ public static class Int8Codec
     }
 
     /// <summary>
-    /// round_half_even(x16 · (127 / rowStats)) as int8 [rows, cols] for x16 float16 [rows, cols] and rowStats float32
+    /// round_half_even(x16 · (reciprocal(rowStats) · 127)) as int8 [rows, cols] for x16 float16 [rows, cols] and rowStats float32
     /// [rows]; NaN (a zero row) becomes 0. Tensors are in the caller's scope.
     /// </summary>
     internal static Tensor RowCodes(Tensor x16, Tensor rowStats)
     {
         using var scope = NewDisposeScope();
-        var scale = full_like(rowStats, 127.0f).div(rowStats).unsqueeze(1);              // [rows, 1] float32, IEEE 127 / absmax
+        var scale = (rowStats.reciprocal() * 127.0f).unsqueeze(1);                       // [rows, 1] float32: torch's 127.0 / t is t.reciprocal() * 127
         var q = (x16.to_type(ScalarType.Float32) * scale).round();                         // [rows, cols] float32
         q = q.nan_to_num(0.0);
         return q.to_type(ScalarType.Int8).MoveToOuterDisposeScope();

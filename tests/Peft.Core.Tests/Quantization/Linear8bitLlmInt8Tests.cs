@@ -32,7 +32,7 @@ public class Linear8bitLlmInt8Tests
             float max = 0;
             for (int c = 0; c < cols; c++) max = Math.Max(max, Math.Abs((float)(Half)w[r, c]));
             scb[r] = max;
-            float scale = 127f / max;
+            float scale = 1f / max * 127f;                                  // torch: 127.0 / t == t.reciprocal() * 127
             for (int c = 0; c < cols; c++) cb[r, c] = (sbyte)Math.Round((float)(Half)w[r, c] * scale, MidpointRounding.ToEven);
         }
         return (cb, scb);
@@ -55,7 +55,7 @@ public class Linear8bitLlmInt8Tests
             float max = 0;
             for (int j = 0; j < inF; j++) if (!IsOutlier(r, j)) max = Math.Max(max, (float)Half.Abs(a16[r, j]));
             rs[r] = max;
-            float scale = 127f / max;
+            float scale = 1f / max * 127f;                                  // torch: 127.0 / t == t.reciprocal() * 127
             for (int j = 0; j < inF; j++)
             {
                 float q = MathF.Round((float)a16[r, j] * scale, MidpointRounding.ToEven);

@@ -25,15 +25,16 @@ public class QuantizedLoadingTests
         : new BitsAndBytesConfig { LoadIn4Bit = true, Bnb4BitQuantType = mode, Bnb4BitUseDoubleQuant = true };
 
     /// <summary>
-    /// The quantised model computes exactly the float32 model whose linear weights are replaced by their
-    /// dequantisation: loading, placement and forward add no error beyond the codec's rounding.
+    /// The 4-bit model computes exactly the float32 model whose linear weights are replaced by their
+    /// dequantisation: loading, placement and forward add no error beyond the codec's rounding. (8-bit layers also
+    /// round the activations, as bnb's LLM.int8 does: see <see cref="Int8LayersHoldTheCheckpointWeightsQuantizedAndTheConfigThreshold"/>
+    /// and the layer-level tests in Peft.Core.Tests.)
     /// </summary>
     [Theory]
     [InlineData("llama-tiny", "nf4")]
     [InlineData("qwen2-tiny", "nf4")]
     [InlineData("opt-tiny", "fp4")]
     [InlineData("gpt2-tiny", "nf4")]
-    [InlineData("llama-tiny", "int8")]
     public void QuantizedFixtureEqualsFloat32ModelWithDequantisedWeights(string name, string mode)
     {
         using var scope = NewDisposeScope();
@@ -55,6 +56,33 @@ public class QuantizedLoadingTests
         var expected = f.forward(input).Logits!;
         var actual = q.forward(input).Logits!;
         TensorAssert.Close(expected, actual, 2e-4, r["attention_mask"], $"{name} {mode}");
+    }
+
+    /// <summary>
+    /// Every 8-bit layer of a loaded fixture holds bnb's <c>Int8Params</c> of the checkpoint weight ([out, in]; GPT-2's
+    /// Conv1D transposed first, as transformers does) and the config's <c>llm_int8_threshold</c>.
+    /// </summary>
+    [Theory]
+    [InlineData("llama-tiny", 6.0)]
+    [InlineData("gpt2-tiny", 0.0)]
+    public void Int8LayersHoldTheCheckpointWeightsQuantizedAndTheConfigThreshold(string name, double threshold)
+    {
+        using var scope = NewDisposeScope();
+        using var q = ModelTestUtil.Load(name, new FromPretrainedOptions { Quantization = new BitsAndBytesConfig { LoadIn8Bit = true, LlmInt8Threshold = threshold } });
+        using var f = ModelTestUtil.Load(name);
+        var fModules = f.named_modules().ToDictionary(nm => nm.name, nm => nm.module);
+        int count = 0;
+        foreach (var (path, module) in q.named_modules())
+        {
+            if (module is not Linear8bit l8) continue;
+            var w = fModules[path].named_parameters(recurse: false).First(p => p.name == "weight").parameter;
+            var (cb, scb) = Int8Codec.Quantize(fModules[path] is Peft.Core.Modules.Conv1D ? w.t() : w);
+            TensorAssert.Equal(cb, l8.weight, $"{path} CB");
+            TensorAssert.Close(scb, l8.SCB, 0, what: $"{path} SCB");
+            Assert.Equal(threshold, l8.Threshold);
+            count++;
+        }
+        Assert.True(count > 0);
     }
 
     [Theory]
