@@ -10,8 +10,8 @@ namespace Peft.Core.Quantization;
 /// <item>A (the input in its dtype, [N, in]) is cast to float16. With <c>threshold</c> &gt; 0 every column holding an
 /// element with |a16| ≥ threshold is an outlier column; outlier elements are left out of the row absmax.</item>
 /// <item>SCA = row absmax of a16; CA = <see cref="Int8Codec">round(a16 · 127 / SCA)</see> as int8, outlier columns set to 0.</item>
-/// <item>The int8 × int8 product with int32 accumulation, computed in float64 (every partial sum is an integer below
-/// 2^53, so the result is exact in any summation order).</item>
+/// <item>The int8 × int8 product with int32 accumulation, computed exactly with float32 matmuls over chunks of 1024
+/// columns (every partial sum is an integer below 2^24, so exact in any summation order) added in float64.</item>
 /// <item>Dequantisation as the CUDA kernel: float32 ((acc · SCA[r]) · SCB[c]) · 6.200012e-05 rounded once
 /// (<c>fmaf(v, 1/127², 0)</c>), then to float16 — the kernel's output dtype. A float16 bias is fused into that fma;
 /// any other bias is added afterwards to the float16 result (<c>out.add_(bias)</c>, float16 result).</item>
@@ -27,6 +27,30 @@ internal static class Int8Matmul
 {
     /// <summary>float32(1/127²) as the CUDA kernel writes it (<c>MM_DEQUANT_CONST</c>).</summary>
     private const float DequantConst = 6.200012e-05f;
+
+    /// <summary>Terms per float32 partial product: 1024 · 127² &lt; 2^24, so every partial sum is an exact integer.</summary>
+    private const long ExactChunk = 1024;
+
+    /// <summary>
+    /// ca [N, in] int8 × cb [out, in] int8 → [N, out] with int32 accumulation, exactly: float32 matmuls over chunks of
+    /// <see cref="ExactChunk"/> columns (integers below 2^24 in any summation order, TF32 included: int8 values fit its
+    /// mantissa) summed in float64. Tensors are in the caller's scope.
+    /// </summary>
+    private static Tensor ExactProduct(Tensor ca, Tensor cb)
+    {
+        var a = ca.to_type(ScalarType.Float32);
+        var b = cb.to_type(ScalarType.Float32);
+        long k = a.shape[1];
+        if (k <= ExactChunk) return a.matmul(b.t());
+        Tensor? acc = null;
+        for (long s = 0; s < k; s += ExactChunk)
+        {
+            long len = Math.Min(ExactChunk, k - s);
+            var part = a.narrow(1, s, len).matmul(b.narrow(1, s, len).t()).to_type(ScalarType.Float64);
+            acc = acc is null ? part : acc + part;
+        }
+        return acc!;
+    }
 
     /// <summary>
     /// a [N, in] (any float dtype) × the int8 weight (<paramref name="cb"/> [out, in], <paramref name="scb"/> [out])
@@ -49,7 +73,7 @@ internal static class Int8Matmul
         var sca = abs.amax([1]).to_type(ScalarType.Float32);                                // [N]
         var ca = Int8Codec.RowCodes(a16, sca);                                              // [N, in] int8
         if (cols is not null) ca = ca.index_fill(1, cols, 0);
-        var acc = ca.to_type(ScalarType.Float64).matmul(cb.to_type(ScalarType.Float64).t());  // [N, out], exact integers
+        var acc = ExactProduct(ca, cb);                                                     // [N, out], the int32 result
         var v = acc.to_type(ScalarType.Float32) * sca.unsqueeze(1) * scb.to_type(ScalarType.Float32).unsqueeze(0);  // (acc·rs)·cs
         Tensor out16;
         if (bias is not null && bias.dtype == ScalarType.Float16)

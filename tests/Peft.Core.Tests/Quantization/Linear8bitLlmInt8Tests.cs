@@ -110,13 +110,14 @@ public class Linear8bitLlmInt8Tests
     }
 
     [Theory]
-    [InlineData(0.0, false)]
-    [InlineData(6.0, false)]
-    [InlineData(6.0, true)]
-    public void EvalForwardIsBnbMatmul8bitLtElementByElement(double threshold, bool withOutliers)
+    [InlineData(0.0, false, 96)]
+    [InlineData(6.0, false, 96)]
+    [InlineData(6.0, true, 96)]
+    [InlineData(0.0, false, 2500)]                                              // products summed over more than 1024 columns
+    public void EvalForwardIsBnbMatmul8bitLtElementByElement(double threshold, bool withOutliers, long inFeatures)
     {
         using var scope = NewDisposeScope();
-        var (w, b, x) = Data(24, 96, 7, 9);
+        var (w, b, x) = Data(24, inFeatures, 7, 9);
         if (withOutliers)
         {
             x[2, 5] = tensor(9.5f);                                             // an outlier column (5) ...
