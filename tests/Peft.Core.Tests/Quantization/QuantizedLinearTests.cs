@@ -142,6 +142,13 @@ public class QuantizedLinearTests
         using var l4 = new Linear4bit(w, b, FourBitFormat.Nf4, ScalarType.Float32, doubleQuant: true);
         using var l8 = new Linear8bit(w, b);
         LeakCheck.AssertNoGrowth(() => { using var a = l4.forward(x); using var c = l8.forward(x); }, iterations: 10, what: "quantized forward");
+        l8.eval();                                                               // LLM.int8 with its autograd node
+        LeakCheck.AssertNoGrowth(() =>
+        {
+            using var scope = NewDisposeScope();
+            var xi = x.detach().requires_grad_(true);
+            l8.forward(xi).sum().backward();
+        }, iterations: 10, what: "int8 forward + backward");
         w.Dispose(); b.Dispose(); x.Dispose();
     }
 }

@@ -52,6 +52,26 @@ public class PrequantizedLoadingTests
         TensorAssert.Equal(x.Logits ?? x.StartLogits!, y.Logits ?? y.StartLogits!, $"{name} {mode} logits");
     }
 
+    /// <summary>HF writes <c>llm_int8_threshold</c> as a Python float (6.0 by default); it round-trips into every 8-bit layer.</summary>
+    [Fact]
+    public void Int8ThresholdIsSavedAsHfWritesItAndLoadsBack()
+    {
+        using var scope = NewDisposeScope();
+        foreach (var (threshold, text) in new[] { (6.0, "6.0"), (4.5, "4.5") })
+        {
+            var bnb = new BitsAndBytesConfig { LoadIn8Bit = true, LlmInt8Threshold = threshold };
+            using var q = ModelTestUtil.Load("opt-tiny", new FromPretrainedOptions { Quantization = bnb });
+            using var tmp = new TempDir();
+            q.SavePretrained(tmp.Path);
+            var qc = JsonNode.Parse(File.ReadAllText(tmp.File("config.json")))!["quantization_config"]!;
+            Assert.Equal(text, qc["llm_int8_threshold"]!.ToJsonString());
+            using var back = ModelFactory.FromPretrained(tmp.Path, ModelTestUtil.TaskOf("opt-tiny"));
+            var layers = back.modules().OfType<Linear8bit>().ToList();
+            Assert.NotEmpty(layers);
+            Assert.All(layers, l => Assert.Equal(threshold, l.Threshold));
+        }
+    }
+
     [Fact]
     public void QLoraQuantizedInPlaceSavesItsConfigAndADequantizedModelDropsIt()
     {

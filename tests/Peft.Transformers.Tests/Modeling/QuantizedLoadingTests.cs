@@ -210,5 +210,9 @@ public class QuantizedLoadingTests
         Assert.Contains("int4", Assert.Throws<ArgumentException>(() => ModelTestUtil.Load("llama-tiny", type)).Message);
         var storage = new FromPretrainedOptions { Quantization = new BitsAndBytesConfig { LoadIn4Bit = true, Bnb4BitQuantStorage = ScalarType.BFloat16 } };
         Assert.Contains("bnb_4bit_quant_storage", Assert.Throws<ArgumentException>(() => ModelTestUtil.Load("llama-tiny", storage)).Message);
+        var threshold = new FromPretrainedOptions { Quantization = new BitsAndBytesConfig { LoadIn8Bit = true, LlmInt8Threshold = -2 } };
+        var e = Assert.Throws<ArgumentException>(() => ModelTestUtil.Load("llama-tiny", threshold));
+        Assert.Contains("llm_int8_threshold", e.Message);
+        Assert.Contains("-2", e.Message);
     }
 }
