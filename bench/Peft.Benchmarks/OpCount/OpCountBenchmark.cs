@@ -150,7 +150,7 @@ public sealed class OpCountBenchmark : IBenchmark
             row["native_calls"] = Math.Round(total, 1);
             row["ops"] = Math.Round(ops, 1);
             row["non_view_ops"] = Math.Round(kernels, 1);
-            row["top"] = diff.Take(25).ToDictionary(d => d.Name, d => Math.Round(d.Calls, 2));
+            row["top"] = diff.Take(60).ToDictionary(d => d.Name, d => Math.Round(d.Calls, 2));
         }
         return row;
     }

@@ -133,16 +133,25 @@ internal static class ModelOps
     /// </summary>
     public static Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor? mask, double dropout, bool causal = false)
     {
-        long b = q.shape[0], h = q.shape[1], t = q.shape[2], d = q.shape[3];
-        long hkv = k.shape[1];
+        var (qs, ks) = (q.shape, k.shape);
+        long b = qs[0], h = qs[1], t = qs[2], d = qs[3];
+        long hkv = ks[1];
+        if (hkv != h && t == 1 && dropout == 0)
+        {
+            // One query per head (decoding): the rep query heads of a KV head become rep query rows over that head's
+            // keys, so the cache is read in place instead of being expanded (a copy of the whole past per layer and step).
+            long rep = h / hkv;
+            var grouped = nn.functional.scaled_dot_product_attention(q.reshape(b, hkv, rep, d), k, v, mask, dropout); // [B, Hkv, rep, D]
+            return grouped.reshape(b, 1, h * d);                                   // [B, T=1, H·D]
+        }
         if (hkv != h)
         {
             long rep = h / hkv;
-            long s = k.shape[2];
+            long s = ks[2];
             k = k.unsqueeze(2).expand(b, hkv, rep, s, d).reshape(b, h, s, d);   // [B, H, S, D]
             v = v.unsqueeze(2).expand(b, hkv, rep, s, d).reshape(b, h, s, d);
         }
-        bool isCausal = causal && mask is null && t > 1 && t == k.shape[2];
+        bool isCausal = causal && mask is null && t > 1 && t == ks[2];
         var o = nn.functional.scaled_dot_product_attention(q, k, v, mask, dropout, isCausal);   // [B, H, T, D]
         return o.transpose(1, 2).reshape(b, t, h * d);                            // [B, T, H·D]
     }
