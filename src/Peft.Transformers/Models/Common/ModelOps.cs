@@ -156,14 +156,18 @@ internal static class ModelOps
         return o.transpose(1, 2).reshape(b, t, h * d);                            // [B, T, H·D]
     }
 
-    /// <summary>HF's causal LM loss: logits[:, :-1] against labels[:, 1:], mean over labels ≠ −100, in float32.</summary>
+    /// <summary>
+    /// HF's causal LM loss (<c>ForCausalLMLoss</c>): logits in float32 against the labels shifted left by one and
+    /// padded with −100, mean over labels ≠ −100. As HF, the logits are not sliced: the last position's padded label
+    /// is ignored, so neither the forward copies the logits nor the backward scatters into a zero-filled copy.
+    /// </summary>
     public static Tensor CausalLmLoss(Tensor logits, Tensor labels)
     {
-        long v = logits.shape[^1];
-        long t = logits.shape[1];
-        var shiftLogits = logits.narrow(1, 0, t - 1).to_type(ScalarType.Float32).reshape(-1, v);
-        var shiftLabels = labels.to(logits.device).narrow(1, 1, t - 1).reshape(-1);
-        return nn.functional.cross_entropy(shiftLogits, shiftLabels, ignore_index: -100);
+        var shape = logits.shape;
+        long v = shape[^1];
+        var target = labels.to(logits.device);
+        var shifted = cat([target.narrow(1, 1, shape[1] - 1), full([shape[0], 1], -100L, ScalarType.Int64, logits.device)], 1).reshape(-1); // [B·T]
+        return nn.functional.cross_entropy(logits.to_type(ScalarType.Float32).reshape(-1, v), shifted, ignore_index: -100);
     }
 
     /// <summary>
