@@ -131,10 +131,13 @@ public sealed class OpCountBenchmark : IBenchmark
             times.Add((sw.Elapsed.TotalSeconds - tb) / per);
             if (c0 is not null)
             {
-                var c1 = OpCounter.Snapshot();
+                var delta = OpCounter.Delta(c0, OpCounter.Snapshot());
                 if (b0 is not null && b1 is not null)
-                    for (int k = 0; k < c1.Length; k++) c1[k] -= b1[k] - b0[k];     // run − baseline
-                diff = OpCounter.Diff(c0, c1, per);
+                {
+                    var d0 = OpCounter.Delta(b0, b1);
+                    for (int k = 0; k < delta.Length; k++) delta[k] -= d0[k];   // run − baseline (a finalizer's disposals can make one negative)
+                }
+                diff = OpCounter.Named(delta, per);
             }
         }
         var row = new Dictionary<string, object?>

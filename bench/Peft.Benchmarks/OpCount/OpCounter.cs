@@ -51,10 +51,13 @@ internal static unsafe class OpCounter
         return c;
     }
 
-    /// <summary>Calls per function between two snapshots, divided by <paramref name="per"/>, largest first (zeros dropped).</summary>
-    public static IReadOnlyList<(string Name, double Calls)> Diff(ulong[] before, ulong[] after, double per = 1) =>
-        Enumerable.Range(0, _names.Length).Where(i => after[i] != before[i])
-            .Select(i => (_names[i], (after[i] - before[i]) / per)).OrderByDescending(x => x.Item2).ToList();
+    /// <summary>Calls per function between two snapshots (signed), divided by <paramref name="per"/>, largest first (zeros dropped).</summary>
+    public static long[] Delta(ulong[] before, ulong[] after) => after.Select((a, i) => (long)(a - before[i])).ToArray();
+
+    /// <summary>Per-function call counts <paramref name="delta"/> divided by <paramref name="per"/>, largest first (zeros dropped).</summary>
+    public static IReadOnlyList<(string Name, double Calls)> Named(long[] delta, double per = 1) =>
+        Enumerable.Range(0, _names.Length).Where(i => delta[i] != 0)
+            .Select(i => (_names[i], delta[i] / per)).OrderByDescending(x => x.Item2).ToList();
 
     // Calls that read or manage handles / metadata and launch nothing (sizes, dtype, device, dispose, grad slot, data pointer, scalars).
     private static readonly string[] NoKernel =
