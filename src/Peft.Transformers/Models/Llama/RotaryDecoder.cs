@@ -45,7 +45,7 @@ public sealed class RotaryAttention : nn.Module
         q = RotaryEmbedding.Apply(q, cos, sin);
         k = RotaryEmbedding.Apply(k, cos, sin);
         if (cache is not null) (k, v) = cache.Update(_layerIdx, k, v);             // [B, Hkv, past + T, D]
-        var o = ModelOps.Attend(q, k, v, mask, training ? _dropout : 0.0, causal: true);      // [B, T, H·D]
+        var o = ModelOps.Attend(q, k, v, mask, _dropout > 0 && training ? _dropout : 0.0, causal: true);      // [B, T, H·D]
         return o_proj.forward(o);
     }
 }
