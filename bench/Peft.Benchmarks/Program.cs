@@ -8,6 +8,7 @@ using TorchSharp;
 // Usage: Peft.Benchmarks [NAME ...] [--device cpu|cuda] [--repeats N] [--quick] [--list]
 //        [--threads N] [--warmup N] [--model opt125m|llama1b] [--dtype fp32|bf16] [--batch B] [--seq T] [--seed S]
 // Before anything loads libtorch: the MKL-on-AMD fast path decides and names the GEMM path in use.
+Peft.Benchmarks.OpCount.OpCounter.Install();   // PEFT_OPCOUNT_LIB: count native calls (op_count case); before TorchSharp loads
 Console.Error.WriteLine(Peft.Core.Torch.MklFastPath.Enable());
 var names = new List<string>();
 string device = "cpu";

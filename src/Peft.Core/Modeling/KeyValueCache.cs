@@ -19,7 +19,7 @@ namespace Peft.Core;
 public sealed class KeyValueCache : IDisposable
 {
     private readonly List<(torch.Tensor Key, torch.Tensor Value)?> _layers = new();
-    private readonly List<(torch.Tensor Key, torch.Tensor Value)?> _buffers = new();   // growable storage behind _layers (no-grad appends)
+    private readonly List<Buffer?> _buffers = new();   // growable storage behind _layers (no-grad appends)
     private bool _disposed;
 
     /// <summary>Number of layers that hold entries.</summary>
@@ -63,28 +63,34 @@ public sealed class KeyValueCache : IDisposable
     }
 
     // Copies key/value [B, H_kv, T_new, D] into the layer's buffer (grown by doubling when full) and makes the layer's
-    // entry the view of its filled part [B, H_kv, T_past + T_new, D].
+    // entry the view of its filled part [B, H_kv, T_past + T_new, D]. The buffer's shapes, dtype, device and fill are
+    // kept on the host, so a step costs two shape reads and two copies, whatever the number of checks.
     private (torch.Tensor Key, torch.Tensor Value) Append(int layer, torch.Tensor key, torch.Tensor value)
     {
-        long past = _layers[layer] is { } cur ? cur.Key.shape[2] : 0, add = key.shape[2], total = past + add;
-        if (_buffers[layer] is not { } buf || buf.Key.shape[2] < total || !SameRows(buf.Key, key) || !SameRows(buf.Value, value))
+        long[] ks = key.shape, vs = value.shape;
+        var dtype = key.dtype;
+        var device = key.device;
+        long past = _buffers[layer] is { } cur ? cur.Filled : _layers[layer] is { } old0 ? old0.Key.shape[2] : 0;
+        long add = ks[2], total = past + add;
+        if (_buffers[layer] is not { } buf || buf.Capacity < total || !buf.Holds(ks, vs, dtype, device))
         {
             long capacity = Math.Max(total, 2 * past);
-            var kb = torch.empty([key.shape[0], key.shape[1], capacity, key.shape[3]], dtype: key.dtype, device: key.device);   // [B, H_kv, C, D]
-            var vb = torch.empty([value.shape[0], value.shape[1], capacity, value.shape[3]], dtype: value.dtype, device: value.device);
+            var kb = torch.empty([ks[0], ks[1], capacity, ks[3]], dtype: dtype, device: device);   // [B, H_kv, C, D]
+            var vb = torch.empty([vs[0], vs[1], capacity, vs[3]], dtype: value.dtype, device: device);
             if (_layers[layer] is { } old)
             {
                 kb.narrow(2, 0, past).copy_(old.Key).Dispose();
                 vb.narrow(2, 0, past).copy_(old.Value).Dispose();
             }
             DropBuffer(layer);
-            buf = (kb.DetachFromDisposeScope(), vb.DetachFromDisposeScope());
+            buf = new Buffer(kb.DetachFromDisposeScope(), vb.DetachFromDisposeScope(), ks, vs, dtype, device.type, device.index, capacity);
             _buffers[layer] = buf;
         }
-        using (var ks = buf.Key.narrow(2, past, add)) ks.copy_(key);
-        using (var vs = buf.Value.narrow(2, past, add)) vs.copy_(value);
+        using (var kslot = buf.Key.narrow(2, past, add)) kslot.copy_(key);
+        using (var vslot = buf.Value.narrow(2, past, add)) vslot.copy_(value);
         var k = buf.Key.narrow(2, 0, total).DetachFromDisposeScope();
         var v = buf.Value.narrow(2, 0, total).DetachFromDisposeScope();
+        buf.Filled = total;
         if (_layers[layer] is { } prev)
         {
             prev.Key.Dispose();
@@ -94,9 +100,19 @@ public sealed class KeyValueCache : IDisposable
         return (k, v);
     }
 
-    // A buffer is reused only for the same batch rows, heads, head size, dtype and device.
-    private static bool SameRows(torch.Tensor buffer, torch.Tensor x) =>
-        buffer.shape[0] == x.shape[0] && buffer.shape[1] == x.shape[1] && buffer.shape[3] == x.shape[3] && buffer.dtype == x.dtype && buffer.device_type == x.device_type && buffer.device_index == x.device_index;
+    // A layer's growable storage [B, H_kv, capacity, D] and what it was made for (reused only for the same batch rows,
+    // heads, head size, dtype and device).
+    private sealed class Buffer(torch.Tensor key, torch.Tensor value, long[] keyShape, long[] valueShape, torch.ScalarType dtype, DeviceType deviceType, int deviceIndex, long capacity)
+    {
+        public torch.Tensor Key { get; } = key;
+        public torch.Tensor Value { get; } = value;
+        public long Capacity { get; } = capacity;
+        public long Filled { get; set; }
+
+        public bool Holds(long[] ks, long[] vs, torch.ScalarType dt, torch.Device device) =>
+            ks[0] == keyShape[0] && ks[1] == keyShape[1] && ks[3] == keyShape[3] && vs[0] == valueShape[0] && vs[1] == valueShape[1]
+            && vs[3] == valueShape[3] && dt == dtype && device.type == deviceType && device.index == deviceIndex;
+    }
 
     private void DropBuffer(int layer)
     {

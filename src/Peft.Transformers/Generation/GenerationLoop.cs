@@ -224,7 +224,11 @@ public static class GenerationLoop
         private readonly Generator? _generator;
         private readonly Tensor? _eos;                                                    // [E], on the model's device, made once
         private Tensor _ids, _mask, _unfinished, _last;
+        private long _length;                                                             // _ids.shape[1], kept on the host
         private bool _done;
+        // No padding in any row and a model without a step hook: the model gets no mask (none is grown per step) and
+        // positions from one arange (ModelStepper). A hook's contract includes the mask of the whole sequence.
+        private readonly bool _maskFree;
 
         /// <summary>The tokens chosen by the last step (copied to the host only when asked: streaming needs them, Generate does not).</summary>
         public long[] LastTokens
@@ -246,6 +250,9 @@ public static class GenerationLoop
                 _generator = new Generator(unchecked((ulong)seed), plan.InputIds.device);
             _ids = plan.InputIds;
             _mask = plan.Mask;
+            _length = plan.PromptLength;
+            using (var scope = NewDisposeScope())
+                _maskFree = model is not IGenerationStepHook && plan.Mask.ne(0).all().item<bool>();   // one host read per generation
             _unfinished = ones(_ids.shape[0], dtype: ScalarType.Bool, device: _ids.device).DetachFromDisposeScope();
             _last = empty(0, dtype: ScalarType.Int64).DetachFromDisposeScope();
             _active = zeros([], dtype: ScalarType.Int64, device: _ids.device).DetachFromDisposeScope();
@@ -257,7 +264,7 @@ public static class GenerationLoop
         {
             if (_done) return false;
             using var scope = NewDisposeScope();
-            var logits = _stepper.Forward(_ids, _mask);                                   // [N, V]
+            var logits = _stepper.Forward(_ids, _maskFree ? null : _mask);               // [N, V]
             var scores = _processors.Process(_ids, logits);
             Tensor next;
             if (_plan.Config.DoSample)
@@ -268,16 +275,16 @@ public static class GenerationLoop
             else next = scores.argmax(-1);                                                 // [N]
             if (_plan.HasEos) next = torch.where(_unfinished, next, full_like(next, _plan.Pad));
             var ids = cat([_ids, next.unsqueeze(1)], 1);
-            var mask = cat([_mask, ones_like(next).unsqueeze(1)], 1);
-            var stop = ids.shape[1] >= _plan.MaxLength ? ones_like(_unfinished) : zeros_like(_unfinished);
-            if (_eos is not null) stop = stop.logical_or(isin(next, _eos));
-            var unfinished = _unfinished.logical_and(stop.logical_not());
+            long length = ++_length;
+            // HF: finished |= length limit reached | next is an eos id
+            var unfinished = length >= _plan.MaxLength ? zeros_like(_unfinished)
+                : _eos is not null ? _unfinished.logical_and(isin(next, _eos).logical_not()) : _unfinished.alias();
             _active.add_(_unfinished.any());                                               // this step is one HF runs
             Replace(ref _last, next);
             Replace(ref _ids, ids);
-            Replace(ref _mask, mask);
+            if (!_maskFree) Replace(ref _mask, cat([_mask, ones_like(next).unsqueeze(1)], 1));
             Replace(ref _unfinished, unfinished);
-            if (++_sinceCheck >= _checkEvery || _ids.shape[1] >= _plan.MaxLength) CheckFinished();
+            if (++_sinceCheck >= _checkEvery || length >= _plan.MaxLength) CheckFinished();
             return true;
         }
 
@@ -290,9 +297,10 @@ public static class GenerationLoop
             var flags = stack([_unfinished.any().to_type(ScalarType.Int64), _active]).cpu().data<long>().ToArray();
             _done = flags[0] == 0;
             long keep = _plan.PromptLength + flags[1];
-            if (keep >= _ids.shape[1]) return;
+            if (keep >= _length) return;
+            _length = keep;
             Replace(ref _ids, _ids.narrow(1, 0, keep).contiguous());
-            Replace(ref _mask, _mask.narrow(1, 0, keep).contiguous());
+            if (!_maskFree) Replace(ref _mask, _mask.narrow(1, 0, keep).contiguous());
         }
 
         /// <summary>The sequences so far [N, T + new]; ownership passes to the caller.</summary>

@@ -12,10 +12,16 @@ namespace Peft.Transformers.Generation;
 /// has fed itself instead of reading the cache length, because a model may keep extra positions in its cache (prompt
 /// learning's virtual tokens or prefixes); a model implementing <see cref="IGenerationStepHook"/> (a
 /// <see cref="PeftModel"/>) gets each step's inputs through it, so it can prepend them.
+/// <para>
+/// Without padding (<see cref="Forward"/> given no mask) the positions are <c>arange(past, total)</c>, views of one
+/// arange made per generation, and the model gets no attention mask (HF drops an all-ones mask for SDPA as well): no
+/// mask or position tensors are computed per step.
+/// </para>
 /// </summary>
 internal sealed class ModelStepper(nn.Module<ModelInput, ModelOutput> model, bool useCache) : IDisposable
 {
     private KeyValueCache? _cache;
+    private Tensor? _arange;                                      // [capacity] int64 on the ids' device (mask-free steps)
     private long _consumed;
     private bool _first = true;
 
@@ -23,19 +29,25 @@ internal sealed class ModelStepper(nn.Module<ModelInput, ModelOutput> model, boo
     public bool Caching => _cache is not null;
 
     /// <summary>
-    /// Feeds <paramref name="ids"/> [N, T] with <paramref name="mask"/> [N, T]; returns float32 logits [N, V] of the
-    /// last position, in the caller's dispose scope.
+    /// Feeds <paramref name="ids"/> [N, T] with <paramref name="mask"/> [N, T] (null: no padding in any row);
+    /// returns float32 logits [N, V] of the last position, in the caller's dispose scope.
     /// </summary>
-    public Tensor Forward(Tensor ids, Tensor mask)
+    public Tensor Forward(Tensor ids, Tensor? mask)
     {
-        long total = ids.shape[1];
+        var shape = ids.shape;
+        long rows = shape[0], total = shape[1];
         long past = _cache is null ? 0 : _consumed;
         if (past >= total) throw new InvalidOperationException($"the cache holds {past} tokens of the sequence but it has only {total}");
         using var scope = NewDisposeScope();
-        var newIds = past == 0 ? ids : ids[.., (int)past..];
-        var positions = mask.cumsum(-1).sub(1);
-        positions = positions.masked_fill(mask.eq(0), 1);
-        if (past > 0) positions = positions[.., (int)past..];
+        var newIds = past == 0 ? ids : ids.narrow(1, past, total - past);         // [N, T_new]
+        Tensor positions;
+        if (mask is null) positions = Arange(total, ids.device).narrow(0, past, total - past).unsqueeze(0).expand(rows, total - past);
+        else
+        {
+            positions = mask.cumsum(-1).sub(1);
+            positions = positions.masked_fill(mask.eq(0), 1);
+            if (past > 0) positions = positions.narrow(1, past, total - past);    // [N, T_new]
+        }
         var input = new ModelInput
         {
             InputIds = newIds,
@@ -57,9 +69,22 @@ internal sealed class ModelStepper(nn.Module<ModelInput, ModelOutput> model, boo
         }
         if (_cache is not null) _consumed = total;
         var logits = output.Logits ?? throw new InvalidOperationException($"{model.GetType().Name}.forward returned no Logits");
-        if (logits.dim() != 3 || logits.shape[0] != ids.shape[0])
-            throw new InvalidOperationException($"{model.GetType().Name}.forward returned logits of shape [{string.Join(", ", logits.shape)}], expected [{ids.shape[0]}, T, V]");
-        return logits[.., -1, ..].to_type(ScalarType.Float32, copy: true).MoveToOuterDisposeScope();
+        var ls = logits.shape;
+        if (ls.Length != 3 || ls[0] != rows)
+            throw new InvalidOperationException($"{model.GetType().Name}.forward returned logits of shape [{string.Join(", ", ls)}], expected [{rows}, T, V]");
+        // float32 as HF (a view when the model computes float32 logits: the step's logits are not used again)
+        return logits.select(1, ls[1] - 1).to_type(ScalarType.Float32).MoveToOuterDisposeScope();   // [N, V]
+    }
+
+    // 0, 1, 2, ... on the device, long enough for total positions (grown by doubling), made once per generation.
+    private Tensor Arange(long total, Device device)
+    {
+        if (_arange is null || _arange.shape[0] < total)
+        {
+            _arange?.Dispose();
+            _arange = arange(Math.Max(total, 2 * (_arange?.shape[0] ?? 64)), dtype: ScalarType.Int64, device: device).DetachFromDisposeScope();
+        }
+        return _arange;
     }
 
     /// <summary>Reorders the cached rows (beam search): row i becomes row <paramref name="index"/>[i].</summary>
@@ -68,6 +93,8 @@ internal sealed class ModelStepper(nn.Module<ModelInput, ModelOutput> model, boo
     /// <inheritdoc />
     public void Dispose()
     {
+        _arange?.Dispose();
+        _arange = null;
         _cache?.Dispose();
         _cache = null;
     }

@@ -38,6 +38,26 @@ public sealed class GenerationLoopTests
         Assert.Equal(10, m.Forwards);
     }
 
+    /// <summary>
+    /// Without padding the decode steps get no mask (nor is one grown per step) and the tokens equal a run where the
+    /// prompt is padded on the left (which keeps the mask on every step): the two paths agree.
+    /// </summary>
+    [Fact]
+    public void Unpadded_prompts_decode_without_a_mask_and_equal_the_masked_path()
+    {
+        using var scope = NewDisposeScope();
+        var plain = new ToyCausalLM();
+        var masked = new ToyCausalLM();
+        var prompt = Ids([3, 9, 4, 11]);
+        using var a = GenerationLoop.Generate(plain, prompt, ones_like(prompt), new GenerationConfig { MaxNewTokens = 9 });
+        var padded = Ids([0, 0, 3, 9, 4, 11]);
+        var mask = Ids([0, 0, 1, 1, 1, 1]);
+        using var b = GenerationLoop.Generate(masked, padded, mask, new GenerationConfig { MaxNewTokens = 9, PadTokenId = 0 });
+        Assert.All(plain.MaskPassed, passed => Assert.False(passed));
+        Assert.All(masked.MaskPassed, passed => Assert.True(passed));
+        Assert.Equal(Row(a, 0)[4..], Row(b, 0)[6..]);
+    }
+
     [Fact]
     public void Cache_and_no_cache_give_identical_greedy_outputs()
     {

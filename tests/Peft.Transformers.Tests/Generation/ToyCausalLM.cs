@@ -21,6 +21,9 @@ internal sealed class ToyCausalLM : nn.Module<ModelInput, ModelOutput>
     public long TokensFed { get; private set; }
     public int Forwards { get; private set; }
 
+    /// <summary>Per forward: whether an attention mask was passed.</summary>
+    public List<bool> MaskPassed { get; } = [];
+
     public ToyCausalLM(int vocab = 23, int dim = 16, int maxPositions = 64, long seed = 7, double scale = 1.0, bool supportsCache = true)
         : base("toy")
     {
@@ -50,6 +53,7 @@ internal sealed class ToyCausalLM : nn.Module<ModelInput, ModelOutput>
         long n = ids.shape[0], t = ids.shape[1];
         TokensFed += n * t;
         Forwards++;
+        MaskPassed.Add(input.AttentionMask is not null);
         var cache = input.PastKeyValues;
         if (cache is null && input.UseCache && _supportsCache) cache = new KeyValueCache();
         if (!_supportsCache) cache = null;

@@ -50,5 +50,32 @@ public class CausalAttentionPathTests
         Assert.Contains("LogitsToKeep", e.Message);
     }
 
+    /// <summary>
+    /// A grouped-query decode step (one query, Hkv &lt; H) reads the cache in place: the query heads of each KV head
+    /// become query rows. Equal to expanding the keys and values to H heads (the form it replaces), with and without
+    /// an additive mask [B, 1, 1, S].
+    /// </summary>
+    [Fact]
+    public void GroupedQueryDecodeStepEqualsExpandedKeysAndValues()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(5);
+        long b = 2, h = 8, hkv = 2, s = 7, d = 16;
+        var q = randn(b, 1, h, d).transpose(1, 2);                               // [B, H, 1, D] as the attention makes it
+        var k = randn(b, hkv, s, d);
+        var v = randn(b, hkv, s, d);
+        var mask = zeros(b, 1, 1, s);
+        mask[1, .., .., ..2] = tensor(float.MinValue);                           // row 1: two padded keys
+        foreach (var m in new Tensor?[] { null, mask })
+        {
+            var grouped = Peft.Transformers.Models.ModelOps.Attend(q, k, v, m, 0.0, causal: true);          // [B, 1, H·D]
+            var ke = k.unsqueeze(2).expand(b, hkv, h / hkv, s, d).reshape(b, h, s, d);
+            var ve = v.unsqueeze(2).expand(b, hkv, h / hkv, s, d).reshape(b, h, s, d);
+            var expanded = nn.functional.scaled_dot_product_attention(q, ke, ve, m).transpose(1, 2).reshape(b, 1, h * d);
+            Assert.Equal(expanded.shape, grouped.shape);
+            TensorAssert.Close(expanded, grouped, 1e-6, what: m is null ? "no mask" : "additive mask");
+        }
+    }
+
     public static TheoryData<string> Names => DecoderModels.Theory;
 }

@@ -47,8 +47,10 @@ public class OptimizerTests
     /// updating large tensors in 2^16- and 2^20-element slices also passed this test but ran 2–6× slower on the shared
     /// 2-core machine, every op an OpenMP barrier; see bench/README.md.)
     /// </summary>
-    [Fact]
-    public void AdamWIsBitIdenticalToTorchsPerTensorLoop()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void AdamWIsBitIdenticalToTorchsPerTensorLoop(bool multiTensor)
     {
         long[][] shapes = [[2_300_007], [517, 389], [5], [1 << 20]];
         manual_seed(11);
@@ -57,7 +59,7 @@ public class OptimizerTests
         var refM = shapes.Select(s => zeros(s)).ToArray();
         var refV = shapes.Select(s => zeros(s)).ToArray();
         var groups = new[] { new ParamGroup(["a", "b"], [mine[0], mine[1]], 0.01), new ParamGroup(["c", "d"], [mine[2], mine[3]], 0.0) };
-        using var opt = new AdamW(groups);
+        using var opt = new AdamW(groups, @foreach: multiTensor);
         double lr = 2e-4, b1 = 0.9, b2 = 0.999, eps = 1e-8;
         for (int step = 1; step <= 4; step++)
         {
@@ -77,6 +79,94 @@ public class OptimizerTests
                     refP[i].addcdiv_(refM[i], denom, -(lr / bc1));
                 }
             for (int i = 0; i < mine.Length; i++) AssertSameBits(refP[i], mine[i], $"param {i} after step {step}");
+        }
+    }
+
+    private static Parameter[] Params(long seed, long[][] shapes)
+    {
+        manual_seed(seed);
+        return shapes.Select(s => new Parameter(randn(s))).ToArray();
+    }
+
+    private static readonly long[][] MixedShapes = [[37, 11], [7], [1], [300, 17], [5, 3, 2], [64]];
+
+    /// <summary>
+    /// The multi-tensor form (flat buffers per group) against the per-parameter form over two weight-decay groups, odd
+    /// shapes, a step where one parameter has no gradient (that bucket falls back to the per-parameter loop and its
+    /// step counts differ from then on) and a parameter without gradients throughout (its group never goes flat):
+    /// parameters and every state tensor equal bit for bit, and the flat group's parameters are views of one buffer.
+    /// </summary>
+    [Fact]
+    public void MultiTensorAdamWEqualsThePerParameterFormBitForBit()
+    {
+        var flat = Params(21, MixedShapes);
+        var loop = Params(21, MixedShapes);
+        ParamGroup[] Groups(Parameter[] p) => [new(["a", "b", "c"], [p[0], p[1], p[2]], 0.01), new(["d", "e", "f"], [p[3], p[4], p[5]], 0.0)];
+        using var a = new AdamW(Groups(flat), @foreach: true);
+        using var b = new AdamW(Groups(loop), @foreach: false);
+        for (int step = 1; step <= 5; step++)
+        {
+            for (int i = 0; i < flat.Length; i++)
+            {
+                bool skip = i == 5 || (step == 3 && i == 1);   // f frozen; b has no gradient in step 3
+                var g = skip ? null : randn(MixedShapes[i]) * 1e-2;
+                flat[i].grad = g?.clone();
+                loop[i].grad = g?.clone();
+            }
+            a.SetLr(1e-3 * step); b.SetLr(1e-3 * step);
+            a.Step(); b.Step();
+            a.ZeroGrad(); b.ZeroGrad();
+            for (int i = 0; i < flat.Length; i++) AssertSameBits(loop[i], flat[i], $"param {i} after step {step}");
+        }
+        using var dirA = new TempDir();
+        using var dirB = new TempDir();
+        a.Save(dirA.Path); b.Save(dirB.Path);
+        using var fa = Peft.Core.Safetensors.SafetensorsFile.Open(dirA.File("optimizer.safetensors"));
+        using var fb = Peft.Core.Safetensors.SafetensorsFile.Open(dirB.File("optimizer.safetensors"));
+        Assert.Equal(fb.Keys.Order(), fa.Keys.Order());
+        foreach (var key in fb.Keys) AssertSameBits(fb.GetTensor(key), fa.GetTensor(key), key);
+        // group 1 stepped on its flat buffer in steps 1-2: a, b, c are consecutive views of it (group 2 never did: f has no gradient)
+        Assert.Equal(flat[0].numel(), flat[1].storage_offset() - flat[0].storage_offset());
+        Assert.Equal(flat[0].numel() + flat[1].numel(), flat[2].storage_offset());
+        Assert.Equal(0, flat[4].storage_offset());
+    }
+
+    /// <summary>Saved by the multi-tensor form, loaded into both forms: the next steps equal each other and the uninterrupted run.</summary>
+    [Fact]
+    public void MultiTensorAdamWStateRoundTripsInTorchsPerParameterLayout()
+    {
+        using var dir = new TempDir();
+        var run = Params(31, MixedShapes);
+        var resumedFlat = Params(31, MixedShapes);
+        var resumedLoop = Params(31, MixedShapes);
+        ParamGroup[] Groups(Parameter[] p) => [new(["a", "b", "c", "d", "e", "f"], p, 0.01)];
+        using var a = new AdamW(Groups(run), @foreach: true);
+        using var b = new AdamW(Groups(resumedFlat), @foreach: true);
+        using var c = new AdamW(Groups(resumedLoop), @foreach: false);
+        var grads = Enumerable.Range(0, 3).Select(_ => MixedShapes.Select(s => randn(s)).ToArray()).ToArray();
+        a.SetLr(0.01); b.SetLr(0.01); c.SetLr(0.01);
+        for (int i = 0; i < run.Length; i++) run[i].grad = grads[0][i].clone();
+        a.Step();
+        // b and c run one step with other gradients first, so their flat buffers exist before Load replaces the state
+        for (int i = 0; i < run.Length; i++) { resumedFlat[i].grad = grads[2][i].clone(); resumedLoop[i].grad = grads[2][i].clone(); }
+        b.Step(); c.Step();
+        a.Save(dir.Path);
+        using (var f = Peft.Core.Safetensors.SafetensorsFile.Open(dir.File("optimizer.safetensors")))
+            Assert.Equal(Enumerable.Range(0, 6).SelectMany(i => new[] { $"state.{i}.exp_avg", $"state.{i}.exp_avg_sq", $"state.{i}.step" }).Order(), f.Keys.Order());
+        b.Load(dir.Path); c.Load(dir.Path);
+        using (no_grad())
+            for (int i = 0; i < run.Length; i++) { resumedFlat[i].copy_(run[i]); resumedLoop[i].copy_(run[i]); }
+        for (int i = 0; i < run.Length; i++)
+        {
+            run[i].grad = grads[1][i].clone();
+            resumedFlat[i].grad = grads[1][i].clone();
+            resumedLoop[i].grad = grads[1][i].clone();
+        }
+        a.Step(); b.Step(); c.Step();
+        for (int i = 0; i < run.Length; i++)
+        {
+            AssertSameBits(run[i], resumedFlat[i], $"param {i} resumed (multi-tensor)");
+            AssertSameBits(run[i], resumedLoop[i], $"param {i} resumed (per parameter)");
         }
     }
 
@@ -124,6 +214,31 @@ public class OptimizerTests
         TensorAssert.Close(b2.grad!, b.grad!, 1e-7, what: "clipped grad b");
         double after = GradClip.ClipGradNorm([a, b], 0);
         Assert.Equal(1.0, after, 4);
+    }
+
+    /// <summary>
+    /// The flat (foreach) clipping path against the per-tensor one: same pre-clip norm and clipped gradients up to the
+    /// summation order; the gradients become views of one buffer, and a second call reads that buffer without a copy.
+    /// </summary>
+    [Fact]
+    public void ClipGradNormFlatPathEqualsThePerTensorPathAndLeavesOneBuffer()
+    {
+        var flat = Params(41, MixedShapes);
+        var loop = Params(41, MixedShapes);
+        for (int i = 0; i < flat.Length; i++)
+        {
+            var g = randn(MixedShapes[i]) * 2;
+            flat[i].grad = g.clone();
+            loop[i].grad = g.clone();
+        }
+        double nFlat = GradClip.ClipGradNorm(flat, 1.0, @foreach: true);
+        double nLoop = GradClip.ClipGradNorm(loop, 1.0, @foreach: false);
+        Assert.Equal(nLoop, nFlat, 4);
+        Assert.True(nLoop > 1.0, $"norm {nLoop} is clipped");
+        for (int i = 0; i < flat.Length; i++) TensorAssert.Close(loop[i].grad!, flat[i].grad!, 1e-6, what: $"clipped grad {i}");
+        Assert.Equal(flat[0].numel(), flat[1].grad!.storage_offset());
+        Assert.Equal(1.0, GradClip.ClipGradNorm(flat, 0, @foreach: true), 4);
+        Assert.Equal(flat[0].numel(), flat[1].grad!.storage_offset());
     }
 
     [Fact]

@@ -192,8 +192,10 @@ internal sealed class StandardLoraVariant : ILoraLinearVariant
     /// <inheritdoc />
     public Tensor Forward(LoraLinear layer, string adapterName, Tensor x, Tensor result)
     {
-        var h = layer.LoraB(adapterName).forward(layer.LoraA(adapterName).forward(layer.Dropout(adapterName).forward(x)));
-        return result + h.mul(layer.Scaling[adapterName]);
+        var dropout = layer.Dropout(adapterName);
+        var input = dropout is TorchSharp.Modules.Identity ? x : dropout.forward(x);                 // lora_dropout = 0: no op at all
+        var h = layer.LoraB(adapterName).forward(layer.LoraA(adapterName).forward(input));
+        return result.add(h, layer.Scaling[adapterName]);                                          // result + s·h in one kernel
     }
 
     /// <inheritdoc />

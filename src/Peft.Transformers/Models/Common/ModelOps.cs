@@ -133,28 +133,41 @@ internal static class ModelOps
     /// </summary>
     public static Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor? mask, double dropout, bool causal = false)
     {
-        long b = q.shape[0], h = q.shape[1], t = q.shape[2], d = q.shape[3];
-        long hkv = k.shape[1];
+        var (qs, ks) = (q.shape, k.shape);
+        long b = qs[0], h = qs[1], t = qs[2], d = qs[3];
+        long hkv = ks[1];
+        if (hkv != h && t == 1 && dropout == 0)
+        {
+            // One query per head (decoding): the rep query heads of a KV head become rep query rows over that head's
+            // keys, so the cache is read in place instead of being expanded (a copy of the whole past per layer and step).
+            long rep = h / hkv;
+            var grouped = nn.functional.scaled_dot_product_attention(q.reshape(b, hkv, rep, d), k, v, mask, dropout); // [B, Hkv, rep, D]
+            return grouped.reshape(b, 1, h * d);                                   // [B, T=1, H·D]
+        }
         if (hkv != h)
         {
             long rep = h / hkv;
-            long s = k.shape[2];
+            long s = ks[2];
             k = k.unsqueeze(2).expand(b, hkv, rep, s, d).reshape(b, h, s, d);   // [B, H, S, D]
             v = v.unsqueeze(2).expand(b, hkv, rep, s, d).reshape(b, h, s, d);
         }
-        bool isCausal = causal && mask is null && t > 1 && t == k.shape[2];
+        bool isCausal = causal && mask is null && t > 1 && t == ks[2];
         var o = nn.functional.scaled_dot_product_attention(q, k, v, mask, dropout, isCausal);   // [B, H, T, D]
         return o.transpose(1, 2).reshape(b, t, h * d);                            // [B, T, H·D]
     }
 
-    /// <summary>HF's causal LM loss: logits[:, :-1] against labels[:, 1:], mean over labels ≠ −100, in float32.</summary>
+    /// <summary>
+    /// HF's causal LM loss (<c>ForCausalLMLoss</c>): logits in float32 against the labels shifted left by one and
+    /// padded with −100, mean over labels ≠ −100. As HF, the logits are not sliced: the last position's padded label
+    /// is ignored, so neither the forward copies the logits nor the backward scatters into a zero-filled copy.
+    /// </summary>
     public static Tensor CausalLmLoss(Tensor logits, Tensor labels)
     {
-        long v = logits.shape[^1];
-        long t = logits.shape[1];
-        var shiftLogits = logits.narrow(1, 0, t - 1).to_type(ScalarType.Float32).reshape(-1, v);
-        var shiftLabels = labels.to(logits.device).narrow(1, 1, t - 1).reshape(-1);
-        return nn.functional.cross_entropy(shiftLogits, shiftLabels, ignore_index: -100);
+        var shape = logits.shape;
+        long v = shape[^1];
+        var target = labels.to(logits.device);
+        var shifted = cat([target.narrow(1, 1, shape[1] - 1), full([shape[0], 1], -100L, ScalarType.Int64, logits.device)], 1).reshape(-1); // [B·T]
+        return nn.functional.cross_entropy(logits.to_type(ScalarType.Float32).reshape(-1, v), shifted, ignore_index: -100);
     }
 
     /// <summary>

@@ -45,7 +45,7 @@ public sealed class RotaryAttention : nn.Module
         q = RotaryEmbedding.Apply(q, cos, sin);
         k = RotaryEmbedding.Apply(k, cos, sin);
         if (cache is not null) (k, v) = cache.Update(_layerIdx, k, v);             // [B, Hkv, past + T, D]
-        var o = ModelOps.Attend(q, k, v, mask, training ? _dropout : 0.0, causal: true);      // [B, T, H·D]
+        var o = ModelOps.Attend(q, k, v, mask, _dropout > 0 && training ? _dropout : 0.0, causal: true);      // [B, T, H·D]
         return o_proj.forward(o);
     }
 }
@@ -146,6 +146,29 @@ public abstract class RotaryDecoderModel : PreTrainedModel
     /// <inheritdoc />
     protected internal override void AfterInit() => ModelOps.ZeroPaddingRow(_embedding.Value, _c.PadTokenId);
 
+    // The rotary inverse frequencies depend on the config only: computed once per device (not per forward / decoded
+    // token), owned by the model and freed with it.
+    private Tensor? _invFreq;
+
+    private Tensor InvFreqOn(Device device)
+    {
+        if (_invFreq is { } cached && ModelOps.SameDevice(cached.device, device)) return cached;
+        _invFreq?.Dispose();
+        using (NewDisposeScope()) _invFreq = RotaryEmbedding.InvFreq(_c, device).DetachFromDisposeScope();
+        return _invFreq;
+    }
+
+    /// <inheritdoc />
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            _invFreq?.Dispose();
+            _invFreq = null;
+        }
+        base.Dispose(disposing);
+    }
+
     /// <summary>
     /// input_ids [B, T] (or inputs_embeds [B, T, hidden]), attention_mask [B, past + T] → last_hidden_state [B, T, hidden].
     /// Positions come from position_ids, else arange(past, past + T) whatever the mask (HF 5.x
@@ -161,7 +184,7 @@ public abstract class RotaryDecoderModel : PreTrainedModel
         var device = h.device;
         var positions = pass.PositionIds(device, ModelOps.ArangePositionIds);
         pass.UseCausalMasks(layers.Count, h.dtype, device, _c.SlidingWindowOf);
-        var invFreq = RotaryEmbedding.InvFreq(_c, device);
+        var invFreq = InvFreqOn(device);
         var rope = RotaryEmbedding.CosSin(positions, invFreq, h.dtype);               // [B, T, D] each
         h = pass.RunLayers(layers, h, rope);
         return ModelOps.MoveOut(pass.Output(norm.forward(BackbonePass.ToDeviceOf(norm, h))));

@@ -38,7 +38,7 @@ public sealed class OPTAttention : nn.Module
         var k = k_proj.forward(x).view(b, t, _heads, _headDim).transpose(1, 2);
         var v = v_proj.forward(x).view(b, t, _heads, _headDim).transpose(1, 2);
         if (cache is not null) (k, v) = cache.Update(_layerIdx, k, v);          // [B, H, past + T, D]
-        var o = ModelOps.Attend(q, k, v, mask, training ? _dropout : 0.0, causal: true);      // [B, T, hidden]
+        var o = ModelOps.Attend(q, k, v, mask, _dropout > 0 && training ? _dropout : 0.0, causal: true);      // [B, T, hidden]
         return out_proj.forward(o);
     }
 }

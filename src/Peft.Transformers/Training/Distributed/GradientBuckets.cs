@@ -8,7 +8,8 @@ namespace Peft.Transformers;
 /// <summary>
 /// Gradient averaging in flat buckets (PyTorch DDP's reducer without the backward overlap): gradients grouped by
 /// dtype and device in parameter order, each group cut into buckets of at most a given size, each bucket copied into
-/// one flat buffer, all-reduced (sum) once, divided by the world size and copied back.
+/// one flat buffer, all-reduced (sum) once and divided by the world size; the gradients then become views of the
+/// buffer (no copy back, and clipping / the multi-tensor optimizer read a bucket's gradients as one tensor).
 /// </summary>
 internal static class GradientBuckets
 {
@@ -27,11 +28,12 @@ internal static class GradientBuckets
             if (flat.device != group.Device) flat = flat.to(group.Device);
             group.AllReduce(flat);
             flat.div_(group.WorldSize);
+            if (flat.device != grads[0].device) flat = flat.to(grads[0].device);
             long offset = 0;
-            foreach (var g in grads)
+            for (int i = 0; i < bucket.Count; i++)
             {
-                g.copy_(flat.narrow(0, offset, g.numel()).view_as(g));
-                offset += g.numel();
+                bucket[i].grad = flat.narrow(0, offset, grads[i].numel()).view_as(grads[i]);
+                offset += grads[i].numel();
             }
         }
     }

@@ -10,6 +10,13 @@ namespace Peft.Transformers;
 /// <c>v = v·β2 + (1 - β2)·g²</c>; <c>p -= lr / (1 - β1^t) · m / (sqrt(v) / sqrt(1 - β2^t) + ε)</c>. State per
 /// parameter: <c>step</c> (float32 scalar), <c>exp_avg</c>, <c>exp_avg_sq</c>, as torch names them.
 /// </summary>
+/// <remarks>
+/// Two forms, as torch's <c>foreach</c> argument: per parameter (~8 kernels each; what torch runs on the CPU) and
+/// multi-tensor (<see cref="AdamWFlatBucket"/>: the parameters of a group that share dtype and device live in one flat
+/// buffer and a step is ~9 kernels per group, what torch's foreach/fused paths do on CUDA). Both apply the same
+/// elementwise ops in the same order. The multi-tensor form re-points the parameters at views of the flat buffer
+/// on the first step.
+/// </remarks>
 public sealed class AdamW : TrainerOptimizer
 {
     private readonly double _beta1, _beta2, _eps;
@@ -17,33 +24,69 @@ public sealed class AdamW : TrainerOptimizer
     // 1 − β1 as a 0-d tensor per (dtype, device): TorchSharp's lerp_ takes a tensor weight only, and building it
     // per parameter per step costs an allocation and, on CUDA, a host-to-device copy each time.
     private readonly Dictionary<(ScalarType, string), Tensor> _lerpWeights = new();
+    private readonly bool? _foreach;
+    private readonly Dictionary<int, AdamWFlatBucket[]> _buckets = new();  // by group's first state index
 
     /// <summary>AdamW over <paramref name="groups"/> (HF <c>adam_beta1/2</c>, <c>adam_epsilon</c>).</summary>
-    public AdamW(IReadOnlyList<ParamGroup> groups, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8) : base(groups)
+    /// <param name="groups">Parameter groups; parameters are not owned.</param>
+    /// <param name="beta1">β1 (HF <c>adam_beta1</c>).</param>
+    /// <param name="beta2">β2 (HF <c>adam_beta2</c>).</param>
+    /// <param name="eps">ε (HF <c>adam_epsilon</c>).</param>
+    /// <param name="foreach">torch's <c>foreach</c>: true = the multi-tensor form, false = one parameter at a time,
+    /// null (default) = multi-tensor for CUDA parameters and per parameter on the CPU, as torch chooses.</param>
+    public AdamW(IReadOnlyList<ParamGroup> groups, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8, bool? @foreach = null) : base(groups)
     {
-        (_beta1, _beta2, _eps) = (beta1, beta2, eps);
+        (_beta1, _beta2, _eps, _foreach) = (beta1, beta2, eps, @foreach);
     }
 
     /// <inheritdoc />
     public override string Name => "adamw_torch";
 
     /// <inheritdoc />
+    protected override void StepGroup(ParamGroup group, int firstIndex)
+    {
+        ArgumentNullException.ThrowIfNull(group);
+        if (!_buckets.TryGetValue(firstIndex, out var buckets)) _buckets[firstIndex] = buckets = Bucket(group, firstIndex);
+        foreach (var b in buckets)
+            if (!b.TryStep(StateOf, this, group.Lr, group.WeightDecay)) b.StepEach(StepParameter, group);
+    }
+
+    // The group's parameters by (dtype, device) in order; each bucket steps on flat buffers or one parameter at a time.
+    private AdamWFlatBucket[] Bucket(ParamGroup group, int firstIndex)
+    {
+        var distinct = group.Params.Distinct().Count() == group.Params.Count; // a parameter listed twice cannot be one flat view
+        return group.Params.Select((p, i) => (p, i))
+            .GroupBy(x => (x.p.dtype, x.p.device.ToString()))
+            .Select(g => new AdamWFlatBucket(g.Select(x => x.p).ToList(), g.Select(x => firstIndex + x.i).ToList(),
+                multiTensor: distinct && (_foreach ?? g.First().p.device.type == DeviceType.CUDA)))
+            .ToArray();
+    }
+
+    /// <inheritdoc />
     protected override void Update(Tensor param, Tensor grad, ParamGroup group, Dictionary<string, Tensor> state)
     {
+        ArgumentNullException.ThrowIfNull(group);
+        ArgumentNullException.ThrowIfNull(state);
         if (!state.TryGetValue("step", out var stepT))
         {
             state["step"] = stepT = Keep(zeros([], ScalarType.Float32));
             state["exp_avg"] = Keep(zeros_like(param));
             state["exp_avg_sq"] = Keep(zeros_like(param));
         }
-        var expAvg = state["exp_avg"];
-        var expAvgSq = state["exp_avg_sq"];
         stepT.add_(1);
-        double lr = group.Lr;
-        if (group.WeightDecay != 0) param.mul_(1 - lr * group.WeightDecay);
+        double step = stepT.item<float>();             // the step tensor lives on the CPU (as torch's): no device sync
+        Apply(param, grad, state["exp_avg"], state["exp_avg_sq"], step, group.Lr, group.WeightDecay);
+    }
+
+    /// <summary>
+    /// The elementwise update of one parameter, or of a flat buffer of several with the same step count:
+    /// torch's <c>_single_tensor_adam</c> (decoupled decay) op for op, after the step count was incremented.
+    /// </summary>
+    internal void Apply(Tensor param, Tensor grad, Tensor expAvg, Tensor expAvgSq, double step, double lr, double weightDecay)
+    {
+        if (weightDecay != 0) param.mul_(1 - lr * weightDecay);
         expAvg.lerp_(grad, LerpWeight(param));
         expAvgSq.mul_(_beta2).addcmul_(grad, grad, 1 - _beta2);
-        double step = stepT.item<float>();             // the step tensor lives on the CPU (as torch's): no device sync
         double bc1 = 1 - Math.Pow(_beta1, step);
         double bc2 = 1 - Math.Pow(_beta2, step);
         double stepSize = lr / bc1;
@@ -65,6 +108,8 @@ public sealed class AdamW : TrainerOptimizer
     {
         foreach (var w in _lerpWeights.Values) w.Dispose();
         _lerpWeights.Clear();
+        foreach (var b in _buckets.Values.SelectMany(b => b)) b.Dispose();
+        _buckets.Clear();
     }
 
     /// <summary>Requires "step" (a float32 scalar count), "exp_avg" and "exp_avg_sq" (the parameter's shape and dtype; the latter never negative).</summary>

@@ -7,24 +7,51 @@ namespace Peft.Transformers;
 public static class GradClip
 {
     /// <summary>
-    /// The 2-norm of all gradients of <paramref name="parameters"/> (the norm of the per-tensor norms, in order),
-    /// then every gradient scaled by <c>min(1, maxNorm / (norm + 1e-6))</c>. Parameters without a gradient are
-    /// skipped; with <paramref name="maxNorm"/> ≤ 0 only the norm is computed. Returns the pre-clip norm.
+    /// The 2-norm of all gradients of <paramref name="parameters"/>, then every gradient scaled by
+    /// <c>min(1, maxNorm / (norm + 1e-6))</c>. Parameters without a gradient are skipped; with
+    /// <paramref name="maxNorm"/> ≤ 0 only the norm is computed. Returns the pre-clip norm (one host read).
     /// </summary>
-    public static double ClipGradNorm(IEnumerable<Tensor> parameters, double maxNorm)
+    /// <param name="parameters">The parameters whose <c>grad</c> is read and scaled in place.</param>
+    /// <param name="maxNorm">The largest norm kept.</param>
+    /// <param name="foreach">torch's <c>foreach</c>. False: one norm per gradient, the norm of their stack, one
+    /// <c>mul_</c> per gradient (torch's CPU path, bit for bit). True: the gradients of each (dtype, device) are read
+    /// as one flat buffer (a view when they already lie back to back, else one <c>cat</c>, after which the gradients
+    /// become views of it), one norm and one <c>mul_</c> per buffer: the same value up to the summation order, as
+    /// torch's <c>_foreach_norm</c> on CUDA. Null (default): true when the first gradient is on a CUDA device.</param>
+    public static double ClipGradNorm(IEnumerable<Tensor> parameters, double maxNorm, bool? @foreach = null)
     {
         using var _ = no_grad();
         using var scope = NewDisposeScope();
-        var grads = parameters.Select(p => p.grad).Where(g => g is not null).Select(g => g!).ToList();
-        if (grads.Count == 0) return 0.0;
-        var device = grads[0].device;
-        var norms = grads.Select(g => linalg.vector_norm(g, 2).to(device)).ToArray();
+        var withGrad = parameters.Select(p => (p, g: p.grad)).Where(x => x.g is not null).Select(x => (x.p, g: x.g!)).ToList();
+        if (withGrad.Count == 0) return 0.0;
+        var device = withGrad[0].g.device;
+        bool flat = @foreach ?? device.type == DeviceType.CUDA;
+        var buffers = flat
+            ? withGrad.GroupBy(x => (x.g.dtype, x.g.device.ToString())).Select(g => Flatten(g.ToList())).ToList()
+            : withGrad.Select(x => x.g).ToList();
+        var norms = buffers.Select(b => linalg.vector_norm(b, 2).to(device)).ToArray();
         var total = linalg.vector_norm(stack(norms), 2);
         if (maxNorm > 0)
         {
             var coef = (maxNorm / (total + 1e-6)).clamp_max(1.0);
-            foreach (var g in grads) g.mul_(coef.to(g.device));
+            foreach (var b in buffers) b.mul_(b.device == device ? coef : coef.to(b.device));
         }
         return total.to(ScalarType.Float64).item<double>();
+    }
+
+    // One flat buffer over the gradients: a view when they already lie back to back, else a cat whose views replace them.
+    private static Tensor Flatten(IReadOnlyList<(Tensor Param, Tensor Grad)> items)
+    {
+        var grads = items.Select(x => x.Grad).ToList();
+        if (FlatTensors.TryView(grads) is { } view) return view;
+        var flat = cat(grads.Select(g => g.reshape(-1)).ToArray()); // [Σ numel]
+        long offset = 0;
+        foreach (var (p, g) in items)
+        {
+            p.grad = flat.narrow(0, offset, g.numel()).view_as(g);
+            offset += g.numel();
+            g.Dispose();
+        }
+        return flat;
     }
 }

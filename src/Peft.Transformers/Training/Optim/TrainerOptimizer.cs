@@ -36,23 +36,42 @@ public abstract class TrainerOptimizer : IDisposable
     }
 
     /// <summary>
-    /// One update of every parameter that has a gradient (torch <c>optimizer.step()</c>), without autograd. Each
-    /// parameter's temporaries are freed before the next parameter starts (one dispose scope per parameter), so the
-    /// step's extra memory is one parameter's temporaries, as in torch's loop, not the sum over all parameters.
+    /// One update of every parameter that has a gradient (torch <c>optimizer.step()</c>), without autograd, group by
+    /// group (<see cref="StepGroup"/>).
     /// </summary>
     public void Step()
     {
         using var _ = no_grad();
         int index = 0;
         foreach (var g in Groups)
-            foreach (var p in g.Params)
-            {
-                int i = index++;
-                using var scope = NewDisposeScope();
-                var grad = p.grad;
-                if (grad is null) continue;
-                Update(p, grad, g, StateOf(i, p));
-            }
+        {
+            StepGroup(g, index);
+            index += g.Params.Count;
+        }
+    }
+
+    /// <summary>
+    /// Updates the parameters of <paramref name="group"/>, whose first parameter has state index
+    /// <paramref name="firstIndex"/>; runs without autograd. The default calls <see cref="StepParameter"/> for each
+    /// parameter; an optimizer with a multi-tensor form overrides this.
+    /// </summary>
+    protected virtual void StepGroup(ParamGroup group, int firstIndex)
+    {
+        ArgumentNullException.ThrowIfNull(group);
+        for (int i = 0; i < group.Params.Count; i++) StepParameter(group, group.Params[i], firstIndex + i);
+    }
+
+    /// <summary>
+    /// <see cref="Update"/> of one parameter if it has a gradient, in its own dispose scope (its temporaries are freed
+    /// before the next parameter starts, as in torch's loop).
+    /// </summary>
+    protected void StepParameter(ParamGroup group, Tensor param, int index)
+    {
+        ArgumentNullException.ThrowIfNull(param);
+        using var scope = NewDisposeScope();
+        var grad = param.grad;
+        if (grad is null) return;
+        Update(param, grad, group, StateOf(index));
     }
 
     /// <summary>Sets every gradient to None (torch <c>zero_grad(set_to_none=True)</c>).</summary>
@@ -77,7 +96,8 @@ public abstract class TrainerOptimizer : IDisposable
     /// <summary>A long-lived state tensor: detached and owned by the optimizer.</summary>
     protected static Tensor Keep(Tensor t) => t.DetachFromDisposeScope();
 
-    private Dictionary<string, Tensor> StateOf(int index, Tensor p)
+    /// <summary>The state dictionary of the parameter with state index <paramref name="index"/> (created empty on first use).</summary>
+    protected Dictionary<string, Tensor> StateOf(int index)
     {
         if (!_state.TryGetValue(index, out var s)) _state[index] = s = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         return s;
