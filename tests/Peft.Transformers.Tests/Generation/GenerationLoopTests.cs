@@ -59,6 +59,24 @@ public sealed class GenerationLoopTests
     }
 
     [Fact]
+    public void Unpadded_decode_past_the_position_table_growth_equals_the_masked_path()
+    {
+        // the mask-free path keeps one arange of positions and regrows it (64, then doubling); 300 positions cross
+        // two regrowths (a regression: the old table was disposed before its length was read)
+        using var scope = NewDisposeScope();
+        var plain = new ToyCausalLM();
+        var masked = new ToyCausalLM();
+        var prompt = Ids([3, 9, 4, 11]);
+        var config = new GenerationConfig { MaxNewTokens = 296, MinNewTokens = 296 };
+        using var a = GenerationLoop.Generate(plain, prompt, ones_like(prompt), config);
+        using var b = GenerationLoop.Generate(masked, Ids([0, 3, 9, 4, 11]), Ids([0, 1, 1, 1, 1]),
+            new GenerationConfig { MaxNewTokens = 296, MinNewTokens = 296, PadTokenId = 0 });
+        Assert.Equal(300, a.shape[1]);
+        Assert.All(plain.MaskPassed, passed => Assert.False(passed));
+        Assert.Equal(Row(a, 0)[4..], Row(b, 0)[5..]);
+    }
+
+    [Fact]
     public void Cache_and_no_cache_give_identical_greedy_outputs()
     {
         using var ids = Ids([0, 0, 4, 9, 2], [3, 8, 6, 1, 5]);
