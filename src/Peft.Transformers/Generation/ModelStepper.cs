@@ -79,12 +79,10 @@ internal sealed class ModelStepper(nn.Module<ModelInput, ModelOutput> model, boo
     // 0, 1, 2, ... on the device, long enough for total positions (grown by doubling), made once per generation.
     private Tensor Arange(long total, Device device)
     {
-        long have = _arange?.shape[0] ?? 0;
-        if (have < total)
-        {
-            _arange?.Dispose();                                    // read its length first: a disposed tensor has no shape
-            _arange = arange(Math.Max(total, Math.Max(64, 2 * have)), dtype: ScalarType.Int64, device: device).DetachFromDisposeScope();
-        }
+        if (_arange is { } table && table.shape[0] >= total) return table;
+        long have = _arange?.shape[0] ?? 0;                        // read before disposing: a disposed tensor has no shape
+        _arange?.Dispose();
+        _arange = arange(Math.Max(total, Math.Max(64, 2 * have)), dtype: ScalarType.Int64, device: device).DetachFromDisposeScope();
         return _arange;
     }
 
