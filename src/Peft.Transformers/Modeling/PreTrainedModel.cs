@@ -366,9 +366,9 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
     }
 
     /// <summary>
-    /// After a streaming load: parameters the checkpoint did not provide (still on the meta device, or built on the CPU
-    /// in float32 by architectures that do not build on meta) get real storage in the plan's dtype and device; float
-    /// buffers follow too. Their values are set by <see cref="InitializeKeys"/>.
+    /// After a streaming load: parameters the checkpoint did not provide (still on the meta device) get real storage,
+    /// zero-filled, in the plan's dtype and device; float buffers follow too. Their values are then set by
+    /// <see cref="InitializeKeys"/> (HF init for the module types it knows; zero otherwise, e.g. BERT's MLM bias).
     /// </summary>
     internal void MaterializeRest(LoadPlan plan)
     {
@@ -380,7 +380,7 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
                 var dtype = plan.DtypeFor(p);
                 if (p.device.type != DeviceType.META && p.dtype == dtype && SameDevice(p.device, plan.Device)) continue;
                 using var fresh = p.device.type == DeviceType.META
-                    ? empty(p.shape, dtype: dtype, device: plan.Device)
+                    ? zeros(p.shape, dtype: dtype, device: plan.Device)                 // a module InitWeights does not know keeps 0 (HF's bias init)
                     : p.detach().to(dtype, plan.Device);
                 ParameterSwap.Replace(m, pn, fresh);
             }
