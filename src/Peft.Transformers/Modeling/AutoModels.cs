@@ -62,12 +62,6 @@ public static class ModelFactory
     /// <summary>Every (model_type, task) pair with an architecture.</summary>
     internal static IEnumerable<(string ModelType, ModelTask Task)> Architectures => Builders.Keys;
 
-    /// <summary>
-    /// Observer of the model <see cref="FromPretrained"/> builds, called before any weight is read (tests check that
-    /// nothing was materialised: every parameter still on the meta device). Flows with the caller's async context only.
-    /// </summary>
-    internal static readonly AsyncLocal<Action<PreTrainedModel>?> ConstructedForLoading = new();
-
     /// <summary>A freshly initialised model for <paramref name="config"/> and <paramref name="task"/> (HF <c>from_config</c>).</summary>
     /// <exception cref="NotSupportedException">No architecture for this model_type and task.</exception>
     public static PreTrainedModel FromConfig(PretrainedConfig config, ModelTask task)
@@ -111,7 +105,7 @@ public static class ModelFactory
         var (bnb, prequantized) = QuantizationOf(config, options, dir);
         if (bnb is not null) config = config with { ExtensionData = SavedQuantizationConfig.With(config.ExtensionData, bnb) };
         var model = build(config, META);
-        ConstructedForLoading.Value?.Invoke(model);
+        LoadObservers.Constructed.Value?.Invoke(model);
         model.NameOrPath = pathOrId;
         var plan = new LoadPlan(dtype, device, WeightQuantizer.For(bnb, model, prequantized));
         var (missing, unexpected) = model.LoadWeights(dir, options.IgnoreMismatchedSizes, plan);
@@ -135,6 +129,7 @@ public static class ModelFactory
                 pathOrId, model.ArchitectureName, string.Join(", ", unexpected));
         }
         plan.Quantizer?.QuantizeRemaining(model);
+        Peft.Core.Torch.NativeHeap.Trim();                 // free pages of the load's transient buffers back to the OS
         var genPath = Path.Combine(dir, "generation_config.json");
         if (File.Exists(genPath)) model.GenerationConfig = GenerationConfig.FromFile(genPath);
         model.eval();

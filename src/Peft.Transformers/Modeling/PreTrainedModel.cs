@@ -328,6 +328,7 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
                 if (plan?.Quantizer is { Prequantized: true } pq && owners![key] is var own && pq.IsTarget(own.Path, own.Module))
                 {
                     consumed.UnionWith(PrequantizedLayers.Load(this, reader, ckpt.Keys, Map, own.Path, own.Module, plan, loaded, dir));
+                    LoadObservers.TensorLoaded.Value?.Invoke(fileKey);
                     continue;
                 }
                 var info = ckpt.GetInfo(fileKey);
@@ -350,11 +351,17 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
                 if (plan.Quantizer?.IsTarget(path, module) == true)
                 {
                     QuantizeFromCheckpoint(reader, fileKeyOf, path, module, plan, loaded, dir);
+                    // The quantiser's per-chunk temporaries were freed, but glibc keeps the pages of free blocks that
+                    // sit below the new packed tensors resident (the arena's top cannot shrink past them): without
+                    // this, a 4-bit load's RSS grew by ~10× the quantised size. malloc_trim returns those pages.
+                    Peft.Core.Torch.NativeHeap.Trim();
+                    LoadObservers.TensorLoaded.Value?.Invoke(fileKey);
                     continue;
                 }
                 using (var src = reader.GetTensor(fileKey, plan.DtypeFor(target), plan.Device))
                     ParameterSwap.Replace(module, local, src);
                 loaded.Add(key);
+                LoadObservers.TensorLoaded.Value?.Invoke(fileKey);
             }
         }
         unexpected.RemoveAll(consumed.Contains);

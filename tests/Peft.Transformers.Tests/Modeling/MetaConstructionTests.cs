@@ -58,7 +58,7 @@ public sealed class MetaConstructionTests
     {
         var materialised = new List<string>();
         bool observed = false;
-        ModelFactory.ConstructedForLoading.Value = m =>
+        LoadObservers.Constructed.Value = m =>
         {
             observed = true;
             materialised.AddRange(m.named_parameters().Where(p => p.parameter.device_type != DeviceType.META).Select(p => p.name));
@@ -72,7 +72,7 @@ public sealed class MetaConstructionTests
         }
         finally
         {
-            ModelFactory.ConstructedForLoading.Value = null;
+            LoadObservers.Constructed.Value = null;
         }
     }
 

@@ -22,11 +22,11 @@ public sealed class BertEmbeddings : nn.Module
     /// <summary>Creates the embeddings.</summary>
     public BertEmbeddings(BertConfig c, Device? device = null) : base("BertEmbeddings")
     {
-        var e = nn.Embedding(c.VocabSize, c.HiddenSize, padding_idx: c.PadTokenId, device: device);
+        var e = StoragelessEmbedding.Create(c.VocabSize, c.HiddenSize, paddingIdx: c.PadTokenId, device: device);
         Word = new(e);
         word_embeddings = e;
-        position_embeddings = nn.Embedding(c.MaxPositionEmbeddings, c.HiddenSize, device: device);
-        token_type_embeddings = nn.Embedding(c.TypeVocabSize, c.HiddenSize, device: device);
+        position_embeddings = StoragelessEmbedding.Create(c.MaxPositionEmbeddings, c.HiddenSize, device: device);
+        token_type_embeddings = StoragelessEmbedding.Create(c.TypeVocabSize, c.HiddenSize, device: device);
         LayerNorm = nn.LayerNorm(c.HiddenSize, c.LayerNormEps, device: device);
         dropout = nn.Dropout(c.HiddenDropoutProb);
         RegisterComponents();

@@ -127,10 +127,10 @@ public sealed class GPT2Model : PreTrainedModel
     public GPT2Model(GPT2Config config, Device? device = null) : base(nameof(GPT2Model), config)
     {
         _c = config;
-        var e = nn.Embedding(config.VocabSize, config.NEmbd, device: device);
+        var e = StoragelessEmbedding.Create(config.VocabSize, config.NEmbd, device: device);
         _wte = new(e);
         wte = e;
-        wpe = nn.Embedding(config.NPositions, config.NEmbd, device: device);
+        wpe = StoragelessEmbedding.Create(config.NPositions, config.NEmbd, device: device);
         drop = nn.Dropout(config.EmbdPdrop);
         h = new ModuleList<GPT2Block>(Enumerable.Range(0, config.NLayer).Select(i => new GPT2Block(config, i, device)).ToArray());
         ln_f = nn.LayerNorm(config.NEmbd, config.LayerNormEpsilon, device: device);
