@@ -182,6 +182,7 @@ public sealed class LoadBenchmark : IBenchmark
             ["rss_anon_after_mb"] = (after.Anon - before.Anon) / MB,
             ["rss_file_after_mb"] = (after.File - before.File) / MB,
             ["load_s"] = loadSeconds,
+            ["forward_tokens"] = options.Seq > 0 ? options.Seq : options.Quick ? 64 : 128,
             ["tokens_per_s"] = tps,
         });
     }
@@ -236,10 +237,10 @@ public sealed class LoadBenchmark : IBenchmark
         return f.Tensors.Max(t => t.NumElements) * size;
     }
 
-    /// <summary>Forward (prefill) tokens per second: batch 1 × 128 tokens (64 with --quick), median of <paramref name="repeats"/>.</summary>
+    /// <summary>Forward (prefill) tokens per second: batch 1 × <c>--seq</c> tokens (default 128, 64 with --quick), median of <paramref name="repeats"/>.</summary>
     private static double TokensPerSecond(PreTrainedModel model, BenchmarkOptions options, int repeats)
     {
-        int batch = 1, seq = options.Quick ? 64 : 128;
+        int batch = 1, seq = options.Seq > 0 ? options.Seq : options.Quick ? 64 : 128;
         long vocab = Math.Min(1000, model.GetInputEmbeddings().weight!.shape[0]);
         using var ids = torch.randint(0, vocab, [batch, seq], dtype: torch.ScalarType.Int64, device: model.Device);
         using var _ = torch.no_grad();

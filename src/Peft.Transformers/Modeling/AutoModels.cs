@@ -107,7 +107,8 @@ public static class ModelFactory
         var model = build(config, META);
         LoadObservers.Constructed.Value?.Invoke(model);
         model.NameOrPath = pathOrId;
-        var plan = new LoadPlan(dtype, device, WeightQuantizer.For(bnb, model, prequantized));
+        var placement = LoadPlacement.For(config, task, dtype, options);
+        var plan = new LoadPlan(dtype, placement?.First ?? device, WeightQuantizer.For(bnb, model, prequantized)) { Placement = placement };
         var (missing, unexpected) = model.LoadWeights(dir, options.IgnoreMismatchedSizes, plan);
         model.MaterializeRest(plan);
         if (missing.Count > 0)

@@ -358,7 +358,7 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
                     LoadObservers.TensorLoaded.Value?.Invoke(fileKey);
                     continue;
                 }
-                using (var src = reader.GetTensor(fileKey, plan.DtypeFor(target), plan.Device))
+                using (var src = reader.GetTensor(fileKey, plan.DtypeFor(target), plan.DeviceFor(path)))
                     ParameterSwap.Replace(module, local, src);
                 loaded.Add(key);
                 LoadObservers.TensorLoaded.Value?.Invoke(fileKey);
@@ -382,13 +382,14 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
         using var _ = no_grad();
         foreach (var (name, m) in named_modules())
         {
+            var device = plan.DeviceFor(name);
             foreach (var (pn, p) in m.named_parameters(recurse: false).ToList())
             {
                 var dtype = plan.DtypeFor(p);
-                if (p.device.type != DeviceType.META && p.dtype == dtype && SameDevice(p.device, plan.Device)) continue;
+                if (p.device.type != DeviceType.META && p.dtype == dtype && SameDevice(p.device, device)) continue;
                 using var fresh = p.device.type == DeviceType.META
-                    ? zeros(p.shape, dtype: dtype, device: plan.Device)                 // a module InitWeights does not know keeps 0 (HF's bias init)
-                    : p.detach().to(dtype, plan.Device);
+                    ? zeros(p.shape, dtype: dtype, device: device)                      // a module InitWeights does not know keeps 0 (HF's bias init)
+                    : p.detach().to(dtype, device);
                 ParameterSwap.Replace(m, pn, fresh);
             }
         }
@@ -397,7 +398,11 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
             if (b.device.type == DeviceType.META)
                 throw new InvalidOperationException($"{ArchitectureName}: a buffer is still on the meta device after loading; its module must create it on the load device.");
         }
-        if (buffers().Any(b => !SameDevice(b.device, plan.Device))) this.to(plan.Device);
+        foreach (var (name, m) in named_modules())
+        {
+            var device = plan.DeviceFor(name);
+            if (m.named_buffers(recurse: false).Any(b => !SameDevice(b.buffer.device, device))) m.to(device);
+        }
     }
 
     private static bool SameDevice(Device a, Device b) => a.type == b.type && (a.type != DeviceType.CUDA || Math.Max(a.index, 0) == Math.Max(b.index, 0));
@@ -422,8 +427,9 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
             ? fk : throw new InvalidDataException($"{dir}: '{pre + local}' is missing from the checkpoint; it is needed to quantize '{path}'.");
         bool hasBias = module.named_parameters(recurse: false).Any(p => p.name == "bias");
         using var scope = NewDisposeScope();
-        var weight = ckpt.GetTensor(File("weight"), null, plan.Device);
-        Tensor? bias = hasBias && fileKeyOf.ContainsKey(pre + "bias") ? ckpt.GetTensor(File("bias"), plan.Dtype, plan.Device) : null;
+        var device = plan.DeviceFor(path);
+        var weight = ckpt.GetTensor(File("weight"), null, device);
+        Tensor? bias = hasBias && fileKeyOf.ContainsKey(pre + "bias") ? ckpt.GetTensor(File("bias"), plan.Dtype, device) : null;
         var quantized = plan.Quantizer!.Quantize(module, weight, bias);
         var (parent, child, _) = Peft.Core.Tuners.ModuleSurgery.GetParent(this, path);
         Peft.Core.Tuners.ModuleSurgery.ReplaceChild(parent, child, quantized).Dispose();
