@@ -191,7 +191,7 @@ public sealed class LoadBenchmark : IBenchmark
     /// Writes a random checkpoint of <paramref name="config"/> in bfloat16 one tensor at a time (names and shapes from
     /// a meta-device skeleton; norms 1, biases 0, the rest N(0, 0.02)), unless the folder already holds one.
     /// </summary>
-    private static void WriteRandomCheckpoint(PretrainedConfig config, string dir)
+    internal static void WriteRandomCheckpoint(PretrainedConfig config, string dir)
     {
         var file = Path.Combine(dir, "model.safetensors");
         if (File.Exists(file)) return;
