@@ -136,20 +136,8 @@ public sealed class LoadBenchmark : IBenchmark
                 var s = Status();
                 Console.Error.WriteLine($"trace {what} rss={(s.Rss - before.Rss) / 1048576.0:F1} hwm={(s.Hwm - before.Rss) / 1048576.0:F1} anon={(s.Anon - before.Anon) / 1048576.0:F1} file={(s.File - before.File) / 1048576.0:F1} MB");
             }
-            LoadObservers.Constructed.Value = _ =>
-            {
-                Trace("(constructed)");
-                if (Environment.GetEnvironmentVariable("PEFT_LOAD_EXPERIMENT") == "1")
-                {
-                    GC.Collect(); GC.WaitForPendingFinalizers(); Trace("(gc)");
-                    Peft.Core.Torch.NativeHeap.Trim(); Trace("(trim)");
-                }
-            };
-            LoadObservers.TensorLoaded.Value = key =>
-            {
-                Trace(key);
-                if (Environment.GetEnvironmentVariable("PEFT_LOAD_EXPERIMENT") == "2") { Peft.Core.Torch.NativeHeap.Trim(); Trace("  (trim)"); }
-            };
+            LoadObservers.Constructed.Value = _ => Trace("(constructed)");
+            LoadObservers.TensorLoaded.Value = Trace;
         }
         var sw = Stopwatch.StartNew();
         using var model = AutoModelForCausalLM.FromPretrained(dir, opts);
