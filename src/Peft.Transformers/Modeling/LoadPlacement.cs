@@ -21,9 +21,6 @@ internal sealed class LoadPlacement
     /// <summary>The device of the first unit (the input embeddings): where inputs go.</summary>
     public Device First { get; private init; } = CPU;
 
-    /// <summary>The unit → device map (HF <c>model.hf_device_map</c>).</summary>
-    public IReadOnlyDictionary<string, Device> Map => _units.ToDictionary(u => u.Unit, u => u.Device, StringComparer.Ordinal);
-
     /// <summary>The device of the module at <paramref name="modulePath"/>: its enclosing unit's, else the first unit's.</summary>
     public Device For(string modulePath)
     {
@@ -45,8 +42,8 @@ internal sealed class LoadPlacement
 
     /// <summary>
     /// The placement for <paramref name="options"/>, or null when the whole model goes to one device: the map is not a
-    /// planned one, or no GPU is visible and <see cref="FromPretrainedOptions.MaxMemory"/> names none (HF: "auto"
-    /// without CUDA loads on the CPU).
+    /// planned one, or no GPU is visible (HF: "auto" without CUDA loads on the CPU). A <see cref="FromPretrainedOptions.MaxMemory"/>
+    /// that names no GPU puts every unit on the CPU.
     /// </summary>
     /// <exception cref="ArgumentException">MaxMemory without a planned DeviceMap, or a MaxMemory key that is not "cpu" / "cuda:N" / "N".</exception>
     public static LoadPlacement? For(PretrainedConfig config, ModelTask task, ScalarType dtype, FromPretrainedOptions options)
@@ -58,8 +55,9 @@ internal sealed class LoadPlacement
             return null;
         }
         var budgets = Budgets(options.MaxMemory);
-        if (!budgets.Any(b => b.Device.type == DeviceType.CUDA)) return null;
         var units = DeviceMapPlanner.Units(config, task, dtype);
+        if (!budgets.Any(b => b.Device.type == DeviceType.CUDA))      // no GPU: everything on the CPU (HF), even when one is visible but MaxMemory names none
+            return options.MaxMemory is null ? null : FromMap(units.Select(u => new KeyValuePair<string, Device>(u.Name, CPU)).ToList());
         var map = DeviceMapPlanner.Plan(units, budgets, options.DeviceMap!);
         return FromMap(units.Select(u => new KeyValuePair<string, Device>(u.Name, map[u.Name])).ToList());
     }
