@@ -5,6 +5,9 @@
 #   bench/run-gpu.sh prepare      # on the dev machine: publish the app into .gpu/app (TorchRuntime=none),
 #                                 # pack the .NET runtime, copy hf_gpu_bench.py into .gpu/ (docs: shared GPU.md)
 #   bench/run-gpu.sh run          # on the GPU machine, in ONE device call with carry [".gpu"]
+#   bench/run-gpu.sh load         # on the GPU machine (same carry): issue 13's loading checks — device_map_load
+#                                 # (CPU spill, logits vs one GPU) and `load --device cuda` (host peak RSS, footprint,
+#                                 # tok/s for OPT-125m / Llama-1B shapes in fp32 / bf16 / int8 / nf4)
 #
 # Env (run): ROUNDS (2), ITERS (5), BUDGET_S (400: no new round starts after this many seconds), MODELS, CASES.
 set -euo pipefail
@@ -18,6 +21,16 @@ prepare)
   tar -cJf "$G/dotnet.tar.xz" -C /usr/share/dotnet dotnet host/fxr shared/Microsoft.NETCore.App
   cp "$ROOT/../shared/perf/hf_gpu_bench.py" "$G/hf_gpu_bench.py"
   du -sh "$G" ;;
+load)
+  dn=$(mktemp -d) && tar -xJf "$G/dotnet.tar.xz" -C "$dn"
+  export DOTNET_ROOT=$dn PATH=$dn:$PATH
+  export LD_LIBRARY_PATH=$(python3 -c "import torch,os;print(os.path.dirname(torch.__file__))")/lib:${LD_LIBRARY_PATH:-}
+  export LIBTORCHSHARP=$G/app/runtimes/linux-x64/native/libLibTorchSharp.so
+  RES=/tmp; [ -d "${OUT:-}" ] && RES=$OUT
+  nvidia-smi --query-gpu=name,memory.total,memory.used --format=csv,noheader || true
+  dotnet "$G/app/Peft.Benchmarks.dll" device_map_load --device cuda 2>"$RES/device-map-load.stderr.txt" | tee "$RES/device-map-load.jsonl"
+  PEFT_LOAD_DIR=/tmp/peft-bench-load dotnet "$G/app/Peft.Benchmarks.dll" load --device cuda --repeats 5 2>"$RES/load-cuda.stderr.txt" | tee "$RES/load-cuda.jsonl"
+  echo "# results: $RES/device-map-load.jsonl, $RES/load-cuda.jsonl (${SECONDS}s)" ;;
 run)
   ROUNDS=${ROUNDS:-2} ITERS=${ITERS:-5} BUDGET_S=${BUDGET_S:-400}
   MODELS=${MODELS:-"opt125m llama1b"} CASES=${CASES:-"lora_step full_step generate"}

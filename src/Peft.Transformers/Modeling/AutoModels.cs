@@ -30,19 +30,19 @@ public enum ModelTask
 /// <summary>Builds and loads models by <c>model_type</c> and task: the machinery behind the <c>AutoModel*</c> classes.</summary>
 public static class ModelFactory
 {
-    // Builders take the device to create parameters on: the Llama family and OPT build on the meta device (no storage)
-    // when loading; GPT-2 and BERT ignore it and build on the CPU (their weights are then replaced one by one).
+    // Builders take the device to create parameters on: every architecture builds on the meta device (no storage, no
+    // random init) when loading, and the streaming loader puts each checkpoint tensor in place of its parameter.
     private static readonly Dictionary<(string, ModelTask), Func<PretrainedConfig, Device?, PreTrainedModel>> Builders = new()
     {
-        [("bert", ModelTask.Base)] = (c, d) => new BertModel((BertConfig)c),
-        [("bert", ModelTask.SequenceClassification)] = (c, d) => new BertForSequenceClassification((BertConfig)c),
-        [("bert", ModelTask.TokenClassification)] = (c, d) => new BertForTokenClassification((BertConfig)c),
-        [("bert", ModelTask.QuestionAnswering)] = (c, d) => new BertForQuestionAnswering((BertConfig)c),
-        [("bert", ModelTask.MaskedLM)] = (c, d) => new BertForMaskedLM((BertConfig)c),
-        [("gpt2", ModelTask.Base)] = (c, d) => new GPT2Model((GPT2Config)c),
-        [("gpt2", ModelTask.CausalLM)] = (c, d) => new GPT2LMHeadModel((GPT2Config)c),
-        [("gpt2", ModelTask.SequenceClassification)] = (c, d) => new GPT2ForSequenceClassification((GPT2Config)c),
-        [("gpt2", ModelTask.TokenClassification)] = (c, d) => new GPT2ForTokenClassification((GPT2Config)c),
+        [("bert", ModelTask.Base)] = (c, d) => new BertModel((BertConfig)c, device: d),
+        [("bert", ModelTask.SequenceClassification)] = (c, d) => new BertForSequenceClassification((BertConfig)c, d),
+        [("bert", ModelTask.TokenClassification)] = (c, d) => new BertForTokenClassification((BertConfig)c, d),
+        [("bert", ModelTask.QuestionAnswering)] = (c, d) => new BertForQuestionAnswering((BertConfig)c, d),
+        [("bert", ModelTask.MaskedLM)] = (c, d) => new BertForMaskedLM((BertConfig)c, d),
+        [("gpt2", ModelTask.Base)] = (c, d) => new GPT2Model((GPT2Config)c, d),
+        [("gpt2", ModelTask.CausalLM)] = (c, d) => new GPT2LMHeadModel((GPT2Config)c, d),
+        [("gpt2", ModelTask.SequenceClassification)] = (c, d) => new GPT2ForSequenceClassification((GPT2Config)c, d),
+        [("gpt2", ModelTask.TokenClassification)] = (c, d) => new GPT2ForTokenClassification((GPT2Config)c, d),
         [("llama", ModelTask.TokenClassification)] = (c, d) => new LlamaForTokenClassification((LlamaConfig)c, d),
         [("qwen2", ModelTask.TokenClassification)] = (c, d) => new Qwen2ForTokenClassification((Qwen2Config)c, d),
         [("opt", ModelTask.Base)] = (c, d) => new OPTModel((OPTConfig)c, d),
@@ -59,6 +59,9 @@ public static class ModelFactory
         [("mistral", ModelTask.SequenceClassification)] = (c, d) => new MistralForSequenceClassification((MistralConfig)c, d),
     };
 
+    /// <summary>Every (model_type, task) pair with an architecture.</summary>
+    internal static IEnumerable<(string ModelType, ModelTask Task)> Architectures => Builders.Keys;
+
     /// <summary>A freshly initialised model for <paramref name="config"/> and <paramref name="task"/> (HF <c>from_config</c>).</summary>
     /// <exception cref="NotSupportedException">No architecture for this model_type and task.</exception>
     public static PreTrainedModel FromConfig(PretrainedConfig config, ModelTask task)
@@ -73,8 +76,8 @@ public static class ModelFactory
     }
 
     /// <summary>
-    /// The architecture for <paramref name="config"/> with no storage (meta device) where the architecture supports it
-    /// (Llama family, OPT); others are built on the CPU. For counting parameters without materialising them.
+    /// The architecture for <paramref name="config"/> with no storage (every parameter on the meta device). For counting
+    /// parameters without materialising them.
     /// </summary>
     internal static PreTrainedModel BuildSkeleton(PretrainedConfig config, ModelTask task) =>
         Builders.TryGetValue((config.ModelType, task), out var build)
@@ -102,8 +105,10 @@ public static class ModelFactory
         var (bnb, prequantized) = QuantizationOf(config, options, dir);
         if (bnb is not null) config = config with { ExtensionData = SavedQuantizationConfig.With(config.ExtensionData, bnb) };
         var model = build(config, META);
+        LoadObservers.Constructed.Value?.Invoke(model);
         model.NameOrPath = pathOrId;
-        var plan = new LoadPlan(dtype, device, WeightQuantizer.For(bnb, model, prequantized));
+        var placement = LoadPlacement.For(config, task, dtype, options);
+        var plan = new LoadPlan(dtype, placement?.First ?? device, WeightQuantizer.For(bnb, model, prequantized)) { Placement = placement };
         var (missing, unexpected) = model.LoadWeights(dir, options.IgnoreMismatchedSizes, plan);
         model.MaterializeRest(plan);
         if (missing.Count > 0)
@@ -125,6 +130,7 @@ public static class ModelFactory
                 pathOrId, model.ArchitectureName, string.Join(", ", unexpected));
         }
         plan.Quantizer?.QuantizeRemaining(model);
+        Peft.Core.Torch.NativeHeap.Trim();                 // free pages of the load's transient buffers back to the OS
         var genPath = Path.Combine(dir, "generation_config.json");
         if (File.Exists(genPath)) model.GenerationConfig = GenerationConfig.FromFile(genPath);
         model.eval();

@@ -4,10 +4,10 @@ using static TorchSharp.torch;
 namespace Peft.Transformers;
 
 /// <summary>
-/// HF <c>device_map</c> for one device: "cpu", "cuda", "cuda:N", or "auto" (the first CUDA device when one is
-/// available, else the CPU). Loading still places the whole model on that one device; the multi-device plan ("auto" /
-/// "balanced" / "sequential" over several GPUs with CPU spill) is computed by <see cref="DeviceMapPlanner"/>, for the
-/// layer placement that moves activations between devices.
+/// HF <c>device_map</c> strings: "cpu", "cuda", "cuda:N" put the whole model on that device; "auto", "balanced" and
+/// "sequential" are planned per decoder layer by <see cref="DeviceMapPlanner"/> over the visible GPUs' free memory (or
+/// <see cref="FromPretrainedOptions.MaxMemory"/>) with the CPU last, so layers that do not fit spill to the CPU; without
+/// a GPU they load on the CPU. <see cref="Resolve"/> gives the single device of a map (the first GPU for the planned ones).
 /// </summary>
 public static class DeviceMap
 {
@@ -21,10 +21,10 @@ public static class DeviceMap
         return deviceMap switch
         {
             null or "cpu" => CPU,
-            "auto" => cuda.is_available() ? new Device(DeviceType.CUDA, 0) : CPU,
+            "auto" or "balanced" or "sequential" => cuda.is_available() ? new Device(DeviceType.CUDA, 0) : CPU,
             "cuda" => new Device(DeviceType.CUDA, 0),
             _ when deviceMap.StartsWith("cuda:", StringComparison.Ordinal) && int.TryParse(deviceMap.AsSpan(5), out var i) && i >= 0 => new Device(DeviceType.CUDA, i),
-            _ => throw new ArgumentException($"FromPretrainedOptions.DeviceMap '{deviceMap}' is not one of \"cpu\", \"cuda\", \"cuda:N\", \"auto\"."),
+            _ => throw new ArgumentException($"FromPretrainedOptions.DeviceMap '{deviceMap}' is not one of \"cpu\", \"cuda\", \"cuda:N\", \"auto\", \"balanced\", \"sequential\"."),
         };
     }
 }

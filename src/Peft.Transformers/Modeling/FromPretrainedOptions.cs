@@ -16,8 +16,19 @@ public sealed record FromPretrainedOptions
     /// <summary>Device to load onto (HF <c>device_map</c> with one device); null = CPU (or <see cref="DeviceMap"/>).</summary>
     public torch.Device? Device { get; init; }
 
-    /// <summary>HF <c>device_map</c> as a string: "cpu", "cuda", "cuda:N" or "auto" (see <see cref="Transformers.DeviceMap"/>); exclusive with <see cref="Device"/>.</summary>
+    /// <summary>
+    /// HF <c>device_map</c> as a string (see <see cref="Transformers.DeviceMap"/>); exclusive with <see cref="Device"/>:
+    /// "cpu", "cuda", "cuda:N" (one device), or "auto" / "balanced" / "sequential": decoder layers placed over the GPUs
+    /// in order (balanced across them for "auto" / "balanced"), the layers that do not fit spilling to the CPU; each
+    /// tensor is read straight onto its device. Without a GPU these load on the CPU.
+    /// </summary>
     public string? DeviceMap { get; init; }
+
+    /// <summary>
+    /// HF <c>max_memory</c> for a planned <see cref="DeviceMap"/>: bytes of weights per device, keys "cuda:N" (or "N")
+    /// and "cpu". null = 90 % of each visible GPU's free memory and an unlimited CPU. Only the GPUs named are used.
+    /// </summary>
+    public IReadOnlyDictionary<string, long>? MaxMemory { get; init; }
 
     /// <summary>Number of classification labels for a new or replaced head (HF <c>num_labels</c>).</summary>
     public int? NumLabels { get; init; }

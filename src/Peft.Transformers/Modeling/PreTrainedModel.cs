@@ -328,6 +328,7 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
                 if (plan?.Quantizer is { Prequantized: true } pq && owners![key] is var own && pq.IsTarget(own.Path, own.Module))
                 {
                     consumed.UnionWith(PrequantizedLayers.Load(this, reader, ckpt.Keys, Map, own.Path, own.Module, plan, loaded, dir));
+                    LoadObservers.TensorLoaded.Value?.Invoke(fileKey);
                     continue;
                 }
                 var info = ckpt.GetInfo(fileKey);
@@ -350,11 +351,17 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
                 if (plan.Quantizer?.IsTarget(path, module) == true)
                 {
                     QuantizeFromCheckpoint(reader, fileKeyOf, path, module, plan, loaded, dir);
+                    // The quantiser's per-chunk temporaries were freed, but glibc keeps the pages of free blocks that
+                    // sit below the new packed tensors resident (the arena's top cannot shrink past them): without
+                    // this, a 4-bit load's RSS grew by ~10× the quantised size. malloc_trim returns those pages.
+                    Peft.Core.Torch.NativeHeap.Trim();
+                    LoadObservers.TensorLoaded.Value?.Invoke(fileKey);
                     continue;
                 }
-                using (var src = reader.GetTensor(fileKey, plan.DtypeFor(target), plan.Device))
+                using (var src = reader.GetTensor(fileKey, plan.DtypeFor(target), plan.DeviceFor(path)))
                     ParameterSwap.Replace(module, local, src);
                 loaded.Add(key);
+                LoadObservers.TensorLoaded.Value?.Invoke(fileKey);
             }
         }
         unexpected.RemoveAll(consumed.Contains);
@@ -366,22 +373,23 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
     }
 
     /// <summary>
-    /// After a streaming load: parameters the checkpoint did not provide (still on the meta device, or built on the CPU
-    /// in float32 by architectures that do not build on meta) get real storage in the plan's dtype and device; float
-    /// buffers follow too. Their values are set by <see cref="InitializeKeys"/>.
+    /// After a streaming load: parameters the checkpoint did not provide (still on the meta device) get real storage,
+    /// zero-filled, in the plan's dtype and device; float buffers follow too. Their values are then set by
+    /// <see cref="InitializeKeys"/> (HF init for the module types it knows; zero otherwise, e.g. BERT's MLM bias).
     /// </summary>
     internal void MaterializeRest(LoadPlan plan)
     {
         using var _ = no_grad();
         foreach (var (name, m) in named_modules())
         {
+            var device = plan.DeviceFor(name);
             foreach (var (pn, p) in m.named_parameters(recurse: false).ToList())
             {
                 var dtype = plan.DtypeFor(p);
-                if (p.device.type != DeviceType.META && p.dtype == dtype && SameDevice(p.device, plan.Device)) continue;
+                if (p.device.type != DeviceType.META && p.dtype == dtype && SameDevice(p.device, device)) continue;
                 using var fresh = p.device.type == DeviceType.META
-                    ? empty(p.shape, dtype: dtype, device: plan.Device)
-                    : p.detach().to(dtype, plan.Device);
+                    ? zeros(p.shape, dtype: dtype, device: device)                      // a module InitWeights does not know keeps 0 (HF's bias init)
+                    : p.detach().to(dtype, device);
                 ParameterSwap.Replace(m, pn, fresh);
             }
         }
@@ -390,7 +398,11 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
             if (b.device.type == DeviceType.META)
                 throw new InvalidOperationException($"{ArchitectureName}: a buffer is still on the meta device after loading; its module must create it on the load device.");
         }
-        if (buffers().Any(b => !SameDevice(b.device, plan.Device))) this.to(plan.Device);
+        foreach (var (name, m) in named_modules())
+        {
+            var device = plan.DeviceFor(name);
+            if (m.named_buffers(recurse: false).Any(b => !SameDevice(b.buffer.device, device))) m.to(device);
+        }
     }
 
     private static bool SameDevice(Device a, Device b) => a.type == b.type && (a.type != DeviceType.CUDA || Math.Max(a.index, 0) == Math.Max(b.index, 0));
@@ -415,8 +427,9 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
             ? fk : throw new InvalidDataException($"{dir}: '{pre + local}' is missing from the checkpoint; it is needed to quantize '{path}'.");
         bool hasBias = module.named_parameters(recurse: false).Any(p => p.name == "bias");
         using var scope = NewDisposeScope();
-        var weight = ckpt.GetTensor(File("weight"), null, plan.Device);
-        Tensor? bias = hasBias && fileKeyOf.ContainsKey(pre + "bias") ? ckpt.GetTensor(File("bias"), plan.Dtype, plan.Device) : null;
+        var device = plan.DeviceFor(path);
+        var weight = ckpt.GetTensor(File("weight"), null, device);
+        Tensor? bias = hasBias && fileKeyOf.ContainsKey(pre + "bias") ? ckpt.GetTensor(File("bias"), plan.Dtype, device) : null;
         var quantized = plan.Quantizer!.Quantize(module, weight, bias);
         var (parent, child, _) = Peft.Core.Tuners.ModuleSurgery.GetParent(this, path);
         Peft.Core.Tuners.ModuleSurgery.ReplaceChild(parent, child, quantized).Dispose();

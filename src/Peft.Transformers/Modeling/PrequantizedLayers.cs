@@ -28,7 +28,7 @@ internal static class PrequantizedLayers
         foreach (var (local, fk) in mine)
         {
             bool isFloat = local == "bias";
-            tensors[local] = reader.GetTensor(fk, isFloat ? plan.Dtype : null, plan.Device);
+            tensors[local] = reader.GetTensor(fk, isFloat ? plan.Dtype : null, plan.DeviceFor(path));
         }
         var where = $"{dir}: '{path}'";
         if (!mine.ContainsKey("weight"))

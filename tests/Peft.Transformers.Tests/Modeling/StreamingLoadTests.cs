@@ -26,6 +26,26 @@ public class StreamingLoadTests
         Assert.All(fixture.parameters(), p => Assert.Equal(ScalarType.Float32, p.dtype));   // the fixture config says float32
     }
 
+    [Theory]
+    [InlineData(null, null, ScalarType.BFloat16)]               // no dtype key: the first floating-point tensor's dtype
+    [InlineData("float16", null, ScalarType.Float16)]           // an older config: torch_dtype
+    [InlineData("float16", "float32", ScalarType.Float32)]      // both: "dtype" wins (transformers 5 writes it)
+    [InlineData("auto", null, ScalarType.BFloat16)]             // "auto" in the file: the checkpoint decides
+    public void DtypeAutoReadsTorchDtypeAndFallsBackToTheCheckpoint(string? torchDtype, string? dtype, ScalarType expected)
+    {
+        using var tmp = new TempDir();
+        using (var bf = ModelTestUtil.Load("llama-tiny", new FromPretrainedOptions { Dtype = ScalarType.BFloat16 })) bf.SavePretrained(tmp.Path);
+        var path = System.IO.Path.Combine(tmp.Path, "config.json");
+        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path))!.AsObject();
+        json.Remove("dtype");
+        json.Remove("torch_dtype");
+        if (torchDtype is not null) json["torch_dtype"] = torchDtype;
+        if (dtype is not null) json["dtype"] = dtype;
+        File.WriteAllText(path, json.ToJsonString());
+        using var model = ModelFactory.FromPretrained(tmp.Path, ModelTask.CausalLM);
+        Assert.All(model.parameters(), p => Assert.Equal(expected, p.dtype));
+    }
+
     [Fact]
     public void NoParameterIsLeftOnTheMetaDevice()
     {

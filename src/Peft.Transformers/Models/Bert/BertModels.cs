@@ -20,14 +20,14 @@ public sealed class BertEmbeddings : nn.Module
     internal readonly ModuleRef<Embedding> Word;
 
     /// <summary>Creates the embeddings.</summary>
-    public BertEmbeddings(BertConfig c) : base("BertEmbeddings")
+    public BertEmbeddings(BertConfig c, Device? device = null) : base("BertEmbeddings")
     {
-        var e = nn.Embedding(c.VocabSize, c.HiddenSize, padding_idx: c.PadTokenId);
+        var e = StoragelessEmbedding.Create(c.VocabSize, c.HiddenSize, paddingIdx: c.PadTokenId, device: device);
         Word = new(e);
         word_embeddings = e;
-        position_embeddings = nn.Embedding(c.MaxPositionEmbeddings, c.HiddenSize);
-        token_type_embeddings = nn.Embedding(c.TypeVocabSize, c.HiddenSize);
-        LayerNorm = nn.LayerNorm(c.HiddenSize, c.LayerNormEps);
+        position_embeddings = StoragelessEmbedding.Create(c.MaxPositionEmbeddings, c.HiddenSize, device: device);
+        token_type_embeddings = StoragelessEmbedding.Create(c.TypeVocabSize, c.HiddenSize, device: device);
+        LayerNorm = nn.LayerNorm(c.HiddenSize, c.LayerNormEps, device: device);
         dropout = nn.Dropout(c.HiddenDropoutProb);
         RegisterComponents();
     }
@@ -58,12 +58,12 @@ public sealed class BertSelfAttention : nn.Module
     private readonly double _dropout;
 
     /// <summary>Creates the attention.</summary>
-    public BertSelfAttention(BertConfig c) : base("BertSelfAttention")
+    public BertSelfAttention(BertConfig c, Device? device = null) : base("BertSelfAttention")
     {
         _heads = c.NumAttentionHeads; _headDim = c.HiddenSize / c.NumAttentionHeads; _dropout = c.AttentionProbsDropoutProb;
-        query = nn.Linear(c.HiddenSize, c.HiddenSize);
-        key = nn.Linear(c.HiddenSize, c.HiddenSize);
-        value = nn.Linear(c.HiddenSize, c.HiddenSize);
+        query = nn.Linear(c.HiddenSize, c.HiddenSize, device: device);
+        key = nn.Linear(c.HiddenSize, c.HiddenSize, device: device);
+        value = nn.Linear(c.HiddenSize, c.HiddenSize, device: device);
         RegisterComponents();
     }
 
@@ -97,10 +97,10 @@ public sealed class BertResidualOutput : nn.Module
     private readonly Dropout dropout;
 
     /// <summary>Creates the block with a dense layer from <paramref name="inFeatures"/> to hidden.</summary>
-    public BertResidualOutput(BertConfig c, int inFeatures) : base("BertResidualOutput")
+    public BertResidualOutput(BertConfig c, int inFeatures, Device? device = null) : base("BertResidualOutput")
     {
-        dense = nn.Linear(inFeatures, c.HiddenSize);
-        LayerNorm = nn.LayerNorm(c.HiddenSize, c.LayerNormEps);
+        dense = nn.Linear(inFeatures, c.HiddenSize, device: device);
+        LayerNorm = nn.LayerNorm(c.HiddenSize, c.LayerNormEps, device: device);
         dropout = nn.Dropout(c.HiddenDropoutProb);
         RegisterComponents();
     }
@@ -118,10 +118,10 @@ public sealed class BertAttention : nn.Module
     [field: ComponentName(Name = "output")] public BertResidualOutput output { get; }
 
     /// <summary>Creates the attention block.</summary>
-    public BertAttention(BertConfig c) : base("BertAttention")
+    public BertAttention(BertConfig c, Device? device = null) : base("BertAttention")
     {
-        self = new BertSelfAttention(c);
-        output = new BertResidualOutput(c, c.HiddenSize);
+        self = new BertSelfAttention(c, device);
+        output = new BertResidualOutput(c, c.HiddenSize, device);
         RegisterComponents();
     }
 
@@ -137,9 +137,9 @@ public sealed class BertIntermediate : nn.Module<Tensor, Tensor>
     private readonly Func<Tensor, Tensor> _act;
 
     /// <summary>Creates the block.</summary>
-    public BertIntermediate(BertConfig c) : base("BertIntermediate")
+    public BertIntermediate(BertConfig c, Device? device = null) : base("BertIntermediate")
     {
-        dense = nn.Linear(c.HiddenSize, c.IntermediateSize);
+        dense = nn.Linear(c.HiddenSize, c.IntermediateSize, device: device);
         _act = ModelOps.Activation(c.HiddenAct);
         RegisterComponents();
     }
@@ -159,11 +159,11 @@ public sealed class BertLayer : nn.Module, ITransformerLayer
     [field: ComponentName(Name = "output")] public BertResidualOutput output { get; }
 
     /// <summary>Creates the layer.</summary>
-    public BertLayer(BertConfig c) : base("BertLayer")
+    public BertLayer(BertConfig c, Device? device = null) : base("BertLayer")
     {
-        attention = new BertAttention(c);
-        intermediate = new BertIntermediate(c);
-        output = new BertResidualOutput(c, c.IntermediateSize);
+        attention = new BertAttention(c, device);
+        intermediate = new BertIntermediate(c, device);
+        output = new BertResidualOutput(c, c.IntermediateSize, device);
         RegisterComponents();
     }
 
@@ -185,9 +185,9 @@ public sealed class BertEncoder : nn.Module
     [field: ComponentName(Name = "layer")] public ModuleList<BertLayer> layer { get; }
 
     /// <summary>Creates the encoder.</summary>
-    public BertEncoder(BertConfig c) : base("BertEncoder")
+    public BertEncoder(BertConfig c, Device? device = null) : base("BertEncoder")
     {
-        layer = new ModuleList<BertLayer>(Enumerable.Range(0, c.NumHiddenLayers).Select(_ => new BertLayer(c)).ToArray());
+        layer = new ModuleList<BertLayer>(Enumerable.Range(0, c.NumHiddenLayers).Select(_ => new BertLayer(c, device)).ToArray());
         RegisterComponents();
     }
 }
@@ -199,9 +199,9 @@ public sealed class BertPooler : nn.Module<Tensor, Tensor>
     [field: ComponentName(Name = "dense")] public nn.Module<Tensor, Tensor> dense { get; }
 
     /// <summary>Creates the pooler.</summary>
-    public BertPooler(BertConfig c) : base("BertPooler")
+    public BertPooler(BertConfig c, Device? device = null) : base("BertPooler")
     {
-        dense = nn.Linear(c.HiddenSize, c.HiddenSize);
+        dense = nn.Linear(c.HiddenSize, c.HiddenSize, device: device);
         RegisterComponents();
     }
 
@@ -220,13 +220,13 @@ public sealed class BertModel : PreTrainedModel
     [field: ComponentName(Name = "pooler")] public BertPooler? pooler { get; }
     private readonly BertConfig _c;
 
-    /// <summary>Builds the backbone (random weights); <paramref name="addPoolingLayer"/> as HF's <c>add_pooling_layer</c>.</summary>
-    public BertModel(BertConfig config, bool addPoolingLayer = true) : base(nameof(BertModel), config)
+    /// <summary>Builds the backbone (random weights; parameters on <paramref name="device"/>, meta = no storage); <paramref name="addPoolingLayer"/> as HF's <c>add_pooling_layer</c>.</summary>
+    public BertModel(BertConfig config, bool addPoolingLayer = true, Device? device = null) : base(nameof(BertModel), config)
     {
         _c = config;
-        embeddings = new BertEmbeddings(config);
-        encoder = new BertEncoder(config);
-        if (addPoolingLayer) pooler = new BertPooler(config);
+        embeddings = new BertEmbeddings(config, device);
+        encoder = new BertEncoder(config, device);
+        if (addPoolingLayer) pooler = new BertPooler(config, device);
         RegisterComponents();
     }
 
@@ -270,8 +270,8 @@ public abstract class BertPreTrainedHead : PreTrainedModel
     [field: ComponentName(Name = "bert")] public BertModel bert { get; }
 
     /// <summary>Creates the head over a new backbone; the derived constructor calls <c>RegisterComponents()</c>.</summary>
-    protected BertPreTrainedHead(string name, BertConfig config, bool addPoolingLayer) : base(name, config) =>
-        bert = new BertModel(config, addPoolingLayer);
+    protected BertPreTrainedHead(string name, BertConfig config, bool addPoolingLayer, Device? device = null) : base(name, config) =>
+        bert = new BertModel(config, addPoolingLayer, device);
 
     /// <inheritdoc />
     public override string BaseModelPrefix => "bert";
@@ -294,11 +294,11 @@ public sealed class BertForSequenceClassification : BertPreTrainedHead
     [field: ComponentName(Name = "classifier")] public nn.Module<Tensor, Tensor> classifier { get; }
     private readonly Dropout dropout;
 
-    /// <summary>Builds the model (random weights).</summary>
-    public BertForSequenceClassification(BertConfig config) : base(nameof(BertForSequenceClassification), config, true)
+    /// <summary>Builds the model (random weights; parameters on <paramref name="device"/>, meta = no storage).</summary>
+    public BertForSequenceClassification(BertConfig config, Device? device = null) : base(nameof(BertForSequenceClassification), config, true, device)
     {
         dropout = nn.Dropout(config.ClassifierDropout ?? config.HiddenDropoutProb);
-        classifier = nn.Linear(config.HiddenSize, config.NumLabels);
+        classifier = nn.Linear(config.HiddenSize, config.NumLabels, device: device);
         RegisterComponents();
     }
 
@@ -320,11 +320,11 @@ public sealed class BertForTokenClassification : BertPreTrainedHead
     [field: ComponentName(Name = "classifier")] public nn.Module<Tensor, Tensor> classifier { get; }
     private readonly Dropout dropout;
 
-    /// <summary>Builds the model (random weights).</summary>
-    public BertForTokenClassification(BertConfig config) : base(nameof(BertForTokenClassification), config, false)
+    /// <summary>Builds the model (random weights; parameters on <paramref name="device"/>, meta = no storage).</summary>
+    public BertForTokenClassification(BertConfig config, Device? device = null) : base(nameof(BertForTokenClassification), config, false, device)
     {
         dropout = nn.Dropout(config.ClassifierDropout ?? config.HiddenDropoutProb);
-        classifier = nn.Linear(config.HiddenSize, config.NumLabels);
+        classifier = nn.Linear(config.HiddenSize, config.NumLabels, device: device);
         RegisterComponents();
     }
 
@@ -345,10 +345,10 @@ public sealed class BertForQuestionAnswering : BertPreTrainedHead
     /// <summary>HF <c>qa_outputs</c> [num_labels (2), hidden].</summary>
     [field: ComponentName(Name = "qa_outputs")] public nn.Module<Tensor, Tensor> qa_outputs { get; }
 
-    /// <summary>Builds the model (random weights).</summary>
-    public BertForQuestionAnswering(BertConfig config) : base(nameof(BertForQuestionAnswering), config, false)
+    /// <summary>Builds the model (random weights; parameters on <paramref name="device"/>, meta = no storage).</summary>
+    public BertForQuestionAnswering(BertConfig config, Device? device = null) : base(nameof(BertForQuestionAnswering), config, false, device)
     {
-        qa_outputs = nn.Linear(config.HiddenSize, config.NumLabels);
+        qa_outputs = nn.Linear(config.HiddenSize, config.NumLabels, device: device);
         RegisterComponents();
     }
 
@@ -386,10 +386,10 @@ public sealed class BertPredictionHeadTransform : nn.Module<Tensor, Tensor>
     private readonly Func<Tensor, Tensor> _act;
 
     /// <summary>Creates the transform.</summary>
-    public BertPredictionHeadTransform(BertConfig c) : base("BertPredictionHeadTransform")
+    public BertPredictionHeadTransform(BertConfig c, Device? device = null) : base("BertPredictionHeadTransform")
     {
-        dense = nn.Linear(c.HiddenSize, c.HiddenSize);
-        LayerNorm = nn.LayerNorm(c.HiddenSize, c.LayerNormEps);
+        dense = nn.Linear(c.HiddenSize, c.HiddenSize, device: device);
+        LayerNorm = nn.LayerNorm(c.HiddenSize, c.LayerNormEps, device: device);
         _act = ModelOps.Activation(c.HiddenAct);
         RegisterComponents();
     }
@@ -409,11 +409,11 @@ public sealed class BertLMPredictionHead : nn.Module<Tensor, Tensor>
     public Parameter bias;
 
     /// <summary>Creates the head over the word embedding <paramref name="word"/>.</summary>
-    public BertLMPredictionHead(BertConfig c, Embedding word) : base("BertLMPredictionHead")
+    public BertLMPredictionHead(BertConfig c, Embedding word, Device? device = null) : base("BertLMPredictionHead")
     {
-        transform = new BertPredictionHeadTransform(c);
+        transform = new BertPredictionHeadTransform(c, device);
         decoder = new TiedLinear(() => word.weight!);
-        bias = new Parameter(zeros(c.VocabSize));
+        bias = new Parameter(zeros(c.VocabSize, device: device));
         RegisterComponents();
     }
 
@@ -428,9 +428,9 @@ public sealed class BertOnlyMLMHead : nn.Module<Tensor, Tensor>
     [field: ComponentName(Name = "predictions")] public BertLMPredictionHead predictions { get; }
 
     /// <summary>Creates the head.</summary>
-    public BertOnlyMLMHead(BertConfig c, Embedding word) : base("BertOnlyMLMHead")
+    public BertOnlyMLMHead(BertConfig c, Embedding word, Device? device = null) : base("BertOnlyMLMHead")
     {
-        predictions = new BertLMPredictionHead(c, word);
+        predictions = new BertLMPredictionHead(c, word, device);
         RegisterComponents();
     }
 
@@ -444,10 +444,10 @@ public sealed class BertForMaskedLM : BertPreTrainedHead
     /// <summary>HF <c>cls</c>.</summary>
     [field: ComponentName(Name = "cls")] public BertOnlyMLMHead cls { get; }
 
-    /// <summary>Builds the model (random weights).</summary>
-    public BertForMaskedLM(BertConfig config) : base(nameof(BertForMaskedLM), config, false)
+    /// <summary>Builds the model (random weights; parameters on <paramref name="device"/>, meta = no storage).</summary>
+    public BertForMaskedLM(BertConfig config, Device? device = null) : base(nameof(BertForMaskedLM), config, false, device)
     {
-        cls = new BertOnlyMLMHead(config, bert.GetInputEmbeddings());
+        cls = new BertOnlyMLMHead(config, bert.GetInputEmbeddings(), device);
         RegisterComponents();
     }
 

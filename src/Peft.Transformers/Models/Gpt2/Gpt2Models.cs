@@ -23,12 +23,12 @@ public sealed class GPT2Attention : nn.Module
     private readonly double _queryScale, _attnDrop;
     private readonly Dropout resid_dropout;
 
-    /// <summary>Creates the attention of layer <paramref name="layerIdx"/>.</summary>
-    public GPT2Attention(GPT2Config c, int layerIdx) : base("GPT2Attention")
+    /// <summary>Creates the attention of layer <paramref name="layerIdx"/> (parameters on <paramref name="device"/>; meta = no storage).</summary>
+    public GPT2Attention(GPT2Config c, int layerIdx, Device? device = null) : base("GPT2Attention")
     {
         _heads = c.NHead; _headDim = c.NEmbd / c.NHead; _layerIdx = layerIdx; _attnDrop = c.AttnPdrop;
-        c_attn = new Conv1D(3 * c.NEmbd, c.NEmbd);
-        c_proj = new Conv1D(c.NEmbd, c.NEmbd);
+        c_attn = new Conv1D(3 * c.NEmbd, c.NEmbd, device: device);
+        c_proj = new Conv1D(c.NEmbd, c.NEmbd, device: device);
         resid_dropout = nn.Dropout(c.ResidPdrop);
         // SDPA divides by √D; HF divides by √D only with scale_attn_weights and also by (layer_idx + 1) when asked.
         double scale = (c.ScaleAttnWeights ? 1.0 / Math.Sqrt(_headDim) : 1.0) / (c.ScaleAttnByInverseLayerIdx ? layerIdx + 1 : 1);
@@ -61,12 +61,12 @@ public sealed class GPT2MLP : nn.Module<Tensor, Tensor>
     private readonly Dropout dropout;
     private readonly Func<Tensor, Tensor> _act;
 
-    /// <summary>Creates the MLP.</summary>
-    public GPT2MLP(GPT2Config c) : base("GPT2MLP")
+    /// <summary>Creates the MLP (parameters on <paramref name="device"/>).</summary>
+    public GPT2MLP(GPT2Config c, Device? device = null) : base("GPT2MLP")
     {
         int inner = c.NInner ?? 4 * c.NEmbd;
-        c_fc = new Conv1D(inner, c.NEmbd);
-        c_proj = new Conv1D(c.NEmbd, inner);
+        c_fc = new Conv1D(inner, c.NEmbd, device: device);
+        c_proj = new Conv1D(c.NEmbd, inner, device: device);
         dropout = nn.Dropout(c.ResidPdrop);
         _act = ModelOps.Activation(c.ActivationFunction);
         RegisterComponents();
@@ -88,13 +88,13 @@ public sealed class GPT2Block : nn.Module, ITransformerLayer
     /// <summary>HF <c>mlp</c>.</summary>
     [field: ComponentName(Name = "mlp")] public GPT2MLP mlp { get; }
 
-    /// <summary>Creates block <paramref name="layerIdx"/>.</summary>
-    public GPT2Block(GPT2Config c, int layerIdx) : base("GPT2Block")
+    /// <summary>Creates block <paramref name="layerIdx"/> (parameters on <paramref name="device"/>).</summary>
+    public GPT2Block(GPT2Config c, int layerIdx, Device? device = null) : base("GPT2Block")
     {
-        ln_1 = nn.LayerNorm(c.NEmbd, c.LayerNormEpsilon);
-        attn = new GPT2Attention(c, layerIdx);
-        ln_2 = nn.LayerNorm(c.NEmbd, c.LayerNormEpsilon);
-        mlp = new GPT2MLP(c);
+        ln_1 = nn.LayerNorm(c.NEmbd, c.LayerNormEpsilon, device: device);
+        attn = new GPT2Attention(c, layerIdx, device);
+        ln_2 = nn.LayerNorm(c.NEmbd, c.LayerNormEpsilon, device: device);
+        mlp = new GPT2MLP(c, device);
         RegisterComponents();
     }
 
@@ -123,17 +123,17 @@ public sealed class GPT2Model : PreTrainedModel
     private readonly ModuleRef<Embedding> _wte;
     private readonly GPT2Config _c;
 
-    /// <summary>Builds the backbone for <paramref name="config"/> (random weights).</summary>
-    public GPT2Model(GPT2Config config) : base(nameof(GPT2Model), config)
+    /// <summary>Builds the backbone for <paramref name="config"/> (random weights; parameters on <paramref name="device"/>, meta = no storage).</summary>
+    public GPT2Model(GPT2Config config, Device? device = null) : base(nameof(GPT2Model), config)
     {
         _c = config;
-        var e = nn.Embedding(config.VocabSize, config.NEmbd);
+        var e = StoragelessEmbedding.Create(config.VocabSize, config.NEmbd, device: device);
         _wte = new(e);
         wte = e;
-        wpe = nn.Embedding(config.NPositions, config.NEmbd);
+        wpe = StoragelessEmbedding.Create(config.NPositions, config.NEmbd, device: device);
         drop = nn.Dropout(config.EmbdPdrop);
-        h = new ModuleList<GPT2Block>(Enumerable.Range(0, config.NLayer).Select(i => new GPT2Block(config, i)).ToArray());
-        ln_f = nn.LayerNorm(config.NEmbd, config.LayerNormEpsilon);
+        h = new ModuleList<GPT2Block>(Enumerable.Range(0, config.NLayer).Select(i => new GPT2Block(config, i, device)).ToArray());
+        ln_f = nn.LayerNorm(config.NEmbd, config.LayerNormEpsilon, device: device);
         RegisterComponents();
     }
 
@@ -189,12 +189,12 @@ public sealed class GPT2LMHeadModel : PreTrainedModel
     /// <summary>HF <c>lm_head</c> [vocab, hidden]: tied to wte (not saved) unless tie_word_embeddings is false.</summary>
     [field: ComponentName(Name = "lm_head")] public nn.Module<Tensor, Tensor> lm_head { get; }
 
-    /// <summary>Builds the model for <paramref name="config"/> (random weights).</summary>
-    public GPT2LMHeadModel(GPT2Config config) : base(nameof(GPT2LMHeadModel), config)
+    /// <summary>Builds the model for <paramref name="config"/> (random weights; parameters on <paramref name="device"/>, meta = no storage).</summary>
+    public GPT2LMHeadModel(GPT2Config config, Device? device = null) : base(nameof(GPT2LMHeadModel), config)
     {
-        transformer = new GPT2Model(config);
+        transformer = new GPT2Model(config, device);
         var emb = transformer.GetInputEmbeddings();
-        lm_head = config.TieWordEmbeddings ? new TiedLinear(() => emb.weight!) : nn.Linear(config.NEmbd, config.VocabSize, hasBias: false);
+        lm_head = config.TieWordEmbeddings ? new TiedLinear(() => emb.weight!) : nn.Linear(config.NEmbd, config.VocabSize, hasBias: false, device: device);
         RegisterComponents();
     }
 
@@ -237,11 +237,11 @@ public sealed class GPT2ForSequenceClassification : PreTrainedModel
     /// <summary>HF <c>score</c> [num_labels, hidden], no bias.</summary>
     [field: ComponentName(Name = "score")] public nn.Module<Tensor, Tensor> score { get; }
 
-    /// <summary>Builds the model for <paramref name="config"/> (random weights).</summary>
-    public GPT2ForSequenceClassification(GPT2Config config) : base(nameof(GPT2ForSequenceClassification), config)
+    /// <summary>Builds the model for <paramref name="config"/> (random weights; parameters on <paramref name="device"/>, meta = no storage).</summary>
+    public GPT2ForSequenceClassification(GPT2Config config, Device? device = null) : base(nameof(GPT2ForSequenceClassification), config)
     {
-        transformer = new GPT2Model(config);
-        score = nn.Linear(config.NEmbd, config.NumLabels, hasBias: false);
+        transformer = new GPT2Model(config, device);
+        score = nn.Linear(config.NEmbd, config.NumLabels, hasBias: false, device: device);
         RegisterComponents();
     }
 
@@ -275,14 +275,14 @@ public sealed class GPT2ForTokenClassification : PreTrainedModel
     [field: ComponentName(Name = "classifier")] public nn.Module<Tensor, Tensor> classifier { get; }
     private readonly Dropout dropout;
 
-    /// <summary>Builds the model for <paramref name="config"/> (random weights).</summary>
-    public GPT2ForTokenClassification(GPT2Config config) : base(nameof(GPT2ForTokenClassification), config)
+    /// <summary>Builds the model for <paramref name="config"/> (random weights; parameters on <paramref name="device"/>, meta = no storage).</summary>
+    public GPT2ForTokenClassification(GPT2Config config, Device? device = null) : base(nameof(GPT2ForTokenClassification), config)
     {
-        transformer = new GPT2Model(config);
+        transformer = new GPT2Model(config, device);
         var p = config.ExtensionData is not null && config.ExtensionData.TryGetValue("classifier_dropout", out var cd) && cd.ValueKind == System.Text.Json.JsonValueKind.Number
             ? cd.GetDouble() : config.ResidPdrop;
         dropout = nn.Dropout(p);
-        classifier = nn.Linear(config.NEmbd, config.NumLabels);
+        classifier = nn.Linear(config.NEmbd, config.NumLabels, device: device);
         RegisterComponents();
     }
 

@@ -127,7 +127,7 @@ public abstract class RotaryDecoderModel : PreTrainedModel
     protected RotaryDecoderModel(string name, RotaryDecoderConfig config, Device? device = null) : base(name, config)
     {
         _c = config;
-        var emb = nn.Embedding(config.VocabSize, config.HiddenSize, padding_idx: config.PadTokenId, device: device);
+        var emb = StoragelessEmbedding.Create(config.VocabSize, config.HiddenSize, paddingIdx: config.PadTokenId, device: device);
         _embedding = new(emb);
         embed_tokens = emb;
         layers = new ModuleList<RotaryDecoderLayer>(Enumerable.Range(0, config.NumHiddenLayers).Select(i => new RotaryDecoderLayer(config, i, device)).ToArray());

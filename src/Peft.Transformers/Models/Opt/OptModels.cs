@@ -115,10 +115,10 @@ public sealed class OPTDecoder : nn.Module
     /// <summary>Creates the decoder.</summary>
     public OPTDecoder(OPTConfig c, Device? device = null) : base("OPTDecoder")
     {
-        var e = nn.Embedding(c.VocabSize, c.EmbedDim, padding_idx: c.PadTokenId, device: device);
+        var e = StoragelessEmbedding.Create(c.VocabSize, c.EmbedDim, paddingIdx: c.PadTokenId, device: device);
         Embedding = new(e);
         embed_tokens = e;
-        embed_positions = nn.Embedding(c.MaxPositionEmbeddings + PositionOffset, c.HiddenSize, device: device);
+        embed_positions = StoragelessEmbedding.Create(c.MaxPositionEmbeddings + PositionOffset, c.HiddenSize, device: device);
         if (c.EmbedDim != c.HiddenSize)
         {
             project_out = nn.Linear(c.HiddenSize, c.EmbedDim, hasBias: false, device: device);
