@@ -58,7 +58,7 @@ public sealed class BottleneckModel : LayerInjectingTuner
             throw new ArgumentException(
                 $"Please specify target_modules in the bottleneck adapter config: there is no default placement for model type '{type ?? Model.GetType().Name}' " +
                 $"(defaults exist for {string.Join(", ", DefaultPlacements.Keys)}).");
-        return adapter with { TargetModules = adapter.Placement == AdapterConfig.Houlsby ? $"{p.Attention}|{p.FeedForward}" : p.FeedForward };
+        return adapter with { TargetModules = adapter.Placement == BottleneckPlacement.Houlsby ? $"{p.Attention}|{p.FeedForward}" : p.FeedForward };
     }
 
     /// <inheritdoc />
