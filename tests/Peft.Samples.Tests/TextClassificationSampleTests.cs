@@ -6,7 +6,7 @@ namespace Peft.Samples.Tests;
 
 /// <summary>
 /// samples/TextClassification in --smoke mode (64 train / 32 test rows, 4 steps per phase): the tokenizer folder it
-/// builds, the MLM base checkpoint, both fine-tuning runs' metrics (computed by computeMetrics at each epoch), the
+/// builds, the MLM + [CLS] pre-trained base checkpoint, both fine-tuning runs' metrics (computed by computeMetrics at each epoch), the
 /// pipeline's labels, the loss curve and the Trainer logs. The accuracy bar is the full run's (the sample exits 1
 /// below it); a smoke run trains too little to promise it.
 /// </summary>
@@ -28,6 +28,9 @@ public class TextClassificationSampleTests(ITestOutputHelper output)
         Assert.True(File.Exists(Path.Combine(baseDir, "model.safetensors")));
         using (var config = JsonDocument.Parse(File.ReadAllText(Path.Combine(baseDir, "config.json"))))
             Assert.Equal("bert", config.RootElement.GetProperty("model_type").GetString());
+        // the [CLS] pre-training saved the backbone with its trained pooler (a BertModel checkpoint, as AutoModel saves)
+        Assert.Contains("pooler.dense.weight", SafetensorsKeys(Path.Combine(baseDir, "model.safetensors")));
+        SampleProcess.AssertLossLogged(Path.Combine(dir.Path, "cls-run"));
 
         var results = SampleProcess.Results(dir.Path);
         double baseline = SampleProcess.Finite(results, "baseline_accuracy");
@@ -60,6 +63,17 @@ public class TextClassificationSampleTests(ITestOutputHelper output)
             Assert.NotEmpty(evals);
             Assert.All(evals, l => Assert.Contains("\"eval_f1\"", l));
         }
+    }
+
+    private static List<string> SafetensorsKeys(string path)
+    {
+        using var stream = File.OpenRead(path);
+        var lengthBytes = new byte[8];
+        stream.ReadExactly(lengthBytes);
+        var header = new byte[BitConverter.ToInt64(lengthBytes)];
+        stream.ReadExactly(header);
+        using var json = JsonDocument.Parse(header);
+        return json.RootElement.EnumerateObject().Select(p => p.Name).ToList();
     }
 
     [Fact]
