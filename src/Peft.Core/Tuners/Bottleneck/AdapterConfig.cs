@@ -11,7 +11,7 @@ namespace Peft.Core;
 /// The name in the public API contract is <see cref="AdapterConfig"/>; files read back as
 /// <see cref="BottleneckAdapterConfig"/>, which is also an <see cref="AdapterConfig"/>.
 /// </summary>
-public record AdapterConfig : PeftConfig
+public record AdapterConfig : PeftConfig, ITargetedConfig
 {
     /// <inheritdoc />
     [JsonIgnore]

@@ -62,14 +62,10 @@ public sealed class BottleneckModel : LayerInjectingTuner
     }
 
     /// <inheritdoc />
-    protected override string DescribeTargets(PeftConfig config) => Cast(config).TargetModules?.ToString() ?? "(none)";
+    protected override string DescribeTargets(PeftConfig config) => DescribeListedTargets(Cast(config));
 
     /// <inheritdoc />
-    protected override bool IsTarget(PeftConfig config, string key)
-    {
-        var adapter = Cast(config);
-        return IsTargetKey(adapter.TargetModules!, adapter.ExcludeModules, key);
-    }
+    protected override bool IsTarget(PeftConfig config, string key) => IsListedTarget(Cast(config), key);
 
     /// <inheritdoc />
     protected override void CreateOrUpdate(PeftConfig config, string adapterName, nn.Module target, string key, nn.Module parent, string childName)
@@ -87,11 +83,5 @@ public sealed class BottleneckModel : LayerInjectingTuner
     }
 
     /// <inheritdoc />
-    protected override void MarkOnlyAdaptersTrainable(PeftConfig config)
-    {
-        foreach (var (n, p) in Model.named_parameters())
-        {
-            if (!n.Contains(Prefix, StringComparison.Ordinal)) p.requires_grad = false;
-        }
-    }
+    protected override void MarkOnlyAdaptersTrainable(PeftConfig config) => FreezeAllButAdapters();
 }

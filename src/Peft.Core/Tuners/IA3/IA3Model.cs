@@ -99,14 +99,10 @@ public class IA3Model : LayerInjectingTuner, IWeightedAdapterTuner
     }
 
     /// <inheritdoc />
-    protected override string DescribeTargets(PeftConfig config) => Cast(config).TargetModules?.ToString() ?? "(none)";
+    protected override string DescribeTargets(PeftConfig config) => DescribeListedTargets(Cast(config));
 
     /// <inheritdoc />
-    protected override bool IsTarget(PeftConfig config, string key)
-    {
-        var ia3 = Cast(config);
-        return IsTargetKey(ia3.TargetModules!, ia3.ExcludeModules, key);
-    }
+    protected override bool IsTarget(PeftConfig config, string key) => IsListedTarget(Cast(config), key);
 
     /// <inheritdoc />
     protected override void CreateOrUpdate(PeftConfig config, string adapterName, nn.Module target, string key, nn.Module parent, string childName)
@@ -125,13 +121,7 @@ public class IA3Model : LayerInjectingTuner, IWeightedAdapterTuner
     }
 
     /// <inheritdoc />
-    protected override void MarkOnlyAdaptersTrainable(PeftConfig config)
-    {
-        foreach (var (n, p) in Model.named_parameters())
-        {
-            if (!n.Contains(Prefix, StringComparison.Ordinal)) p.requires_grad = false;
-        }
-    }
+    protected override void MarkOnlyAdaptersTrainable(PeftConfig config) => FreezeAllButAdapters();
 
     /// <summary>PEFT's <c>nn.Conv2d</c> branch.</summary>
     public static IA3Layer? Conv2dFactory(IA3LayerRequest q)

@@ -110,10 +110,7 @@ public class LoraModel : LayerInjectingTuner, IWeightedAdapterTuner
     protected override void MarkOnlyAdaptersTrainable(PeftConfig config)
     {
         var lora = (LoraConfig)config;
-        foreach (var (n, p) in Model.named_parameters())
-        {
-            if (!n.Contains(Prefix, StringComparison.Ordinal)) p.requires_grad = false;
-        }
+        FreezeAllButAdapters();
         switch (lora.Bias)
         {
             case LoraBias.All:
