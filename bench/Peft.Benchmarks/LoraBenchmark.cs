@@ -37,16 +37,16 @@ public sealed class LoraBenchmark : IBenchmark
         var rows = Enumerable.Range(0, batch).Select(i => i % 3 == 0 ? "__base__" : i % 3 == 1 ? "default" : "b").ToList();
         using (no_grad())
         {
-            loraS = Time(() => pm.Forward(x));
-            mixedS = Time(() => pm.Forward(x, rows));
+            loraS = Time(() => pm.ForwardTensor(x));
+            mixedS = Time(() => pm.ForwardTensor(x, rows));
             pm.MergeAdapter();
-            mergedS = Time(() => pm.Forward(x));
+            mergedS = Time(() => pm.ForwardTensor(x));
             pm.UnmergeAdapter();
         }
         pm.train();
         double trainS = Time(() =>
         {
-            var loss = pm.Forward(x).pow(2).mean();
+            var loss = pm.ForwardTensor(x).pow(2).mean();
             loss.backward();
             pm.zero_grad();
         });

@@ -69,7 +69,7 @@ string before = CausalLmSteps.Complete(model, tok, Prompt);
 // LoRA: the seed's config, verbatim ----------------------------------------------------------------------------
 var config = new LoraConfig
 {
-    R = 8, LoraAlpha = 16, TargetModules = ["q_proj", "v_proj"], LoraDropout = 0.1, Bias = "none", TaskType = TaskType.CausalLM,
+    R = 8, LoraAlpha = 16, TargetModules = ["q_proj", "v_proj"], LoraDropout = 0.1, Bias = LoraBias.None, TaskType = TaskType.CausalLM,
 };
 var peft = PeftModel.GetPeftModel(model, config);
 AnsiConsole.Markup("[bold]LoRA[/]  ");

@@ -93,7 +93,7 @@ string before = CausalLmSteps.Complete(model, tok, Prompt);
 KbitTraining.PrepareModelForKbitTraining(model, useGradientCheckpointing: true);
 var peft = PeftModel.GetPeftModel(model, new LoraConfig
 {
-    R = 8, LoraAlpha = 16, TargetModules = ["q_proj", "v_proj"], LoraDropout = 0.1, Bias = "none", TaskType = TaskType.CausalLM,
+    R = 8, LoraAlpha = 16, TargetModules = ["q_proj", "v_proj"], LoraDropout = 0.1, Bias = LoraBias.None, TaskType = TaskType.CausalLM,
 });
 AnsiConsole.Markup("[bold]QLoRA[/]  ");
 peft.PrintTrainableParameters();

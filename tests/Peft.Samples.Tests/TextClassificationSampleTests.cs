@@ -28,6 +28,10 @@ public class TextClassificationSampleTests(ITestOutputHelper output)
         Assert.True(File.Exists(Path.Combine(baseDir, "model.safetensors")));
         using (var config = JsonDocument.Parse(File.ReadAllText(Path.Combine(baseDir, "config.json"))))
             Assert.Equal("bert", config.RootElement.GetProperty("model_type").GetString());
+        // a masked-LM checkpoint (BertForMaskedLM: MLM head, no pooler), as the fine-tuning runs expect
+        var keys = SafetensorsKeys(Path.Combine(baseDir, "model.safetensors"));
+        Assert.Contains(keys, k => k.StartsWith("cls.predictions.", StringComparison.Ordinal));
+        Assert.DoesNotContain(keys, k => k.Contains("pooler.", StringComparison.Ordinal));
 
         var results = SampleProcess.Results(dir.Path);
         double baseline = SampleProcess.Finite(results, "baseline_accuracy");
@@ -60,6 +64,17 @@ public class TextClassificationSampleTests(ITestOutputHelper output)
             Assert.NotEmpty(evals);
             Assert.All(evals, l => Assert.Contains("\"eval_f1\"", l));
         }
+    }
+
+    private static List<string> SafetensorsKeys(string path)
+    {
+        using var stream = File.OpenRead(path);
+        var lengthBytes = new byte[8];
+        stream.ReadExactly(lengthBytes);
+        var header = new byte[BitConverter.ToInt64(lengthBytes)];
+        stream.ReadExactly(header);
+        using var json = JsonDocument.Parse(header);
+        return json.RootElement.EnumerateObject().Select(p => p.Name).ToList();
     }
 
     [Fact]

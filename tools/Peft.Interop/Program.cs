@@ -112,7 +112,7 @@ Adapter("qwen2-tiny", "qwen2-patterns-bias-csharp", ModelTask.CausalLM, new Lora
 {
     R = 4, LoraAlpha = 8, TargetModules = ["q_proj", "k_proj", "down_proj"], RankPattern = new Dictionary<string, int> { ["down_proj"] = 2 },
     AlphaPattern = new Dictionary<string, double> { ["k_proj"] = 3 }, LayersToTransform = [1], LayersPattern = ["layers"],
-    Bias = "lora_only", TaskType = TaskType.CausalLM,
+    Bias = LoraBias.LoraOnly, TaskType = TaskType.CausalLM,
 });
 Adapter("llama-tiny", "llama-embedding-mts-csharp", ModelTask.CausalLM, new LoraConfig
 {
@@ -121,7 +121,7 @@ Adapter("llama-tiny", "llama-embedding-mts-csharp", ModelTask.CausalLM, new Lora
 });
 Adapter("gpt2-tiny", "gpt2-cproj-bias-all-csharp", ModelTask.CausalLM, new LoraConfig
 {
-    R = 2, LoraAlpha = 4, TargetModules = @".*\.(c_proj|c_fc)", FanInFanOut = true, Bias = "all", TaskType = TaskType.CausalLM,
+    R = 2, LoraAlpha = 4, TargetModules = @".*\.(c_proj|c_fc)", FanInFanOut = true, Bias = LoraBias.All, TaskType = TaskType.CausalLM,
 });
 Adapter("bert-tiny", "bert-seqcls-rslora-csharp", ModelTask.SequenceClassification, new LoraConfig
 {
@@ -147,14 +147,14 @@ var llamaTokenizer = AutoTokenizer.FromPretrained(Path.Combine(modelsDir, "llama
 Adapter("opt-tiny", "opt-prompt-tuning-csharp", ModelTask.CausalLM, new PromptTuningConfig { NumVirtualTokens = 5, TaskType = TaskType.CausalLM });
 Adapter("llama-tiny", "llama-prompt-tuning-text-csharp", ModelTask.CausalLM, new PromptTuningConfig
 {
-    NumVirtualTokens = 6, PromptTuningInit = PromptTuningConfig.Init.Text, PromptTuningInitText = "Answer briefly:",
+    NumVirtualTokens = 6, PromptTuningInit = PromptTuningInit.Text, PromptTuningInitText = "Answer briefly:",
     TokenizerNameOrPath = Path.Combine(modelsDir, "llama-tiny"), TaskType = TaskType.CausalLM,
     InitTokenizer = text => llamaTokenizer.Encode(text),
 });
 Adapter("opt-tiny", "opt-p-tuning-mlp-csharp", ModelTask.CausalLM, new PromptEncoderConfig { NumVirtualTokens = 4, EncoderHiddenSize = 32, TaskType = TaskType.CausalLM });
 Adapter("llama-tiny", "llama-p-tuning-lstm-csharp", ModelTask.CausalLM, new PromptEncoderConfig
 {
-    NumVirtualTokens = 3, EncoderReparameterizationType = "LSTM", EncoderHiddenSize = 16, TaskType = TaskType.CausalLM,
+    NumVirtualTokens = 3, EncoderReparameterizationType = PromptEncoderReparameterizationType.Lstm, EncoderHiddenSize = 16, TaskType = TaskType.CausalLM,
 });
 Adapter("llama-tiny", "llama-prefix-tuning-csharp", ModelTask.CausalLM, new PrefixTuningConfig { NumVirtualTokens = 4, TaskType = TaskType.CausalLM });
 Adapter("opt-tiny", "opt-prefix-tuning-projection-csharp", ModelTask.CausalLM, new PrefixTuningConfig

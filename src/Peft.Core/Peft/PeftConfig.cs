@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 using Peft.Core.IO;
+using Peft.Core.Tuners;
 
 namespace Peft.Core;
 

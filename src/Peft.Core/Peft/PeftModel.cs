@@ -14,7 +14,7 @@ namespace Peft.Core;
 /// (<see cref="nn.Module{ModelInput, ModelOutput}"/> implementing <see cref="IPreTrainedModel"/>) and on any plain
 /// TorchSharp module: a <c>Module&lt;Tensor, Tensor&gt;</c> is run with <see cref="ModelInput.InputsEmbeds"/> (or
 /// <see cref="ModelInput.InputIds"/>) as its input and its output returned as <see cref="ModelOutput.Logits"/>, or
-/// directly through <see cref="Forward(Tensor, IReadOnlyList{string})"/>.
+/// directly through <see cref="ForwardTensor(Tensor, IReadOnlyList{string})"/>.
 /// </summary>
 /// <remarks>
 /// <para><see cref="GetPeftModel"/> changes the model it is given: target layers are replaced in place by adapter
@@ -195,9 +195,9 @@ public sealed class PeftModel : nn.Module<ModelInput, ModelOutput>, ITrainingHoo
 
     /// <summary>
     /// Adds <paramref name="adapterName"/> combined from <paramref name="adapters"/> of a tuner that supports it (<see cref="IWeightedAdapterTuner"/>: LoRA) with <paramref name="weights"/>
-    /// (HF <c>add_weighted_adapter</c>; combination "svd" (default), "linear" or "cat"). Not made active.
+    /// (HF <c>add_weighted_adapter</c>; <see cref="CombinationType.Svd"/> (default, as PEFT's "svd"), <see cref="CombinationType.Linear"/> or <see cref="CombinationType.Cat"/>). Not made active.
     /// </summary>
-    public void AddWeightedAdapter(IReadOnlyList<string> adapters, IReadOnlyList<double> weights, string adapterName, string combinationType = "svd")
+    public void AddWeightedAdapter(IReadOnlyList<string> adapters, IReadOnlyList<double> weights, string adapterName, CombinationType combinationType = CombinationType.Svd)
     {
         ThrowIfUnloaded();
         if (base_model is not IWeightedAdapterTuner weighted)
@@ -302,7 +302,13 @@ public sealed class PeftModel : nn.Module<ModelInput, ModelOutput>, ITrainingHoo
     /// Runs a wrapped <c>Module&lt;Tensor, Tensor&gt;</c> on <paramref name="x"/> ([B, ...]); with
     /// <paramref name="adapterNames"/> (one per row, "__base__" = no adapter) each row uses its own adapter. The caller owns the result.
     /// </summary>
-    public Tensor Forward(Tensor x, IReadOnlyList<string>? adapterNames = null)
+    /// <remarks>
+    /// The module's own call is <see cref="forward(ModelInput)"/> (the TorchSharp override that shared/docs/DESIGN.md fixes);
+    /// other entry points are PascalCase <c>Forward*</c> methods named for what they take, as
+    /// <see cref="ForwardGenerationStep"/>. PEFT has one <c>forward</c> for both; C# needs the typed entry point for
+    /// a <c>Module&lt;Tensor, Tensor&gt;</c> base because <see cref="PeftModel"/> is a <c>Module&lt;ModelInput, ModelOutput&gt;</c>.
+    /// </remarks>
+    public Tensor ForwardTensor(Tensor x, IReadOnlyList<string>? adapterNames = null)
     {
         ThrowIfUnloaded();
         ArgumentNullException.ThrowIfNull(x);

@@ -10,5 +10,5 @@ public interface IWeightedAdapterTuner
     /// Adds <paramref name="adapterName"/> combined from <paramref name="adapters"/> with <paramref name="weights"/>
     /// (one per adapter) by <paramref name="combinationType"/>; it is not made active and does not train. Returns its config.
     /// </summary>
-    PeftConfig AddWeightedAdapter(IReadOnlyList<string> adapters, IReadOnlyList<double> weights, string adapterName, string combinationType);
+    PeftConfig AddWeightedAdapter(IReadOnlyList<string> adapters, IReadOnlyList<double> weights, string adapterName, CombinationType combinationType);
 }

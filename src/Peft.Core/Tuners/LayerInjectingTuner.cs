@@ -28,6 +28,21 @@ public abstract class LayerInjectingTuner : BaseTuner
     protected static bool IsTargetKey(TargetModules targets, TargetModules? exclude, string key) =>
         key.Length > 0 && !(exclude is { } ex && ex.Matches(key)) && targets.Matches(key);
 
+    /// <summary><see cref="IsTarget"/> for a config with <c>target_modules</c> / <c>exclude_modules</c> (<see cref="IsTargetKey"/>).</summary>
+    private protected static bool IsListedTarget(ITargetedConfig config, string key) => IsTargetKey(config.TargetModules!, config.ExcludeModules, key);
+
+    /// <summary><see cref="DescribeTargets"/> for a config with <c>target_modules</c>.</summary>
+    private protected static string DescribeListedTargets(ITargetedConfig config) => config.TargetModules?.ToString() ?? "(none)";
+
+    /// <summary>Freezes every parameter outside the adapters (names without <see cref="BaseTuner.Prefix"/>), PEFT's <c>_mark_only_adapters_as_trainable</c> loop.</summary>
+    private protected void FreezeAllButAdapters()
+    {
+        foreach (var (n, p) in Model.named_parameters())
+        {
+            if (!n.Contains(Prefix, StringComparison.Ordinal)) p.requires_grad = false;
+        }
+    }
+
     /// <summary>Whether the module at <paramref name="key"/> is a target of <paramref name="config"/>.</summary>
     protected abstract bool IsTarget(PeftConfig config, string key);
 

@@ -1,6 +1,7 @@
 using Peft.Core;
 using TorchSharp;
 using static TorchSharp.torch;
+using Peft.Transformers.Optimization;
 
 namespace Peft.Transformers;
 

@@ -1,6 +1,7 @@
 using Peft.Datasets;
 using TorchSharp;
 using static TorchSharp.torch;
+using Peft.Transformers.Optimization;
 
 namespace Peft.Transformers;
 

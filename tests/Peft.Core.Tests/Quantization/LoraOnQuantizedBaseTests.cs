@@ -40,7 +40,7 @@ public class LoraOnQuantizedBaseTests
         Assert.DoesNotContain(names, n => n.Contains('<') || n.Contains("WeightAccess", StringComparison.Ordinal));
         Assert.DoesNotContain(pm.state_dict().Keys, k => k.Contains('<'));
         Assert.Single(names, n => n.EndsWith("proj.base_layer", StringComparison.Ordinal));
-        var adapted = pm.Forward(x).detach().clone();
+        var adapted = pm.ForwardTensor(x).detach().clone();
         Assert.False(adapted.isnan().any().item<bool>());
 
         var back = (TwoLayer)(merge ? pm.MergeAndUnload() : pm.Unload());

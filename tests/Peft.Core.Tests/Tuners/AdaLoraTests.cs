@@ -62,13 +62,13 @@ public class AdaLoraTests
         Assert.All(pm.Tuner.TunerLayers(), l => Assert.IsType<SvdLinear>(l.Layer));
         Assert.Contains(pm.Warnings, w => w.Contains("'conv'") && w.Contains("Conv1D"));
         using var ids = TinyMlp.Input();
-        var adapted = pm.Forward(ids);
+        var adapted = pm.ForwardTensor(ids);
         Assert.False(adapted.allclose(plain.forward(ids), atol: 1e-4), "the adapter does not change the output, so this test would prove nothing");
-        using (pm.DisableAdapter()) TensorAssert.Close(plain.forward(ids), pm.Forward(ids), 1e-6, what: "disabled");
+        using (pm.DisableAdapter()) TensorAssert.Close(plain.forward(ids), pm.ForwardTensor(ids), 1e-6, what: "disabled");
         pm.MergeAdapter();
-        TensorAssert.Close(adapted, pm.Forward(ids), 1e-4, what: "merged");
+        TensorAssert.Close(adapted, pm.ForwardTensor(ids), 1e-4, what: "merged");
         pm.UnmergeAdapter();
-        TensorAssert.Close(adapted, pm.Forward(ids), 1e-4, what: "unmerged");
+        TensorAssert.Close(adapted, pm.ForwardTensor(ids), 1e-4, what: "unmerged");
         var merged = (TinyMlp)pm.MergeAndUnload();
         TensorAssert.Close(adapted, merged.forward(ids), 1e-4, what: "merge and unload");
     }
@@ -97,7 +97,7 @@ public class AdaLoraTests
 
         pm.eval();
         using var ids = TinyMlp.Input();
-        var trained = pm.Forward(ids);
+        var trained = pm.ForwardTensor(ids);
         pm.SavePretrained(dir.Path);
         using (var file = Peft.Core.Safetensors.SafetensorsFile.Open(Path.Combine(dir.Path, "adapter_model.safetensors")))
         {
@@ -113,7 +113,7 @@ public class AdaLoraTests
         var sd = ((TinyMlp)pm.Unload()).state_dict();
         using (no_grad()) foreach (var (k, v) in baseCopy.state_dict()) v.copy_(sd[k]);
         using var loaded = PeftModel.FromPretrained(baseCopy, dir.Path);
-        TensorAssert.Close(trained, loaded.Forward(ids), 1e-4, what: "trained vs trimmed and reloaded");
+        TensorAssert.Close(trained, loaded.ForwardTensor(ids), 1e-4, what: "trained vs trimmed and reloaded");
     }
 
     [Fact]
@@ -130,13 +130,13 @@ public class AdaLoraTests
         var conv1 = Assert.IsType<SvdConv2d>(Peft.Core.Tuners.ModuleSurgery.GetSubmodule(pm.GetBaseModel(), "conv1"));
         Assert.Equal([4L, 3 * 3 * 3], conv1.LoraA("default").shape);
         pm.eval();
-        var adapted = pm.Forward(x);
+        var adapted = pm.ForwardTensor(x);
         Assert.False(baseOut.allclose(adapted, atol: 1e-4));
-        using (pm.DisableAdapter()) TensorAssert.Close(baseOut, pm.Forward(x), 1e-6, what: "disabled");
+        using (pm.DisableAdapter()) TensorAssert.Close(baseOut, pm.ForwardTensor(x), 1e-6, what: "disabled");
         pm.MergeAdapter();
-        TensorAssert.Close(adapted, pm.Forward(x), 1e-4, what: "merged");
+        TensorAssert.Close(adapted, pm.ForwardTensor(x), 1e-4, what: "merged");
         pm.UnmergeAdapter();
-        TensorAssert.Close(adapted, pm.Forward(x), 1e-4, what: "unmerged");
+        TensorAssert.Close(adapted, pm.ForwardTensor(x), 1e-4, what: "unmerged");
 
         pm.train();
         ITrainingHooks hooks = pm;
@@ -145,7 +145,7 @@ public class AdaLoraTests
             for (int step = 0; step < 6; step++)
             {
                 using var stepScope = NewDisposeScope();
-                var loss = pm.Forward(x).pow(2).mean() + hooks.LossTerm()!;
+                var loss = pm.ForwardTensor(x).pow(2).mean() + hooks.LossTerm()!;
                 loss.backward();
                 optimizer.step();
                 hooks.OnOptimizerStep(step);
@@ -155,12 +155,12 @@ public class AdaLoraTests
         var pattern = ((AdaLoraConfig)pm.PeftConfigs["default"]).RankPattern!;
         Assert.Equal(config.TargetR * 2, pattern.Values.Sum(v => v.Count(k => k)));
         pm.eval();
-        var trained = pm.Forward(x);
+        var trained = pm.ForwardTensor(x);
         pm.SavePretrained(dir.Path);
         var fresh = new TinyConvNet();
         using (no_grad()) foreach (var (k, v) in fresh.state_dict()) v.copy_(sd[k]);
         using var loaded = PeftModel.FromPretrained(fresh, dir.Path);
-        TensorAssert.Close(trained, loaded.Forward(x), 1e-4, what: "trimmed and reloaded");
+        TensorAssert.Close(trained, loaded.ForwardTensor(x), 1e-4, what: "trimmed and reloaded");
     }
 
     [Fact]
@@ -184,7 +184,7 @@ public class AdaLoraTests
         Assert.DoesNotContain(pm.named_parameters(), p => p.name.Contains(".frozen") && p.parameter.requires_grad);
         Assert.Throws<NotSupportedException>(() => pm.AddWeightedAdapter(["default"], [1.0], "w"));
         using var ids = TinyMlp.Input();
-        Assert.Throws<NotSupportedException>(() => pm.Forward(ids, ["default", "__base__"]));
+        Assert.Throws<NotSupportedException>(() => pm.ForwardTensor(ids, ["default", "__base__"]));
         var noGrad = Assert.Throws<InvalidOperationException>(() => ((AdaLoraModel)pm.Tuner).UpdateAndAllocate(0));
         Assert.Contains("zero_grad", noGrad.Message);
         var rankNum = pm.named_parameters().Single(p => p.name.EndsWith("lin0.ranknum.default", StringComparison.Ordinal));

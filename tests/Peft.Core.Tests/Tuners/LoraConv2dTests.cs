@@ -39,15 +39,15 @@ public class LoraConv2dTests
         var sd = model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().clone());
         var pm = PeftModel.GetPeftModel(model, new LoraConfig { R = 2, LoraAlpha = 4, TargetModules = ["conv1", "conv2"], InitLoraWeights = false });
         pm.eval();
-        var adapted = pm.Forward(x);
+        var adapted = pm.ForwardTensor(x);
         Assert.False(baseOut.allclose(adapted, atol: 1e-4));
         Assert.Equal([2L, 3, 3, 3], ((LoraConv2d)Peft.Core.Tuners.ModuleSurgery.GetSubmodule(pm.GetBaseModel(), "conv1")).LoraA("default").weight.shape);
-        using (pm.DisableAdapter()) TensorAssert.Close(baseOut, pm.Forward(x), 1e-6, what: "disabled");
+        using (pm.DisableAdapter()) TensorAssert.Close(baseOut, pm.ForwardTensor(x), 1e-6, what: "disabled");
         pm.MergeAdapter();
-        TensorAssert.Close(adapted, pm.Forward(x), 1e-5, what: "merged (3x3 and 1x1 deltas)");
+        TensorAssert.Close(adapted, pm.ForwardTensor(x), 1e-5, what: "merged (3x3 and 1x1 deltas)");
         pm.UnmergeAdapter();
-        using (pm.DisableAdapter()) TensorAssert.Close(baseOut, pm.Forward(x), 1e-5, what: "unmerge restores");
-        var mixed = pm.Forward(x, ["default", "__base__", "default"]);
+        using (pm.DisableAdapter()) TensorAssert.Close(baseOut, pm.ForwardTensor(x), 1e-5, what: "unmerge restores");
+        var mixed = pm.ForwardTensor(x, ["default", "__base__", "default"]);
         TensorAssert.Close(adapted[0], mixed[0], 1e-5, what: "mixed batch row 0");
         TensorAssert.Close(baseOut[1], mixed[1], 1e-5, what: "mixed batch row 1");
         pm.SavePretrained(dir.Path);
@@ -55,7 +55,7 @@ public class LoraConv2dTests
         var fresh = new TinyConvNet();
         using (no_grad()) foreach (var (k, v) in fresh.state_dict()) v.copy_(sd[k]);
         var loaded = PeftModel.FromPretrained(fresh, dir.Path);
-        TensorAssert.Close(adapted, loaded.Forward(x), 1e-6, what: "reloaded");
+        TensorAssert.Close(adapted, loaded.ForwardTensor(x), 1e-6, what: "reloaded");
         var merged = (nn.Module<Tensor, Tensor>)loaded.MergeAndUnload();
         TensorAssert.Close(adapted, merged.forward(x), 1e-5, what: "merge_and_unload");
     }

@@ -112,10 +112,10 @@ public class LoraPeftFileQuirkTests
         using var dir = new TempDir();
         var baseModel = new TinyMlp();
         var fresh = TinyMlp.CopyOf(baseModel);
-        var pm = PeftModel.GetPeftModel(baseModel, new LoraConfig { R = 2, TargetModules = ["lin0"], Bias = "all", ModulesToSave = ["classifier"], InitLoraWeights = false });
+        var pm = PeftModel.GetPeftModel(baseModel, new LoraConfig { R = 2, TargetModules = ["lin0"], Bias = LoraBias.All, ModulesToSave = ["classifier"], InitLoraWeights = false });
         pm.eval();
         using (no_grad()) foreach (var (n, p) in pm.named_parameters()) if (n.EndsWith("bias") && p.requires_grad) p.add_(0.5);
-        var expected = pm.Forward(TinyMlp.Input());
+        var expected = pm.ForwardTensor(TinyMlp.Input());
         pm.SavePretrained(dir.Path);
         var file = Path.Combine(dir.Path, "adapter_model.safetensors");
         Dictionary<string, Tensor> tensors;
@@ -125,6 +125,6 @@ public class LoraPeftFileQuirkTests
         tensors["base_model.model.classifier.original_module.bias"] = pm.state_dict()["base_model.model.classifier.original_module.bias"];
         SafetensorsWriter.Save(file, tensors, new Dictionary<string, string> { ["format"] = "pt" });
         var loaded = PeftModel.FromPretrained(fresh, dir.Path);
-        TensorAssert.Close(expected, loaded.Forward(TinyMlp.Input()), 1e-6, what: "bias=all with wrapper keys");
+        TensorAssert.Close(expected, loaded.ForwardTensor(TinyMlp.Input()), 1e-6, what: "bias=all with wrapper keys");
     }
 }

@@ -12,7 +12,7 @@ public class LoraMultiAdapterTests
     private static Tensor Run(PeftModel pm)
     {
         using var ids = TinyMlp.Input();
-        return pm.Forward(ids);
+        return pm.ForwardTensor(ids);
     }
 
     [Fact]
@@ -64,10 +64,10 @@ public class LoraMultiAdapterTests
     }
 
     [Theory]
-    [InlineData("linear")]
-    [InlineData("cat")]
-    [InlineData("svd")]
-    public void WeightedAdapterOfOneAdapterWithWeightOneReproducesIt(string combination)
+    [InlineData(CombinationType.Linear)]
+    [InlineData(CombinationType.Cat)]
+    [InlineData(CombinationType.Svd)]
+    public void WeightedAdapterOfOneAdapterWithWeightOneReproducesIt(CombinationType combination)
     {
         using var scope = NewDisposeScope();
         var pm = PeftModel.GetPeftModel(new TinyMlp(), Cfg(4, "lin0", "fc"));
@@ -75,7 +75,7 @@ public class LoraMultiAdapterTests
         var expected = Run(pm);
         pm.AddWeightedAdapter(["default"], [1.0], "combined", combination);
         pm.SetAdapter("combined");
-        TensorAssert.Close(expected, Run(pm), 1e-4, what: combination);
+        TensorAssert.Close(expected, Run(pm), 1e-4, what: combination.ToString());
     }
 
     [Fact]
@@ -85,7 +85,7 @@ public class LoraMultiAdapterTests
         var pm = PeftModel.GetPeftModel(new TinyMlp(), Cfg(4, "lin0", "fc"));
         pm.AddAdapter("b", Cfg(2, "lin0", "fc"));
         pm.eval();
-        pm.AddWeightedAdapter(["default", "b"], [0.5, 2.0], "cat", "cat");
+        pm.AddWeightedAdapter(["default", "b"], [0.5, 2.0], "cat", CombinationType.Cat);
         Assert.Equal(6, ((LoraConfig)pm.PeftConfigs["cat"]).R);
         pm.SetAdapter("cat");
         var cat = Run(pm);
@@ -105,7 +105,7 @@ public class LoraMultiAdapterTests
     {
         var pm = PeftModel.GetPeftModel(new TinyMlp(), Cfg(4, "lin0"));
         pm.AddAdapter("b", Cfg(2, "lin0"));
-        var ex = Assert.Throws<ArgumentException>(() => pm.AddWeightedAdapter(["default", "b"], [1, 1], "x", "linear"));
+        var ex = Assert.Throws<ArgumentException>(() => pm.AddWeightedAdapter(["default", "b"], [1, 1], "x", CombinationType.Linear));
         Assert.Contains("same r", ex.Message);
     }
 }
@@ -120,20 +120,20 @@ public class LoraMixedBatchTests
         pm.AddAdapter("other", new LoraConfig { R = 2, TargetModules = ["lin0", "lin"], InitLoraWeights = false });
         pm.eval();
         var ids = tensor(new long[] { 1, 4, 9, 16, 25, 3, 7, 11, 13, 49, 2, 2, 5, 8, 0 }, [3, 5]);
-        var mixed = pm.Forward(ids, ["other", "__base__", "default"]);
+        var mixed = pm.ForwardTensor(ids, ["other", "__base__", "default"]);
         pm.SetAdapter("other");
-        var other = pm.Forward(ids);
+        var other = pm.ForwardTensor(ids);
         pm.SetAdapter("default");
-        var def = pm.Forward(ids);
+        var def = pm.ForwardTensor(ids);
         Tensor baseOut;
-        using (pm.DisableAdapter()) baseOut = pm.Forward(ids);
+        using (pm.DisableAdapter()) baseOut = pm.ForwardTensor(ids);
         TensorAssert.Close(other[0], mixed[0], 1e-5, what: "row 0 (other)");
         TensorAssert.Close(baseOut[1], mixed[1], 1e-5, what: "row 1 (base)");
         TensorAssert.Close(def[2], mixed[2], 1e-5, what: "row 2 (default)");
         var viaInput = pm.forward(new ModelInput { InputIds = ids, AdapterNames = ["other", "__base__", "default"] }).Logits!;
         TensorAssert.Close(mixed, viaInput, 0, what: "ModelInput.AdapterNames");
-        TensorAssert.Close(def, pm.Forward(ids), 0, what: "names are cleared after the call");
-        Assert.Throws<ArgumentException>(() => pm.Forward(ids, ["other", "nope", "default"]));
-        Assert.Throws<ArgumentException>(() => pm.Forward(ids, ["other"]));
+        TensorAssert.Close(def, pm.ForwardTensor(ids), 0, what: "names are cleared after the call");
+        Assert.Throws<ArgumentException>(() => pm.ForwardTensor(ids, ["other", "nope", "default"]));
+        Assert.Throws<ArgumentException>(() => pm.ForwardTensor(ids, ["other"]));
     }
 }

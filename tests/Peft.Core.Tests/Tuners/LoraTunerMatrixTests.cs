@@ -19,8 +19,8 @@ public class LoraTunerMatrixTests
         "rslora" => new LoraConfig { R = 4, LoraAlpha = 8, TargetModules = ["lin0", "fc"], UseRslora = true, InitLoraWeights = false },
         "dora" => new LoraConfig { R = 2, LoraAlpha = 4, TargetModules = ["lin0", "fc", "conv"], UseDora = true, InitLoraWeights = false },
         "gaussian" => new LoraConfig { R = 4, TargetModules = ["lin0"], InitLoraWeights = LoraInit.Gaussian },
-        "bias-all" => new LoraConfig { R = 2, TargetModules = ["lin0"], Bias = "all", InitLoraWeights = false },
-        "bias-lora-only" => new LoraConfig { R = 2, TargetModules = ["lin0", "conv"], Bias = "lora_only", InitLoraWeights = false },
+        "bias-all" => new LoraConfig { R = 2, TargetModules = ["lin0"], Bias = LoraBias.All, InitLoraWeights = false },
+        "bias-lora-only" => new LoraConfig { R = 2, TargetModules = ["lin0", "conv"], Bias = LoraBias.LoraOnly, InitLoraWeights = false },
         "regex" => new LoraConfig { R = 3, TargetModules = @"layers\.\d+\.fc", InitLoraWeights = false },
         "all-linear" => new LoraConfig { R = 2, TargetModules = "all-linear", InitLoraWeights = false },
         "layers-to-transform" => new LoraConfig { R = 2, TargetModules = ["fc"], LayersToTransform = [1], LayersPattern = ["layers"], InitLoraWeights = false },
@@ -40,7 +40,7 @@ public class LoraTunerMatrixTests
     private static Tensor Run(PeftModel pm)
     {
         using var ids = TinyMlp.Input();
-        return pm.Forward(ids);
+        return pm.ForwardTensor(ids);
     }
 
     [Theory]
@@ -90,7 +90,7 @@ public class LoraTunerMatrixTests
 
         var loaded = PeftModel.FromPretrained(fresh, dir.Path);
         TensorAssert.Close(adapted, Run(loaded), 1e-6, what: $"{name} reloaded");
-        Assert.Equal(0, loaded.GetNbTrainableParameters().trainable - (Config(name).Bias == "none" ? 0 : CountRequiresGradBiases(loaded)));
+        Assert.Equal(0, loaded.GetNbTrainableParameters().trainable - (Config(name).Bias == LoraBias.None ? 0 : CountRequiresGradBiases(loaded)));
 
         var original = pm.Tuner.GetAdapterStateDict("default");
         var again = loaded.Tuner.GetAdapterStateDict("default");
@@ -118,8 +118,8 @@ public class LoraTunerMatrixTests
         var (trainable, all) = pm.GetNbTrainableParameters();
         long expectedTrainable = pm.named_parameters()
             .Where(p => p.name.Contains("lora_") || p.name.Contains(".modules_to_save.") ||
-                        (Config(name).Bias == "all" && p.name.EndsWith("bias") && !p.name.Contains("original_module")) ||
-                        (Config(name).Bias == "lora_only" && p.name.EndsWith("base_layer.bias")))
+                        (Config(name).Bias == LoraBias.All && p.name.EndsWith("bias") && !p.name.Contains("original_module")) ||
+                        (Config(name).Bias == LoraBias.LoraOnly && p.name.EndsWith("base_layer.bias")))
             .Sum(p => p.parameter.numel());
         Assert.Equal(expectedTrainable, trainable);
         Assert.Equal(all, baseCount + pm.named_parameters().Where(p => p.name.Contains("lora_") || p.name.Contains(".modules_to_save.")).Sum(p => p.parameter.numel()));
@@ -137,7 +137,7 @@ public class LoraTunerMatrixTests
         var before = pm.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().clone());
         var opt = optim.SGD(pm.parameters().Where(p => p.requires_grad), 0.1);
         using var ids = TinyMlp.Input();
-        var loss = pm.Forward(ids).pow(2).mean();
+        var loss = pm.ForwardTensor(ids).pow(2).mean();
         loss.backward();
         opt.step();
         foreach (var (k, v) in pm.state_dict())

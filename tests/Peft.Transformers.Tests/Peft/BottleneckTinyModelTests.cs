@@ -12,17 +12,17 @@ namespace Peft.Transformers.Tests.PeftParity; // not "...Tests.Peft": that would
 /// </summary>
 public class BottleneckTinyModelTests
 {
-    public static TheoryData<string, string, int> Placements => new()
+    public static TheoryData<string, BottleneckPlacement, int> Placements => new()
     {
         // model, placement, adapted modules (2 layers each: houlsby = attention + feed-forward output, pfeiffer = feed-forward)
-        { "opt-tiny", AdapterConfig.Houlsby, 4 },
-        { "opt-tiny", AdapterConfig.Pfeiffer, 2 },
-        { "gpt2-tiny", AdapterConfig.Houlsby, 4 },
-        { "gpt2-tiny", AdapterConfig.Pfeiffer, 2 },
-        { "llama-tiny", AdapterConfig.Houlsby, 4 },
-        { "qwen2-tiny", AdapterConfig.Pfeiffer, 2 },
-        { "bert-tiny", AdapterConfig.Houlsby, 4 },
-        { "bert-tiny", AdapterConfig.Pfeiffer, 2 },
+        { "opt-tiny", BottleneckPlacement.Houlsby, 4 },
+        { "opt-tiny", BottleneckPlacement.Pfeiffer, 2 },
+        { "gpt2-tiny", BottleneckPlacement.Houlsby, 4 },
+        { "gpt2-tiny", BottleneckPlacement.Pfeiffer, 2 },
+        { "llama-tiny", BottleneckPlacement.Houlsby, 4 },
+        { "qwen2-tiny", BottleneckPlacement.Pfeiffer, 2 },
+        { "bert-tiny", BottleneckPlacement.Houlsby, 4 },
+        { "bert-tiny", BottleneckPlacement.Pfeiffer, 2 },
     };
 
     private static PreTrainedModel LoadModel(string model) => model switch
@@ -42,7 +42,7 @@ public class BottleneckTinyModelTests
 
     [Theory]
     [MemberData(nameof(Placements))]
-    public void DefaultPlacementIdentityAtStartDisableSaveLoadAndNoMerge(string model, string placement, int adapted)
+    public void DefaultPlacementIdentityAtStartDisableSaveLoadAndNoMerge(string model, BottleneckPlacement placement, int adapted)
     {
         using var scope = NewDisposeScope();
         using var dir = new TempDir();
@@ -59,7 +59,7 @@ public class BottleneckTinyModelTests
         var layers = pm.Tuner.TunerLayers().ToList();
         Assert.Equal(adapted, layers.Count);
         Assert.All(layers, l => Assert.IsType<BottleneckAdapterLayer>(l.Layer));
-        if (placement == AdapterConfig.Pfeiffer)
+        if (placement == BottleneckPlacement.Pfeiffer)
             Assert.DoesNotContain(layers, l => l.Path.Contains("attn") || l.Path.Contains("attention"));
         using var _ = no_grad();
         TensorAssert.Close(baseOut, pm.forward(input).Logits!, 1e-5, tokenMask, "zero up-projection: outputs unchanged");
@@ -93,9 +93,9 @@ public class BottleneckTinyModelTests
     }
 
     [Theory]
-    [InlineData("opt-tiny", AdapterConfig.Houlsby)]
-    [InlineData("llama-tiny", AdapterConfig.Pfeiffer)]
-    public void AFewAdamWStepsFromTheIdentityLowerTheLoss(string model, string placement)
+    [InlineData("opt-tiny", BottleneckPlacement.Houlsby)]
+    [InlineData("llama-tiny", BottleneckPlacement.Pfeiffer)]
+    public void AFewAdamWStepsFromTheIdentityLowerTheLoss(string model, BottleneckPlacement placement)
     {
         using var scope = NewDisposeScope();
         var pm = PeftModel.GetPeftModel(LoadModel(model), new AdapterConfig { Placement = placement, ReductionFactor = 4, NonLinearity = "gelu", TaskType = TaskType.CausalLM });

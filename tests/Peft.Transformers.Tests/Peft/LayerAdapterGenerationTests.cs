@@ -49,9 +49,9 @@ public class LayerAdapterGenerationTests
     }
 
     [Theory]
-    [InlineData("gpt2-tiny", AdapterConfig.Houlsby)]
-    [InlineData("llama-tiny", AdapterConfig.Pfeiffer)]
-    public void BottleneckGreedyWithCacheEqualsNoCache(string model, string placement)
+    [InlineData("gpt2-tiny", BottleneckPlacement.Houlsby)]
+    [InlineData("llama-tiny", BottleneckPlacement.Pfeiffer)]
+    public void BottleneckGreedyWithCacheEqualsNoCache(string model, BottleneckPlacement placement)
     {
         using var scope = NewDisposeScope();
         var pm = PeftModel.GetPeftModel(AutoModelForCausalLM.FromPretrained(Fixtures.Model(model)),

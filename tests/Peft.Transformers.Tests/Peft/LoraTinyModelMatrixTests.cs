@@ -40,9 +40,9 @@ public class LoraTinyModelMatrixTests
         LoraConfig c = setting switch
         {
             "q+fc2" => new() { R = 4, TargetModules = ["q_proj", "fc2"], InitLoraWeights = LoraInit.Gaussian },
-            "all-linear-rslora" => new() { R = 4, TargetModules = "all-linear", UseRslora = true, Bias = "lora_only" },
+            "all-linear-rslora" => new() { R = 4, TargetModules = "all-linear", UseRslora = true, Bias = LoraBias.LoraOnly },
             "conv1d-dora" => new() { R = 4, TargetModules = ["c_attn", "c_proj", "c_fc"], UseDora = true, FanInFanOut = true },
-            "wpe+c_attn" => new() { R = 4, TargetModules = ["wpe", "c_attn"], Bias = "all", FanInFanOut = true },
+            "wpe+c_attn" => new() { R = 4, TargetModules = ["wpe", "c_attn"], Bias = LoraBias.All, FanInFanOut = true },
             "all-linear-dora" => new() { R = 2, TargetModules = "all-linear", UseDora = true },
             "embed+regex" => new() { R = 4, TargetModules = @".*(embed_tokens|self_attn\.(q|v)_proj)" },
             "layers-pattern" => new()
@@ -99,7 +99,7 @@ public class LoraTinyModelMatrixTests
         TensorAssert.Close(adapted, Out(pm.forward(input)), 1e-4, TokenMask(baseOut), "unmerged");
         using (pm.DisableAdapter()) TensorAssert.Close(baseOut, Out(pm.forward(input)), 1e-4, TokenMask(baseOut), "base restored after unmerge");
 
-        pm.AddAdapter("second", config with { R = 2, Bias = "none" });
+        pm.AddAdapter("second", config with { R = 2, Bias = LoraBias.None });
         pm.SetAdapter("second");
         var second = Out(pm.forward(input));
         Assert.False(second.allclose(adapted, atol: 1e-4), "second adapter gives its own output");

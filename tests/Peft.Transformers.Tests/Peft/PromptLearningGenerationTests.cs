@@ -30,9 +30,9 @@ public sealed class PromptLearningGenerationTests
     internal static PeftConfig Config(string method, TaskType task = TaskType.CausalLM) => method switch
     {
         "prompt-tuning" => new PromptTuningConfig { TaskType = task, NumVirtualTokens = 4 },
-        "prompt-tuning-sample-vocab" => new PromptTuningConfig { TaskType = task, NumVirtualTokens = 4, PromptTuningInit = PromptTuningConfig.Init.SampleVocab },
+        "prompt-tuning-sample-vocab" => new PromptTuningConfig { TaskType = task, NumVirtualTokens = 4, PromptTuningInit = PromptTuningInit.SampleVocab },
         "p-tuning-mlp" => new PromptEncoderConfig { TaskType = task, NumVirtualTokens = 3, EncoderHiddenSize = 16 },
-        "p-tuning-lstm" => new PromptEncoderConfig { TaskType = task, NumVirtualTokens = 3, EncoderHiddenSize = 8, EncoderReparameterizationType = "LSTM" },
+        "p-tuning-lstm" => new PromptEncoderConfig { TaskType = task, NumVirtualTokens = 3, EncoderHiddenSize = 8, EncoderReparameterizationType = PromptEncoderReparameterizationType.Lstm },
         "prefix-tuning" => new PrefixTuningConfig { TaskType = task, NumVirtualTokens = 3 },
         "prefix-tuning-projection" => new PrefixTuningConfig { TaskType = task, NumVirtualTokens = 3, PrefixProjection = true, EncoderHiddenSize = 16 },
         _ => throw new ArgumentOutOfRangeException(nameof(method), method, null),

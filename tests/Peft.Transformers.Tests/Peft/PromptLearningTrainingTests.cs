@@ -148,7 +148,7 @@ public sealed class PromptLearningTrainingTests
         {
             var config = new PromptTuningConfig
             {
-                TaskType = TaskType.CausalLM, NumVirtualTokens = n, PromptTuningInit = PromptTuningConfig.Init.Text,
+                TaskType = TaskType.CausalLM, NumVirtualTokens = n, PromptTuningInit = PromptTuningInit.Text,
                 PromptTuningInitText = text, TokenizerNameOrPath = Fixtures.Model("opt-tiny"), InitTokenizer = t => tokenizer.Encode(t),
             };
             using var pm = PeftModel.GetPeftModel(AutoModelForCausalLM.FromPretrained(Fixtures.Model("opt-tiny")), config);
@@ -159,7 +159,7 @@ public sealed class PromptLearningTrainingTests
         }
         var noTokenizer = new PromptTuningConfig
         {
-            TaskType = TaskType.CausalLM, NumVirtualTokens = 4, PromptTuningInit = PromptTuningConfig.Init.Text,
+            TaskType = TaskType.CausalLM, NumVirtualTokens = 4, PromptTuningInit = PromptTuningInit.Text,
             PromptTuningInitText = text, TokenizerNameOrPath = "some/tokenizer",
         };
         using (var untokenized = PeftModel.GetPeftModel(AutoModelForCausalLM.FromPretrained(Fixtures.Model("opt-tiny")), noTokenizer))
@@ -180,7 +180,7 @@ public sealed class PromptLearningTrainingTests
         var tokenizer = AutoTokenizer.FromPretrained(Fixtures.Model("opt-tiny"));
         var config = new PromptTuningConfig
         {
-            TaskType = TaskType.CausalLM, NumVirtualTokens = 4, PromptTuningInit = PromptTuningConfig.Init.Text,
+            TaskType = TaskType.CausalLM, NumVirtualTokens = 4, PromptTuningInit = PromptTuningInit.Text,
             PromptTuningInitText = "Summarize:", TokenizerNameOrPath = Fixtures.Model("opt-tiny"), InitTokenizer = t => tokenizer.Encode(t),
         };
         var input = new ModelInput { InputIds = tensor(new long[,] { { 5, 6, 7 } }) };

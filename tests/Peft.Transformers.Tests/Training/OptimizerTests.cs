@@ -2,6 +2,8 @@ using Peft.Testing;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using AdamW = Peft.Transformers.Optimization.AdamW;
+using ParamGroup = Peft.Transformers.Optimization.ParamGroup;
 
 namespace Peft.Transformers.Tests.Training;
 

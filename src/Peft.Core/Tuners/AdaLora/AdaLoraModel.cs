@@ -93,7 +93,7 @@ public class AdaLoraModel : LoraModel
     }
 
     /// <summary>AdaLoRA does not support weighted adapters (PEFT raises TypeError).</summary>
-    public override PeftConfig AddWeightedAdapter(IReadOnlyList<string> adapters, IReadOnlyList<double> weights, string adapterName, string combinationType) =>
+    public override PeftConfig AddWeightedAdapter(IReadOnlyList<string> adapters, IReadOnlyList<double> weights, string adapterName, CombinationType combinationType) =>
         throw new NotSupportedException($"{nameof(AdaLoraModel)} does not support AddWeightedAdapter; use LoRA instead.");
 
     /// <summary>

@@ -11,14 +11,8 @@ namespace Peft.Core;
 /// The name in the public API contract is <see cref="AdapterConfig"/>; files read back as
 /// <see cref="BottleneckAdapterConfig"/>, which is also an <see cref="AdapterConfig"/>.
 /// </summary>
-public record AdapterConfig : PeftConfig
+public record AdapterConfig : PeftConfig, ITargetedConfig
 {
-    /// <summary>Houlsby placement: after the attention output projection and after the feed-forward output projection.</summary>
-    public const string Houlsby = "houlsby";
-
-    /// <summary>Pfeiffer placement: after the feed-forward output projection only.</summary>
-    public const string Pfeiffer = "pfeiffer";
-
     /// <inheritdoc />
     [JsonIgnore]
     public override string PeftType => "BOTTLENECK";
@@ -35,9 +29,9 @@ public record AdapterConfig : PeftConfig
     [JsonPropertyName("exclude_modules")]
     public TargetModules? ExcludeModules { get; init; }
 
-    /// <summary><c>placement</c>: "houlsby" (default: attention output and feed-forward output) or "pfeiffer" (feed-forward output only). Used when <see cref="TargetModules"/> is null.</summary>
+    /// <summary><c>placement</c>: <see cref="BottleneckPlacement.Houlsby"/> (default: attention output and feed-forward output) or <see cref="BottleneckPlacement.Pfeiffer"/> (feed-forward output only); "houlsby" / "pfeiffer" on disk. Used when <see cref="TargetModules"/> is null.</summary>
     [JsonPropertyName("placement")]
-    public string Placement { get; init; } = Houlsby;
+    public BottleneckPlacement Placement { get; init; } = BottleneckPlacement.Houlsby;
 
     /// <summary><c>reduction_factor</c> (default 16): bottleneck size = max(1, hidden / reduction_factor), hidden = the target's output features.</summary>
     [JsonPropertyName("reduction_factor")]
@@ -74,8 +68,8 @@ public record AdapterConfig : PeftConfig
     {
         if (ReductionFactor <= 0)
             throw new ArgumentOutOfRangeException(nameof(ReductionFactor), ReductionFactor, $"AdapterConfig.reduction_factor must be > 0, got {ReductionFactor}.");
-        if (Placement is not (Houlsby or Pfeiffer))
-            throw new ArgumentException($"AdapterConfig.placement must be \"{Houlsby}\" or \"{Pfeiffer}\", got \"{Placement}\".", nameof(Placement));
+        if (!Enum.IsDefined(Placement))
+            throw new ArgumentOutOfRangeException(nameof(Placement), Placement, $"AdapterConfig.placement must be Houlsby or Pfeiffer, got {(int)Placement}.");
         if (!BottleneckActivations.IsKnown(NonLinearity))
             throw new ArgumentException($"AdapterConfig.non_linearity \"{NonLinearity}\" is not supported (supported: {string.Join(", ", BottleneckActivations.Names)}).", nameof(NonLinearity));
         if (TargetModules?.IsAllLinear == true)

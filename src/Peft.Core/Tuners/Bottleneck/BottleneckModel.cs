@@ -58,18 +58,14 @@ public sealed class BottleneckModel : LayerInjectingTuner
             throw new ArgumentException(
                 $"Please specify target_modules in the bottleneck adapter config: there is no default placement for model type '{type ?? Model.GetType().Name}' " +
                 $"(defaults exist for {string.Join(", ", DefaultPlacements.Keys)}).");
-        return adapter with { TargetModules = adapter.Placement == AdapterConfig.Houlsby ? $"{p.Attention}|{p.FeedForward}" : p.FeedForward };
+        return adapter with { TargetModules = adapter.Placement == BottleneckPlacement.Houlsby ? $"{p.Attention}|{p.FeedForward}" : p.FeedForward };
     }
 
     /// <inheritdoc />
-    protected override string DescribeTargets(PeftConfig config) => Cast(config).TargetModules?.ToString() ?? "(none)";
+    protected override string DescribeTargets(PeftConfig config) => DescribeListedTargets(Cast(config));
 
     /// <inheritdoc />
-    protected override bool IsTarget(PeftConfig config, string key)
-    {
-        var adapter = Cast(config);
-        return IsTargetKey(adapter.TargetModules!, adapter.ExcludeModules, key);
-    }
+    protected override bool IsTarget(PeftConfig config, string key) => IsListedTarget(Cast(config), key);
 
     /// <inheritdoc />
     protected override void CreateOrUpdate(PeftConfig config, string adapterName, nn.Module target, string key, nn.Module parent, string childName)
@@ -87,11 +83,5 @@ public sealed class BottleneckModel : LayerInjectingTuner
     }
 
     /// <inheritdoc />
-    protected override void MarkOnlyAdaptersTrainable(PeftConfig config)
-    {
-        foreach (var (n, p) in Model.named_parameters())
-        {
-            if (!n.Contains(Prefix, StringComparison.Ordinal)) p.requires_grad = false;
-        }
-    }
+    protected override void MarkOnlyAdaptersTrainable(PeftConfig config) => FreezeAllButAdapters();
 }

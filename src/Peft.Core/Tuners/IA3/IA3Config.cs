@@ -9,7 +9,7 @@ namespace Peft.Core;
 /// scales the module's OUTPUT (attention keys / values) or, for the modules listed in <see cref="FeedforwardModules"/>,
 /// its INPUT. Property names are PEFT's JSON keys.
 /// </summary>
-public sealed record IA3Config : PeftConfig
+public sealed record IA3Config : PeftConfig, ITargetedConfig
 {
     /// <inheritdoc />
     [JsonIgnore]

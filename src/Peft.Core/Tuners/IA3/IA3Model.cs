@@ -99,14 +99,10 @@ public class IA3Model : LayerInjectingTuner, IWeightedAdapterTuner
     }
 
     /// <inheritdoc />
-    protected override string DescribeTargets(PeftConfig config) => Cast(config).TargetModules?.ToString() ?? "(none)";
+    protected override string DescribeTargets(PeftConfig config) => DescribeListedTargets(Cast(config));
 
     /// <inheritdoc />
-    protected override bool IsTarget(PeftConfig config, string key)
-    {
-        var ia3 = Cast(config);
-        return IsTargetKey(ia3.TargetModules!, ia3.ExcludeModules, key);
-    }
+    protected override bool IsTarget(PeftConfig config, string key) => IsListedTarget(Cast(config), key);
 
     /// <inheritdoc />
     protected override void CreateOrUpdate(PeftConfig config, string adapterName, nn.Module target, string key, nn.Module parent, string childName)
@@ -125,13 +121,7 @@ public class IA3Model : LayerInjectingTuner, IWeightedAdapterTuner
     }
 
     /// <inheritdoc />
-    protected override void MarkOnlyAdaptersTrainable(PeftConfig config)
-    {
-        foreach (var (n, p) in Model.named_parameters())
-        {
-            if (!n.Contains(Prefix, StringComparison.Ordinal)) p.requires_grad = false;
-        }
-    }
+    protected override void MarkOnlyAdaptersTrainable(PeftConfig config) => FreezeAllButAdapters();
 
     /// <summary>PEFT's <c>nn.Conv2d</c> branch.</summary>
     public static IA3Layer? Conv2dFactory(IA3LayerRequest q)
@@ -163,15 +153,15 @@ public class IA3Model : LayerInjectingTuner, IWeightedAdapterTuner
     /// <summary>
     /// PEFT <c>IA3Model.add_weighted_adapter</c>: a new adapter whose vector in each layer is Σ wᵢ·ia3_lᵢ over the
     /// given adapters present there; targets and feed-forward modules are the union (lists) or the alternation (regexes).
-    /// <paramref name="combinationType"/> must be "linear" (the only combination PEFT defines for IA3).
+    /// <paramref name="combinationType"/> must be <see cref="CombinationType.Linear"/> (the only combination PEFT defines for IA3).
     /// </summary>
-    public PeftConfig AddWeightedAdapter(IReadOnlyList<string> adapters, IReadOnlyList<double> weights, string adapterName, string combinationType)
+    public PeftConfig AddWeightedAdapter(IReadOnlyList<string> adapters, IReadOnlyList<double> weights, string adapterName, CombinationType combinationType)
     {
         ArgumentNullException.ThrowIfNull(adapters);
         ArgumentNullException.ThrowIfNull(weights);
         ArgumentException.ThrowIfNullOrEmpty(adapterName);
-        if (combinationType != "linear")
-            throw new ArgumentException($"(IA)³ adapters combine linearly only; combination_type \"{combinationType}\" is not supported (use \"linear\").", nameof(combinationType));
+        if (combinationType != CombinationType.Linear)
+            throw new ArgumentException($"(IA)³ adapters combine linearly only; CombinationType.{combinationType} is not supported (use CombinationType.Linear).", nameof(combinationType));
         if (PeftConfigs.ContainsKey(adapterName)) throw new ArgumentException($"Adapter '{adapterName}' already exists.", nameof(adapterName));
         if (adapters.Count == 0 || adapters.Count != weights.Count)
             throw new ArgumentException($"AddWeightedAdapter needs one weight per adapter (got {adapters.Count} adapters, {weights.Count} weights).");

@@ -56,9 +56,9 @@ public record LoraConfig : PeftConfig
     [JsonPropertyName("alpha_pattern")]
     public IReadOnlyDictionary<string, double> AlphaPattern { get; init; } = new Dictionary<string, double>();
 
-    /// <summary>HF <c>bias</c>: "none" (default), "all" (every bias trains and is saved) or "lora_only" (biases of adapted layers).</summary>
+    /// <summary>HF <c>bias</c>: <see cref="LoraBias.None"/> (default), <see cref="LoraBias.All"/> (every bias trains and is saved) or <see cref="LoraBias.LoraOnly"/> (biases of adapted layers); "none" / "all" / "lora_only" on disk.</summary>
     [JsonPropertyName("bias")]
-    public string Bias { get; init; } = "none";
+    public LoraBias Bias { get; init; } = LoraBias.None;
 
     /// <summary>HF <c>fan_in_fan_out</c>: the base weight is stored [in, out] (GPT-2 Conv1D; forced on there, with a warning).</summary>
     [JsonPropertyName("fan_in_fan_out")]
@@ -108,8 +108,8 @@ public record LoraConfig : PeftConfig
         AdapterLimits.Size(GetType().Name, "r", R, AdapterLimits.MaxRank);
         AdapterLimits.Alpha(GetType().Name, "lora_alpha", LoraAlpha);
         if (LoraDropout is < 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(LoraDropout), LoraDropout, $"LoraConfig.lora_dropout must be in [0, 1), got {LoraDropout}.");
-        if (Bias is not ("none" or "all" or "lora_only"))
-            throw new ArgumentException($"LoraConfig.bias must be \"none\", \"all\" or \"lora_only\", got \"{Bias}\".", nameof(Bias));
+        if (!Enum.IsDefined(Bias))
+            throw new ArgumentOutOfRangeException(nameof(Bias), Bias, $"LoraConfig.bias must be None, All or LoraOnly, got {(int)Bias}.");
         if (RankPattern is null || AlphaPattern is null)
             throw new ArgumentException("LoraConfig.rank_pattern and alpha_pattern must be objects ({} when unused), not null.", nameof(RankPattern));
         foreach (var (k, v) in RankPattern) AdapterLimits.Size(GetType().Name, $"rank_pattern[\"{k}\"]", v, AdapterLimits.MaxRank);

@@ -110,19 +110,16 @@ public class LoraModel : LayerInjectingTuner, IWeightedAdapterTuner
     protected override void MarkOnlyAdaptersTrainable(PeftConfig config)
     {
         var lora = (LoraConfig)config;
-        foreach (var (n, p) in Model.named_parameters())
-        {
-            if (!n.Contains(Prefix, StringComparison.Ordinal)) p.requires_grad = false;
-        }
+        FreezeAllButAdapters();
         switch (lora.Bias)
         {
-            case "all":
+            case LoraBias.All:
                 foreach (var (n, p) in Model.named_parameters())
                 {
                     if (n.Contains("bias", StringComparison.Ordinal)) p.requires_grad = true;
                 }
                 break;
-            case "lora_only":
+            case LoraBias.LoraOnly:
                 foreach (var (_, layer) in TunerLayers())
                 {
                     if (layer is LoraLayer { BaseBias: { } b }) b.requires_grad = true;
@@ -141,7 +138,7 @@ public class LoraModel : LayerInjectingTuner, IWeightedAdapterTuner
         var lora = (LoraConfig)config;
         foreach (var slot in base.AdapterSlots(adapterName, config)) yield return slot;
         var loraOnly = new HashSet<string>(StringComparer.Ordinal);
-        if (lora.Bias == "lora_only")
+        if (lora.Bias == LoraBias.LoraOnly)
         {
             foreach (var (path, layer) in TunerLayers())
             {
@@ -152,17 +149,17 @@ public class LoraModel : LayerInjectingTuner, IWeightedAdapterTuner
         {
             if (!n.EndsWith("bias", StringComparison.Ordinal) || n.Contains(Prefix, StringComparison.Ordinal)) continue;
             if (n.Contains(".modules_to_save.", StringComparison.Ordinal) || n.Contains(".original_module.", StringComparison.Ordinal)) continue;
-            bool save = lora.Bias == "all" || loraOnly.Contains(n);
+            bool save = lora.Bias == LoraBias.All || loraOnly.Contains(n);
             yield return new AdapterTensorSlot(StateDictRoot + n, p, Save: save, Required: false);
         }
     }
 
     /// <summary>
-    /// Builds adapter <paramref name="adapterName"/> from existing ones (PEFT <c>add_weighted_adapter</c>): "linear"
-    /// (same rank; A = Σ √w·s·A_i, B = Σ √w·B_i), "cat" (rank Σ r_i; A, B concatenated) or "svd" (rank max r_i; truncated
+    /// Builds adapter <paramref name="adapterName"/> from existing ones (PEFT <c>add_weighted_adapter</c>): Linear
+    /// (same rank; A = Σ √w·s·A_i, B = Σ √w·B_i), Cat (rank Σ r_i; A, B concatenated) or Svd (rank max r_i; truncated
     /// SVD of Σ w·ΔW_i). The new adapter has alpha = rank.
     /// </summary>
-    public virtual PeftConfig AddWeightedAdapter(IReadOnlyList<string> adapters, IReadOnlyList<double> weights, string adapterName, string combinationType)
+    public virtual PeftConfig AddWeightedAdapter(IReadOnlyList<string> adapters, IReadOnlyList<double> weights, string adapterName, CombinationType combinationType)
     {
         ArgumentNullException.ThrowIfNull(adapters);
         ArgumentNullException.ThrowIfNull(weights);
@@ -175,14 +172,14 @@ public class LoraModel : LayerInjectingTuner, IWeightedAdapterTuner
         var ranks = loras.Select(l => l.R).ToList();
         int newRank = combinationType switch
         {
-            "linear" when ranks.Distinct().Count() == 1 => ranks[0],
-            "linear" => throw new ArgumentException($"All adapters must have the same r for combination_type \"linear\" (got {string.Join(", ", ranks)})."),
-            "cat" => ranks.Sum(),
-            "svd" => ranks.Max(),
-            _ => throw new ArgumentException($"combination_type \"{combinationType}\" is not supported (linear, cat, svd)."),
+            CombinationType.Linear when ranks.Distinct().Count() == 1 => ranks[0],
+            CombinationType.Linear => throw new ArgumentException($"All adapters must have the same r for CombinationType.Linear (got {string.Join(", ", ranks)})."),
+            CombinationType.Cat => ranks.Sum(),
+            CombinationType.Svd => ranks.Max(),
+            _ => throw new ArgumentOutOfRangeException(nameof(combinationType), combinationType, "combination type is not supported (Linear, Cat, Svd)."),
         };
-        if (loras.Any(l => l.RankPattern.Count > 0 || l.AlphaPattern.Count > 0) && combinationType != "svd" && combinationType != "cat")
-            throw new ArgumentException("AddWeightedAdapter with rank_pattern / alpha_pattern needs combination_type \"cat\" or \"svd\".");
+        if (loras.Any(l => l.RankPattern.Count > 0 || l.AlphaPattern.Count > 0) && combinationType is not (CombinationType.Svd or CombinationType.Cat))
+            throw new ArgumentException("AddWeightedAdapter with rank_pattern / alpha_pattern needs CombinationType.Cat or CombinationType.Svd.");
         TargetModules targets;
         if (loras.All(l => l.TargetModules!.Names is not null))
             targets = TargetModules.FromNames(loras.SelectMany(l => l.TargetModules!.Names!).Distinct());
@@ -210,14 +207,14 @@ public class LoraModel : LayerInjectingTuner, IWeightedAdapterTuner
             if (present.Count == 0) continue;
             switch (combinationType)
             {
-                case "linear":
+                case CombinationType.Linear:
                     foreach (var (a, w) in present)
                     {
                         newA.add_(target.LoraA(a).weight * Math.Sqrt(w) * target.Scaling[a]);
                         newB.add_(target.LoraB(a).weight * Math.Sqrt(w));
                     }
                     break;
-                case "cat":
+                case CombinationType.Cat:
                 {
                     var catA = cat(present.Select(x => target.LoraA(x.a).weight * x.w * target.Scaling[x.a]).ToArray(), 0);
                     var catB = cat(present.Select(x => (Tensor)target.LoraB(x.a).weight).ToArray(), 1);
@@ -225,7 +222,7 @@ public class LoraModel : LayerInjectingTuner, IWeightedAdapterTuner
                     newB.narrow(1, 0, catB.shape[1]).copy_(catB);
                     break;
                 }
-                case "svd":
+                case CombinationType.Svd:
                 {
                     Tensor delta = zeros([target.OutFeatures, target.InFeatures], dtype: newA.dtype, device: newA.device);
                     foreach (var (a, w) in present)

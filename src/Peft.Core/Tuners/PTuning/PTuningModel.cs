@@ -17,7 +17,7 @@ public sealed class PTuningModel : VirtualTokenTuner<PromptEncoderConfig>
     /// <inheritdoc />
     protected override BasePromptEncoder CreateEncoder(PromptEncoderConfig config)
     {
-        if (!config.InferenceMode && config.EncoderReparameterizationType == "MLP" && config.EncoderNumLayers != 2)
+        if (!config.InferenceMode && config.EncoderReparameterizationType == PromptEncoderReparameterizationType.Mlp && config.EncoderNumLayers != 2)
             Warn($"for MLP, the argument `encoder_num_layers` is ignored. Exactly 2 MLP layers are used.");
         return new PromptEncoder(config, Pretrained.GetInputEmbeddings().weight!.device);
     }

@@ -26,7 +26,7 @@ public sealed class PromptEncoder : BasePromptEncoder
         embedding = nn.Embedding(config.TotalVirtualTokens, tokenDim, device: device);
         if (!config.InferenceMode)
         {
-            if (config.EncoderReparameterizationType == "LSTM")
+            if (config.EncoderReparameterizationType == PromptEncoderReparameterizationType.Lstm)
             {
                 lstm_head = nn.LSTM(tokenDim, hidden, numLayers: config.EncoderNumLayers, bidirectional: true, batchFirst: true,
                     dropout: config.EncoderDropout, device: device);

@@ -13,9 +13,9 @@ public sealed record PromptEncoderConfig : PromptLearningConfig
     [JsonIgnore]
     public override string PeftType => "P_TUNING";
 
-    /// <summary>HF <c>encoder_reparameterization_type</c>: "MLP" (default) or "LSTM".</summary>
+    /// <summary>HF <c>encoder_reparameterization_type</c>: <see cref="PromptEncoderReparameterizationType.Mlp"/> (default) or <see cref="PromptEncoderReparameterizationType.Lstm"/>.</summary>
     [JsonPropertyName("encoder_reparameterization_type")]
-    public string EncoderReparameterizationType { get; init; } = "MLP";
+    public PromptEncoderReparameterizationType EncoderReparameterizationType { get; init; } = PromptEncoderReparameterizationType.Mlp;
 
     /// <summary>HF <c>encoder_hidden_size</c>: the prompt encoder's hidden width (null = token_dim).</summary>
     [JsonPropertyName("encoder_hidden_size")]
@@ -33,8 +33,8 @@ public sealed record PromptEncoderConfig : PromptLearningConfig
     public override void Validate()
     {
         base.Validate();
-        if (EncoderReparameterizationType is not ("MLP" or "LSTM"))
-            throw new ArgumentException($"P_TUNING config: encoder_reparameterization_type must be \"MLP\" or \"LSTM\", got \"{EncoderReparameterizationType}\".", nameof(EncoderReparameterizationType));
+        if (!Enum.IsDefined(EncoderReparameterizationType))
+            throw new ArgumentOutOfRangeException(nameof(EncoderReparameterizationType), EncoderReparameterizationType, $"P_TUNING config: encoder_reparameterization_type must be Mlp or Lstm, got {(int)EncoderReparameterizationType}.");
         CheckPositive(EncoderHiddenSize, "encoder_hidden_size");
         AdapterLimits.Size("P_TUNING config", "encoder_num_layers", EncoderNumLayers, AdapterLimits.MaxLayers);
         if (EncoderHiddenSize is { } e)

@@ -11,24 +11,13 @@ namespace Peft.Core;
 /// </summary>
 public sealed record PromptTuningConfig : PromptLearningConfig
 {
-    /// <summary>PEFT's <c>prompt_tuning_init</c> values.</summary>
-    public static class Init
-    {
-        /// <summary>"RANDOM": N(0, 1) as <c>nn.Embedding</c> initialises.</summary>
-        public const string Random = "RANDOM";
-        /// <summary>"TEXT": the word embeddings of the tokenized init text, repeated or cut to the virtual token count.</summary>
-        public const string Text = "TEXT";
-        /// <summary>"SAMPLE_VOCAB": the word embeddings of uniformly drawn vocabulary ids.</summary>
-        public const string SampleVocab = "SAMPLE_VOCAB";
-    }
-
     /// <inheritdoc />
     [JsonIgnore]
     public override string PeftType => "PROMPT_TUNING";
 
-    /// <summary>HF <c>prompt_tuning_init</c>: "RANDOM" (default), "TEXT" or "SAMPLE_VOCAB" (see <see cref="Init"/>).</summary>
+    /// <summary>HF <c>prompt_tuning_init</c>: <see cref="Core.PromptTuningInit.Random"/> (default), <see cref="Core.PromptTuningInit.Text"/> or <see cref="Core.PromptTuningInit.SampleVocab"/>.</summary>
     [JsonPropertyName("prompt_tuning_init")]
-    public string PromptTuningInit { get; init; } = Init.Random;
+    public PromptTuningInit PromptTuningInit { get; init; } = PromptTuningInit.Random;
 
     /// <summary>HF <c>prompt_tuning_init_text</c>: the text whose token embeddings start the prompt (TEXT only).</summary>
     [JsonPropertyName("prompt_tuning_init_text")]
@@ -56,13 +45,13 @@ public sealed record PromptTuningConfig : PromptLearningConfig
     public override void Validate()
     {
         base.Validate();
-        if (PromptTuningInit is not (Init.Random or Init.Text or Init.SampleVocab))
-            throw new ArgumentException($"PROMPT_TUNING config: prompt_tuning_init must be \"RANDOM\", \"TEXT\" or \"SAMPLE_VOCAB\", got \"{PromptTuningInit}\".", nameof(PromptTuningInit));
-        if (PromptTuningInit == Init.Text && string.IsNullOrEmpty(TokenizerNameOrPath))
+        if (!Enum.IsDefined(PromptTuningInit))
+            throw new ArgumentOutOfRangeException(nameof(PromptTuningInit), PromptTuningInit, $"PROMPT_TUNING config: prompt_tuning_init must be Random, Text or SampleVocab, got {(int)PromptTuningInit}.");
+        if (PromptTuningInit == PromptTuningInit.Text && string.IsNullOrEmpty(TokenizerNameOrPath))
             throw new ArgumentException("PROMPT_TUNING config: prompt_tuning_init \"TEXT\" needs tokenizer_name_or_path (PEFT raises the same).", nameof(TokenizerNameOrPath));
-        if (PromptTuningInit == Init.Text && PromptTuningInitText is null)
+        if (PromptTuningInit == PromptTuningInit.Text && PromptTuningInitText is null)
             throw new ArgumentException("PROMPT_TUNING config: prompt_tuning_init \"TEXT\" needs prompt_tuning_init_text.", nameof(PromptTuningInitText));
-        if (PromptTuningInit != Init.Text && ExtensionData is not null && ExtensionData.TryGetValue("tokenizer_kwargs", out var kw) && !IsNullOrEmpty(kw))
+        if (PromptTuningInit != PromptTuningInit.Text && ExtensionData is not null && ExtensionData.TryGetValue("tokenizer_kwargs", out var kw) && !IsNullOrEmpty(kw))
             throw new ArgumentException("PROMPT_TUNING config: tokenizer_kwargs is only valid with prompt_tuning_init \"TEXT\".", "tokenizer_kwargs");
     }
 }

@@ -25,7 +25,7 @@ public sealed class PromptTuningModel : VirtualTokenTuner<PromptTuningConfig>
     /// <inheritdoc />
     protected override PeftConfig OnEncoderCreated(string adapterName, PromptTuningConfig config)
     {
-        if (!config.InferenceMode && config.PromptTuningInit == PromptTuningConfig.Init.Text && config.InitTokenizer is null)
+        if (!config.InferenceMode && config.PromptTuningInit == PromptTuningInit.Text && config.InitTokenizer is null)
             _awaitingWeights.Add(adapterName);
         return config;
     }
@@ -73,13 +73,13 @@ public sealed class PromptTuningModel : VirtualTokenTuner<PromptTuningConfig>
         int total = config.TotalVirtualTokens;
         switch (config.PromptTuningInit)
         {
-            case PromptTuningConfig.Init.SampleVocab:
+            case PromptTuningInit.SampleVocab:
             {
                 long vocab = Pretrained.GetInputEmbeddings().weight!.shape[0];
                 using var ids = randint(0, vocab, [total], dtype: ScalarType.Int64);
                 return ids.data<long>().ToArray();
             }
-            case PromptTuningConfig.Init.Text:
+            case PromptTuningInit.Text:
             {
                 if (config.InitTokenizer is not { } tokenizer) return null;   // random until weights are loaded, see _awaitingWeights
                 var ids = tokenizer(config.PromptTuningInitText!);

@@ -5,6 +5,7 @@ using Peft.Core.IO;
 using Peft.Core.Safetensors;
 using TorchSharp;
 using static TorchSharp.torch;
+using Peft.Transformers.Optimization;
 
 namespace Peft.Transformers;
 

@@ -2,7 +2,7 @@ using System.Text.Json.Nodes;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Peft.Transformers;
+namespace Peft.Transformers.Optimization;
 
 /// <summary>
 /// AdamW with decoupled weight decay, operation for operation as torch 2.11's single-tensor

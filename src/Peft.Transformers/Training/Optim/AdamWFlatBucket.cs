@@ -3,7 +3,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Peft.Transformers;
+namespace Peft.Transformers.Optimization;
 
 /// <summary>
 /// The multi-tensor form of <see cref="AdamW"/> for the parameters of one group that share a dtype and device

@@ -2,7 +2,7 @@ using System.Text.RegularExpressions;
 using TorchSharp;
 using TorchSharp.Modules;
 
-namespace Peft.Transformers;
+namespace Peft.Transformers.Optimization;
 
 /// <summary>
 /// Which trainable parameters get weight decay (HF <c>Trainer.get_decay_parameter_names</c>): not biases and not

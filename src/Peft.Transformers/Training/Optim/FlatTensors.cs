@@ -1,7 +1,7 @@
 using Peft.Core.Distributed.Nccl;
 using static TorchSharp.torch;
 
-namespace Peft.Transformers;
+namespace Peft.Transformers.Optimization;
 
 /// <summary>
 /// Flat (one-buffer) views over lists of tensors, for the multi-tensor optimizer and clipping paths: TorchSharp 0.107

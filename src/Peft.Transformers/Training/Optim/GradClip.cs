@@ -1,7 +1,7 @@
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Peft.Transformers;
+namespace Peft.Transformers.Optimization;
 
 /// <summary>Gradient clipping as torch's <c>clip_grad_norm_</c>, returning the norm before clipping.</summary>
 public static class GradClip

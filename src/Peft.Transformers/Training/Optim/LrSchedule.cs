@@ -1,4 +1,4 @@
-namespace Peft.Transformers;
+namespace Peft.Transformers.Optimization;
 
 /// <summary>
 /// A learning-rate schedule as transformers builds it (<c>get_scheduler</c> → torch <c>LambdaLR</c>): the lr of step

@@ -1,6 +1,6 @@
 using TorchSharp.Modules;
 
-namespace Peft.Transformers;
+namespace Peft.Transformers.Optimization;
 
 /// <summary>
 /// Parameters that share optimizer settings (torch <c>param_groups</c> entry). The Trainer builds two, as HF's

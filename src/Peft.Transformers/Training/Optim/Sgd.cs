@@ -1,7 +1,7 @@
 using System.Text.Json.Nodes;
 using static TorchSharp.torch;
 
-namespace Peft.Transformers;
+namespace Peft.Transformers.Optimization;
 
 /// <summary>
 /// Plain SGD as torch's <c>torch.optim.SGD</c> without momentum (HF <c>optim="sgd"</c>): weight decay is coupled

@@ -2,7 +2,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Peft.Transformers;
+namespace Peft.Transformers.Optimization;
 
 /// <summary>
 /// The parameters the optimizer updates. In full precision they are the model's own trainable parameters. In

@@ -4,7 +4,7 @@ using Peft.Core.Safetensors;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Peft.Transformers;
+namespace Peft.Transformers.Optimization;
 
 /// <summary>
 /// An optimizer whose whole state is tensors and numbers, so a checkpoint stores it as safetensors + JSON (no pickle):

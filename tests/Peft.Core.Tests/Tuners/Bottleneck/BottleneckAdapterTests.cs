@@ -33,22 +33,22 @@ public class BottleneckAdapterTests
         var x = TinyMlp.Input();
         var baseOut = model.forward(x).detach().clone();
         var pm = PeftModel.GetPeftModel(model, Config(name));
-        TensorAssert.Close(baseOut, pm.Forward(x), 0, what: $"{name}: zero up-projection is the identity");
+        TensorAssert.Close(baseOut, pm.ForwardTensor(x), 0, what: $"{name}: zero up-projection is the identity");
         Assert.All(pm.named_parameters().Where(p => p.name.Contains("adapter_up")), p => Assert.True(p.parameter.eq(0).all().item<bool>(), p.name));
         Assert.Contains(pm.named_parameters(), p => p.name.Contains("adapter_down") && !p.parameter.eq(0).all().item<bool>());
 
         var other = PeftModel.GetPeftModel(new TinyMlp(), Random(name));
-        var adapted = other.Forward(x);
+        var adapted = other.ForwardTensor(x);
         var plain = BaseOutput(other, x);
         Assert.False(plain.allclose(adapted, atol: 1e-4), $"{name}: a random adapter changes the output");
-        using (other.DisableAdapter()) TensorAssert.Close(plain, other.Forward(x), 1e-6, what: "disabled");
-        TensorAssert.Close(adapted, other.Forward(x), 1e-6, what: "re-enabled");
+        using (other.DisableAdapter()) TensorAssert.Close(plain, other.ForwardTensor(x), 1e-6, what: "disabled");
+        TensorAssert.Close(adapted, other.ForwardTensor(x), 1e-6, what: "re-enabled");
     }
 
     private static Tensor BaseOutput(PeftModel pm, Tensor x)
     {
         using var _ = pm.DisableAdapter();
-        return pm.Forward(x);
+        return pm.ForwardTensor(x);
     }
 
     [Fact]
@@ -77,7 +77,7 @@ public class BottleneckAdapterTests
         var fresh = TinyMlp.CopyOf(model);
         var x = TinyMlp.Input();
         var pm = PeftModel.GetPeftModel(model, Random(name));
-        var adapted = pm.Forward(x);
+        var adapted = pm.ForwardTensor(x);
         pm.SavePretrained(dir.Path);
 
         var cfg = PeftConfig.FromPretrained(dir.Path);
@@ -97,7 +97,7 @@ public class BottleneckAdapterTests
         }
 
         var loaded = PeftModel.FromPretrained(fresh, dir.Path);
-        TensorAssert.Close(adapted, loaded.Forward(x), 1e-6, what: $"{name} reloaded");
+        TensorAssert.Close(adapted, loaded.ForwardTensor(x), 1e-6, what: $"{name} reloaded");
         Assert.Equal(0, loaded.GetNbTrainableParameters().trainable);
         var original = pm.Tuner.GetAdapterStateDict("default");
         var again = loaded.Tuner.GetAdapterStateDict("default");
@@ -133,7 +133,7 @@ public class BottleneckAdapterTests
         Assert.Contains("BOTTLENECK", ex.Message);
         Assert.Contains("cannot be merged", ex.Message);
         Assert.Throws<NotSupportedException>(() => pm.MergeAdapter());
-        Assert.False(baseOut.allclose(pm.Forward(x), atol: 1e-4), "still adapted after the refused merge");
+        Assert.False(baseOut.allclose(pm.ForwardTensor(x), atol: 1e-4), "still adapted after the refused merge");
         var unloaded = (nn.Module<Tensor, Tensor>)pm.Unload();
         Assert.DoesNotContain(unloaded.named_parameters(), p => p.name.Contains("adapter_") || p.name.Contains("base_layer"));
         TensorAssert.Close(baseOut, unloaded.forward(x), 1e-6, what: "unloaded");
@@ -145,19 +145,19 @@ public class BottleneckAdapterTests
         using var scope = NewDisposeScope();
         var x = TinyMlp.Input();
         var pm = PeftModel.GetPeftModel(new TinyMlp(), Random("linear"));
-        var first = pm.Forward(x);
+        var first = pm.ForwardTensor(x);
         pm.AddAdapter("second", Random("linear") with { ReductionFactor = 8 });
         Assert.All(pm.named_parameters().Where(p => p.name.Contains(".second.")), p => Assert.False(p.parameter.requires_grad, p.name));
         pm.SetAdapter("second");
-        var second = pm.Forward(x);
+        var second = pm.ForwardTensor(x);
         Assert.False(first.allclose(second, atol: 1e-4));
         pm.Tuner.SetAdapter(["default", "second"]);
-        var both = pm.Forward(x);
+        var both = pm.ForwardTensor(x);
         Assert.False(both.allclose(first, atol: 1e-4) || both.allclose(second, atol: 1e-4), "both active stack");
         pm.SetAdapter("default");
         pm.DeleteAdapter("second");
         Assert.DoesNotContain(pm.named_parameters(), p => p.name.Contains(".second."));
-        TensorAssert.Close(first, pm.Forward(x), 1e-6, what: "default after delete");
+        TensorAssert.Close(first, pm.ForwardTensor(x), 1e-6, what: "default after delete");
     }
 
     [Fact]
@@ -173,7 +173,7 @@ public class BottleneckAdapterTests
         for (int i = 0; i < 10; i++)
         {
             using var step = NewDisposeScope();
-            var loss = nn.functional.cross_entropy(pm.Forward(x).reshape(10, TinyMlp.Classes), target);
+            var loss = nn.functional.cross_entropy(pm.ForwardTensor(x).reshape(10, TinyMlp.Classes), target);
             losses.Add(loss.item<float>());
             opt.zero_grad();
             loss.backward();
@@ -231,7 +231,7 @@ public class BottleneckLeakTests
         LeakCheck.AssertNoGrowth(() =>
         {
             using var scope = NewDisposeScope();
-            pm.Forward(x).sum().backward();
+            pm.ForwardTensor(x).sum().backward();
             foreach (var p in pm.parameters()) p.grad?.zero_();
         }, 20, what: "bottleneck forward/backward");
     }

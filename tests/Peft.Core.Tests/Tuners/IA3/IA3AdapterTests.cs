@@ -25,11 +25,11 @@ public class IA3AdapterTests
         }
         var x = TinyMlp.Input();
         pm.Tuner.SetAdapter(["a", "b"]);
-        var both = pm.Forward(x);
+        var both = pm.ForwardTensor(x);
         pm.SetAdapter("prod");
-        TensorAssert.Close(pm.Forward(x), both, 1e-5, what: "a and b active == one adapter with ia3_l_a · ia3_l_b");
+        TensorAssert.Close(pm.ForwardTensor(x), both, 1e-5, what: "a and b active == one adapter with ia3_l_a · ia3_l_b");
         pm.SetAdapter("a");
-        Assert.False(pm.Forward(x).allclose(both, atol: 1e-4), "a alone differs");
+        Assert.False(pm.ForwardTensor(x).allclose(both, atol: 1e-4), "a alone differs");
     }
 
     [Fact]
@@ -41,15 +41,15 @@ public class IA3AdapterTests
         Assert.All(pm.named_parameters().Where(p => p.name.Contains(".second")), p => Assert.False(p.parameter.requires_grad, p.name));
         Assert.All(pm.named_parameters().Where(p => p.name.Contains("ia3_l.default")), p => Assert.True(p.parameter.requires_grad, p.name));
         var x = TinyMlp.Input();
-        var first = pm.Forward(x);
+        var first = pm.ForwardTensor(x);
         pm.SetAdapter("second");
-        var second = pm.Forward(x);
+        var second = pm.ForwardTensor(x);
         Assert.False(first.allclose(second, atol: 1e-4));
         Assert.All(pm.named_parameters().Where(p => p.name.Contains(".second")), p => Assert.True(p.parameter.requires_grad, p.name));
         pm.SetAdapter("default");
         pm.DeleteAdapter("second");
         Assert.DoesNotContain(pm.named_parameters(), p => p.name.Contains(".second"));
-        TensorAssert.Close(first, pm.Forward(x), 1e-6, what: "default after deleting second");
+        TensorAssert.Close(first, pm.ForwardTensor(x), 1e-6, what: "default after deleting second");
     }
 
     [Fact]
@@ -58,14 +58,14 @@ public class IA3AdapterTests
         using var scope = NewDisposeScope();
         var pm = PeftModel.GetPeftModel(new TinyMlp(), Config, "a");
         pm.AddAdapter("b", Config);
-        pm.AddWeightedAdapter(["a", "b"], [0.25, 0.75], "mix", "linear");
+        pm.AddWeightedAdapter(["a", "b"], [0.25, 0.75], "mix", CombinationType.Linear);
         Assert.DoesNotContain(pm.named_parameters(), p => p.name.Contains(".mix") && p.parameter.requires_grad);
         foreach (var (_, layer) in pm.Tuner.TunerLayers())
         {
             var l = (IA3Layer)layer;
             TensorAssert.Close(l.Vector("a") * 0.25 + l.Vector("b") * 0.75, l.Vector("mix"), 1e-6, what: "mix vector");
         }
-        Assert.Throws<ArgumentException>(() => pm.AddWeightedAdapter(["a", "b"], [0.5, 0.5], "svd", "svd"));
+        Assert.Throws<ArgumentException>(() => pm.AddWeightedAdapter(["a", "b"], [0.5, 0.5], "svd", CombinationType.Svd));
     }
 
     [Fact]
@@ -117,9 +117,9 @@ public class IA3AdapterTests
         model.to(float64);
         var pm = PeftModel.GetPeftModel(model, Config);
         Assert.All(pm.named_parameters().Where(p => p.name.Contains("ia3_l")), p => Assert.Equal(float64, p.parameter.dtype));
-        Assert.Equal(float64, pm.Forward(TinyMlp.Input()).dtype);
+        Assert.Equal(float64, pm.ForwardTensor(TinyMlp.Input()).dtype);
         pm.MergeAdapter();
-        Assert.Equal(float64, pm.Forward(TinyMlp.Input()).dtype);
+        Assert.Equal(float64, pm.ForwardTensor(TinyMlp.Input()).dtype);
     }
 
     [Fact]
@@ -138,7 +138,7 @@ public class IA3AdapterTests
     {
         using var scope = NewDisposeScope();
         var pm = PeftModel.GetPeftModel(new TinyMlp(), Config);
-        var ex = Assert.Throws<NotSupportedException>(() => pm.Forward(TinyMlp.Input(), ["default", "__base__"]));
+        var ex = Assert.Throws<NotSupportedException>(() => pm.ForwardTensor(TinyMlp.Input(), ["default", "__base__"]));
         Assert.Contains("IA3Linear", ex.Message);
     }
 }
@@ -157,7 +157,7 @@ public class IA3LeakTests
         LeakCheck.AssertNoGrowth(() =>
         {
             using var scope = NewDisposeScope();
-            pm.Forward(x);
+            pm.ForwardTensor(x);
         }, 20, what: name);
         LeakCheck.AssertNoGrowth(() =>
         {

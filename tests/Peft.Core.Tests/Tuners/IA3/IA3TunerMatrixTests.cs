@@ -45,7 +45,7 @@ public class IA3TunerMatrixTests
 
     internal static Tensor Input(string name) => name.StartsWith("conv2d", StringComparison.Ordinal) ? TinyConvNet.Input() : TinyMlp.Input();
 
-    private static Tensor Run(PeftModel pm, Tensor x) => pm.Forward(x);
+    private static Tensor Run(PeftModel pm, Tensor x) => pm.ForwardTensor(x);
 
     [Theory]
     [MemberData(nameof(Cases))]
@@ -146,7 +146,7 @@ public class IA3TunerMatrixTests
         pm.train();
         var before = pm.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().clone());
         var opt = optim.SGD(pm.parameters().Where(p => p.requires_grad), 0.1);
-        var loss = pm.Forward(TinyMlp.Input()).pow(2).mean();
+        var loss = pm.ForwardTensor(TinyMlp.Input()).pow(2).mean();
         loss.backward();
         opt.step();
         foreach (var (k, v) in pm.state_dict())

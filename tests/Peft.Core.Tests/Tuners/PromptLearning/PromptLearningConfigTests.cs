@@ -10,7 +10,7 @@ public class PromptLearningConfigTests
     [Fact]
     public void Json_has_peft_keys_and_round_trips()
     {
-        var config = new PromptTuningConfig { TaskType = TaskType.CausalLM, NumVirtualTokens = 7, PromptTuningInit = "TEXT", PromptTuningInitText = "hi", TokenizerNameOrPath = "tok" };
+        var config = new PromptTuningConfig { TaskType = TaskType.CausalLM, NumVirtualTokens = 7, PromptTuningInit = PromptTuningInit.Text, PromptTuningInitText = "hi", TokenizerNameOrPath = "tok" };
         var json = JsonNode.Parse(config.ToJson())!.AsObject();
         foreach (var key in new[] { "num_virtual_tokens", "token_dim", "num_transformer_submodules", "num_attention_heads", "num_layers", "modules_to_save",
                      "prompt_tuning_init", "prompt_tuning_init_text", "tokenizer_name_or_path", "tokenizer_kwargs", "auto_mapping", "task_type", "inference_mode" })
@@ -18,13 +18,14 @@ public class PromptLearningConfigTests
         Assert.Equal("PROMPT_TUNING", json["peft_type"]!.GetValue<string>());
         var back = Assert.IsType<PromptTuningConfig>(PeftConfig.FromJson(config.ToJson()));
         Assert.Equal(7, back.NumVirtualTokens);
-        Assert.Equal("TEXT", back.PromptTuningInit);
+        Assert.Equal("TEXT", json["prompt_tuning_init"]!.GetValue<string>());
+        Assert.Equal(PromptTuningInit.Text, back.PromptTuningInit);
 
         var prefix = Assert.IsType<PrefixTuningConfig>(PeftConfig.FromJson(new PrefixTuningConfig { TaskType = TaskType.CausalLM, NumVirtualTokens = 2, PrefixProjection = true, InitWeights = "zero" }.ToJson()));
         Assert.True(prefix.PrefixProjection);
         Assert.Equal("zero", prefix.InitWeights);
-        var ptuning = Assert.IsType<PromptEncoderConfig>(PeftConfig.FromJson(new PromptEncoderConfig { TaskType = TaskType.SeqCls, NumVirtualTokens = 2, EncoderReparameterizationType = "LSTM" }.ToJson()));
-        Assert.Equal("LSTM", ptuning.EncoderReparameterizationType);
+        var ptuning = Assert.IsType<PromptEncoderConfig>(PeftConfig.FromJson(new PromptEncoderConfig { TaskType = TaskType.SeqCls, NumVirtualTokens = 2, EncoderReparameterizationType = PromptEncoderReparameterizationType.Lstm }.ToJson()));
+        Assert.Equal(PromptEncoderReparameterizationType.Lstm, ptuning.EncoderReparameterizationType);
         Assert.Equal(2, ptuning.EncoderNumLayers);
         Assert.True(ptuning.IsPromptLearning);
     }

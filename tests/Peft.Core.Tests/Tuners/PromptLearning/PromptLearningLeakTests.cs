@@ -14,7 +14,7 @@ public class PromptLearningLeakTests
     {
         "prompt" => new PromptTuningConfig { TaskType = TaskType.CausalLM, NumVirtualTokens = 2 },
         "p-mlp" => new PromptEncoderConfig { TaskType = TaskType.CausalLM, NumVirtualTokens = 2 },
-        "p-lstm" => new PromptEncoderConfig { TaskType = TaskType.CausalLM, NumVirtualTokens = 2, EncoderReparameterizationType = "LSTM" },
+        "p-lstm" => new PromptEncoderConfig { TaskType = TaskType.CausalLM, NumVirtualTokens = 2, EncoderReparameterizationType = PromptEncoderReparameterizationType.Lstm },
         "prefix" => new PrefixTuningConfig { TaskType = TaskType.CausalLM, NumVirtualTokens = 2 },
         _ => new PrefixTuningConfig { TaskType = TaskType.CausalLM, NumVirtualTokens = 2, PrefixProjection = true },
     };

@@ -109,7 +109,7 @@ public class PromptLearningTunerTests
         Assert.Equal(["prompt_encoder.default.embedding.weight", "prompt_encoder.default.mlp_head.0.weight", "prompt_encoder.default.mlp_head.0.bias",
             "prompt_encoder.default.mlp_head.2.weight", "prompt_encoder.default.mlp_head.2.bias", "prompt_encoder.default.mlp_head.4.weight", "prompt_encoder.default.mlp_head.4.bias"],
             Names(new PromptEncoderConfig { TaskType = TaskType.CausalLM, NumVirtualTokens = 2 }));
-        var lstm = Names(new PromptEncoderConfig { TaskType = TaskType.CausalLM, NumVirtualTokens = 2, EncoderReparameterizationType = "LSTM", EncoderNumLayers = 1 });
+        var lstm = Names(new PromptEncoderConfig { TaskType = TaskType.CausalLM, NumVirtualTokens = 2, EncoderReparameterizationType = PromptEncoderReparameterizationType.Lstm, EncoderNumLayers = 1 });
         Assert.Contains("prompt_encoder.default.lstm_head.weight_ih_l0", lstm);
         Assert.Contains("prompt_encoder.default.lstm_head.weight_hh_l0_reverse", lstm);
         Assert.Contains("prompt_encoder.default.mlp_head.2.bias", lstm);

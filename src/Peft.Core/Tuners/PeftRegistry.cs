@@ -1,9 +1,8 @@
 using System.Collections.Concurrent;
 using Microsoft.Extensions.Logging;
-using Peft.Core.Tuners;
 using TorchSharp;
 
-namespace Peft.Core;
+namespace Peft.Core.Tuners;
 
 /// <summary>
 /// The PEFT methods known to this library, keyed by <c>peft_type</c> (PEFT <c>PEFT_TYPE_TO_CONFIG_MAPPING</c> and
