@@ -103,6 +103,22 @@ public sealed class SafePathTests
         Assert.Contains("model.safetensors.index.json", e.Message);
     }
 
+    [Theory]
+    [InlineData("model.safetensors")]
+    [InlineData("model.safetensors.index.json")]
+    public void Model_weights_linked_from_outside_the_folder_are_refused_before_reading(string file)
+    {
+        using var dir = new TempDir();
+        using var outside = new TempDir();
+        var target = outside.File(file);
+        if (file.EndsWith(".json", StringComparison.Ordinal)) File.WriteAllText(target, "{\"weight_map\": {}}");
+        else SafetensorsIO.SaveFile(new Dictionary<string, TorchSharp.torch.Tensor>(StringComparer.Ordinal), target);
+        File.CreateSymbolicLink(dir.File(file), target);
+        var e = Assert.Throws<ArgumentException>(() => SafetensorsCheckpoint.OpenFolder(dir.Path));
+        Assert.Contains(file, e.Message);
+        Assert.Contains("outside", e.Message);
+    }
+
     [Fact]
     public void A_safetensors_header_over_100_MB_is_refused_before_reading_it()
     {
