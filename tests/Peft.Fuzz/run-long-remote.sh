@@ -8,7 +8,7 @@
 #
 # Env (prepare): NO_RUNTIME=1 skips packing the .NET runtime (26 MB) when the same device call carries .gpu/ from
 # bench/run-gpu.sh prepare: run then uses .gpu/dotnet.tar.xz and this folder adds about 6 MB.
-# Env (run): INPUTS (100000 per format), BUDGET_S (510: seconds per process), SHARDS (processes per format, default
+# Env (run): TORCH_LIB (libtorch folder; default the Python torch package's), INPUTS (100000 per format), BUDGET_S (510: seconds per process), SHARDS (processes per format, default
 # cores / 8: shard k uses seed SEED+k and INPUTS/SHARDS inputs, so the shards' inputs differ), SEED (16), FORMATS.
 # Prints one JSON object per format (inputs, accepted, rejected, crashes summed over shards) and the total; crashing
 # inputs (and their errors) go to $OUT/fuzz-crashes/seed-<seed>/ ($OUT: the folder that comes back; else /tmp).
@@ -34,7 +34,9 @@ run)
   RT=$G/dotnet.tar.xz; [ -f "$RT" ] || RT=$ROOT/.gpu/dotnet.tar.xz   # NO_RUNTIME=1: the runtime bench/run-gpu.sh packed
   dn=$(mktemp -d) && tar -xJf "$RT" -C "$dn"
   export DOTNET_ROOT=$dn PATH=$dn:$PATH PEFT_SHARED_DIR=$G/shared
-  export LD_LIBRARY_PATH=$(python3 -c "import torch,os;print(os.path.dirname(torch.__file__))")/lib:${LD_LIBRARY_PATH:-}
+  # TORCH_LIB: a folder with libtorch*.so (default: the Python torch package's lib/)
+  TORCH_LIB=${TORCH_LIB:-$(python3 -c "import torch,os;print(os.path.dirname(torch.__file__))")/lib}
+  export LD_LIBRARY_PATH=$TORCH_LIB:${LD_LIBRARY_PATH:-}
   export LIBTORCHSHARP=$G/app/runtimes/linux-x64/native/libLibTorchSharp.so
   export OMP_NUM_THREADS=1 CUDA_VISIBLE_DEVICES=""
   RES=/tmp/fuzz-long; [ -d "${OUT:-}" ] && RES=$OUT
