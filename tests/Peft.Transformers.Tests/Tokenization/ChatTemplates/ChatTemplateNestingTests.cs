@@ -5,7 +5,8 @@ using Peft.Transformers.Tokenization.ChatTemplates;
 namespace Peft.Transformers.Tests.Tokenization.ChatTemplates;
 
 /// <summary>
-/// A chat template comes from a downloaded tokenizer_config.json / chat_template.jinja: one nested deeper than the stack
+/// A chat template comes from a downloaded tokenizer_config.json / chat_template.jinja: a repetition past 2^26 items
+/// fails with <see cref="TemplateException"/> instead of allocating without bound, and one nested deeper than the stack
 /// (or building such a value) fails with <see cref="TemplateException"/> instead of a stack overflow that .NET cannot
 /// catch (the process would end); jinja2 raises RecursionError for the same templates. Run on a thread-pool thread,
 /// whose stack (1.5 MB) is the smallest a caller is likely to use.
@@ -50,5 +51,17 @@ public sealed class ChatTemplateNestingTests
         File.WriteAllText(tmp.File("tokenizer_config.json"), cfg.ToJsonString());
         var e = Assert.Throws<InvalidDataException>(() => AutoTokenizer.FromPretrained(tmp.Path).ChatTemplates);
         Assert.Contains("tokenizer_config.json", e.Message);
+    }
+
+    [Theory]
+    [InlineData("{{ 'ab' * 10000000000 }}")]
+    [InlineData("{{ 4294967297 * 'a' }}")]
+    [InlineData("{{ '' * 1000000000000 }}")]
+    [InlineData("{{ [1, 2] * 100000000 }}")]
+    public void Repeating_a_string_or_list_past_the_limit_fails_with_a_template_error(string template)
+    {
+        var e = Assert.Throws<TemplateException>(() => ChatTemplate.Parse(template).Render(new Dictionary<string, JsonNode?>(StringComparer.Ordinal)));
+        Assert.Contains("would exceed", e.Message);
+        Assert.Equal("ababab", ChatTemplate.Parse("{{ 'ab' * 3 }}").Render(new Dictionary<string, JsonNode?>(StringComparer.Ordinal)));
     }
 }
