@@ -7,7 +7,7 @@
 #   tests/Peft.Fuzz/run-long-remote.sh run       # there, in ONE device call with carry [".devrun/fuzz"]
 #
 # Env (prepare): NO_RUNTIME=1 skips packing the .NET runtime (26 MB) when the same device call carries .gpu/ from
-# bench/run-gpu.sh prepare: run then uses .gpu/dotnet.tar.xz and this folder adds about 6 MB.
+# bench/run-gpu.sh prepare: run then uses .gpu/dotnet.tar.xz and this folder adds about 5 MB (31 MB with the runtime).
 # Env (run): TORCH_LIB (libtorch folder; default the Python torch package's), INPUTS (100000 per format), BUDGET_S (510: seconds per process), SHARDS (processes per format, default
 # cores / 8: shard k uses seed SEED+k and INPUTS/SHARDS inputs, so the shards' inputs differ), SEED (16), FORMATS.
 # Prints one JSON object per format (inputs, accepted, rejected, crashes summed over shards) and the total; crashing
@@ -23,6 +23,7 @@ prepare)
   # the test SDK's code-coverage tooling, satellite resources and other OSes are not needed to run the console entry
   ( cd "$G/app" && rm -rf runtimes/{osx*,win*} Regressions CodeCoverage alpine macos ubuntu x64 x86 arm64 \
       cs de es fr it ja ko pl pt-BR ru tr zh-Hans zh-Hant ./*.xml Microsoft.CodeCoverage.* )
+  tar -cJf "$G/app.tar.xz" -C "$G" app && rm -rf "$G/app"   # 15 MB -> 4 MB
   [ "${NO_RUNTIME:-0}" = 1 ] || tar -cJf "$G/dotnet.tar.xz" -C /usr/share/dotnet dotnet host/fxr shared/Microsoft.NETCore.App
   SHARED=${PEFT_SHARED_DIR:-$ROOT/../shared}
   cp "$SHARED/fixtures/README.md" "$G/shared/fixtures/"
@@ -32,12 +33,12 @@ run)
   INPUTS=${INPUTS:-100000} BUDGET_S=${BUDGET_S:-510} SEED=${SEED:-16} FORMATS=${FORMATS:-$ALL_FORMATS}
   SHARDS=${SHARDS:-$(( $(nproc) / 8 > 0 ? $(nproc) / 8 : 1 ))}
   RT=$G/dotnet.tar.xz; [ -f "$RT" ] || RT=$ROOT/.gpu/dotnet.tar.xz   # NO_RUNTIME=1: the runtime bench/run-gpu.sh packed
-  dn=$(mktemp -d) && tar -xJf "$RT" -C "$dn"
+  dn=$(mktemp -d) && trap 'rm -rf "$dn"' EXIT && tar -xJf "$RT" -C "$dn" && tar -xJf "$G/app.tar.xz" -C "$dn"
   export DOTNET_ROOT=$dn PATH=$dn:$PATH PEFT_SHARED_DIR=$G/shared
   # TORCH_LIB: a folder with libtorch*.so (default: the Python torch package's lib/)
   TORCH_LIB=${TORCH_LIB:-$(python3 -c "import torch,os;print(os.path.dirname(torch.__file__))")/lib}
   export LD_LIBRARY_PATH=$TORCH_LIB:${LD_LIBRARY_PATH:-}
-  export LIBTORCHSHARP=$G/app/runtimes/linux-x64/native/libLibTorchSharp.so
+  export LIBTORCHSHARP=$dn/app/runtimes/linux-x64/native/libLibTorchSharp.so
   export OMP_NUM_THREADS=1 CUDA_VISIBLE_DEVICES=""
   RES=/tmp/fuzz-long; [ -d "${OUT:-}" ] && RES=$OUT
   mkdir -p "$RES/fuzz-lines" "$RES/fuzz-crashes"
@@ -46,7 +47,7 @@ run)
   for f in $FORMATS; do
     for k in $(seq 0 $((SHARDS - 1))); do
       s=$((SEED + k))
-      dotnet "$G/app/Peft.Fuzz.dll" --inputs $(( (INPUTS + SHARDS - 1) / SHARDS )) --seed "$s" --format "checkpoint-$f" \
+      dotnet "$dn/app/Peft.Fuzz.dll" --inputs $(( (INPUTS + SHARDS - 1) / SHARDS )) --seed "$s" --format "checkpoint-$f" \
         --seconds "$BUDGET_S" --json --out "$RES/fuzz-crashes/seed-$s" \
         > "$RES/fuzz-lines/$f-$s.jsonl" 2> "$RES/fuzz-lines/$f-$s.stderr.txt" &
       pids+=($!)
