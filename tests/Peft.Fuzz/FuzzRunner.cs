@@ -47,7 +47,11 @@ public static class FuzzRunner
     /// The fuzz process works on tiny tensors: one intra-op thread. With torch's default pool (a thread per core) one
     /// tiny training step took 300 ms instead of 6 ms on a loaded 2-core machine (threads spinning for one another).
     /// </summary>
-    static FuzzRunner() => TorchSharp.torch.set_num_threads(1);
+    static FuzzRunner()
+    {
+        TorchSharp.torch.set_num_threads(1);
+        RemoveStaleScratch();
+    }
 
     /// <summary>
     /// Where inputs are written: a memory file system (<c>/dev/shm</c>) when there is one, else the temp folder. Inputs
@@ -151,6 +155,47 @@ public static class FuzzRunner
             var baseName = Path.Combine(outDir, $"{f.Format}-{f.Index}");
             File.WriteAllBytes(baseName + ".bin", f.Input);
             File.WriteAllText(baseName + ".txt", f.What);
+        }
+    }
+
+    /// <summary>
+    /// Deletes the <c>peft-fuzz-*-&lt;pid&gt;*</c> folders of fuzz processes that are gone: the test host is ended
+    /// without running exit handlers, so the seed checkpoint and resume folders of a <c>dotnet test</c> run would
+    /// otherwise stay in /dev/shm (memory) or the temp folder.
+    /// </summary>
+    private static void RemoveStaleScratch()
+    {
+        foreach (var root in new[] { ScratchRoot, Path.GetTempPath() }.Distinct(StringComparer.Ordinal))
+        {
+            IEnumerable<string> dirs;
+            try { dirs = Directory.EnumerateDirectories(root, "peft-fuzz-*").ToList(); }
+            catch (IOException) { continue; }
+            catch (UnauthorizedAccessException) { continue; }
+            foreach (var dir in dirs)
+            {
+                var pidPart = Path.GetFileName(dir).Split('-').FirstOrDefault(p => p.Length > 0 && p.All(char.IsAsciiDigit));
+                if (pidPart is null || !int.TryParse(pidPart, out int pid) || pid == Environment.ProcessId || IsRunning(pid)) continue;
+                try { Directory.Delete(dir, recursive: true); }
+                catch (IOException) { }
+                catch (UnauthorizedAccessException) { }
+            }
+        }
+    }
+
+    private static bool IsRunning(int pid)
+    {
+        try
+        {
+            using var p = Process.GetProcessById(pid);
+            return !p.HasExited;
+        }
+        catch (ArgumentException)
+        {
+            return false;
+        }
+        catch (InvalidOperationException)
+        {
+            return false;
         }
     }
 

@@ -63,6 +63,11 @@ public sealed class SafePathTests
         var e = Assert.Throws<ArgumentException>(() => pm.AddAdapter(name, new LoraConfig { R = 2, TargetModules = ["lin0"] }));
         Assert.Contains("Adapter name", e.Message);
         Assert.Throws<ArgumentException>(() => PeftModel.GetPeftModel(new TinyMlp(), new LoraConfig { R = 2, TargetModules = ["lin0"] }, name));
+        // refused before the folder (or a hub id) is looked at: the folder does not even exist
+        using var missing = new TempDir();
+        var nowhere = missing.File("no-such-adapter");
+        Assert.Contains("Adapter name", Assert.Throws<ArgumentException>(() => pm.LoadAdapter(nowhere, name)).Message);
+        Assert.Contains("Adapter name", Assert.Throws<ArgumentException>(() => PeftModel.FromPretrained(new TinyMlp(), nowhere, adapterName: name)).Message);
     }
 
     [Fact]
