@@ -14,9 +14,16 @@ namespace Peft.Fuzz;
 /// (trainer_state.json, the optimizer, scheduler and generator states, the trainable weights, the manifest). The seed is
 /// a real checkpoint of a tiny LoRA run (step 2 of 3). Each input replaces one file and, except for the manifest's own
 /// target, re-seals the manifest with the mutated file's size and SHA-256, so the readers themselves are fuzzed and not
-/// only the hash check; then training resumes from the folder and runs its last step. A resume must either work or
-/// fail with a documented exception naming the file.
+/// only the hash check; then a new <see cref="Trainer"/> resumes from the folder (<c>Train(checkpoint)</c>, the public
+/// entry of a real resume, with all its checks) and runs its last step and final save. A resume must either work or fail
+/// with a documented exception naming the file.
 /// </summary>
+/// <remarks>
+/// Per-input cost is the resume itself: the folder is prepared once (<see cref="FuzzTarget.PreparesOnce"/>), the
+/// manifest entries of the unchanged files are hashed once, and each target builds its tiny LoRA model once and hands
+/// it to every resume. Reusing the model is sound because a resume overwrites every trainable parameter from
+/// trainable.safetensors (a strict load) before the step, the frozen ones never change, and gradients are cleared first.
+/// </remarks>
 public static class CheckpointTargets
 {
     private const int MaxSteps = 3;
@@ -29,50 +36,90 @@ public static class CheckpointTargets
 
     private static readonly Lazy<string> Seed = new(BuildSeed);
 
-    /// <summary>The targets, named "checkpoint-&lt;file&gt;".</summary>
-    public static IEnumerable<FuzzTarget> All() => Files.Select(file => new FuzzTarget
+    // Manifest entries of the seed's files, hashed once; each input replaces its own file's entry.
+    private static readonly Lazy<IReadOnlyDictionary<string, (long Size, string Sha256)>> SeedManifest = new(() =>
+        Directory.GetFiles(Seed.Value, "*", SearchOption.AllDirectories)
+            .Select(f => (Rel: Relative(Seed.Value, f), Entry: Entry(f)))
+            .Where(x => x.Rel != CheckpointFolder.ManifestName)
+            .ToDictionary(x => x.Rel, x => x.Entry, StringComparer.Ordinal));
+
+    private static readonly Lazy<Dataset> TrainRows = new(Rows);
+
+    /// <summary>The targets, named "checkpoint-&lt;file&gt;"; each owns one model, built at its first input.</summary>
+    public static IEnumerable<FuzzTarget> All() => Files.Select(file =>
     {
-        Name = "checkpoint-" + Path.GetFileNameWithoutExtension(file) + (file.EndsWith(".safetensors", StringComparison.Ordinal) ? "-st" : ""),
-        FileName = file,
-        Seeds = [File.ReadAllBytes(Path.Combine(Seed.Value, file))],
-        Prepare = dir =>
+        var model = new Lazy<PeftModel>(Model);
+        var output = Path.Combine(FuzzRunner.ScratchRoot, $"peft-fuzz-resume-{Environment.ProcessId}-{Guid.NewGuid():N}");
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => DeleteQuietly(output);
+        return new FuzzTarget
         {
-            foreach (var f in Directory.GetFiles(Seed.Value, "*", SearchOption.AllDirectories))
+            Name = "checkpoint-" + Path.GetFileNameWithoutExtension(file) + (file.EndsWith(".safetensors", StringComparison.Ordinal) ? "-st" : ""),
+            FileName = file,
+            Seeds = [File.ReadAllBytes(Path.Combine(Seed.Value, file))],
+            PreparesOnce = true,
+            Prepare = dir =>
             {
-                var rel = Path.GetRelativePath(Seed.Value, f);
-                if (rel == file) continue;
-                Directory.CreateDirectory(Path.GetDirectoryName(Path.Combine(dir, rel))!);
-                File.Copy(f, Path.Combine(dir, rel));
-            }
-        },
-        Run = dir =>
-        {
-            if (file != CheckpointFolder.ManifestName) Reseal(dir);
-            Resume(dir);
-        },
+                foreach (var f in Directory.GetFiles(Seed.Value, "*", SearchOption.AllDirectories))
+                {
+                    var rel = Path.GetRelativePath(Seed.Value, f);
+                    if (rel == file) continue;
+                    Directory.CreateDirectory(Path.GetDirectoryName(Path.Combine(dir, rel))!);
+                    File.Copy(f, Path.Combine(dir, rel));
+                }
+            },
+            Run = dir =>
+            {
+                if (file != CheckpointFolder.ManifestName) Reseal(dir, file);
+                DeleteQuietly(output);
+                Resume(model.Value, dir, output);
+            },
+        };
     });
 
-    /// <summary>Resumes a 3-step run from <paramref name="checkpoint"/> and trains its last step.</summary>
-    public static void Resume(string checkpoint)
+    /// <summary>
+    /// Resumes a 3-step run of <paramref name="model"/> from <paramref name="checkpoint"/> through a new
+    /// <see cref="Trainer"/> writing to <paramref name="outputDir"/>, and trains its last step.
+    /// </summary>
+    public static void Resume(PeftModel model, string checkpoint, string outputDir)
     {
-        using var output = new TempDir();
         using var scope = NewDisposeScope();
-        using var model = Model();
-        var trainer = new Trainer(model, Args(output.Path), trainDataset: Rows(), dataCollator: new DefaultDataCollator());
+        model.zero_grad();
+        var trainer = new Trainer(model, Args(outputDir), trainDataset: TrainRows.Value, dataCollator: new DefaultDataCollator());
         trainer.Train(checkpoint);
     }
 
-    /// <summary>Rewrites the manifest from the files now in <paramref name="dir"/> (as the Trainer seals a checkpoint).</summary>
-    public static void Reseal(string dir)
+    /// <summary>
+    /// Rewrites the manifest of a folder that holds the seed's files with only <paramref name="changed"/> replaced (as
+    /// the Trainer seals a checkpoint: size and SHA-256 of every other file), hashing that one file.
+    /// </summary>
+    public static void Reseal(string dir, string changed)
     {
         var manifest = new JsonObject();
-        foreach (var f in Directory.GetFiles(dir, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal))
+        foreach (var (rel, seed) in SeedManifest.Value.OrderBy(kv => kv.Key, StringComparer.Ordinal))
         {
-            var rel = Path.GetRelativePath(dir, f).Replace('\\', '/');
-            if (rel == CheckpointFolder.ManifestName) continue;
-            manifest[rel] = new JsonObject { ["size"] = new FileInfo(f).Length, ["sha256"] = Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(f))) };
+            var (size, sha) = rel == changed ? Entry(Path.Combine(dir, rel)) : seed;
+            manifest[rel] = new JsonObject { ["size"] = size, ["sha256"] = sha };
         }
         File.WriteAllText(Path.Combine(dir, CheckpointFolder.ManifestName), manifest.ToJsonString());
+    }
+
+    private static string Relative(string dir, string file) => Path.GetRelativePath(dir, file).Replace('\\', '/');
+
+    private static (long Size, string Sha256) Entry(string file)
+    {
+        var bytes = File.ReadAllBytes(file);
+        return (bytes.LongLength, Convert.ToHexStringLower(SHA256.HashData(bytes)));
+    }
+
+    private static void DeleteQuietly(string dir)
+    {
+        try
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
     }
 
     private static PeftModel Model()
@@ -109,16 +156,13 @@ public static class CheckpointTargets
 
     private static string BuildSeed()
     {
-        var dir = Path.Combine(Path.GetTempPath(), "peft-fuzz-checkpoint-" + Environment.ProcessId);
-        if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
-        AppDomain.CurrentDomain.ProcessExit += (_, _) =>
-        {
-            try { Directory.Delete(dir, recursive: true); } catch (IOException) { }
-        };
+        var dir = Path.Combine(FuzzRunner.ScratchRoot, "peft-fuzz-checkpoint-" + Environment.ProcessId);
+        DeleteQuietly(dir);
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => DeleteQuietly(dir);
         using (var scope = NewDisposeScope())
         using (var model = Model())
         {
-            new Trainer(model, Args(dir), trainDataset: Rows(), dataCollator: new DefaultDataCollator()).Train();
+            new Trainer(model, Args(dir), trainDataset: TrainRows.Value, dataCollator: new DefaultDataCollator()).Train();
         }
         return Path.Combine(dir, CheckpointFolder.Prefix + "2");
     }

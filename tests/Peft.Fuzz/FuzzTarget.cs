@@ -23,6 +23,12 @@ public sealed class FuzzTarget
     /// <summary>Reads the folder with the reader under test; throws for bad input.</summary>
     public required Action<string> Run { get; init; }
 
+    /// <summary>
+    /// True when <see cref="Run"/> never changes the folder except by rewriting files it writes afresh for every input:
+    /// then the runner prepares one folder once and rewrites only <see cref="FileName"/> per input (costly folders).
+    /// </summary>
+    public bool PreparesOnce { get; init; }
+
     /// <summary>False for readers that accept any bytes (the text builder): then no refusal is expected.</summary>
     public bool CanRefuse { get; init; } = true;
 

@@ -28,7 +28,7 @@ public sealed class FuzzTests(ITestOutputHelper output)
         return format switch
         {
             "adapter_weights" => 200,
-            _ when format.StartsWith("checkpoint-", StringComparison.Ordinal) => 60,
+            _ when format.StartsWith("checkpoint-", StringComparison.Ordinal) => 250,
             "tokenizer.json" or "vocab.json" or "merges.txt" or "vocab.txt" or "special_tokens_map" or "tokenizer_config" => 400,
             _ => CiInputs,
         };

@@ -91,6 +91,7 @@ public sealed class PeftModel : nn.Module<ModelInput, ModelOutput>, ITrainingHoo
     public static PeftModel FromPretrained(nn.Module model, string dir, bool isTrainable = false, string adapterName = "default", ILogger? logger = null)
     {
         ArgumentNullException.ThrowIfNull(model);
+        SafePath.CheckName(adapterName, "Adapter name"); // before anything is downloaded or read
         dir = AdapterSources.Resolve(dir);
         var config = PeftConfig.FromPretrained(dir) with { InferenceMode = !isTrainable };
         var pm = GetPeftModel(model, config, adapterName, logger);
@@ -103,6 +104,7 @@ public sealed class PeftModel : nn.Module<ModelInput, ModelOutput>, ITrainingHoo
     public void LoadAdapter(string dir, string adapterName, bool isTrainable = false)
     {
         ThrowIfUnloaded();
+        SafePath.CheckName(adapterName, "Adapter name"); // before anything is downloaded or read
         dir = AdapterSources.Resolve(dir);
         var config = PeftConfig.FromPretrained(dir) with { InferenceMode = !isTrainable };
         AddAdapter(adapterName, config);

@@ -112,14 +112,25 @@ public sealed class SafetensorsCheckpoint : IDisposable
 
     /// <summary>
     /// Opens the weights of a model folder: <c>model.safetensors</c>, else <c>model.safetensors.index.json</c>
-    /// (or the same with another <paramref name="baseName"/>, such as <c>adapter_model</c>).
+    /// (or the same with another <paramref name="baseName"/>, such as <c>adapter_model</c>). A file that is a symlink
+    /// resolving outside <paramref name="dir"/> is refused before it is read (<see cref="ArgumentException"/> naming it),
+    /// except a Hugging Face cache snapshot's links into its repo's <c>blobs/</c>; the index's shard names are checked
+    /// the same way.
     /// </summary>
     public static SafetensorsCheckpoint OpenFolder(string dir, string baseName = "model")
     {
         var single = Path.Combine(dir, baseName + ".safetensors");
-        if (File.Exists(single)) return OpenFile(single);
+        if (File.Exists(single))
+        {
+            SafePath.EnsureInside(dir, single, $"Model folder '{dir}': {baseName}.safetensors");
+            return OpenFile(single);
+        }
         var index = Path.Combine(dir, baseName + ".safetensors.index.json");
-        if (File.Exists(index)) return OpenIndex(index);
+        if (File.Exists(index))
+        {
+            SafePath.EnsureInside(dir, index, $"Model folder '{dir}': {baseName}.safetensors.index.json");
+            return OpenIndex(index);
+        }
         throw new FileNotFoundException($"no {baseName}.safetensors or {baseName}.safetensors.index.json in {dir}", single);
     }
 

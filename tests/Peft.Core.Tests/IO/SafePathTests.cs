@@ -63,6 +63,11 @@ public sealed class SafePathTests
         var e = Assert.Throws<ArgumentException>(() => pm.AddAdapter(name, new LoraConfig { R = 2, TargetModules = ["lin0"] }));
         Assert.Contains("Adapter name", e.Message);
         Assert.Throws<ArgumentException>(() => PeftModel.GetPeftModel(new TinyMlp(), new LoraConfig { R = 2, TargetModules = ["lin0"] }, name));
+        // refused before the folder (or a hub id) is looked at: the folder does not even exist
+        using var missing = new TempDir();
+        var nowhere = missing.File("no-such-adapter");
+        Assert.Contains("Adapter name", Assert.Throws<ArgumentException>(() => pm.LoadAdapter(nowhere, name)).Message);
+        Assert.Contains("Adapter name", Assert.Throws<ArgumentException>(() => PeftModel.FromPretrained(new TinyMlp(), nowhere, adapterName: name)).Message);
     }
 
     [Fact]
@@ -101,6 +106,22 @@ public sealed class SafePathTests
         File.WriteAllText(dir.File("model.safetensors.index.json"), $"{{\"weight_map\": {{\"w\": \"{shard}\"}}}}");
         var e = Assert.Throws<InvalidDataException>(() => SafetensorsCheckpoint.OpenFolder(dir.Path));
         Assert.Contains("model.safetensors.index.json", e.Message);
+    }
+
+    [Theory]
+    [InlineData("model.safetensors")]
+    [InlineData("model.safetensors.index.json")]
+    public void Model_weights_linked_from_outside_the_folder_are_refused_before_reading(string file)
+    {
+        using var dir = new TempDir();
+        using var outside = new TempDir();
+        var target = outside.File(file);
+        if (file.EndsWith(".json", StringComparison.Ordinal)) File.WriteAllText(target, "{\"weight_map\": {}}");
+        else SafetensorsIO.SaveFile(new Dictionary<string, TorchSharp.torch.Tensor>(StringComparer.Ordinal), target);
+        File.CreateSymbolicLink(dir.File(file), target);
+        var e = Assert.Throws<ArgumentException>(() => SafetensorsCheckpoint.OpenFolder(dir.Path));
+        Assert.Contains(file, e.Message);
+        Assert.Contains("outside", e.Message);
     }
 
     [Fact]

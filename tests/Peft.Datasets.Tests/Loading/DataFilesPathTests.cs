@@ -3,7 +3,10 @@ using Peft.Testing;
 
 namespace Peft.Datasets.Tests.Loading;
 
-/// <summary>data_files under a data_dir cannot leave it; a dataset folder cannot link out of itself.</summary>
+/// <summary>
+/// data_files under a data_dir cannot leave it; a dataset folder cannot link out of itself; exporting over a symlink
+/// replaces the link and never writes through it.
+/// </summary>
 public sealed class DataFilesPathTests
 {
     [Theory]
@@ -43,5 +46,22 @@ public sealed class DataFilesPathTests
         File.CreateSymbolicLink(dir.File("test.csv"), outside.File("test.csv"));
         var e = Assert.Throws<ArgumentException>(() => DatasetLoader.LoadDataset(dir.Path));
         Assert.Contains("test.csv", e.Message);
+    }
+
+    [Fact]
+    public void Exporting_over_a_symlink_to_an_outside_file_replaces_the_link_and_leaves_the_file_alone()
+    {
+        using var dir = new TempDir();
+        using var outside = new TempDir();
+        var ds = Dataset.FromRows([new Dictionary<string, object?> { ["a"] = 1L, ["b"] = "x" }]);
+        foreach (var (name, export) in new (string, Action<string>)[] { ("d.jsonl", ds.ToJson), ("d.csv", p => ds.ToCsv(p)), ("d.parquet", ds.ToParquet) })
+        {
+            File.WriteAllText(outside.File(name), "precious");
+            File.CreateSymbolicLink(dir.File(name), outside.File(name));
+            export(dir.File(name));
+            Assert.Equal("precious", File.ReadAllText(outside.File(name)));
+            Assert.Null(new FileInfo(dir.File(name)).LinkTarget);
+        }
+        Assert.Equal(1, DatasetLoader.LoadDataset("parquet", dir.File("d.parquet"))["train"].NumRows);
     }
 }

@@ -27,6 +27,7 @@ internal sealed class JinjaEvaluator
 
     private Flow ExecOne(Node node, Scope scope, StringBuilder sb)
     {
+        JinjaStack.Check(node.Line);
         switch (node)
         {
             case TextNode t: sb.Append(t.Text); return Flow.Normal;
@@ -122,6 +123,7 @@ internal sealed class JinjaEvaluator
 
     public object? Eval(Expr e, Scope scope)
     {
+        JinjaStack.Check(e.Line);
         switch (e)
         {
             case Literal l: return l.Value;

@@ -25,11 +25,23 @@ internal static class JinjaOperators
             case "+" when a is string sa && b is string sb: return sa + sb;
             case "+" when a is List<object?> la && b is List<object?> lb: return la.Concat(lb).ToList();
             case "+" when a is object?[] ta && b is object?[] tb: return ta.Concat(tb).ToArray();
-            case "*" when a is string s && b is long or bool: return string.Concat(Enumerable.Repeat(s, (int)Math.Max(0, Py.ToLong(b))));
-            case "*" when b is string s2 && a is long or bool: return string.Concat(Enumerable.Repeat(s2, (int)Math.Max(0, Py.ToLong(a))));
-            case "*" when a is List<object?> l && b is long or bool: return Enumerable.Repeat(l, (int)Math.Max(0, Py.ToLong(b))).SelectMany(x => x).ToList();
+            case "*" when a is string s && b is long or bool: return string.Concat(Enumerable.Repeat(s, RepeatCount(b, s.Length, line)));
+            case "*" when b is string s2 && a is long or bool: return string.Concat(Enumerable.Repeat(s2, RepeatCount(a, s2.Length, line)));
+            case "*" when a is List<object?> l && b is long or bool: return Enumerable.Repeat(l, RepeatCount(b, l.Count, line)).SelectMany(x => x).ToList();
         }
         throw new TemplateException($"line {line}: unsupported operand type(s) for {op}: '{Py.TypeName(a)}' and '{Py.TypeName(b)}'");
+    }
+
+    // A template comes from a downloaded file: 'x' * 10**12 must fail (Python: MemoryError) instead of allocating
+    // without bound or, through an int cast, silently repeating a wrong number of times.
+    private const long MaxRepeatItems = 1L << 26;
+
+    private static int RepeatCount(object? times, long unit, int line)
+    {
+        long count = Math.Max(0, Py.ToLong(times));
+        if (count > MaxRepeatItems || (unit > 0 && count > MaxRepeatItems / unit))
+            throw new TemplateException($"line {line}: repeating {unit} items {count} times would exceed {MaxRepeatItems} items");
+        return (int)count;
     }
 
     private static object Numeric(string op, object? a, object? b, int line)

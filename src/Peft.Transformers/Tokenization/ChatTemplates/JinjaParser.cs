@@ -26,6 +26,7 @@ internal sealed class JinjaParser
     /// <summary>Nodes until one of <paramref name="terminators"/> (returned in <paramref name="end"/>) or the end.</summary>
     private List<Node> ParseBody(string[] terminators, out EndTag? end)
     {
+        JinjaStack.Check(_seg < _segments.Count ? _segments[_seg].Line : 0);
         var nodes = new List<Node>();
         while (_seg < _segments.Count)
         {
@@ -178,6 +179,7 @@ internal sealed class ExprReader(List<Tok> toks, int line)
 
     public Expr ParseExpression()
     {
+        JinjaStack.Check(line);
         var e = ParseOr();
         if (TryName("if"))
         {
@@ -202,7 +204,11 @@ internal sealed class ExprReader(List<Tok> toks, int line)
         return e;
     }
 
-    private Expr ParseNot() => TryName("not") ? new Unary("not", ParseNot(), line) : ParseCompare();
+    private Expr ParseNot()
+    {
+        JinjaStack.Check(line);
+        return TryName("not") ? new Unary("not", ParseNot(), line) : ParseCompare();
+    }
 
     private Expr ParseCompare()
     {
@@ -262,6 +268,7 @@ internal sealed class ExprReader(List<Tok> toks, int line)
 
     private Expr ParseUnary(bool withFilter)
     {
+        JinjaStack.Check(line);
         Expr e;
         if (TryOp("-")) e = new Unary("-", ParseUnary(false), line);
         else if (TryOp("+")) e = new Unary("+", ParseUnary(false), line);

@@ -87,6 +87,7 @@ internal static class Py
 
     public static bool Eq(object? a, object? b)
     {
+        JinjaStack.Check();
         if (a is Undefined || b is Undefined) return a is Undefined && b is Undefined;
         if (a is null || b is null) return a is null && b is null;
         if (IsNumber(a) && IsNumber(b))
@@ -109,6 +110,7 @@ internal static class Py
 
     public static int Compare(object? a, object? b)
     {
+        JinjaStack.Check();
         if (IsNumber(a) && IsNumber(b)) return ToDouble(a).CompareTo(ToDouble(b));
         if (a is string sa && b is string sb) return string.CompareOrdinal(sa, sb);
         if (AsSequence(a) is { } la && AsSequence(b) is { } lb)
@@ -176,6 +178,7 @@ internal static class Py
     /// <summary>Python <c>repr(v)</c>.</summary>
     public static string Repr(object? v)
     {
+        JinjaStack.Check();
         switch (v)
         {
             case null: return "None";
@@ -242,6 +245,7 @@ internal static class Py
 
     private static void WriteJson(StringBuilder sb, object? v, int? indent, (string Item, string Key) seps, bool sortKeys, int level)
     {
+        JinjaStack.Check();
         switch (v)
         {
             case null: sb.Append("null"); return;

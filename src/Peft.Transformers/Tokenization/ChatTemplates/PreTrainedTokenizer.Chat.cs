@@ -135,9 +135,10 @@ public sealed partial class PreTrainedTokenizer
             case JsonArray list:
                 foreach (var item in list)
                 {
-                    var name = item?["name"]?.GetValue<string>();
-                    var text = item?["template"]?.GetValue<string>();
-                    if (name is null || text is null) throw new InvalidDataException($"{where}: chat_template list entries need 'name' and 'template' strings");
+                    string? name = null, text = null;
+                    if (item is not JsonObject entry || entry["name"] is not JsonValue n || !n.TryGetValue(out name)
+                        || entry["template"] is not JsonValue t || !t.TryGetValue(out text))
+                        throw new InvalidDataException($"{where}: chat_template list entries need 'name' and 'template' strings");
                     result[name] = Parse(text, where, name);
                 }
                 break;
