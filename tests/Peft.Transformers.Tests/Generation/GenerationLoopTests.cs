@@ -64,8 +64,8 @@ public sealed class GenerationLoopTests
         // the mask-free path keeps one arange of positions and regrows it (64, then doubling); 300 positions cross
         // two regrowths (a regression: the old table was disposed before its length was read)
         using var scope = NewDisposeScope();
-        var plain = new ToyCausalLM();
-        var masked = new ToyCausalLM();
+        var plain = new ToyCausalLM(maxPositions: 512);
+        var masked = new ToyCausalLM(maxPositions: 512);
         var prompt = Ids([3, 9, 4, 11]);
         var config = new GenerationConfig { MaxNewTokens = 296, MinNewTokens = 296 };
         using var a = GenerationLoop.Generate(plain, prompt, ones_like(prompt), config);
