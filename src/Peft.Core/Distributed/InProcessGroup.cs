@@ -1,5 +1,6 @@
 using TorchSharp;
 using static TorchSharp.torch;
+using Peft.Core.Torch;
 
 namespace Peft.Core.Distributed;
 
@@ -89,7 +90,7 @@ public sealed class InProcessGroup : IDisposable
                 default: throw new ArgumentOutOfRangeException(nameof(op), op, "unknown reduction");
             }
         }
-        return op == ReduceOp.Avg ? acc.div_(parts.Length) : acc;
+        return op == ReduceOp.Avg ? acc.div_(HeldScalars.Of(parts.Length)) : acc;
     }
 
     private sealed class Member(InProcessGroup group, int rank) : ICollectives

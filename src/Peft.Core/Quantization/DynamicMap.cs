@@ -1,4 +1,5 @@
 using static TorchSharp.torch;
+using Peft.Core.Torch;
 
 namespace Peft.Core.Quantization;
 
@@ -25,10 +26,10 @@ internal static class DynamicMap
         {
             int items = (1 << i) + 1;
             var b = linspace(0.1, 1, items, dtype: ScalarType.Float32);
-            var means = (b.narrow(0, 0, items - 1) + b.narrow(0, 1, items - 1)) / 2.0;
+            var means = (b.narrow(0, 0, items - 1) + b.narrow(0, 1, items - 1)) / HeldScalars.Of(2.0);
             double scale = Math.Pow(10, -(MaxExponentBits - 1) + i);
-            parts.Add(means * scale);
-            parts.Add(means * -scale);
+            parts.Add(means * HeldScalars.Of(scale));
+            parts.Add(means * HeldScalars.Of(-scale));
         }
         parts.Add(tensor(new[] { 0f, 1f }));
         var code = cat(parts, 0).sort().Values;
@@ -44,8 +45,8 @@ internal static class DynamicMap
     {
         using var scope = NewDisposeScope();
         var device = x.device;
-        var pivot = full(x.shape, 127L, dtype: ScalarType.Int64, device: device);
-        var upperPivot = full(x.shape, 255L, dtype: ScalarType.Int64, device: device);
+        var pivot = full(x.shape, HeldScalars.Of(127L), dtype: ScalarType.Int64, device: device);
+        var upperPivot = full(x.shape, HeldScalars.Of(255L), dtype: ScalarType.Int64, device: device);
         var lowerPivot = zeros(x.shape, dtype: ScalarType.Int64, device: device);
         var val = code.index_select(0, pivot);
         for (long step = 64; step > 0; step >>= 1)
@@ -53,7 +54,7 @@ internal static class DynamicMap
             var above = x.gt(val);
             lowerPivot = where(above, pivot, lowerPivot);
             upperPivot = where(above, upperPivot, pivot);
-            pivot = where(above, pivot + step, pivot - step);
+            pivot = where(above, pivot + HeldScalars.Of(step), pivot - HeldScalars.Of(step));
             val = code.index_select(0, pivot);
         }
         // The kernel tracks lower/upper values starting at ±1 and reloads them from the code only at the ends
@@ -61,8 +62,8 @@ internal static class DynamicMap
         var lower = code.index_select(0, lowerPivot);
         var upper = code.index_select(0, upperPivot);
         var aboveFinal = x.gt(val);
-        var upMid = (upper + val) * 0.5f;
-        var lowMid = (lower + val) * 0.5f;
+        var upMid = (upper + val) * HeldScalars.Of(0.5f);
+        var lowMid = (lower + val) * HeldScalars.Of(0.5f);
         var result = where(aboveFinal,
             where(x.gt(upMid), upperPivot, pivot),
             where(x.lt(lowMid), lowerPivot, pivot));

@@ -1,4 +1,5 @@
 using static TorchSharp.torch;
+using Peft.Core.Torch;
 
 namespace Peft.Core.Quantization;
 
@@ -48,7 +49,7 @@ public static class FourBitCodec
             if (len % 2 != 0) scaled = nn.functional.pad(scaled, [0, 1]);      // bnb pads odd lengths with the value 0
             var codes = format.Encode(scaled);                                  // [len (+1)] 0..15
             var pairs = codes.view(-1, 2);                                      // [len/2, 2]
-            var bytes = (pairs.select(1, 0) * 16 + pairs.select(1, 1)).to_type(ScalarType.Byte);   // first → high nibble
+            var bytes = (pairs.select(1, 0) * HeldScalars.Of(16) + pairs.select(1, 1)).to_type(ScalarType.Byte);   // first → high nibble
             packed.narrow(0, start / 2, bytes.shape[0]).copy_(bytes.unsqueeze(1));
             absmax.narrow(0, start / blocksize, chunkAbsmax.shape[0]).copy_(chunkAbsmax);
         }
@@ -57,7 +58,7 @@ public static class FourBitCodec
         if (doubleQuant)
         {
             float offset = absmax.mean().item<float>();
-            var (q, absmax2) = QuantizeBlockwise8(absmax - offset, NestedBlocksize, out var dyn);
+            var (q, absmax2) = QuantizeBlockwise8(absmax - HeldScalars.Of(offset), NestedBlocksize, out var dyn);
             nested = new NestedQuantState(absmax2.MoveToOuterDisposeScope(), dyn.MoveToOuterDisposeScope(), NestedBlocksize, offset);
             absmax = q;
         }

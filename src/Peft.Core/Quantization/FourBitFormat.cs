@@ -1,5 +1,6 @@
 using TorchSharp;
 using static TorchSharp.torch;
+using Peft.Core.Torch;
 
 namespace Peft.Core.Quantization;
 
@@ -46,7 +47,7 @@ public abstract class FourBitFormat
         using var scope = NewDisposeScope();
         using var thr = tensor(thresholds, dtype: ScalarType.Float32, device: x.device);
         var idx = bucketize(x, thr, outInt32: true, right: false);    // count(thr < x), int32 to halve the temporary
-        idx.masked_fill_(x.isnan(), 0);
+        idx.masked_fill_(x.isnan(), HeldScalars.Of(0));
         return idx.MoveToOuterDisposeScope();
     }
 
@@ -95,7 +96,7 @@ public abstract class FourBitFormat
             using var scope = NewDisposeScope();
             var rank = CountAbove(scaled.abs(), Pivots);                              // [n] 0..7
             var pattern = tensor(PatternOfRank, device: scaled.device).index_select(0, rank.to_type(ScalarType.Int64));
-            var sign = scaled.lt(0).to_type(ScalarType.Int64) * 8;                    // NaN < 0 is false
+            var sign = scaled.lt(HeldScalars.Of(0)).to_type(ScalarType.Int64) * HeldScalars.Of(8);                    // NaN < 0 is false
             return (pattern + sign).MoveToOuterDisposeScope();
         }
     }

@@ -1,4 +1,5 @@
 using static TorchSharp.torch;
+using Peft.Core.Torch;
 
 namespace Peft.Core.Quantization;
 
@@ -36,7 +37,7 @@ public static class Int8Codec
     internal static Tensor RowCodes(Tensor x16, Tensor rowStats)
     {
         using var scope = NewDisposeScope();
-        var scale = (rowStats.reciprocal() * 127.0f).unsqueeze(1);                       // [rows, 1] float32: torch's 127.0 / t is t.reciprocal() * 127
+        var scale = (rowStats.reciprocal() * HeldScalars.Of(127.0f)).unsqueeze(1);                       // [rows, 1] float32: torch's 127.0 / t is t.reciprocal() * 127
         var q = (x16.to_type(ScalarType.Float32) * scale).round();                         // [rows, cols] float32
         q = q.nan_to_num(0.0);
         return q.to_type(ScalarType.Int8).MoveToOuterDisposeScope();
@@ -48,7 +49,7 @@ public static class Int8Codec
         ArgumentNullException.ThrowIfNull(cb);
         ArgumentNullException.ThrowIfNull(scb);
         using var scope = NewDisposeScope();
-        var w = cb.to_type(ScalarType.Float32) * scb.to_type(ScalarType.Float32).view(-1, 1) * InverseOf127;
+        var w = cb.to_type(ScalarType.Float32) * scb.to_type(ScalarType.Float32).view(-1, 1) * HeldScalars.Of(InverseOf127);
         return w.to_type(dtype).MoveToOuterDisposeScope();
     }
 
@@ -59,7 +60,7 @@ public static class Int8Codec
     internal static Tensor DequantizeForFpMatmul(Tensor cb, Tensor scb, ScalarType dtype)
     {
         using var scope = NewDisposeScope();
-        var w = cb.to_type(dtype).mul_((scb.to_type(ScalarType.Float32) * InverseOf127).unsqueeze(1));
+        var w = cb.to_type(dtype).mul_((scb.to_type(ScalarType.Float32) * HeldScalars.Of(InverseOf127)).unsqueeze(1));
         return w.MoveToOuterDisposeScope();
     }
 }

@@ -1,4 +1,5 @@
 using static TorchSharp.torch;
+using Peft.Core.Torch;
 
 namespace Peft.Core.Quantization;
 
@@ -65,22 +66,22 @@ internal static class Int8Matmul
         Tensor? cols = null;
         if (threshold > 0)
         {
-            var outliers = abs.ge(threshold);                                              // [N, in], compared in float16
-            abs = abs.masked_fill(outliers, 0);
+            var outliers = abs.ge(HeldScalars.Of(threshold));                                              // [N, in], compared in float16
+            abs = abs.masked_fill(outliers, HeldScalars.Of(0));
             var colMask = outliers.any(0);                                                  // [in]
             if (colMask.any().item<bool>()) cols = colMask.nonzero().view(-1);              // [k] int64
         }
         var sca = abs.amax([1]).to_type(ScalarType.Float32);                                // [N]
         var ca = Int8Codec.RowCodes(a16, sca);                                              // [N, in] int8
-        if (cols is not null) ca = ca.index_fill(1, cols, 0);
+        if (cols is not null) ca = ca.index_fill(1, cols, HeldScalars.Of(0));
         var acc = ExactProduct(ca, cb);                                                     // [N, out], the int32 result
         var v = acc.to_type(ScalarType.Float32) * sca.unsqueeze(1) * scb.to_type(ScalarType.Float32).unsqueeze(0);  // (acc·rs)·cs
         Tensor out16;
         if (bias is not null && bias.dtype == ScalarType.Float16)
-            out16 = (v.to_type(ScalarType.Float64) * (double)DequantConst + bias.to_type(ScalarType.Float64)).to_type(ScalarType.Float32).to_type(ScalarType.Float16);
+            out16 = (v.to_type(ScalarType.Float64) * HeldScalars.Of((double)DequantConst) + bias.to_type(ScalarType.Float64)).to_type(ScalarType.Float32).to_type(ScalarType.Float16);
         else
         {
-            out16 = (v.to_type(ScalarType.Float64) * (double)DequantConst).to_type(ScalarType.Float32).to_type(ScalarType.Float16);  // one rounding, as fmaf
+            out16 = (v.to_type(ScalarType.Float64) * HeldScalars.Of((double)DequantConst)).to_type(ScalarType.Float32).to_type(ScalarType.Float16);  // one rounding, as fmaf
             if (bias is not null) out16 = (out16.to_type(ScalarType.Float32) + bias.to_type(ScalarType.Float32)).to_type(ScalarType.Float16);
         }
         var y = out16.to_type(a.dtype);

@@ -1,4 +1,5 @@
 using static TorchSharp.torch;
+using Peft.Core.Torch;
 
 namespace Peft.Core.Quantization;
 
@@ -109,7 +110,7 @@ public sealed class NestedQuantState : IDisposable
     {
         using var scope = NewDisposeScope();
         var values = Code.index_select(0, codes.to_type(ScalarType.Int64));
-        var r = Blockwise.Rescale(values, Absmax, Blocksize) + Offset;
+        var r = Blockwise.Rescale(values, Absmax, Blocksize) + HeldScalars.Of(Offset);
         return r.MoveToOuterDisposeScope();
     }
 

@@ -1,6 +1,7 @@
 using Peft.Core;
 using TorchSharp;
 using static TorchSharp.torch;
+using Peft.Core.Torch;
 
 namespace Peft.Transformers.Generation;
 
@@ -187,7 +188,7 @@ public static class GenerationLoop
         using var scope = NewDisposeScope();
         Tensor mask;
         if (attentionMask is not null) mask = attentionMask.to_type(ScalarType.Int64);
-        else if (cfg.PadTokenId is { } p && !eos.Contains(p) && inputIds.eq(p).any().item<bool>()) mask = inputIds.ne(p).to_type(ScalarType.Int64);
+        else if (cfg.PadTokenId is { } p && !eos.Contains(p) && inputIds.eq(HeldScalars.Of(p)).any().item<bool>()) mask = inputIds.ne(HeldScalars.Of(p)).to_type(ScalarType.Int64);
         else mask = ones_like(inputIds);
         var ids = inputIds.alias();
         int expand = cfg.NumBeams > 1 ? cfg.NumBeams : cfg.NumReturnSequences;
@@ -252,7 +253,7 @@ public static class GenerationLoop
             _mask = plan.Mask;
             _length = plan.PromptLength;
             using (var scope = NewDisposeScope())
-                _maskFree = model is not IGenerationStepHook && plan.Mask.ne(0).all().item<bool>();   // one host read per generation
+                _maskFree = model is not IGenerationStepHook && plan.Mask.ne(HeldScalars.Of(0)).all().item<bool>();   // one host read per generation
             _unfinished = ones(_ids.shape[0], dtype: ScalarType.Bool, device: _ids.device).DetachFromDisposeScope();
             _last = empty(0, dtype: ScalarType.Int64).DetachFromDisposeScope();
             _active = zeros([], dtype: ScalarType.Int64, device: _ids.device).DetachFromDisposeScope();
@@ -273,7 +274,7 @@ public static class GenerationLoop
                 next = multinomial(probs, 1, generator: _generator).squeeze(1);
             }
             else next = scores.argmax(-1);                                                 // [N]
-            if (_plan.HasEos) next = torch.where(_unfinished, next, full_like(next, _plan.Pad));
+            if (_plan.HasEos) next = torch.where(_unfinished, next, full_like(next, HeldScalars.Of(_plan.Pad)));
             var ids = cat([_ids, next.unsqueeze(1)], 1);
             long length = ++_length;
             // HF: finished |= length limit reached | next is an eos id
@@ -346,19 +347,19 @@ public static class GenerationLoop
         var processors = LogitsProcessorList.FromConfig(cfg, promptLen);
         using var generator = cfg.DoSample && cfg.Seed is { } seed ? new Generator(unchecked((ulong)seed), device) : null;
 
-        var running = full(batch, beams, maxLen, fill, ScalarType.Int64, device);           // [B, K, L]
+        var running = full(batch, beams, maxLen, HeldScalars.Of(fill), ScalarType.Int64, device);           // [B, K, L]
         running[.., .., ..promptLen] = plan.InputIds.view(batch, beams, promptLen);
         var sequences = running.clone();
         var runningScores = zeros(batch, beams, ScalarType.Float32, device);
         runningScores[.., 1..] = -1e9f;
-        var beamScores = full(batch, beams, -1e9f, ScalarType.Float32, device);
+        var beamScores = full(batch, beams, HeldScalars.Of(-1e9f), ScalarType.Float32, device);
         var isFinished = zeros(batch, beams, ScalarType.Bool, device);
         var heuristicOpen = ones(batch, 1, ScalarType.Bool, device);
-        var runningBeamIdx = full(batch, beams, maxLen - promptLen, -1L, ScalarType.Int64, device);
+        var runningBeamIdx = full(batch, beams, maxLen - promptLen, HeldScalars.Of(-1L), ScalarType.Int64, device);
         var beamIdx = runningBeamIdx.clone();
         var topNumBeamMask = cat([ones(beams, ScalarType.Bool, device), zeros(beamsToKeep - beams, ScalarType.Bool, device)], 0);
         var eosT = tensor(plan.Eos, device: device);
-        var batchOffset = arange(batch, ScalarType.Int64, device).view(-1, 1).mul(beams);
+        var batchOffset = arange(HeldScalars.Of(batch), ScalarType.Int64, device).view(-1, 1).mul(HeldScalars.Of(beams));
         var mask = plan.Mask;
         int curLen = promptLen;
 
@@ -386,8 +387,8 @@ public static class GenerationLoop
                 topLogProbs = accumulated.gather(1, topIndices);
             }
             else (topLogProbs, topIndices) = accumulated.topk(beamsToKeep, dim: -1);
-            var topBeam = topIndices.floor_divide(vocab);
-            var topIds = topIndices.remainder(vocab);
+            var topBeam = topIndices.floor_divide(HeldScalars.Of(vocab));
+            var topIds = topIndices.remainder(HeldScalars.Of(vocab));
             var topRunningBeamIdx = Gather(runningBeamIdx, topBeam);
             var topRunning = Gather(running, topBeam);
             topRunning[.., .., curLen] = topIds;
@@ -396,17 +397,17 @@ public static class GenerationLoop
             var hits = curLen + 1 >= maxLen ? ones_like(topIds, ScalarType.Bool)
                      : plan.HasEos ? isin(topIds, eosT) : zeros_like(topIds, ScalarType.Bool);
             // e. the best unfinished continuations keep running
-            var runningLogProbs = topLogProbs.add(hits.to_type(ScalarType.Float32).mul(-1e9f));
+            var runningLogProbs = topLogProbs.add(hits.to_type(ScalarType.Float32).mul(HeldScalars.Of(-1e9f)));
             var nextIdx = runningLogProbs.topk(beams, dim: -1).indexes;
             var newRunning = Gather(topRunning, nextIdx);
             var newRunningScores = Gather(runningLogProbs, nextIdx);
             var newRunningBeamIdx = Gather(topRunningBeamIdx, nextIdx);
             // f. merge the just-finished top candidates into the finished set
             var justFinished = hits.logical_and(topNumBeamMask.unsqueeze(0));
-            var finScores = topLogProbs.div(Math.Pow(curLen + 1 - promptLen, cfg.LengthPenalty));
-            if (cfg.EarlyStopping) finScores = finScores.add(isFinished.all(-1, keepdim: true).to_type(ScalarType.Float32).mul(-1e9f));
-            finScores = finScores.add(heuristicOpen.logical_not().to_type(ScalarType.Float32).mul(-1e9f));
-            finScores = finScores.add(justFinished.logical_not().to_type(ScalarType.Float32).mul(-1e9f));
+            var finScores = topLogProbs.div(HeldScalars.Of(Math.Pow(curLen + 1 - promptLen, cfg.LengthPenalty)));
+            if (cfg.EarlyStopping) finScores = finScores.add(isFinished.all(-1, keepdim: true).to_type(ScalarType.Float32).mul(HeldScalars.Of(-1e9f)));
+            finScores = finScores.add(heuristicOpen.logical_not().to_type(ScalarType.Float32).mul(HeldScalars.Of(-1e9f)));
+            finScores = finScores.add(justFinished.logical_not().to_type(ScalarType.Float32).mul(HeldScalars.Of(-1e9f)));
             var mergedScores = cat([beamScores, finScores], 1);
             var keep = mergedScores.topk(beams, dim: -1).indexes;
             var newSequences = Gather(cat([sequences, topRunning], 1), keep);
@@ -417,8 +418,8 @@ public static class GenerationLoop
             stepper.Reorder(newRunningBeamIdx[.., .., curLen - promptLen].reshape(-1));
             curLen++;
             double bestLen = curLen - promptLen;
-            var bestRunning = newRunningScores[.., ..1].div(Math.Pow(bestLen, cfg.LengthPenalty));
-            var worstFinished = torch.where(newFinished, newBeamScores.min(1, keepdim: true).values, full_like(newBeamScores, -1e9f));
+            var bestRunning = newRunningScores[.., ..1].div(HeldScalars.Of(Math.Pow(bestLen, cfg.LengthPenalty)));
+            var worstFinished = torch.where(newFinished, newBeamScores.min(1, keepdim: true).values, full_like(newBeamScores, HeldScalars.Of(-1e9f)));
             var newHeuristic = heuristicOpen.logical_and(bestRunning.gt(worstFinished).any(-1, keepdim: true));
             bool improvementPossible = newHeuristic.any().item<bool>();
             bool openBeam = !(cfg.EarlyStopping && newFinished.all().item<bool>());
@@ -441,7 +442,7 @@ public static class GenerationLoop
         int nrs = cfg.NumReturnSequences;
         var outSeq = sequences[.., ..nrs, ..].reshape(batch * nrs, maxLen);
         var outBeamIdx = beamIdx[.., ..nrs, ..].reshape(batch * nrs, maxLen - promptLen);
-        long generated = outBeamIdx.add(1).to_type(ScalarType.Bool).sum(1).max().item<long>();
+        long generated = outBeamIdx.add(HeldScalars.Of(1)).to_type(ScalarType.Bool).sum(1).max().item<long>();
         var result = outSeq[.., ..(int)(promptLen + generated)].contiguous();
         return result.MoveToOuterDisposeScope();
     }

@@ -1,5 +1,6 @@
 using TorchSharp;
 using static TorchSharp.torch;
+using Peft.Core.Torch;
 
 namespace Peft.Transformers.Generation;
 
@@ -65,9 +66,9 @@ public sealed class RepetitionPenaltyLogitsProcessor(double penalty) : ILogitsPr
     public Tensor Process(Tensor inputIds, Tensor scores)
     {
         using var picked = scores.gather(1, inputIds);                  // [N, T]
-        using var neg = picked.lt(0);
-        using var mul = picked.mul(Penalty);
-        using var div = picked.div(Penalty);
+        using var neg = picked.lt(HeldScalars.Of(0));
+        using var mul = picked.mul(HeldScalars.Of(Penalty));
+        using var div = picked.div(HeldScalars.Of(Penalty));
         using var pen = torch.where(neg, mul, div);
         return scores.scatter(1, inputIds, pen);
     }
@@ -137,7 +138,7 @@ public sealed class TemperatureLogitsWarper(double temperature) : ILogitsProcess
     public double Temperature { get; } = temperature > 0 ? temperature : throw new ArgumentOutOfRangeException(nameof(temperature), temperature, "temperature must be > 0");
 
     /// <inheritdoc />
-    public Tensor Process(Tensor inputIds, Tensor scores) => scores.div(Temperature);
+    public Tensor Process(Tensor inputIds, Tensor scores) => scores.div(HeldScalars.Of(Temperature));
 }
 
 /// <summary>Keeps the <c>topK</c> highest scores (ties with the k-th included) and sets the rest to −inf (HF <c>TopKLogitsWarper</c>).</summary>
@@ -152,7 +153,7 @@ public sealed class TopKLogitsWarper(int topK, int minTokensToKeep = 1) : ILogit
         using var _i = indices;
         using var kth = values[.., ^1..];                                  // [N, 1]
         using var remove = scores.lt(kth);
-        return scores.masked_fill(remove, float.NegativeInfinity);
+        return scores.masked_fill(remove, HeldScalars.Of(float.NegativeInfinity));
     }
 }
 
@@ -168,9 +169,9 @@ public sealed class TopPLogitsWarper(double topP, int minTokensToKeep = 1) : ILo
         using var scope = torch.NewDisposeScope();
         var (sorted, order) = scores.sort(dim: -1, descending: false);
         var cum = sorted.softmax(-1).cumsum(-1);
-        var removeSorted = cum.le(1 - topP);
+        var removeSorted = cum.le(HeldScalars.Of(1 - topP));
         removeSorted[.., ^minTokensToKeep..] = false;
         var remove = removeSorted.scatter(1, order, removeSorted);
-        return scores.masked_fill(remove, float.NegativeInfinity).MoveToOuterDisposeScope();
+        return scores.masked_fill(remove, HeldScalars.Of(float.NegativeInfinity)).MoveToOuterDisposeScope();
     }
 }

@@ -1,6 +1,7 @@
 using Peft.Core;
 using TorchSharp;
 using static TorchSharp.torch;
+using Peft.Core.Torch;
 
 namespace Peft.Transformers.Generation;
 
@@ -44,8 +45,8 @@ internal sealed class ModelStepper(nn.Module<ModelInput, ModelOutput> model, boo
         if (mask is null) positions = Arange(total, ids.device).narrow(0, past, total - past).unsqueeze(0).expand(rows, total - past);
         else
         {
-            positions = mask.cumsum(-1).sub(1);
-            positions = positions.masked_fill(mask.eq(0), 1);
+            positions = mask.cumsum(-1).sub(HeldScalars.Of(1));
+            positions = positions.masked_fill(mask.eq(HeldScalars.Of(0)), HeldScalars.Of(1));
             if (past > 0) positions = positions.narrow(1, past, total - past);    // [N, T_new]
         }
         var input = new ModelInput
@@ -82,7 +83,7 @@ internal sealed class ModelStepper(nn.Module<ModelInput, ModelOutput> model, boo
         if (_arange is { } table && table.shape[0] >= total) return table;
         long have = _arange?.shape[0] ?? 0;                        // read before disposing: a disposed tensor has no shape
         _arange?.Dispose();
-        _arange = arange(Math.Max(total, Math.Max(64, 2 * have)), dtype: ScalarType.Int64, device: device).DetachFromDisposeScope();
+        _arange = arange(HeldScalars.Of(Math.Max(total, Math.Max(64, 2 * have))), dtype: ScalarType.Int64, device: device).DetachFromDisposeScope();
         return _arange;
     }
 

@@ -2,6 +2,7 @@ using Peft.Core;
 using TorchSharp;
 using static TorchSharp.torch;
 using Peft.Transformers.Optimization;
+using Peft.Core.Torch;
 
 namespace Peft.Transformers;
 
@@ -43,7 +44,7 @@ internal sealed class TrainStep(nn.Module<ModelInput, ModelOutput> model, Traina
             var l = output.Loss ?? throw new InvalidOperationException(
                 $"{model.GetType().Name}.forward returned no loss; the batch needs labels (keys: {string.Join(", ", microBatches[i].Keys)})");
             double weight = total > 0 ? items[i] / total * parallel.WorldSize : 1.0 / microBatches.Count; // GA / DP = one large batch
-            if (weight != 1.0) l = l * weight;
+            if (weight != 1.0) l = l * HeldScalars.Of(weight);
             if (_hooks?.LossTerm() is { } term) l = l + term;
             l.backward();
             loss += l.detach().to(ScalarType.Float64).item<double>();
@@ -75,6 +76,6 @@ internal sealed class TrainStep(nn.Module<ModelInput, ModelOutput> model, Traina
         if (labels.dim() < 2 || labels.is_floating_point()) return labels.shape[0];
         using var scope = NewDisposeScope();
         var counted = causalLm ? labels[.., 1..] : labels;
-        return counted.ne(-100).sum().item<long>();
+        return counted.ne(HeldScalars.Of(-100)).sum().item<long>();
     }
 }

@@ -2,6 +2,7 @@ using Peft.Core.Tuners;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using Peft.Core.Torch;
 
 namespace Peft.Core.Tuners;
 
@@ -77,7 +78,7 @@ public abstract class AdaLoraLayer : LoraLayer
             lora_A.Set(adapterName, new Parameter(a.MoveToOuterDisposeScope()));
             lora_E.Set(adapterName, new Parameter(e.MoveToOuterDisposeScope()));
             lora_B.Set(adapterName, new Parameter(b.MoveToOuterDisposeScope()));
-            ranknum.Set(adapterName, new Parameter(full([1], (double)r, dtype: dtype, device: device).MoveToOuterDisposeScope(), requires_grad: false));
+            ranknum.Set(adapterName, new Parameter(full([1], HeldScalars.Of((double)r), dtype: dtype, device: device).MoveToOuterDisposeScope(), requires_grad: false));
         }
         SetAdapter(ActiveAdapters, trainable: !config.InferenceMode);
     }
@@ -126,7 +127,7 @@ public abstract class AdaLoraLayer : LoraLayer
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         var drop = tensor(keep.Select(k => !k).ToArray(), device: e.device).unsqueeze(-1); // [r, 1]
-        e.masked_fill_(drop, 0.0);
+        e.masked_fill_(drop, HeldScalars.Of(0.0));
     }
 
     /// <inheritdoc />

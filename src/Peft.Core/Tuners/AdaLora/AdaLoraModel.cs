@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging;
 using Peft.Core.Tuners;
 using TorchSharp;
 using static TorchSharp.torch;
+using Peft.Core.Torch;
 
 namespace Peft.Core.Tuners;
 
@@ -121,7 +122,7 @@ public class AdaLoraModel : LoraModel
                 count++;
             }
         }
-        return sum is null ? null : sum.div(count).mul(config.OrthRegWeight);
+        return sum is null ? null : sum.div(HeldScalars.Of(count)).mul(HeldScalars.Of(config.OrthRegWeight));
     }
 
     /// <inheritdoc />

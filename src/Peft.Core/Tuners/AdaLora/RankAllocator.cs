@@ -1,6 +1,7 @@
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using Peft.Core.Torch;
 
 namespace Peft.Core.Tuners;
 
@@ -85,8 +86,8 @@ public sealed class RankAllocator : IDisposable
                     s = (Keep(zeros_like(p)), Keep(zeros_like(p)), Keep(zeros_like(p)));
                 }
                 var ipt = (p * grad).abs();
-                var avg = s.ExpAvgIpt * _config.Beta1 + ipt * (1 - _config.Beta1);
-                var unc = s.ExpAvgUnc * _config.Beta2 + (ipt - avg).abs() * (1 - _config.Beta2);
+                var avg = s.ExpAvgIpt * HeldScalars.Of(_config.Beta1) + ipt * HeldScalars.Of((1 - _config.Beta1));
+                var unc = s.ExpAvgUnc * HeldScalars.Of(_config.Beta2) + (ipt - avg).abs() * HeldScalars.Of((1 - _config.Beta2));
                 s.Ipt.copy_(ipt);
                 s.ExpAvgIpt.copy_(avg);
                 s.ExpAvgUnc.copy_(unc);
@@ -122,7 +123,7 @@ public sealed class RankAllocator : IDisposable
         var pattern = new Dictionary<string, IReadOnlyList<bool>>(StringComparer.Ordinal);
         foreach (var (path, layer, score) in triplets)
         {
-            var keep = score.gt(threshold).data<bool>().ToArray();
+            var keep = score.gt(HeldScalars.Of(threshold)).data<bool>().ToArray();
             layer.MaskSingularValues(_adapter, keep, path);
             pattern[$"{path}.lora_E"] = keep;
         }

@@ -1,6 +1,7 @@
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using Peft.Core.Torch;
 
 namespace Peft.Core.Tuners;
 
@@ -30,7 +31,7 @@ public class SvdConv2d : AdaLoraLayer
     {
         var w = BaseWeight; // [out, in, kh, kw]
         return LoraB(adapterName).matmul(LoraA(adapterName) * LoraE(adapterName)) // [out, in·kh·kw]
-            .mul(Scaling[adapterName]).div(RankNum(adapterName).add(1e-5))
+            .mul(HeldScalars.Of(Scaling[adapterName])).div(RankNum(adapterName).add(HeldScalars.Of(1e-5)))
             .reshape(w.shape);
     }
 

@@ -2,6 +2,7 @@ using Peft.Core.Tuners;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using Peft.Core.Torch;
 
 namespace Peft.Core.Tuners;
 
@@ -32,7 +33,7 @@ public class SvdLinear : AdaLoraLayer
     {
         var delta = LoraB(adapterName).matmul(LoraA(adapterName) * LoraE(adapterName)); // [out, in]
         if (FanInFanOut) delta = delta.t();
-        return delta.mul(Scaling[adapterName]).div(RankNum(adapterName).add(1e-5));
+        return delta.mul(HeldScalars.Of(Scaling[adapterName])).div(RankNum(adapterName).add(HeldScalars.Of(1e-5)));
     }
 
     /// <inheritdoc />
@@ -51,7 +52,7 @@ public class SvdLinear : AdaLoraLayer
             if (!HasAdapter(name)) return result;
             var a = LoraA(name);
             var h = Dropout(name).forward(input.to(a.dtype)).matmul((a * LoraE(name)).t()).matmul(LoraB(name).t()); // [..., out]
-            return result + h.mul(Scaling[name]).div(RankNum(name).add(1e-5)).to(result.dtype);
+            return result + h.mul(HeldScalars.Of(Scaling[name])).div(RankNum(name).add(HeldScalars.Of(1e-5))).to(result.dtype);
         });
     }
 }

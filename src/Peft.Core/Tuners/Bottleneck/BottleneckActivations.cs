@@ -1,5 +1,6 @@
 using TorchSharp;
 using static TorchSharp.torch;
+using Peft.Core.Torch;
 
 namespace Peft.Core.Tuners;
 
@@ -29,5 +30,5 @@ public static class BottleneckActivations
         name is not null && Table.TryGetValue(name, out var f) ? f
             : throw new ArgumentException($"non_linearity \"{name}\" is not supported (supported: {string.Join(", ", Names)}).", nameof(name));
 
-    private static Tensor GeluTanh(Tensor x) => x.mul(0.5).mul(x.add(x.pow(3).mul(0.044715)).mul(Math.Sqrt(2.0 / Math.PI)).tanh().add(1));
+    private static Tensor GeluTanh(Tensor x) => x.mul(HeldScalars.Of(0.5)).mul(x.add(x.pow(HeldScalars.Of(3)).mul(HeldScalars.Of(0.044715))).mul(HeldScalars.Of(Math.Sqrt(2.0 / Math.PI))).tanh().add(HeldScalars.Of(1)));
 }

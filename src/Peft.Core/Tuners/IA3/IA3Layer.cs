@@ -2,6 +2,7 @@ using Peft.Core.Tuners;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using Peft.Core.Torch;
 
 namespace Peft.Core.Tuners;
 
@@ -108,8 +109,8 @@ public abstract class IA3Layer : BaseTunerLayer
     {
         var vector = ia3_l[adapterName].detach();
         if (!IsFeedforward && FindParameter(base_layer, "bias") is { } bias)
-            bias.div_(vector.reshape(bias.shape).to(bias.dtype) + 1e-8);
-        return weight.div(WeightScale(vector) + 1e-8).to(weight.dtype);
+            bias.div_(vector.reshape(bias.shape).to(bias.dtype) + HeldScalars.Of(1e-8));
+        return weight.div(WeightScale(vector) + HeldScalars.Of(1e-8)).to(weight.dtype);
     }
 
     /// <summary>

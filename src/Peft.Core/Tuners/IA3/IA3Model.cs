@@ -3,6 +3,7 @@ using Peft.Core.Tuners;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using Peft.Core.Torch;
 
 namespace Peft.Core.Tuners;
 
@@ -183,7 +184,7 @@ public class IA3Model : LayerInjectingTuner, IWeightedAdapterTuner
             vector.zero_();
             for (int i = 0; i < adapters.Count; i++)
             {
-                if (target.AdapterNames.Contains(adapters[i])) vector.add_(target.Vector(adapters[i]) * weights[i]);
+                if (target.AdapterNames.Contains(adapters[i])) vector.add_(target.Vector(adapters[i]) * HeldScalars.Of(weights[i]));
             }
         }
         return newConfig;

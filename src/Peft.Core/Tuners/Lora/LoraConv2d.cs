@@ -2,6 +2,7 @@ using Peft.Core.Tuners;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using Peft.Core.Torch;
 
 namespace Peft.Core.Tuners;
 
@@ -71,7 +72,7 @@ public sealed class LoraConv2d : LoraLayer
         Tensor delta = a.shape[2] == 1 && a.shape[3] == 1
             ? b.flatten(1).matmul(a.flatten(1)).view(b.shape[0], a.shape[1], 1, 1)
             : nn.functional.conv2d(a.permute(1, 0, 2, 3), b).permute(1, 0, 2, 3);
-        return delta.mul(Scaling[adapterName]);
+        return delta.mul(HeldScalars.Of(Scaling[adapterName]));
     }
 
     /// <inheritdoc />
@@ -118,5 +119,5 @@ public sealed class LoraConv2d : LoraLayer
     public override Tensor forward(Tensor x) => AdapterForward(x, lora_A.ContainsKey, Branch);
 
     private Tensor Branch(string name, Tensor x) =>
-        lora_B[name].forward(lora_A[name].forward(lora_dropout[name].forward(x))).mul(Scaling[name]);
+        lora_B[name].forward(lora_A[name].forward(lora_dropout[name].forward(x))).mul(HeldScalars.Of(Scaling[name]));
 }

@@ -2,6 +2,7 @@ using Peft.Core.Tuners;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using Peft.Core.Torch;
 
 namespace Peft.Core.Tuners;
 
@@ -59,7 +60,7 @@ public sealed class LoraEmbedding : LoraLayer
 
     /// <inheritdoc />
     public override Tensor GetDeltaWeight(string adapterName) =>
-        lora_embedding_B[adapterName].matmul(lora_embedding_A[adapterName]).t().mul(Scaling[adapterName]);
+        lora_embedding_B[adapterName].matmul(lora_embedding_A[adapterName]).t().mul(HeldScalars.Of(Scaling[adapterName]));
 
     /// <inheritdoc />
     protected override IEnumerable<Parameter> AdapterParameters(string adapterName)
@@ -108,6 +109,6 @@ public sealed class LoraEmbedding : LoraLayer
     {
         var table = lora_embedding_A[name].t(); // [num_embeddings, r]
         var afterA = table.index_select(0, ids.flatten()).view([.. ids.shape, table.shape[1]]);
-        return afterA.matmul(lora_embedding_B[name].t()).mul(Scaling[name]);
+        return afterA.matmul(lora_embedding_B[name].t()).mul(HeldScalars.Of(Scaling[name]));
     }
 }

@@ -2,6 +2,7 @@ using Peft.Core.Tuners;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using Peft.Core.Torch;
 
 namespace Peft.Core.Tuners;
 
@@ -101,7 +102,7 @@ public abstract class LoraLayer : BaseTunerLayer, IMixedBatchTunerLayer
             {
                 if (!hasAdapter(name)) continue;
                 var idx = tensor(rows.Select((n, i) => (n, i)).Where(p => p.n == name).Select(p => (long)p.i).ToArray(), device: x.device);
-                result.index_add_(0, idx, delta(name, x.index_select(0, idx)).to(result.dtype), 1);
+                result.index_add_(0, idx, delta(name, x.index_select(0, idx)).to(result.dtype), HeldScalars.Of(1));
             }
             return result;
         }

@@ -2,6 +2,7 @@ using Peft.Core.Tuners;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using Peft.Core.Torch;
 
 namespace Peft.Core.Tuners;
 
@@ -102,7 +103,7 @@ public class LoraLinear : LoraLayer
     /// <inheritdoc />
     public override Tensor GetDeltaWeight(string adapterName)
     {
-        var delta = LoraProduct(adapterName).mul(Scaling[adapterName]);
+        var delta = LoraProduct(adapterName).mul(HeldScalars.Of(Scaling[adapterName]));
         return FanInFanOut ? delta.t() : delta;
     }
 
@@ -231,7 +232,7 @@ internal sealed class DoraLinearVariant : ILoraLinearVariant
     private Tensor? _mergedNorm;
 
     private static Tensor WeightNorm(Tensor weightOutIn, Tensor loraWeight, double scaling) =>
-        linalg.norm(weightOutIn + loraWeight.mul(scaling), dims: [1]);
+        linalg.norm(weightOutIn + loraWeight.mul(HeldScalars.Of(scaling)), dims: [1]);
 
     /// <inheritdoc />
     public void Init(LoraLinear layer, string adapterName)
@@ -263,14 +264,14 @@ internal sealed class DoraLinearVariant : ILoraLinearVariant
         {
             baseResult = nn.functional.linear(dropped, weight);
         }
-        return result + (scale - 1) * baseResult + scale * loraResult * s;
+        return result + (scale - HeldScalars.Of(1)) * baseResult + scale * loraResult * HeldScalars.Of(s);
     }
 
     /// <inheritdoc />
     public Tensor Merge(LoraLinear layer, string adapterName, Tensor weight)
     {
         var w = layer.WeightOutIn(weight);
-        var delta = layer.LoraProduct(adapterName).mul(layer.Scaling[adapterName]).to(w.dtype);
+        var delta = layer.LoraProduct(adapterName).mul(HeldScalars.Of(layer.Scaling[adapterName])).to(w.dtype);
         var norm = WeightNorm(w, delta, 1.0).detach();
         _mergedNorm?.Dispose();
         _mergedNorm = norm.clone().DetachFromDisposeScope();
@@ -284,7 +285,7 @@ internal sealed class DoraLinearVariant : ILoraLinearVariant
     {
         var norm = _mergedNorm ?? throw new InvalidOperationException($"DoRA adapter '{adapterName}' was not merged.");
         var w = layer.WeightOutIn(weight);
-        var delta = layer.LoraProduct(adapterName).mul(layer.Scaling[adapterName]).to(w.dtype);
+        var delta = layer.LoraProduct(adapterName).mul(HeldScalars.Of(layer.Scaling[adapterName])).to(w.dtype);
         var factor = (layer.Magnitude(adapterName)! / norm).view(-1, 1);
         var orig = w / factor - delta;
         return layer.FanInFanOut ? orig.t() : orig;

@@ -3,6 +3,7 @@ using Peft.Core.Tuners;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using Peft.Core.Torch;
 
 namespace Peft.Core.Tuners;
 
@@ -210,13 +211,13 @@ public class LoraModel : LayerInjectingTuner, IWeightedAdapterTuner
                 case CombinationType.Linear:
                     foreach (var (a, w) in present)
                     {
-                        newA.add_(target.LoraA(a).weight * Math.Sqrt(w) * target.Scaling[a]);
-                        newB.add_(target.LoraB(a).weight * Math.Sqrt(w));
+                        newA.add_(target.LoraA(a).weight * HeldScalars.Of(Math.Sqrt(w)) * HeldScalars.Of(target.Scaling[a]));
+                        newB.add_(target.LoraB(a).weight * HeldScalars.Of(Math.Sqrt(w)));
                     }
                     break;
                 case CombinationType.Cat:
                 {
-                    var catA = cat(present.Select(x => target.LoraA(x.a).weight * x.w * target.Scaling[x.a]).ToArray(), 0);
+                    var catA = cat(present.Select(x => target.LoraA(x.a).weight * HeldScalars.Of(x.w) * HeldScalars.Of(target.Scaling[x.a])).ToArray(), 0);
                     var catB = cat(present.Select(x => (Tensor)target.LoraB(x.a).weight).ToArray(), 1);
                     newA.narrow(0, 0, catA.shape[0]).copy_(catA);
                     newB.narrow(1, 0, catB.shape[1]).copy_(catB);
@@ -228,7 +229,7 @@ public class LoraModel : LayerInjectingTuner, IWeightedAdapterTuner
                     foreach (var (a, w) in present)
                     {
                         var d = target.GetDeltaWeight(a);
-                        delta = delta + (target.FanInFanOut ? d.t() : d) * w;
+                        delta = delta + (target.FanInFanOut ? d.t() : d) * HeldScalars.Of(w);
                     }
                     var (u, s, vh) = linalg.svd(delta, fullMatrices: false);
                     int k = (int)Math.Min(newRank, s.shape[0]);

@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using Peft.Core.Torch;
 
 namespace Peft.Core.Tuners;
 
@@ -84,7 +85,7 @@ public abstract class PromptEncoderTuner<TConfig> : PromptLearningTuner where TC
         if (config.InferenceMode) one = table.unsqueeze(0);
         else
         {
-            var tokens = arange(EncoderTokens(config), dtype: ScalarType.Int64, device: table.device).unsqueeze(0); // [1, N]
+            var tokens = arange(HeldScalars.Of(EncoderTokens(config)), dtype: ScalarType.Int64, device: table.device).unsqueeze(0); // [1, N]
             one = encoder.forward(tokens);
         }
         return one.repeat(batch, 1, 1);                                               // [B, N, W]
@@ -147,7 +148,7 @@ public abstract class PromptEncoderTuner<TConfig> : PromptLearningTuner where TC
         else
         {
             using var _ = no_grad();
-            var tokens = arange(EncoderTokens(config), dtype: ScalarType.Int64, device: encoder.Embedding.weight!.device).unsqueeze(0); // [1, N]
+            var tokens = arange(HeldScalars.Of(EncoderTokens(config)), dtype: ScalarType.Int64, device: encoder.Embedding.weight!.device).unsqueeze(0); // [1, N]
             result[PromptEmbeddingsKey] = encoder.forward(tokens)[0].detach().cpu();   // [N, W]
         }
         return result;

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
 using TorchSharp;
 using static TorchSharp.torch;
+using Peft.Core.Torch;
 
 namespace Peft.Core.Tuners;
 
@@ -36,7 +37,7 @@ public abstract class VirtualTokenTuner<TConfig> : PromptEncoderTuner<TConfig> w
             InputsEmbeds = cat([prompts, embeds], 1),                                               // [B, N + T, H]
             AttentionMask = ExtendMask(input.AttentionMask, n),                                     // [B, N + T]
             Labels = seqCls || input.Labels is null ? input.Labels
-                : cat([full([batch, n], -100L, dtype: input.Labels.dtype, device: input.Labels.device), input.Labels], 1),
+                : cat([full([batch, n], HeldScalars.Of(-100L), dtype: input.Labels.dtype, device: input.Labels.device), input.Labels], 1),
             PositionIds = null,
             TokenTypeIds = seqCls && input.TokenTypeIds is { } tt
                 ? cat([zeros([batch, n], dtype: tt.dtype, device: tt.device), tt], 1)

@@ -2,6 +2,7 @@ using Peft.Core;
 using TorchSharp.Modules;
 using TorchSharp.Utils;
 using static TorchSharp.torch;
+using Peft.Core.Torch;
 
 namespace Peft.Transformers.Models.Bert;
 
@@ -38,7 +39,7 @@ public sealed class BertEmbeddings : nn.Module
         var x = inputsEmbeds ?? word_embeddings.call(inputIds!);                       // [B, T, hidden]
         long b = x.shape[0], t = x.shape[1];
         var device = x.device;
-        positionIds ??= arange(past, past + t, dtype: ScalarType.Int64, device: device).unsqueeze(0).expand(b, t);
+        positionIds ??= arange(HeldScalars.Of(past), HeldScalars.Of(past + t), dtype: ScalarType.Int64, device: device).unsqueeze(0).expand(b, t);
         tokenTypeIds ??= zeros([b, t], dtype: ScalarType.Int64, device: device);
         x = x + token_type_embeddings.forward(tokenTypeIds.to(device)) + position_embeddings.forward(positionIds.to(device));
         return dropout.forward(LayerNorm.forward(x));
@@ -367,10 +368,10 @@ public sealed class BertForQuestionAnswering : BertPreTrainedHead
         if (input.StartPositions is not null && input.EndPositions is not null)
         {
             long t = start.shape[1];
-            var sp = input.StartPositions.to(start.device).to_type(ScalarType.Int64).view(-1).clamp(0, t);
-            var ep = input.EndPositions.to(start.device).to_type(ScalarType.Int64).view(-1).clamp(0, t);
+            var sp = input.StartPositions.to(start.device).to_type(ScalarType.Int64).view(-1).clamp(HeldScalars.Of(0), HeldScalars.Of(t));
+            var ep = input.EndPositions.to(start.device).to_type(ScalarType.Int64).view(-1).clamp(HeldScalars.Of(0), HeldScalars.Of(t));
             loss = (nn.functional.cross_entropy(start.to_type(ScalarType.Float32), sp, ignore_index: t)
-                  + nn.functional.cross_entropy(end.to_type(ScalarType.Float32), ep, ignore_index: t)) / 2;
+                  + nn.functional.cross_entropy(end.to_type(ScalarType.Float32), ep, ignore_index: t)) / HeldScalars.Of(2);
         }
         return Build(o, null, loss, start, end);
     }

@@ -1,5 +1,6 @@
 using Peft.Core;
 using static TorchSharp.torch;
+using Peft.Core.Torch;
 
 namespace Peft.Transformers.Models;
 
@@ -18,19 +19,19 @@ internal static class CausalHeads
         if (padTokenId is null)
         {
             if (b != 1) throw new InvalidOperationException($"{model}: cannot handle batch sizes > 1 if no padding token is defined (config.pad_token_id is null).");
-            idx = full([b], t - 1, dtype: ScalarType.Int64, device: logits.device);
+            idx = full([b], HeldScalars.Of(t - 1), dtype: ScalarType.Int64, device: logits.device);
         }
         else if (inputIds is null)
         {
-            idx = full([b], t - 1, dtype: ScalarType.Int64, device: logits.device);
+            idx = full([b], HeldScalars.Of(t - 1), dtype: ScalarType.Int64, device: logits.device);
         }
         else
         {
-            var nonPad = inputIds.to(logits.device).ne(padTokenId.Value).to_type(ScalarType.Int64);
-            var positions = arange(t, dtype: ScalarType.Int64, device: logits.device).unsqueeze(0);
+            var nonPad = inputIds.to(logits.device).ne(HeldScalars.Of(padTokenId.Value)).to_type(ScalarType.Int64);
+            var positions = arange(HeldScalars.Of(t), dtype: ScalarType.Int64, device: logits.device).unsqueeze(0);
             idx = (positions * nonPad).argmax(-1);
         }
-        var rows = arange(b, dtype: ScalarType.Int64, device: logits.device);
+        var rows = arange(HeldScalars.Of(b), dtype: ScalarType.Int64, device: logits.device);
         return logits.index([rows, idx]);   // [B, C]
     }
 

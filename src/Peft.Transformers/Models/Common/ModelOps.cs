@@ -2,6 +2,7 @@ using Peft.Core;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using Peft.Core.Torch;
 
 namespace Peft.Transformers.Models;
 
@@ -64,10 +65,10 @@ internal static class ModelOps
         if (attentionMask is null && queryLen == 1 && !windowCutsIn) return null;
         if (pastLen == 0 && queryLen > 1 && !windowCutsIn && (attentionMask is null || AllOnes(attentionMask))) return null;
         using var scope = NewDisposeScope();
-        var q = arange(pastLen, keyLen, dtype: ScalarType.Int64, device: device).unsqueeze(1);   // [T, 1]
-        var k = arange(0, keyLen, dtype: ScalarType.Int64, device: device).unsqueeze(0);         // [1, S]
+        var q = arange(HeldScalars.Of(pastLen), HeldScalars.Of(keyLen), dtype: ScalarType.Int64, device: device).unsqueeze(1);   // [T, 1]
+        var k = arange(HeldScalars.Of(0), HeldScalars.Of(keyLen), dtype: ScalarType.Int64, device: device).unsqueeze(0);         // [1, S]
         var allowed = k.le(q);                                                                // [T, S]
-        if (slidingWindow is { } w) allowed = allowed.logical_and(k.gt(q - w));               // HF: kv_idx > q_idx − window
+        if (slidingWindow is { } w) allowed = allowed.logical_and(k.gt(q - HeldScalars.Of(w)));               // HF: kv_idx > q_idx − window
         allowed = allowed.unsqueeze(0);                                                       // [1, T, S]
         if (attentionMask is not null)
             allowed = allowed.logical_and(attentionMask.to(device).to_type(ScalarType.Bool).unsqueeze(1)); // [B, T, S]
@@ -77,7 +78,7 @@ internal static class ModelOps
     private static bool AllOnes(Tensor attentionMask)
     {
         using var scope = NewDisposeScope();
-        return attentionMask.ne(0).all().item<bool>();
+        return attentionMask.ne(HeldScalars.Of(0)).all().item<bool>();
     }
 
     /// <summary>Additive padding mask [B, 1, 1, S] for bidirectional attention (BERT); null when no mask is given.</summary>
@@ -98,7 +99,7 @@ internal static class ModelOps
             ScalarType.Float64 => double.MinValue,
             _ => float.MinValue,
         };
-        return zeros(allowed.shape, dtype: dtype, device: allowed.device).masked_fill(allowed.logical_not(), min);
+        return zeros(allowed.shape, dtype: dtype, device: allowed.device).masked_fill(allowed.logical_not(), HeldScalars.Of(min));
     }
 
     /// <summary>
@@ -108,7 +109,7 @@ internal static class ModelOps
     /// generation passes mask-derived positions explicitly (HF <c>prepare_inputs_for_generation</c>).
     /// </summary>
     public static Tensor DefaultPositionIds(long batch, long queryLen, long pastLen, Device device) =>
-        arange(pastLen, pastLen + queryLen, dtype: ScalarType.Int64, device: device).unsqueeze(0).expand(batch, queryLen);
+        arange(HeldScalars.Of(pastLen), HeldScalars.Of(pastLen + queryLen), dtype: ScalarType.Int64, device: device).unsqueeze(0).expand(batch, queryLen);
 
     /// <summary><see cref="DefaultPositionIds"/> as a <see cref="DefaultPositions"/> rule (GPT-2, the Llama family).</summary>
     public static Tensor ArangePositionIds(Tensor? attentionMask, long batch, long queryLen, long pastLen, Device device) =>
@@ -122,7 +123,7 @@ internal static class ModelOps
     {
         if (attentionMask is null) return DefaultPositionIds(batch, queryLen, pastLen, device);
         var m = attentionMask.to(device).to_type(ScalarType.Int64);                  // [B, past + T]
-        return (m.cumsum(1) * m - 1).narrow(1, pastLen, queryLen);                     // [B, T]
+        return (m.cumsum(1) * m - HeldScalars.Of(1)).narrow(1, pastLen, queryLen);                     // [B, T]
     }
 
     /// <summary>
@@ -166,7 +167,7 @@ internal static class ModelOps
         var shape = logits.shape;
         long v = shape[^1];
         var target = labels.to(logits.device);
-        var shifted = cat([target.narrow(1, 1, shape[1] - 1), full([shape[0], 1], -100L, ScalarType.Int64, logits.device)], 1).reshape(-1); // [B·T]
+        var shifted = cat([target.narrow(1, 1, shape[1] - 1), full([shape[0], 1], HeldScalars.Of(-100L), ScalarType.Int64, logits.device)], 1).reshape(-1); // [B·T]
         return nn.functional.cross_entropy(logits.to_type(ScalarType.Float32).reshape(-1, v), shifted, ignore_index: -100);
     }
 
@@ -216,11 +217,11 @@ internal static class ModelOps
                     e.weight!.normal_(0, std);
                     break;
                 case LayerNorm ln:
-                    ln.weight?.fill_(1.0);
+                    ln.weight?.fill_(HeldScalars.Of(1.0));
                     ln.bias?.zero_();
                     break;
                 case RmsNorm rn:
-                    rn.weight.fill_(1.0);
+                    rn.weight.fill_(HeldScalars.Of(1.0));
                     break;
                 case Peft.Core.Modules.Conv1D c:
                     c.weight.normal_(0, std);

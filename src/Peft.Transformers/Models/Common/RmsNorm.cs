@@ -1,5 +1,6 @@
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using Peft.Core.Torch;
 
 namespace Peft.Transformers.Models;
 
@@ -24,8 +25,8 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
         using var scope = NewDisposeScope();
         var dtype = x.dtype;
         var h = x.to_type(ScalarType.Float32);
-        var variance = h.pow(2).mean([-1], keepdim: true);
-        h = h * rsqrt(variance + _eps);
+        var variance = h.pow(HeldScalars.Of(2)).mean([-1], keepdim: true);
+        h = h * rsqrt(variance + HeldScalars.Of(_eps));
         return (weight * h.to_type(dtype)).MoveToOuterDisposeScope();
     }
 }

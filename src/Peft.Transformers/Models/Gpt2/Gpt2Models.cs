@@ -3,6 +3,7 @@ using Peft.Core.Modules;
 using TorchSharp.Modules;
 using TorchSharp.Utils;
 using static TorchSharp.torch;
+using Peft.Core.Torch;
 
 namespace Peft.Transformers.Models.Gpt2;
 
@@ -44,7 +45,7 @@ public sealed class GPT2Attention : nn.Module
         var q = qkv[0].view(b, t, _heads, _headDim).transpose(1, 2);               // [B, H, T, D]
         var k = qkv[1].view(b, t, _heads, _headDim).transpose(1, 2);
         var v = qkv[2].view(b, t, _heads, _headDim).transpose(1, 2);
-        if (_queryScale != 1.0) q = q * _queryScale;
+        if (_queryScale != 1.0) q = q * HeldScalars.Of(_queryScale);
         if (cache is not null) (k, v) = cache.Update(_layerIdx, k, v);            // [B, H, past + T, D]
         var o = ModelOps.Attend(q, k, v, mask, training ? _attnDrop : 0.0, causal: true);     // [B, T, hidden]
         return resid_dropout.forward(c_proj.forward(o));

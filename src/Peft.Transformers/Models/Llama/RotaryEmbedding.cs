@@ -1,4 +1,5 @@
 using static TorchSharp.torch;
+using Peft.Core.Torch;
 
 namespace Peft.Transformers.Models.Llama;
 
@@ -14,14 +15,14 @@ internal static class RotaryEmbedding
         var scaling = c.EffectiveRopeScaling;
         int dim = (int)(c.HeadDim * (scaling?.PartialRotaryFactor ?? 1.0));
         using var scope = NewDisposeScope();
-        var exponent = arange(0, dim, 2, dtype: ScalarType.Int64, device: device).to_type(ScalarType.Float32) / dim;
-        var inv = 1.0 / pow(tensor((float)c.EffectiveRopeTheta, dtype: ScalarType.Float32, device: device), exponent);
+        var exponent = arange(HeldScalars.Of(0), HeldScalars.Of(dim), HeldScalars.Of(2), dtype: ScalarType.Int64, device: device).to_type(ScalarType.Float32) / HeldScalars.Of(dim);
+        var inv = HeldScalars.Of(1.0) / pow(tensor((float)c.EffectiveRopeTheta, dtype: ScalarType.Float32, device: device), exponent);
         switch (scaling?.Type ?? "default")
         {
             case "default":
                 break;
             case "linear":
-                inv = inv / (scaling!.Factor ?? throw new ArgumentException($"{c.ModelType}: rope_type 'linear' needs 'factor'."));
+                inv = inv / HeldScalars.Of((scaling!.Factor ?? throw new ArgumentException($"{c.ModelType}: rope_type 'linear' needs 'factor'.")));
                 break;
             case "llama3":
             {
@@ -30,11 +31,11 @@ internal static class RotaryEmbedding
                 double high = scaling.HighFreqFactor ?? throw new ArgumentException($"{c.ModelType}: rope_type 'llama3' needs 'high_freq_factor'.");
                 double old = scaling.OriginalMaxPositionEmbeddings ?? throw new ArgumentException($"{c.ModelType}: rope_type 'llama3' needs 'original_max_position_embeddings'.");
                 double lowWavelen = old / low, highWavelen = old / high;
-                var wavelen = 2 * Math.PI / inv;
-                var llama = where(wavelen.gt(lowWavelen), inv / factor, inv);
-                var smooth = (old / wavelen - low) / (high - low);
-                var smoothed = (1 - smooth) * llama / factor + smooth * llama;
-                var medium = wavelen.lt(highWavelen).logical_not().logical_and(wavelen.gt(lowWavelen).logical_not());
+                var wavelen = HeldScalars.Of(2 * Math.PI) / inv;
+                var llama = where(wavelen.gt(HeldScalars.Of(lowWavelen)), inv / HeldScalars.Of(factor), inv);
+                var smooth = (HeldScalars.Of(old) / wavelen - HeldScalars.Of(low)) / HeldScalars.Of((high - low));
+                var smoothed = (HeldScalars.Of(1) - smooth) * llama / HeldScalars.Of(factor) + smooth * llama;
+                var medium = wavelen.lt(HeldScalars.Of(highWavelen)).logical_not().logical_and(wavelen.gt(HeldScalars.Of(lowWavelen)).logical_not());
                 inv = where(medium, smoothed, llama);
                 break;
             }

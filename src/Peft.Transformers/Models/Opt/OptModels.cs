@@ -2,6 +2,7 @@ using Peft.Core;
 using TorchSharp.Modules;
 using TorchSharp.Utils;
 using static TorchSharp.torch;
+using Peft.Core.Torch;
 
 namespace Peft.Transformers.Models.Opt;
 
@@ -140,7 +141,7 @@ public sealed class OPTDecoder : nn.Module
         var device = x.device;
         // HF: cumsum(mask) · mask − 1 over the new positions (padding → −1, i.e. row 1 after the offset)
         var positions = pass.PositionIds(device, ModelOps.MaskDerivedPositionIds);
-        x = x + embed_positions.forward(positions + PositionOffset);
+        x = x + embed_positions.forward(positions + HeldScalars.Of(PositionOffset));
         x = dropout.forward(x);
         pass.UseCausalMasks(layers.Count, x.dtype, device);
         x = pass.RunLayers(layers, x);

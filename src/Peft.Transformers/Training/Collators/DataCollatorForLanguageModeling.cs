@@ -1,5 +1,6 @@
 using TorchSharp;
 using static TorchSharp.torch;
+using Peft.Core.Torch;
 
 namespace Peft.Transformers;
 
@@ -42,7 +43,7 @@ public sealed class DataCollatorForLanguageModeling : IDataCollator, IRandomColl
         if (!_mlm)
         {
             var labels = ids.clone();
-            if (Tokenizer.PadTokenId is int pad) labels.masked_fill_(labels.eq(pad), -100);
+            if (Tokenizer.PadTokenId is int pad) labels.masked_fill_(labels.eq(HeldScalars.Of(pad)), HeldScalars.Of(-100));
             batch["labels"] = labels.MoveToOuterDisposeScope();
         }
         else
@@ -65,12 +66,12 @@ public sealed class DataCollatorForLanguageModeling : IDataCollator, IRandomColl
         var inputs = ids.clone();
         var labels = ids.clone();
         var special = specialMask?.to(ScalarType.Bool) ?? IsSpecial(ids);
-        var probability = full(ids.shape, _mlmProbability, ScalarType.Float32).masked_fill_(special, 0.0);
+        var probability = full(ids.shape, HeldScalars.Of(_mlmProbability), ScalarType.Float32).masked_fill_(special, HeldScalars.Of(0.0));
         var masked = bernoulli(probability, _generator).to(ScalarType.Bool);
-        labels.masked_fill_(masked.logical_not(), -100);
-        var replaced = bernoulli(full(ids.shape, 0.8, ScalarType.Float32), _generator).to(ScalarType.Bool).logical_and(masked);
-        inputs.masked_fill_(replaced, Tokenizer.MaskTokenId!.Value);
-        var random = bernoulli(full(ids.shape, 0.5, ScalarType.Float32), _generator).to(ScalarType.Bool).logical_and(masked).logical_and(replaced.logical_not());
+        labels.masked_fill_(masked.logical_not(), HeldScalars.Of(-100));
+        var replaced = bernoulli(full(ids.shape, HeldScalars.Of(0.8), ScalarType.Float32), _generator).to(ScalarType.Bool).logical_and(masked);
+        inputs.masked_fill_(replaced, HeldScalars.Of(Tokenizer.MaskTokenId!.Value));
+        var random = bernoulli(full(ids.shape, HeldScalars.Of(0.5), ScalarType.Float32), _generator).to(ScalarType.Bool).logical_and(masked).logical_and(replaced.logical_not());
         var words = randint(Tokenizer.Count, ids.shape, ScalarType.Int64, generator: _generator);
         inputs = where(random, words, inputs);
         return (inputs, labels);
@@ -79,7 +80,7 @@ public sealed class DataCollatorForLanguageModeling : IDataCollator, IRandomColl
     private Tensor IsSpecial(Tensor ids)
     {
         var special = zeros_like(ids, ScalarType.Bool);
-        foreach (var id in Tokenizer.AllSpecialIds.Distinct()) special = special.logical_or(ids.eq(id));
+        foreach (var id in Tokenizer.AllSpecialIds.Distinct()) special = special.logical_or(ids.eq(HeldScalars.Of(id)));
         return special;
     }
 

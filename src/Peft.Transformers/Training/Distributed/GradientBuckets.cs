@@ -2,6 +2,7 @@ using Peft.Core.Distributed;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using Peft.Core.Torch;
 
 namespace Peft.Transformers;
 
@@ -27,7 +28,7 @@ internal static class GradientBuckets
             var flat = cat(grads.Select(g => g.reshape(-1)).ToArray()); // [Σ numel]
             if (flat.device != group.Device) flat = flat.to(group.Device);
             group.AllReduce(flat);
-            flat.div_(group.WorldSize);
+            flat.div_(HeldScalars.Of(group.WorldSize));
             if (flat.device != grads[0].device) flat = flat.to(grads[0].device);
             long offset = 0;
             for (int i = 0; i < bucket.Count; i++)

@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
 using TorchSharp;
 using static TorchSharp.torch;
+using Peft.Core.Torch;
 
 namespace Peft.Transformers.Optimization;
 
@@ -73,7 +74,7 @@ public sealed class AdamW : TrainerOptimizer
             state["exp_avg"] = Keep(zeros_like(param));
             state["exp_avg_sq"] = Keep(zeros_like(param));
         }
-        stepT.add_(1);
+        stepT.add_(HeldScalars.Of(1));
         double step = stepT.item<float>();             // the step tensor lives on the CPU (as torch's): no device sync
         Apply(param, grad, state["exp_avg"], state["exp_avg_sq"], step, group.Lr, group.WeightDecay);
     }
@@ -135,7 +136,7 @@ public sealed class AdamW : TrainerOptimizer
         if (step < 0 || step != MathF.Floor(step)) throw new InvalidDataException($"{file}: 'state.{index}.step' is {step}, not a step count");
         RequireTensor(file, $"state.{index}.exp_avg", state["exp_avg"], param.shape, param.dtype);
         RequireTensor(file, $"state.{index}.exp_avg_sq", state["exp_avg_sq"], param.shape, param.dtype);
-        using var negative = state["exp_avg_sq"].lt(0).any();
+        using var negative = state["exp_avg_sq"].lt(HeldScalars.Of(0)).any();
         if (negative.item<bool>()) throw new InvalidDataException($"{file}: 'state.{index}.exp_avg_sq' has negative values");
     }
 

@@ -2,6 +2,7 @@ using Peft.Core.Distributed.Nccl;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using Peft.Core.Torch;
 
 namespace Peft.Transformers.Optimization;
 
@@ -69,7 +70,7 @@ internal sealed class AdamWFlatBucket : IDisposable
         for (int i = 1; i < counts.Length; i++)
             if (counts[i] != counts[0]) return false;
         var flatGrad = FlatTensors.ViewOrCat(grads);       // [total]
-        _steps.add_(1);
+        _steps.add_(HeldScalars.Of(1));
         optimizer.Apply(_flatParams!, flatGrad, _expAvg!, _expAvgSq!, counts[0] + 1, lr, weightDecay);
         return true;
     }

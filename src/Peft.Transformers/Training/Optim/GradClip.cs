@@ -1,5 +1,6 @@
 using TorchSharp;
 using static TorchSharp.torch;
+using Peft.Core.Torch;
 
 namespace Peft.Transformers.Optimization;
 
@@ -35,7 +36,7 @@ public static class GradClip
         {
             using var eps = 1e-6.ToScalar();                        // Scalars held until the ops ran (see AdamW.Apply)
             using var one = 1.0.ToScalar();
-            var coef = (maxNorm / total.add(eps)).clamp_max(one);
+            var coef = (HeldScalars.Of(maxNorm) / total.add(eps)).clamp_max(one);
             foreach (var b in buffers) b.mul_(b.device == device ? coef : coef.to(b.device));
         }
         return total.to(ScalarType.Float64).item<double>();

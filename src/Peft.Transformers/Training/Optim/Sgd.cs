@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using static TorchSharp.torch;
+using Peft.Core.Torch;
 
 namespace Peft.Transformers.Optimization;
 
@@ -20,8 +21,8 @@ public sealed class Sgd : TrainerOptimizer
     /// <inheritdoc />
     protected override void Update(Tensor param, Tensor grad, ParamGroup group, Dictionary<string, Tensor> state)
     {
-        var g = group.WeightDecay != 0 ? grad.add(param, group.WeightDecay) : grad;
-        param.add_(g, -group.Lr);
+        var g = group.WeightDecay != 0 ? grad.add(param, HeldScalars.Of(group.WeightDecay)) : grad;
+        param.add_(g, HeldScalars.Of(-group.Lr));
     }
 
     /// <inheritdoc />
