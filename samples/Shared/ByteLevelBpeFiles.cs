@@ -28,36 +28,16 @@ public static class ByteLevelBpeFiles
         {
             vocab[ch.ToString()] = b;
         }
-        JsonObject Special(int id, string content) => new()
-        {
-            ["id"] = id, ["content"] = content, ["single_word"] = false, ["lstrip"] = false, ["rstrip"] = false,
-            ["normalized"] = false, ["special"] = true,
-        };
         JsonObject ByteLevel() => new() { ["type"] = "ByteLevel", ["add_prefix_space"] = false, ["trim_offsets"] = true, ["use_regex"] = true };
         var tokenizer = new JsonObject
         {
             ["version"] = "1.0",
             ["truncation"] = null,
             ["padding"] = null,
-            ["added_tokens"] = new JsonArray(Special(EosId, "</s>"), Special(PadId, "<pad>")),
+            ["added_tokens"] = new JsonArray(TokenizerJsonParts.Special(EosId, "</s>"), TokenizerJsonParts.Special(PadId, "<pad>")),
             ["normalizer"] = null,
             ["pre_tokenizer"] = ByteLevel(),
-            // OPT-style: every sequence starts with </s>.
-            ["post_processor"] = new JsonObject
-            {
-                ["type"] = "TemplateProcessing",
-                ["single"] = new JsonArray(
-                    new JsonObject { ["SpecialToken"] = new JsonObject { ["id"] = "</s>", ["type_id"] = 0 } },
-                    new JsonObject { ["Sequence"] = new JsonObject { ["id"] = "A", ["type_id"] = 0 } }),
-                ["pair"] = new JsonArray(
-                    new JsonObject { ["SpecialToken"] = new JsonObject { ["id"] = "</s>", ["type_id"] = 0 } },
-                    new JsonObject { ["Sequence"] = new JsonObject { ["id"] = "A", ["type_id"] = 0 } },
-                    new JsonObject { ["Sequence"] = new JsonObject { ["id"] = "B", ["type_id"] = 1 } }),
-                ["special_tokens"] = new JsonObject
-                {
-                    ["</s>"] = new JsonObject { ["id"] = "</s>", ["ids"] = new JsonArray(EosId), ["tokens"] = new JsonArray("</s>") },
-                },
-            },
+            ["post_processor"] = TokenizerJsonParts.OptStylePostProcessor(EosId),
             ["decoder"] = ByteLevel(),
             ["model"] = new JsonObject
             {

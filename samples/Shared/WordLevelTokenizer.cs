@@ -47,35 +47,15 @@ public static class WordLevelTokenizer
     private static void Write(string dir, JsonObject vocab)
     {
         Directory.CreateDirectory(dir);
-        JsonObject Special(int id, string content) => new()
-        {
-            ["id"] = id, ["content"] = content, ["single_word"] = false, ["lstrip"] = false, ["rstrip"] = false,
-            ["normalized"] = false, ["special"] = true,
-        };
         var tokenizer = new JsonObject
         {
             ["version"] = "1.0",
             ["truncation"] = null,
             ["padding"] = null,
-            ["added_tokens"] = new JsonArray(Special(EosId, "</s>"), Special(PadId, "<pad>"), Special(UnkId, "<unk>")),
+            ["added_tokens"] = new JsonArray(TokenizerJsonParts.Special(EosId, "</s>"), TokenizerJsonParts.Special(PadId, "<pad>"), TokenizerJsonParts.Special(UnkId, "<unk>")),
             ["normalizer"] = null,
             ["pre_tokenizer"] = new JsonObject { ["type"] = "Whitespace" },
-            // OPT-style: every sequence starts with </s>.
-            ["post_processor"] = new JsonObject
-            {
-                ["type"] = "TemplateProcessing",
-                ["single"] = new JsonArray(
-                    new JsonObject { ["SpecialToken"] = new JsonObject { ["id"] = "</s>", ["type_id"] = 0 } },
-                    new JsonObject { ["Sequence"] = new JsonObject { ["id"] = "A", ["type_id"] = 0 } }),
-                ["pair"] = new JsonArray(
-                    new JsonObject { ["SpecialToken"] = new JsonObject { ["id"] = "</s>", ["type_id"] = 0 } },
-                    new JsonObject { ["Sequence"] = new JsonObject { ["id"] = "A", ["type_id"] = 0 } },
-                    new JsonObject { ["Sequence"] = new JsonObject { ["id"] = "B", ["type_id"] = 1 } }),
-                ["special_tokens"] = new JsonObject
-                {
-                    ["</s>"] = new JsonObject { ["id"] = "</s>", ["ids"] = new JsonArray(EosId), ["tokens"] = new JsonArray("</s>") },
-                },
-            },
+            ["post_processor"] = TokenizerJsonParts.OptStylePostProcessor(EosId),
             // Joins words with spaces; clean_up_tokenization_spaces below then removes those before punctuation.
             ["decoder"] = new JsonObject { ["type"] = "WordPiece", ["prefix"] = "##", ["cleanup"] = true },
             ["model"] = new JsonObject { ["type"] = "WordLevel", ["vocab"] = vocab, ["unk_token"] = "<unk>" },

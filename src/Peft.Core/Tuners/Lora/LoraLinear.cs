@@ -161,8 +161,7 @@ public class LoraLinear : LoraLayer
     {
         if (_variants[name] is not StandardLoraVariant)
             throw new NotSupportedException($"Mixed-adapter batches do not support DoRA (adapter '{name}').");
-        using var scaling = Scaling[name].ToScalar();                // held until the op ran (no finalizer race)
-        return LoraB(name).forward(LoraA(name).forward(Dropout(name).forward(x))).mul(scaling);
+        return LoraB(name).forward(LoraA(name).forward(Dropout(name).forward(x))).mul(HeldScalars.Of(Scaling[name]));
     }
 }
 
@@ -197,8 +196,7 @@ internal sealed class StandardLoraVariant : ILoraLinearVariant
         var dropout = layer.Dropout(adapterName);
         var input = dropout is TorchSharp.Modules.Identity ? x : dropout.forward(x);                 // lora_dropout = 0: no op at all
         var h = layer.LoraB(adapterName).forward(layer.LoraA(adapterName).forward(input));
-        using var scaling = layer.Scaling[adapterName].ToScalar();     // held until the op ran (no finalizer race)
-        return result.add(h, scaling);                                                             // result + s·h in one kernel
+        return result.add(h, HeldScalars.Of(layer.Scaling[adapterName]));                          // result + s·h in one kernel
     }
 
     /// <inheritdoc />

@@ -85,26 +85,16 @@ public sealed class AdamW : TrainerOptimizer
     /// </summary>
     internal void Apply(Tensor param, Tensor grad, Tensor expAvg, Tensor expAvgSq, double step, double lr, double weightDecay)
     {
-        // Scalars are held by `using` until the ops ran: a Scalar made implicitly from a double is reachable only
-        // until its handle is read, so a GC during the native call may finalize (free) it while libtorch reads it
-        // (seen by the checkpoint fuzz: "toFloat" overflow checks failing on garbage values).
-        if (weightDecay != 0)
-        {
-            using var decay = (1 - lr * weightDecay).ToScalar();
-            param.mul_(decay);
-        }
+        if (weightDecay != 0) param.mul_(HeldScalars.Of(1 - lr * weightDecay));   // HeldScalars: no finalizer race (docs/ARCHITECTURE.md)
         expAvg.lerp_(grad, LerpWeight(param));
-        using var beta2 = _beta2.ToScalar();
-        using var oneMinusBeta2 = (1 - _beta2).ToScalar();
-        expAvgSq.mul_(beta2).addcmul_(grad, grad, oneMinusBeta2);
+        expAvgSq.mul_(HeldScalars.Of(_beta2)).addcmul_(grad, grad, HeldScalars.Of(1 - _beta2));
         double bc1 = 1 - Math.Pow(_beta1, step);
         double bc2 = 1 - Math.Pow(_beta2, step);
-        using var stepSize = (-(lr / bc1)).ToScalar();
-        using var bc2Sqrt = Math.Sqrt(bc2).ToScalar();
-        using var eps = _eps.ToScalar();
+        double stepSize = lr / bc1;
+        double bc2Sqrt = Math.Sqrt(bc2);
         using var denom = expAvgSq.sqrt();             // freed here, before the next parameter allocates its own
-        denom.div_(bc2Sqrt).add_(eps);
-        param.addcdiv_(expAvg, denom, stepSize);
+        denom.div_(HeldScalars.Of(bc2Sqrt)).add_(HeldScalars.Of(_eps));
+        param.addcdiv_(expAvg, denom, HeldScalars.Of(-stepSize));
     }
 
     private Tensor LerpWeight(Tensor param)

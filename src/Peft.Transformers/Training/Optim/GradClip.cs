@@ -34,9 +34,7 @@ public static class GradClip
         var total = linalg.vector_norm(stack(norms), 2);
         if (maxNorm > 0)
         {
-            using var eps = 1e-6.ToScalar();                        // Scalars held until the ops ran (see AdamW.Apply)
-            using var one = 1.0.ToScalar();
-            var coef = (HeldScalars.Of(maxNorm) / total.add(eps)).clamp_max(one);
+            var coef = (HeldScalars.Of(maxNorm) / total.add(HeldScalars.Of(1e-6))).clamp_max(HeldScalars.Of(1.0));
             foreach (var b in buffers) b.mul_(b.device == device ? coef : coef.to(b.device));
         }
         return total.to(ScalarType.Float64).item<double>();
