@@ -1,4 +1,5 @@
 using TorchSharp;
+using Peft.Core.Torch;
 
 namespace Peft.Core;
 
@@ -93,11 +94,12 @@ public sealed class KeyValueCache : IDisposable
                 vb.narrow(2, 0, past).copy_(old.Value).Dispose();
             }
             DropBuffer(layer);
-            buf = new Buffer(kb.DetachFromDisposeScope(), vb.DetachFromDisposeScope(), ks, vs, capacity);
+            buf = new Buffer(kb.DetachFromDisposeScope(), vb.DetachFromDisposeScope(), ks, vs, capacity, device);
             _buffers[layer] = buf;
         }
-        using (var kslot = buf.Key.narrow(2, past, add)) kslot.copy_(key);
-        using (var vslot = buf.Value.narrow(2, past, add)) vslot.copy_(value);
+        var slots = Positions(past, add, buf.Device);                                               // [T_new] int64
+        buf.Key.index_copy_(2, slots, key);
+        buf.Value.index_copy_(2, slots, value);
         var k = buf.Key.narrow(2, 0, total).DetachFromDisposeScope();
         var v = buf.Value.narrow(2, 0, total).DetachFromDisposeScope();
         buf.Filled = total;
@@ -112,8 +114,9 @@ public sealed class KeyValueCache : IDisposable
 
     // A layer's growable storage [B, H_kv, capacity, D] and the shapes it was made for (reused only for the same batch
     // rows, heads and head size).
-    private sealed class Buffer(torch.Tensor key, torch.Tensor value, long[] keyShape, long[] valueShape, long capacity)
+    private sealed class Buffer(torch.Tensor key, torch.Tensor value, long[] keyShape, long[] valueShape, long capacity, torch.Device device)
     {
+        public torch.Device Device { get; } = device;
         public torch.Tensor Key { get; } = key;
         public torch.Tensor Value { get; } = value;
         public long Capacity { get; } = capacity;
@@ -130,6 +133,23 @@ public sealed class KeyValueCache : IDisposable
     /// it is in use); null until recorded.
     /// </summary>
     internal torch.Device?[]? LayerDevices { get; set; }
+
+    // The positions past … past + count − 1 as an int64 index on the device: the slots a step writes with index_copy_
+    // (one call per key / value instead of a narrow view, its copy and its disposal). Made once per step and device
+    // and shared by the layers, which all append at the same positions.
+    private torch.Tensor Positions(long past, long count, torch.Device device)
+    {
+        if (_positions is { } p && _positionsFrom == past && _positionsCount == count
+            && _positionsDevice is { } d && d.type == device.type && d.index == device.index) return p;
+        _positions?.Dispose();
+        _positions = torch.arange(HeldScalars.Of(past), HeldScalars.Of(past + count), dtype: torch.ScalarType.Int64, device: device).DetachFromDisposeScope();
+        (_positionsFrom, _positionsCount, _positionsDevice) = (past, count, device);
+        return _positions;
+    }
+
+    private torch.Tensor? _positions;
+    private long _positionsFrom, _positionsCount;
+    private torch.Device? _positionsDevice;
 
     private void DropBuffer(int layer)
     {
@@ -191,5 +211,7 @@ public sealed class KeyValueCache : IDisposable
         _layers.Clear();
         for (int i = 0; i < _buffers.Count; i++) DropBuffer(i);
         _buffers.Clear();
+        _positions?.Dispose();
+        _positions = null;
     }
 }

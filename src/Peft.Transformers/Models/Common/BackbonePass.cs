@@ -115,7 +115,7 @@ internal sealed class BackbonePass
             if (i >= _masks.Length) throw new InvalidOperationException($"BackbonePass: masks were built for {_masks.Length} layers, the stack has more.");
             var device = devices[i] ?? at;
             if (!ModelOps.SameDevice(at, device)) (hidden, at) = (hidden.to(device), device);
-            var inputs = new LayerInputs(i, On(_masks[i], device), On(rope?.Cos, device), On(rope?.Sin, device), Cache);
+            var inputs = new LayerInputs(i, On(_masks[i], device), On(rope?.Cos, device), On(rope?.Sin, device), Cache, Batch, QueryLength);
             using (NewDisposeScope())
                 hidden = (Checkpointing ? LayerCheckpoint.Forward(layer, hidden, inputs) : layer.Forward(hidden, inputs)).MoveToOuterDisposeScope();
             _hidden?.Add(hidden);

@@ -19,9 +19,13 @@ namespace Peft.Transformers.Models;
 /// <param name="Dropout">The attention dropout probability of this call (0 in eval).</param>
 internal readonly record struct HeadLayout(long Batch, long Length, long Heads, long KvHeads, long HeadDim, double Dropout)
 {
-    /// <summary>The layout of <paramref name="x"/> [B, T, hidden] (one shape read).</summary>
-    public static HeadLayout Of(Tensor x, long heads, long kvHeads, long headDim, double dropout)
+    /// <summary>
+    /// The layout of <paramref name="x"/> [B, T, hidden]: (B, T) from <paramref name="known"/> when the caller has
+    /// them on the host (the layer loop passes them), else one shape read.
+    /// </summary>
+    public static HeadLayout Of(Tensor x, (long B, long T)? known, long heads, long kvHeads, long headDim, double dropout)
     {
+        if (known is { } bt) return new HeadLayout(bt.B, bt.T, heads, kvHeads, headDim, dropout);
         var s = x.shape;
         return new HeadLayout(s[0], s[1], heads, kvHeads, headDim, dropout);
     }

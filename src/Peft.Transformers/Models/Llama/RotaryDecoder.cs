@@ -41,9 +41,12 @@ public sealed class RotaryAttention : nn.Module
     /// <paramref name="cos"/> / <paramref name="sin"/>: the forward's rotary tables [B, 1, T, D_rot] — cos, and sin with
     /// its first half negated (what the backbone computes once per forward for every layer).
     /// </summary>
-    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask, KeyValueCache? cache)
+    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask, KeyValueCache? cache) => Forward(x, cos, sin, mask, cache, null);
+
+    /// <summary><see cref="Forward(Tensor, Tensor, Tensor, Tensor?, KeyValueCache?)"/> with x's (B, T) when the caller knows them.</summary>
+    internal Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask, KeyValueCache? cache, (long B, long T)? shape)
     {
-        var heads = HeadLayout.Of(x, _heads, _kvHeads, _headDim, _dropout > 0 && training ? _dropout : 0.0);
+        var heads = HeadLayout.Of(x, shape, _heads, _kvHeads, _headDim, _dropout > 0 && training ? _dropout : 0.0);
         var q = heads.Queries(q_proj.forward(x));                                  // [B, H, T, D] (decode: [B, Hkv, H/Hkv, D])
         var k = heads.KeysOrValues(k_proj.forward(x));                             // [B, Hkv, T, D]
         var v = heads.KeysOrValues(v_proj.forward(x));                             // [B, Hkv, T, D]
@@ -102,15 +105,17 @@ public sealed class RotaryDecoderLayer : nn.Module, ITransformerLayer
         RegisterComponents();
     }
 
-    /// <summary>h [B, T, hidden] → [B, T, hidden]; <paramref name="cos"/> / <paramref name="sin"/> as in <see cref="RotaryAttention.Forward"/>.</summary>
-    public Tensor Forward(Tensor h, Tensor cos, Tensor sin, Tensor? mask, KeyValueCache? cache)
+    /// <summary>h [B, T, hidden] → [B, T, hidden]; <paramref name="cos"/> / <paramref name="sin"/> as in <see cref="RotaryAttention.Forward(Tensor, Tensor, Tensor, Tensor?, KeyValueCache?)"/>.</summary>
+    public Tensor Forward(Tensor h, Tensor cos, Tensor sin, Tensor? mask, KeyValueCache? cache) => Forward(h, cos, sin, mask, cache, null);
+
+    private Tensor Forward(Tensor h, Tensor cos, Tensor sin, Tensor? mask, KeyValueCache? cache, (long B, long T)? shape)
     {
-        h = h.add(self_attn.Forward(input_layernorm.forward(h), cos, sin, mask, cache), ConstScalars.One);
+        h = h.add(self_attn.Forward(input_layernorm.forward(h), cos, sin, mask, cache, shape), ConstScalars.One);
         return h.add(mlp.forward(post_attention_layernorm.forward(h)), ConstScalars.One);
     }
 
     Tensor ITransformerLayer.Forward(Tensor hidden, in LayerInputs inputs) =>
-        Forward(hidden, inputs.Cos ?? throw new ArgumentException("RotaryDecoderLayer needs the rotary cos/sin."), inputs.Sin!, inputs.Mask, inputs.Cache);
+        Forward(hidden, inputs.Cos ?? throw new ArgumentException("RotaryDecoderLayer needs the rotary cos/sin."), inputs.Sin!, inputs.Mask, inputs.Cache, inputs.Shape);
 }
 
 /// <summary>

@@ -33,9 +33,12 @@ public sealed class OPTAttention : nn.Module
     }
 
     /// <summary>x [B, T, hidden] → [B, T, hidden].</summary>
-    public Tensor Forward(Tensor x, Tensor? mask, KeyValueCache? cache)
+    public Tensor Forward(Tensor x, Tensor? mask, KeyValueCache? cache) => Forward(x, mask, cache, null);
+
+    /// <summary><see cref="Forward(Tensor, Tensor?, KeyValueCache?)"/> with x's (B, T) when the caller knows them.</summary>
+    internal Tensor Forward(Tensor x, Tensor? mask, KeyValueCache? cache, (long B, long T)? shape)
     {
-        var heads = HeadLayout.Of(x, _heads, _heads, _headDim, _dropout > 0 && training ? _dropout : 0.0);
+        var heads = HeadLayout.Of(x, shape, _heads, _heads, _headDim, _dropout > 0 && training ? _dropout : 0.0);
         var q = heads.Queries(q_proj.forward(x));                                // [B, H, T, D] (decode: [B, H, 1, D])
         var k = heads.KeysOrValues(k_proj.forward(x));                           // [B, H, T, D]
         var v = heads.KeysOrValues(v_proj.forward(x));
@@ -77,11 +80,13 @@ public sealed class OPTDecoderLayer : nn.Module, ITransformerLayer
     }
 
     /// <summary>h [B, T, hidden] → [B, T, hidden].</summary>
-    public Tensor Forward(Tensor h, Tensor? mask, KeyValueCache? cache)
+    public Tensor Forward(Tensor h, Tensor? mask, KeyValueCache? cache) => Forward(h, mask, cache, null);
+
+    private Tensor Forward(Tensor h, Tensor? mask, KeyValueCache? cache, (long B, long T)? shape)
     {
         var residual = h;
         if (_normBefore) h = self_attn_layer_norm.forward(h);
-        h = residual.add(Dropout(self_attn.Forward(h, mask, cache)), ConstScalars.One);
+        h = residual.add(Dropout(self_attn.Forward(h, mask, cache, shape)), ConstScalars.One);
         if (!_normBefore) h = self_attn_layer_norm.forward(h);
 
         residual = h;
@@ -94,7 +99,7 @@ public sealed class OPTDecoderLayer : nn.Module, ITransformerLayer
     // HF's dropout: identity in eval or with p = 0 (no native call then, not even TorchSharp's eval-mode dropout).
     private Tensor Dropout(Tensor x) => dropout.p > 0 && training ? dropout.forward(x) : x;
 
-    Tensor ITransformerLayer.Forward(Tensor hidden, in LayerInputs inputs) => Forward(hidden, inputs.Mask, inputs.Cache);
+    Tensor ITransformerLayer.Forward(Tensor hidden, in LayerInputs inputs) => Forward(hidden, inputs.Mask, inputs.Cache, inputs.Shape);
 }
 
 /// <summary>OPT decoder stack (HF <c>OPTDecoder</c>): embeddings, learned positions (offset 2), layers, final norm, projections.</summary>
