@@ -83,7 +83,7 @@ public sealed class OpCountBenchmark : IBenchmark
         return row;
     }
 
-    private static Dictionary<string, object?> Generate(BenchmarkOptions o, string modelName)
+    internal static Dictionary<string, object?> Generate(BenchmarkOptions o, string modelName)
     {
         using var model = Build(modelName, o);
         model.eval();
@@ -156,5 +156,21 @@ public sealed class OpCountBenchmark : IBenchmark
             row["top"] = diff.Take(60).ToDictionary(d => d.Name, d => Math.Round(d.Calls, 2));
         }
         return row;
+    }
+}
+
+/// <summary>
+/// <c>op_count_generate</c>: only the decoding rows of <see cref="OpCountBenchmark"/> (native calls, ops and non-view
+/// ops per decoded token, both model shapes), for measuring decode changes without the training steps.
+/// </summary>
+public sealed class OpCountGenerateBenchmark : IBenchmark
+{
+    /// <inheritdoc />
+    public string Name => "op_count_generate";
+
+    /// <inheritdoc />
+    public void Run(BenchmarkOptions options, Action<IReadOnlyDictionary<string, object?>> report)
+    {
+        foreach (var model in new[] { "opt125m", "llama1b" }) report(OpCountBenchmark.Generate(options, model));
     }
 }

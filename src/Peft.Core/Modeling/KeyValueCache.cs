@@ -1,4 +1,5 @@
 using TorchSharp;
+using Peft.Core.Torch;
 
 namespace Peft.Core;
 
@@ -36,12 +37,22 @@ public sealed class KeyValueCache : IDisposable
     /// Appends this step's key and value ([B, H_kv, T_new, D]) for <paramref name="layer"/> and returns the full
     /// key and value ([B, H_kv, T_past + T_new, D]). The returned tensors belong to the cache: do not dispose them.
     /// </summary>
-    public (torch.Tensor Key, torch.Tensor Value) Update(int layer, torch.Tensor key, torch.Tensor value)
+    public (torch.Tensor Key, torch.Tensor Value) Update(int layer, torch.Tensor key, torch.Tensor value) =>
+        Update(layer, key, value, key.shape, value.shape);
+
+    /// <summary>
+    /// <see cref="Update(int, torch.Tensor, torch.Tensor)"/> with the shapes of <paramref name="key"/> and
+    /// <paramref name="value"/> ([B, H_kv, T_new, D]) given by a caller that knows them on the host (the attention
+    /// layers), so a decoding step reads no tensor metadata here. The caller guarantees they are the tensors' shapes.
+    /// </summary>
+    internal (torch.Tensor Key, torch.Tensor Value) Update(int layer, torch.Tensor key, torch.Tensor value, long[] keyShape, long[] valueShape)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         while (_layers.Count <= layer) _layers.Add(null);
         while (_buffers.Count <= layer) _buffers.Add(null);
-        if (!torch.is_grad_enabled() && !key.requires_grad && !value.requires_grad) return Append(layer, key, value);
+        // Autograd off: no op records a graph, so the buffer copy gives what cat would (a key that requires grad,
+        // e.g. a leaf, yields a result without grad either way); no per-layer requires_grad reads.
+        if (!torch.is_grad_enabled()) return Append(layer, key, value, keyShape, valueShape);
         DropBuffer(layer);
         torch.Tensor k, v;
         if (_layers[layer] is { } old)
@@ -63,19 +74,19 @@ public sealed class KeyValueCache : IDisposable
     }
 
     // Copies key/value [B, H_kv, T_new, D] into the layer's buffer (grown by doubling when full) and makes the layer's
-    // entry the view of its filled part [B, H_kv, T_past + T_new, D]. The buffer's shapes, dtype, device and fill are
-    // kept on the host, so a step costs two shape reads and two copies, whatever the number of checks.
-    private (torch.Tensor Key, torch.Tensor Value) Append(int layer, torch.Tensor key, torch.Tensor value)
+    // entry the view of its filled part [B, H_kv, T_past + T_new, D]. The buffer's shapes and fill are kept on the host
+    // and the step's shapes come from the caller, so a step reads no metadata: two copies and two views. The dtype and
+    // device are read when a buffer is made; a buffer is reused while the shapes match (keys of another dtype or device
+    // than the buffer's would be converted by the copy, and the attention then rejects the mix with its queries).
+    private (torch.Tensor Key, torch.Tensor Value) Append(int layer, torch.Tensor key, torch.Tensor value, long[] ks, long[] vs)
     {
-        long[] ks = key.shape, vs = value.shape;
-        var dtype = key.dtype;
-        var device = key.device;
         long past = _buffers[layer] is { } cur ? cur.Filled : _layers[layer] is { } old0 ? old0.Key.shape[2] : 0;
         long add = ks[2], total = past + add;
-        if (_buffers[layer] is not { } buf || buf.Capacity < total || !buf.Holds(ks, vs, dtype, device))
+        if (_buffers[layer] is not { } buf || buf.Capacity < total || !buf.Holds(ks, vs))
         {
             long capacity = Math.Max(total, 2 * past);
-            var kb = torch.empty([ks[0], ks[1], capacity, ks[3]], dtype: dtype, device: device);   // [B, H_kv, C, D]
+            var device = key.device;
+            var kb = torch.empty([ks[0], ks[1], capacity, ks[3]], dtype: key.dtype, device: device);   // [B, H_kv, C, D]
             var vb = torch.empty([vs[0], vs[1], capacity, vs[3]], dtype: value.dtype, device: device);
             if (_layers[layer] is { } old)
             {
@@ -83,11 +94,12 @@ public sealed class KeyValueCache : IDisposable
                 vb.narrow(2, 0, past).copy_(old.Value).Dispose();
             }
             DropBuffer(layer);
-            buf = new Buffer(kb.DetachFromDisposeScope(), vb.DetachFromDisposeScope(), ks, vs, dtype, device.type, device.index, capacity);
+            buf = new Buffer(kb.DetachFromDisposeScope(), vb.DetachFromDisposeScope(), ks, vs, capacity, device);
             _buffers[layer] = buf;
         }
-        using (var kslot = buf.Key.narrow(2, past, add)) kslot.copy_(key);
-        using (var vslot = buf.Value.narrow(2, past, add)) vslot.copy_(value);
+        var slots = Positions(past, add, buf.Device);                                               // [T_new] int64
+        buf.Key.index_copy_(2, slots, key);
+        buf.Value.index_copy_(2, slots, value);
         var k = buf.Key.narrow(2, 0, total).DetachFromDisposeScope();
         var v = buf.Value.narrow(2, 0, total).DetachFromDisposeScope();
         buf.Filled = total;
@@ -100,19 +112,44 @@ public sealed class KeyValueCache : IDisposable
         return (k, v);
     }
 
-    // A layer's growable storage [B, H_kv, capacity, D] and what it was made for (reused only for the same batch rows,
-    // heads, head size, dtype and device).
-    private sealed class Buffer(torch.Tensor key, torch.Tensor value, long[] keyShape, long[] valueShape, torch.ScalarType dtype, DeviceType deviceType, int deviceIndex, long capacity)
+    // A layer's growable storage [B, H_kv, capacity, D] and the shapes it was made for (reused only for the same batch
+    // rows, heads and head size).
+    private sealed class Buffer(torch.Tensor key, torch.Tensor value, long[] keyShape, long[] valueShape, long capacity, torch.Device device)
     {
+        public torch.Device Device { get; } = device;
         public torch.Tensor Key { get; } = key;
         public torch.Tensor Value { get; } = value;
         public long Capacity { get; } = capacity;
         public long Filled { get; set; }
 
-        public bool Holds(long[] ks, long[] vs, torch.ScalarType dt, torch.Device device) =>
+        public bool Holds(long[] ks, long[] vs) =>
             ks[0] == keyShape[0] && ks[1] == keyShape[1] && ks[3] == keyShape[3] && vs[0] == valueShape[0] && vs[1] == valueShape[1]
-            && vs[3] == valueShape[3] && dt == dtype && device.type == deviceType && device.index == deviceIndex;
+            && vs[3] == valueShape[3];
     }
+
+    /// <summary>
+    /// The device of each layer's parameters, recorded by the forward that first ran with this cache and reused by the
+    /// later steps of the same generation (the cache's tensors live on those devices, so the placement is fixed while
+    /// it is in use); null until recorded.
+    /// </summary>
+    internal torch.Device?[]? LayerDevices { get; set; }
+
+    // The positions past … past + count − 1 as an int64 index on the device: the slots a step writes with index_copy_
+    // (one call per key / value instead of a narrow view, its copy and its disposal). Made once per step and device
+    // and shared by the layers, which all append at the same positions.
+    private torch.Tensor Positions(long past, long count, torch.Device device)
+    {
+        if (_positions is { } p && _positionsFrom == past && _positionsCount == count
+            && _positionsDevice is { } d && d.type == device.type && d.index == device.index) return p;
+        _positions?.Dispose();
+        _positions = torch.arange(HeldScalars.Of(past), HeldScalars.Of(past + count), dtype: torch.ScalarType.Int64, device: device).DetachFromDisposeScope();
+        (_positionsFrom, _positionsCount, _positionsDevice) = (past, count, device);
+        return _positions;
+    }
+
+    private torch.Tensor? _positions;
+    private long _positionsFrom, _positionsCount;
+    private torch.Device? _positionsDevice;
 
     private void DropBuffer(int layer)
     {
@@ -174,5 +211,7 @@ public sealed class KeyValueCache : IDisposable
         _layers.Clear();
         for (int i = 0; i < _buffers.Count; i++) DropBuffer(i);
         _buffers.Clear();
+        _positions?.Dispose();
+        _positions = null;
     }
 }

@@ -208,8 +208,11 @@ public static class GenerationLoop
     /// One greedy/sampling decode in progress; owns its running tensors (detached from scopes). The step loop reads
     /// nothing back from the device except the "every row finished" flag, and that only every
     /// <c>checkEvery</c> steps and at the length limit (HF reads it every step). Steps run after the last row
-    /// finished add only padding columns; they are counted on the device (<c>_active</c>: steps that started with an
-    /// unfinished row, i.e. the steps HF runs) and cut off when the flag is read, so the output equals HF's.
+    /// finished add only padding columns; they are counted on the device (<c>_idle</c>: steps that started with every
+    /// row finished, i.e. the steps HF does not run) and cut off when the flag is read, so the output equals HF's.
+    /// Per step the finished flags are updated in place and finished rows padded in place (<c>masked_fill_</c>), with
+    /// the pad Scalar made once per generation: the fewest native calls for HF's <c>next · unfinished + pad · (1 −
+    /// unfinished)</c> and <c>unfinished &amp;= ~isin(next, eos)</c>.
     /// </summary>
     private sealed class TokenDecoder : IDisposable
     {
@@ -217,15 +220,19 @@ public static class GenerationLoop
         public const int DeferredCheckSteps = 8;
 
         private readonly int _checkEvery;
-        private readonly Tensor _active;                                                  // int64 scalar on the device
+        private readonly Tensor _idle;                                                    // int64 scalar on the device
+        private long _steps;                                                              // Step calls that chose tokens
+        private readonly Scalar _pad;                                                     // owned, made once
         private int _sinceCheck;
         private readonly Plan _plan;
         private readonly ModelStepper _stepper;
         private readonly LogitsProcessorList _processors;
         private readonly Generator? _generator;
         private readonly Tensor? _eos;                                                    // [E], on the model's device, made once
-        private Tensor _ids, _mask, _unfinished, _last;
+        private Tensor _ids, _mask, _last;
+        private readonly Tensor _finished;                                                // bool [N], updated in place
         private long _length;                                                             // _ids.shape[1], kept on the host
+        private readonly long _rows;                                                      // _ids.shape[0]
         private bool _done;
         // No padding in any row and a model without a step hook: the model gets no mask (none is grown per step) and
         // positions from one arange (ModelStepper). A hook's contract includes the mask of the whole sequence.
@@ -254,9 +261,11 @@ public static class GenerationLoop
             _length = plan.PromptLength;
             using (var scope = NewDisposeScope())
                 _maskFree = model is not IGenerationStepHook && plan.Mask.ne(HeldScalars.Of(0)).all().item<bool>();   // one host read per generation
-            _unfinished = ones(_ids.shape[0], dtype: ScalarType.Bool, device: _ids.device).DetachFromDisposeScope();
+            _rows = _ids.shape[0];
+            _finished = zeros(_rows, dtype: ScalarType.Bool, device: _ids.device).DetachFromDisposeScope();
+            _pad = plan.Pad.ToScalar();
             _last = empty(0, dtype: ScalarType.Int64).DetachFromDisposeScope();
-            _active = zeros([], dtype: ScalarType.Int64, device: _ids.device).DetachFromDisposeScope();
+            _idle = zeros([], dtype: ScalarType.Int64, device: _ids.device).DetachFromDisposeScope();
             if (plan.HasEos) _eos = tensor(plan.Eos, device: _ids.device).DetachFromDisposeScope();
         }
 
@@ -265,7 +274,7 @@ public static class GenerationLoop
         {
             if (_done) return false;
             using var scope = NewDisposeScope();
-            var logits = _stepper.Forward(_ids, _maskFree ? null : _mask);               // [N, V]
+            var logits = _stepper.Forward(_ids, _maskFree ? null : _mask, (_rows, _length));   // [N, V]
             var scores = _processors.Process(_ids, logits);
             Tensor next;
             if (_plan.Config.DoSample)
@@ -274,17 +283,17 @@ public static class GenerationLoop
                 next = multinomial(probs, 1, generator: _generator).squeeze(1);
             }
             else next = scores.argmax(-1);                                                 // [N]
-            if (_plan.HasEos) next = torch.where(_unfinished, next, full_like(next, HeldScalars.Of(_plan.Pad)));
+            if (_plan.HasEos) next.masked_fill_(_finished, _pad);                          // finished rows get the pad id
             var ids = cat([_ids, next.unsqueeze(1)], 1);
             long length = ++_length;
             // HF: finished |= length limit reached | next is an eos id
-            var unfinished = length >= _plan.MaxLength ? zeros_like(_unfinished)
-                : _eos is not null ? _unfinished.logical_and(isin(next, _eos).logical_not()) : _unfinished.alias();
-            _active.add_(_unfinished.any());                                               // this step is one HF runs
+            _idle.add_(_finished.all(), Models.ConstScalars.One);                          // a step HF would not have run
+            _steps++;
+            if (length >= _plan.MaxLength) _finished.fill_(Models.ConstScalars.One);
+            else if (_eos is not null) _finished.logical_or_(isin(next, _eos));
             Replace(ref _last, next);
             Replace(ref _ids, ids);
             if (!_maskFree) Replace(ref _mask, cat([_mask, ones_like(next).unsqueeze(1)], 1));
-            Replace(ref _unfinished, unfinished);
             if (++_sinceCheck >= _checkEvery || length >= _plan.MaxLength) CheckFinished();
             return true;
         }
@@ -295,9 +304,9 @@ public static class GenerationLoop
         {
             _sinceCheck = 0;
             using var scope = NewDisposeScope();
-            var flags = stack([_unfinished.any().to_type(ScalarType.Int64), _active]).cpu().data<long>().ToArray();
-            _done = flags[0] == 0;
-            long keep = _plan.PromptLength + flags[1];
+            var flags = stack([_finished.all().to_type(ScalarType.Int64), _idle]).cpu().data<long>().ToArray();
+            _done = flags[0] == 1;
+            long keep = _plan.PromptLength + _steps - flags[1];
             if (keep >= _length) return;
             _length = keep;
             Replace(ref _ids, _ids.narrow(1, 0, keep).contiguous());
@@ -322,9 +331,10 @@ public static class GenerationLoop
         {
             _ids.Dispose();
             _mask.Dispose();
-            _unfinished.Dispose();
+            _finished.Dispose();
+            _pad.Dispose();
             _last.Dispose();
-            _active.Dispose();
+            _idle.Dispose();
             _eos?.Dispose();
             _generator?.Dispose();
             _stepper.Dispose();

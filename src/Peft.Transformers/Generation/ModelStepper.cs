@@ -14,7 +14,7 @@ namespace Peft.Transformers.Generation;
 /// learning's virtual tokens or prefixes); a model implementing <see cref="IGenerationStepHook"/> (a
 /// <see cref="PeftModel"/>) gets each step's inputs through it, so it can prepend them.
 /// <para>
-/// Without padding (<see cref="Forward"/> given no mask) the positions are <c>arange(past, total)</c>, views of one
+/// Without padding (<see cref="Forward(Tensor, Tensor?)"/> given no mask) the positions are <c>arange(past, total)</c>, views of one
 /// arange made per generation, and the model gets no attention mask (HF drops an all-ones mask for SDPA as well): no
 /// mask or position tensors are computed per step.
 /// </para>
@@ -22,7 +22,8 @@ namespace Peft.Transformers.Generation;
 internal sealed class ModelStepper(nn.Module<ModelInput, ModelOutput> model, bool useCache) : IDisposable
 {
     private KeyValueCache? _cache;
-    private Tensor? _arange;                                      // [capacity] int64 on the ids' device (mask-free steps)
+    private Tensor? _arange;                                      // [1, capacity] int64 on the ids' device (mask-free steps)
+    private long _arangeLength;                                   // its capacity, kept on the host
     private long _consumed;
     private bool _first = true;
 
@@ -33,16 +34,22 @@ internal sealed class ModelStepper(nn.Module<ModelInput, ModelOutput> model, boo
     /// Feeds <paramref name="ids"/> [N, T] with <paramref name="mask"/> [N, T] (null: no padding in any row);
     /// returns float32 logits [N, V] of the last position, in the caller's dispose scope.
     /// </summary>
-    public Tensor Forward(Tensor ids, Tensor? mask)
+    public Tensor Forward(Tensor ids, Tensor? mask) => Forward(ids, mask, null);
+
+    /// <summary><see cref="Forward(Tensor, Tensor?)"/> with the ids' [N, T] given by a caller that keeps them on the host.</summary>
+    public Tensor Forward(Tensor ids, Tensor? mask, (long Rows, long Total)? shape)
     {
-        var shape = ids.shape;
-        long rows = shape[0], total = shape[1];
+        var (rows, total) = shape ?? (ids.shape[0], ids.shape[1]);
         long past = _cache is null ? 0 : _consumed;
         if (past >= total) throw new InvalidOperationException($"the cache holds {past} tokens of the sequence but it has only {total}");
         using var scope = NewDisposeScope();
         var newIds = past == 0 ? ids : ids.narrow(1, past, total - past);         // [N, T_new]
         Tensor positions;
-        if (mask is null) positions = Arange(total, ids.device).narrow(0, past, total - past).unsqueeze(0).expand(rows, total - past);
+        if (mask is null)
+        {
+            positions = Arange(total, ids).narrow(1, past, total - past);                   // [1, T_new]
+            if (rows != 1) positions = positions.expand(rows, total - past);               // [N, T_new]
+        }
         else
         {
             positions = mask.cumsum(-1).sub(HeldScalars.Of(1));
@@ -77,13 +84,13 @@ internal sealed class ModelStepper(nn.Module<ModelInput, ModelOutput> model, boo
         return logits.select(1, ls[1] - 1).to_type(ScalarType.Float32).MoveToOuterDisposeScope();   // [N, V]
     }
 
-    // 0, 1, 2, ... on the device, long enough for total positions (grown by doubling), made once per generation.
-    private Tensor Arange(long total, Device device)
+    // [[0, 1, 2, ...]] on the device, long enough for total positions (grown by doubling), made once per generation.
+    private Tensor Arange(long total, Tensor ids)
     {
-        if (_arange is { } table && table.shape[0] >= total) return table;
-        long have = _arange?.shape[0] ?? 0;                        // read before disposing: a disposed tensor has no shape
+        if (_arange is { } table && _arangeLength >= total) return table;
         _arange?.Dispose();
-        _arange = arange(HeldScalars.Of(Math.Max(total, Math.Max(64, 2 * have))), dtype: ScalarType.Int64, device: device).DetachFromDisposeScope();
+        _arangeLength = Math.Max(total, Math.Max(64, 2 * _arangeLength));
+        _arange = arange(HeldScalars.Of(_arangeLength), dtype: ScalarType.Int64, device: ids.device).unsqueeze(0).DetachFromDisposeScope();   // [1, C]
         return _arange;
     }
 

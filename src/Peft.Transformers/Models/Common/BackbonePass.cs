@@ -25,7 +25,7 @@ internal sealed class BackbonePass
     private readonly ModelInput _input;
     private readonly List<Tensor>? _hidden;
     private Tensor?[] _masks = [];
-    private readonly List<(Tensor Source, string Device, Tensor Copy)> _moved = [];
+    private readonly List<(Tensor Source, Device Device, Tensor Copy)> _moved = [];
 
     /// <summary>Starts a pass: validates nothing beyond the cache rule (the caller has run <c>CausalHeads.BatchShape</c>).</summary>
     /// <param name="input">The forward's input.</param>
@@ -108,12 +108,14 @@ internal sealed class BackbonePass
     {
         _hidden?.Add(hidden);
         int i = 0;
+        var at = hidden.device;                  // where hidden is, tracked on the host (a layer's output stays on its device)
+        var devices = LayerDevices(layers);
         foreach (var layer in layers)
         {
             if (i >= _masks.Length) throw new InvalidOperationException($"BackbonePass: masks were built for {_masks.Length} layers, the stack has more.");
-            var device = ModelOps.DeviceOf(layer.parameters()) ?? hidden.device;
-            if (!ModelOps.SameDevice(hidden.device, device)) hidden = hidden.to(device);
-            var inputs = new LayerInputs(i, On(_masks[i], device), On(rope?.Cos, device), On(rope?.Sin, device), Cache);
+            var device = devices[i] ?? at;
+            if (!ModelOps.SameDevice(at, device)) (hidden, at) = (hidden.to(device), device);
+            var inputs = new LayerInputs(i, On(_masks[i], device), On(rope?.Cos, device), On(rope?.Sin, device), Cache, Batch, QueryLength);
             using (NewDisposeScope())
                 hidden = (Checkpointing ? LayerCheckpoint.Forward(layer, hidden, inputs) : layer.Forward(hidden, inputs)).MoveToOuterDisposeScope();
             _hidden?.Add(hidden);
@@ -122,19 +124,29 @@ internal sealed class BackbonePass
         return hidden;
     }
 
+    // The device of each layer's parameters (null: none). Read once per generation: the first forward with a cache
+    // records them in it, the later steps (same cache, so the same placement: its keys and values live there) reuse them.
+    private Device?[] LayerDevices(IEnumerable<ITransformerLayer> layers)
+    {
+        if (Cache?.LayerDevices is { } known && known.Length == layers.Count()) return known;
+        var devices = layers.Select(l => ModelOps.DeviceOf(l.parameters())).ToArray();
+        if (Cache is not null) Cache.LayerDevices = devices;
+        return devices;
+    }
+
     /// <summary><paramref name="x"/> moved to the device of <paramref name="module"/>'s parameters (the final norm / head of a split model).</summary>
     public static Tensor ToDeviceOf(TorchSharp.torch.nn.Module module, Tensor x) =>
         ModelOps.DeviceOf(module.parameters()) is { } d && !ModelOps.SameDevice(x.device, d) ? x.to(d) : x;
 
-    // The per-pass copy of a shared input (mask, cos, sin) on another device, made once per device.
+    // The per-pass copy of a shared input (mask, cos, sin) on another device, made once per device; the input itself
+    // when it is there already. Remembered per (input, device), so later layers read no tensor metadata.
     private Tensor? On(Tensor? t, Device device)
     {
-        if (t is null || ModelOps.SameDevice(t.device, device)) return t;
-        string d = device.ToString();
+        if (t is null) return null;
         foreach (var (source, dev, copy) in _moved)
-            if (ReferenceEquals(source, t) && dev == d) return copy;
-        var moved = t.to(device);
-        _moved.Add((t, d, moved));
+            if (ReferenceEquals(source, t) && ModelOps.SameDevice(dev, device)) return copy;
+        var moved = ModelOps.SameDevice(t.device, device) ? t : t.to(device);
+        _moved.Add((t, device, moved));
         return moved;
     }
 

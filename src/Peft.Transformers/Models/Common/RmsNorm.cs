@@ -1,6 +1,6 @@
 using TorchSharp.Modules;
 using static TorchSharp.torch;
-using Peft.Core.Torch;
+using TorchSharp;
 
 namespace Peft.Transformers.Models;
 
@@ -9,24 +9,32 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
 {
     /// <summary>Scale [hidden].</summary>
     public Parameter weight;
-    private readonly double _eps;
+    private readonly Scalar _epsScalar;   // float64, as HF's Python float; owned, disposed with the module
 
     /// <summary>Creates the norm with weight = 1 (on <paramref name="device"/>; default CPU).</summary>
     public RmsNorm(long hidden, double eps, Device? device = null) : base("RmsNorm")
     {
         weight = new Parameter(ones(hidden, device: device));
-        _eps = eps;
+        _epsScalar = eps.ToScalar();
         RegisterComponents();
     }
 
-    /// <summary>x [..., hidden] → same shape and dtype.</summary>
+    /// <summary>x [..., hidden] → same shape and dtype (float32 inputs are not cast: HF's <c>.to(float32)</c> is then a no-op).</summary>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
         var dtype = x.dtype;
-        var h = x.to_type(ScalarType.Float32);
-        var variance = h.pow(HeldScalars.Of(2)).mean([-1], keepdim: true);
-        h = h * rsqrt(variance + HeldScalars.Of(_eps));
-        return (weight * h.to_type(dtype)).MoveToOuterDisposeScope();
+        bool cast = dtype != ScalarType.Float32;
+        var h = cast ? x.to_type(ScalarType.Float32) : x;
+        var variance = h.pow(ConstScalars.Two).mean([-1], keepdim: true);
+        h = h * rsqrt(variance.add(_epsScalar, ConstScalars.One));
+        return (weight * (cast ? h.to_type(dtype) : h)).MoveToOuterDisposeScope();
+    }
+
+    /// <inheritdoc />
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) _epsScalar.Dispose();
+        base.Dispose(disposing);
     }
 }

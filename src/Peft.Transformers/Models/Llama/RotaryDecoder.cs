@@ -20,13 +20,14 @@ public sealed class RotaryAttention : nn.Module
     [field: ComponentName(Name = "v_proj")] public nn.Module<Tensor, Tensor> v_proj { get; }
     /// <summary>HF <c>o_proj</c>: [hidden, H·D].</summary>
     [field: ComponentName(Name = "o_proj")] public nn.Module<Tensor, Tensor> o_proj { get; }
-    private readonly int _heads, _kvHeads, _headDim, _layerIdx;
+    private readonly int _heads, _kvHeads, _headDim, _rotaryDim, _layerIdx;
     private readonly double _dropout;
 
     /// <summary>Creates the attention of layer <paramref name="layerIdx"/> (parameters on <paramref name="device"/>; meta = no storage, filled by the loader).</summary>
     public RotaryAttention(RotaryDecoderConfig c, int layerIdx, Device? device = null) : base("RotaryAttention")
     {
         _heads = c.NumAttentionHeads; _kvHeads = c.KeyValueHeads; _headDim = c.HeadDim; _layerIdx = layerIdx;
+        _rotaryDim = RotaryEmbedding.RotaryDim(c);
         _dropout = c.AttentionDropout;
         q_proj = nn.Linear(c.HiddenSize, _heads * _headDim, hasBias: c.QkvBias, device: device);
         k_proj = nn.Linear(c.HiddenSize, _kvHeads * _headDim, hasBias: c.QkvBias, device: device);
@@ -35,17 +36,24 @@ public sealed class RotaryAttention : nn.Module
         RegisterComponents();
     }
 
-    /// <summary>x [B, T, hidden] → [B, T, hidden]; appends this step's k/v to <paramref name="cache"/> when given.</summary>
-    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask, KeyValueCache? cache)
+    /// <summary>
+    /// x [B, T, hidden] → [B, T, hidden]; appends this step's k/v to <paramref name="cache"/> when given.
+    /// <paramref name="cos"/> / <paramref name="sin"/>: the forward's rotary tables [B, 1, T, D_rot] — cos, and sin with
+    /// its first half negated (what the backbone computes once per forward for every layer).
+    /// </summary>
+    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask, KeyValueCache? cache) => Forward(x, cos, sin, mask, cache, null);
+
+    /// <summary><see cref="Forward(Tensor, Tensor, Tensor, Tensor?, KeyValueCache?)"/> with x's (B, T) when the caller knows them.</summary>
+    internal Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask, KeyValueCache? cache, (long B, long T)? shape)
     {
-        long b = x.shape[0], t = x.shape[1];
-        var q = q_proj.forward(x).view(b, t, _heads, _headDim).transpose(1, 2);     // [B, H, T, D]
-        var k = k_proj.forward(x).view(b, t, _kvHeads, _headDim).transpose(1, 2);   // [B, Hkv, T, D]
-        var v = v_proj.forward(x).view(b, t, _kvHeads, _headDim).transpose(1, 2);   // [B, Hkv, T, D]
-        q = RotaryEmbedding.Apply(q, cos, sin);
-        k = RotaryEmbedding.Apply(k, cos, sin);
-        if (cache is not null) (k, v) = cache.Update(_layerIdx, k, v);             // [B, Hkv, past + T, D]
-        var o = ModelOps.Attend(q, k, v, mask, _dropout > 0 && training ? _dropout : 0.0, causal: true);      // [B, T, H·D]
+        var heads = HeadLayout.Of(x, shape, _heads, _kvHeads, _headDim, _dropout > 0 && training ? _dropout : 0.0);
+        var q = heads.Queries(q_proj.forward(x));                                  // [B, H, T, D] (decode: [B, Hkv, H/Hkv, D])
+        var k = heads.KeysOrValues(k_proj.forward(x));                             // [B, Hkv, T, D]
+        var v = heads.KeysOrValues(v_proj.forward(x));                             // [B, Hkv, T, D]
+        q = RotaryEmbedding.Apply(q, cos, sin, _rotaryDim, _headDim);
+        k = RotaryEmbedding.Apply(k, cos, sin, _rotaryDim, _headDim);
+        if (cache is not null) (k, v) = heads.Append(cache, _layerIdx, k, v);             // [B, Hkv, past + T, D]
+        var o = heads.Attend(q, k, v, mask, causal: true);                         // [B, T, H·D]
         return o_proj.forward(o);
     }
 }
@@ -97,15 +105,17 @@ public sealed class RotaryDecoderLayer : nn.Module, ITransformerLayer
         RegisterComponents();
     }
 
-    /// <summary>h [B, T, hidden] → [B, T, hidden].</summary>
-    public Tensor Forward(Tensor h, Tensor cos, Tensor sin, Tensor? mask, KeyValueCache? cache)
+    /// <summary>h [B, T, hidden] → [B, T, hidden]; <paramref name="cos"/> / <paramref name="sin"/> as in <see cref="RotaryAttention.Forward(Tensor, Tensor, Tensor, Tensor?, KeyValueCache?)"/>.</summary>
+    public Tensor Forward(Tensor h, Tensor cos, Tensor sin, Tensor? mask, KeyValueCache? cache) => Forward(h, cos, sin, mask, cache, null);
+
+    private Tensor Forward(Tensor h, Tensor cos, Tensor sin, Tensor? mask, KeyValueCache? cache, (long B, long T)? shape)
     {
-        h = h + self_attn.Forward(input_layernorm.forward(h), cos, sin, mask, cache);
-        return h + mlp.forward(post_attention_layernorm.forward(h));
+        h = h.add(self_attn.Forward(input_layernorm.forward(h), cos, sin, mask, cache, shape), ConstScalars.One);
+        return h.add(mlp.forward(post_attention_layernorm.forward(h)), ConstScalars.One);
     }
 
     Tensor ITransformerLayer.Forward(Tensor hidden, in LayerInputs inputs) =>
-        Forward(hidden, inputs.Cos ?? throw new ArgumentException("RotaryDecoderLayer needs the rotary cos/sin."), inputs.Sin!, inputs.Mask, inputs.Cache);
+        Forward(hidden, inputs.Cos ?? throw new ArgumentException("RotaryDecoderLayer needs the rotary cos/sin."), inputs.Sin!, inputs.Mask, inputs.Cache, inputs.Shape);
 }
 
 /// <summary>
@@ -185,7 +195,7 @@ public abstract class RotaryDecoderModel : PreTrainedModel
         var positions = pass.PositionIds(device, ModelOps.ArangePositionIds);
         pass.UseCausalMasks(layers.Count, h.dtype, device, _c.SlidingWindowOf);
         var invFreq = InvFreqOn(device);
-        var rope = RotaryEmbedding.CosSin(positions, invFreq, h.dtype);               // [B, T, D] each
+        var rope = RotaryEmbedding.CosSin(positions, invFreq, h.dtype, RotaryEmbedding.RotaryDim(_c));   // [B, 1, T, D_rot] each
         h = pass.RunLayers(layers, h, rope);
         return ModelOps.MoveOut(pass.Output(norm.forward(BackbonePass.ToDeviceOf(norm, h))));
     }

@@ -5,7 +5,7 @@ namespace Peft.Transformers.Models.Llama;
 
 /// <summary>
 /// Rotary position embedding (HF <c>LlamaRotaryEmbedding</c> + <c>apply_rotary_pos_emb</c>) with the "default",
-/// "linear" and "llama3" frequency schedules. Stateless: the inverse frequencies are recomputed (float32) per call.
+/// "linear" and "llama3" frequency schedules. Stateless (the model caches the inverse frequencies per device).
 /// </summary>
 internal static class RotaryEmbedding
 {
@@ -45,25 +45,46 @@ internal static class RotaryEmbedding
         return inv.MoveToOuterDisposeScope();
     }
 
-    /// <summary>cos and sin [B, T, D_rot] in <paramref name="dtype"/> for position ids [B, T].</summary>
-    public static (Tensor Cos, Tensor Sin) CosSin(Tensor positionIds, Tensor invFreq, ScalarType dtype)
+    /// <summary>D_rot: the rotated leading part of each head (2 · the number of inverse frequencies; = D without partial rotary).</summary>
+    public static int RotaryDim(RotaryDecoderConfig c)
     {
-        var freqs = positionIds.to_type(ScalarType.Float32).unsqueeze(-1) * invFreq.unsqueeze(0).unsqueeze(0); // [B, T, D/2]
-        var emb = cat([freqs, freqs], -1);                                                                     // [B, T, D]
-        return (emb.cos().to_type(dtype), emb.sin().to_type(dtype));
+        int dim = (int)(c.HeadDim * (c.EffectiveRopeScaling?.PartialRotaryFactor ?? 1.0));
+        return 2 * ((dim + 1) / 2);
     }
 
-    /// <summary>Rotates x [B, H, T, D] by cos/sin [B, T, D_rot] (HF <c>apply_rotary_pos_emb</c>, partial rotary supported).</summary>
-    public static Tensor Apply(Tensor x, Tensor cos, Tensor sin)
+    /// <summary>
+    /// The rotary tables of one forward for position ids [B, T], both [B, 1, T, D_rot] in <paramref name="dtype"/> (the
+    /// head axis already there, so no layer unsqueezes them): cos, and sin with its first half negated — HF's
+    /// <c>rotate_half(x) · sin</c> = <c>cat(−x₂, x₁) · sin</c> equals <c>roll(x, D_rot/2) · cat(−sin₁, sin₂)</c>
+    /// exactly (a sign flip commutes with rounding), which <see cref="Apply"/> computes with one <c>roll</c> instead
+    /// of two narrows, a neg and a cat per q and k of every layer. cos/sin themselves are computed as HF's.
+    /// </summary>
+    public static (Tensor Cos, Tensor SignedSin) CosSin(Tensor positionIds, Tensor invFreq, ScalarType dtype, long rotaryDim)
     {
-        long rot = cos.shape[^1];
-        long d = x.shape[^1];
-        var c = cos.unsqueeze(1);   // [B, 1, T, D_rot]
-        var s = sin.unsqueeze(1);
-        var xr = rot == d ? x : x.narrow(-1, 0, rot);
-        var half = rot / 2;
-        var rotated = cat([xr.narrow(-1, half, half).neg(), xr.narrow(-1, 0, half)], -1);  // rotate_half
-        var y = xr * c + rotated * s;
-        return rot == d ? y : cat([y, x.narrow(-1, rot, d - rot)], -1);
+        var freqs = positionIds.to_type(ScalarType.Float32).unsqueeze(-1) * invFreq.unsqueeze(0).unsqueeze(0); // [B, T, D/2]
+        var emb = cat([freqs, freqs], -1).unsqueeze(1);                                                        // [B, 1, T, D]
+        var cos = emb.cos();
+        var sin = emb.sin();
+        if (dtype != ScalarType.Float32)
+        {
+            cos = cos.to_type(dtype);
+            sin = sin.to_type(dtype);
+        }
+        long half = rotaryDim / 2;
+        var signedSin = cat([sin.narrow(-1, 0, half).neg(), sin.narrow(-1, half, half)], -1);                  // [B, 1, T, D]
+        return (cos, signedSin);
+    }
+
+    /// <summary>
+    /// Rotates x [B, H, T, D] (or the grouped decode layout [B, Hkv, H/Hkv, D] with T = 1) by the tables of
+    /// <see cref="CosSin"/> [B, 1, T, D_rot] (HF <c>apply_rotary_pos_emb</c>: <c>x · cos + rotate_half(x) · sin</c>,
+    /// the same products and sum; partial rotary supported). <paramref name="rotaryDim"/> and <paramref name="headDim"/>
+    /// are the host-known D_rot and D.
+    /// </summary>
+    public static Tensor Apply(Tensor x, Tensor cos, Tensor signedSin, long rotaryDim, long headDim)
+    {
+        var xr = rotaryDim == headDim ? x : x.narrow(-1, 0, rotaryDim);
+        var y = xr.mul(cos).add(xr.roll(rotaryDim / 2, -1).mul(signedSin), Models.ConstScalars.One);   // x·cos + rotate_half(x)·sin
+        return rotaryDim == headDim ? y : cat([y, x.narrow(-1, rotaryDim, headDim - rotaryDim)], -1);
     }
 }

@@ -1,4 +1,5 @@
 using Peft.Core;
+using TorchSharp;
 using TorchSharp.Modules;
 using TorchSharp.Utils;
 using static TorchSharp.torch;
@@ -32,14 +33,17 @@ public sealed class OPTAttention : nn.Module
     }
 
     /// <summary>x [B, T, hidden] → [B, T, hidden].</summary>
-    public Tensor Forward(Tensor x, Tensor? mask, KeyValueCache? cache)
+    public Tensor Forward(Tensor x, Tensor? mask, KeyValueCache? cache) => Forward(x, mask, cache, null);
+
+    /// <summary><see cref="Forward(Tensor, Tensor?, KeyValueCache?)"/> with x's (B, T) when the caller knows them.</summary>
+    internal Tensor Forward(Tensor x, Tensor? mask, KeyValueCache? cache, (long B, long T)? shape)
     {
-        long b = x.shape[0], t = x.shape[1];
-        var q = q_proj.forward(x).view(b, t, _heads, _headDim).transpose(1, 2);   // [B, H, T, D]
-        var k = k_proj.forward(x).view(b, t, _heads, _headDim).transpose(1, 2);
-        var v = v_proj.forward(x).view(b, t, _heads, _headDim).transpose(1, 2);
-        if (cache is not null) (k, v) = cache.Update(_layerIdx, k, v);          // [B, H, past + T, D]
-        var o = ModelOps.Attend(q, k, v, mask, _dropout > 0 && training ? _dropout : 0.0, causal: true);      // [B, T, hidden]
+        var heads = HeadLayout.Of(x, shape, _heads, _heads, _headDim, _dropout > 0 && training ? _dropout : 0.0);
+        var q = heads.Queries(q_proj.forward(x));                                // [B, H, T, D] (decode: [B, H, 1, D])
+        var k = heads.KeysOrValues(k_proj.forward(x));                           // [B, H, T, D]
+        var v = heads.KeysOrValues(v_proj.forward(x));
+        if (cache is not null) (k, v) = heads.Append(cache, _layerIdx, k, v);          // [B, H, past + T, D]
+        var o = heads.Attend(q, k, v, mask, causal: true);                       // [B, T, hidden]
         return out_proj.forward(o);
     }
 }
@@ -76,21 +80,26 @@ public sealed class OPTDecoderLayer : nn.Module, ITransformerLayer
     }
 
     /// <summary>h [B, T, hidden] → [B, T, hidden].</summary>
-    public Tensor Forward(Tensor h, Tensor? mask, KeyValueCache? cache)
+    public Tensor Forward(Tensor h, Tensor? mask, KeyValueCache? cache) => Forward(h, mask, cache, null);
+
+    private Tensor Forward(Tensor h, Tensor? mask, KeyValueCache? cache, (long B, long T)? shape)
     {
         var residual = h;
         if (_normBefore) h = self_attn_layer_norm.forward(h);
-        h = residual + dropout.forward(self_attn.Forward(h, mask, cache));
+        h = residual.add(Dropout(self_attn.Forward(h, mask, cache, shape)), ConstScalars.One);
         if (!_normBefore) h = self_attn_layer_norm.forward(h);
 
         residual = h;
         if (_normBefore) h = final_layer_norm.forward(h);
-        h = residual + dropout.forward(fc2.forward(_act(fc1.forward(h))));
+        h = residual.add(Dropout(fc2.forward(_act(fc1.forward(h)))), ConstScalars.One);
         if (!_normBefore) h = final_layer_norm.forward(h);
         return h;
     }
 
-    Tensor ITransformerLayer.Forward(Tensor hidden, in LayerInputs inputs) => Forward(hidden, inputs.Mask, inputs.Cache);
+    // HF's dropout: identity in eval or with p = 0 (no native call then, not even TorchSharp's eval-mode dropout).
+    private Tensor Dropout(Tensor x) => dropout.p > 0 && training ? dropout.forward(x) : x;
+
+    Tensor ITransformerLayer.Forward(Tensor hidden, in LayerInputs inputs) => Forward(hidden, inputs.Mask, inputs.Cache, inputs.Shape);
 }
 
 /// <summary>OPT decoder stack (HF <c>OPTDecoder</c>): embeddings, learned positions (offset 2), layers, final norm, projections.</summary>
@@ -98,6 +107,7 @@ public sealed class OPTDecoder : nn.Module
 {
     /// <summary>OPT's learned positions are looked up at position + 2 (HF <c>OPTLearnedPositionalEmbedding.offset</c>).</summary>
     public const int PositionOffset = 2;
+    private static readonly TorchSharp.Scalar OffsetScalar = PositionOffset.ToScalar();   // process-lifetime (see ConstScalars)
     /// <summary>HF <c>embed_tokens</c> [vocab, word_embed_proj_dim].</summary>
     [field: ComponentName(Name = "embed_tokens")] public nn.Module<Tensor, Tensor> embed_tokens { get; }
     /// <summary>HF <c>embed_positions</c> [max_position_embeddings + 2, hidden].</summary>
@@ -141,8 +151,8 @@ public sealed class OPTDecoder : nn.Module
         var device = x.device;
         // HF: cumsum(mask) · mask − 1 over the new positions (padding → −1, i.e. row 1 after the offset)
         var positions = pass.PositionIds(device, ModelOps.MaskDerivedPositionIds);
-        x = x + embed_positions.forward(positions + HeldScalars.Of(PositionOffset));
-        x = dropout.forward(x);
+        x = x.add(embed_positions.forward(positions.add(OffsetScalar, ConstScalars.One)), ConstScalars.One);
+        if (dropout.p > 0 && training) x = dropout.forward(x);
         pass.UseCausalMasks(layers.Count, x.dtype, device);
         x = pass.RunLayers(layers, x);
         if (final_layer_norm is not null) x = final_layer_norm.forward(BackbonePass.ToDeviceOf(final_layer_norm, x));
