@@ -68,7 +68,8 @@ public static class FuzzRunner
     /// from a collection indexer would not name the file and so still counts as a crash.
     /// </summary>
     public static bool IsDocumented(Exception e) => e is InvalidDataException or FormatException or JsonException
-        or NotSupportedException or ArgumentException or FileNotFoundException or DatasetLoadException or KeyNotFoundException;
+        or NotSupportedException or ArgumentException or FileNotFoundException or DatasetLoadException or KeyNotFoundException
+        or Peft.Transformers.Tokenization.ChatTemplates.TemplateException;
 
     /// <summary>Classifies one exception thrown for an input whose file is <paramref name="file"/>.</summary>
     public static (Outcome Outcome, string What) Classify(Exception e, string file)

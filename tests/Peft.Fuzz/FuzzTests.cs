@@ -29,6 +29,7 @@ public sealed class FuzzTests(ITestOutputHelper output)
         {
             "adapter_weights" => 200,
             _ when format.StartsWith("checkpoint-", StringComparison.Ordinal) => 250,
+            "chat_template" => 2000,
             "tokenizer.json" or "vocab.json" or "merges.txt" or "vocab.txt" or "special_tokens_map" or "tokenizer_config" => 400,
             _ => CiInputs,
         };

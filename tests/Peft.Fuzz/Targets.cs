@@ -146,6 +146,7 @@ public static class Targets
             Dataset("json", "data.jsonl", [Read(Seed("data.jsonl"))], name: "jsonl"),
             Dataset("text", "data.txt", [Read(Seed("data.txt"))]),
             Dataset("parquet", "data.parquet", [Read(Seed("data.parquet"))]),
+            ChatTemplateTarget.Create(),
             .. CheckpointTargets.All(),
         ];
     }

@@ -53,6 +53,10 @@ public class CheckpointValidationTests
         { "trainer_state.json", "best_model_checkpoint" },
         { "scheduler.json", "last_epoch is 3" },
         { "scheduler.json", "no 'last_epoch'" },
+        { "scheduler.json", "'_last_lr' has 2 entries" },
+        { "scheduler.json", "'_last_lr'[0] is -1;" },
+        { "scheduler.json", "'_last_lr'[0] is 1000000000000, but the schedule's lr at last_epoch 2 is" },
+        { "scheduler.json", "'base_lrs'[0] is 0.5, this run's learning rate is" },
         { "rng_state.json", "does not fit global_step" },
         { "rng_state.json", "data seed" },
         { "optimizer.json", "has lr -1" },
@@ -73,7 +77,12 @@ public class CheckpointValidationTests
             case ("trainer_state.json", "global_step 99 outside"): EditJson(path, o => o["global_step"] = 99); break;
             case ("trainer_state.json", _): EditJson(path, o => o["best_model_checkpoint"] = "../../somewhere/else"); break;
             case ("scheduler.json", "last_epoch is 3"): EditJson(path, o => o["last_epoch"] = 3); break;
-            case ("scheduler.json", _): EditJson(path, o => o.Remove("last_epoch")); break;
+            case ("scheduler.json", "no 'last_epoch'"): EditJson(path, o => o.Remove("last_epoch")); break;
+            // the fuzz's poisoned file (tests/Peft.Fuzz/Regressions/checkpoint-scheduler): one lr per group, finite, >= 0, the schedule's
+            case ("scheduler.json", "'_last_lr' has 2 entries"): EditJson(path, o => o["_last_lr"] = new JsonArray(1e12, -1.0)); break;
+            case ("scheduler.json", "'_last_lr'[0] is -1;"): EditJson(path, o => o["_last_lr"] = new JsonArray(-1.0)); break;
+            case ("scheduler.json", "'base_lrs'[0] is 0.5, this run's learning rate is"): EditJson(path, o => o["base_lrs"] = new JsonArray(0.5)); break;
+            case ("scheduler.json", _): EditJson(path, o => o["_last_lr"] = new JsonArray(1e12)); break;
             case ("rng_state.json", "data seed"): EditJson(path, o => o["DataSeed"] = 12345); break;
             case ("rng_state.json", _): EditJson(path, o => o["LastLoggedStep"] = 1000); break;
             case ("optimizer.json", "has lr -1"): EditJson(path, o => o["param_groups"]![0]!["lr"] = -1.0); break;

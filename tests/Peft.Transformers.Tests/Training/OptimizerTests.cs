@@ -199,6 +199,28 @@ public class OptimizerTests
         }
     }
 
+    /// <summary>
+    /// A finite lr too large for the parameters' dtype (1e39 on float32) is refused with an ArgumentOutOfRangeException
+    /// naming the learning rate before the parameter changes, not an untyped native overflow error from libtorch.
+    /// </summary>
+    [Theory]
+    [InlineData("adamw")]
+    [InlineData("sgd")]
+    public void LearningRateBeyondTheParameterDtypeIsATypedErrorAndChangesNothing(string name)
+    {
+        var (p, _) = Pair(7, 3, 2);
+        var before = p.detach().clone();
+        SetGrad(p, ones(3, 2));
+        var groups = new[] { new ParamGroup(["w"], [p], 0.01) };
+        using TrainerOptimizer opt = name == "adamw" ? new AdamW(groups) : new Sgd(groups);
+        opt.SetLr(1e39);
+        var e = Assert.Throws<ArgumentOutOfRangeException>(opt.Step);
+        Assert.Contains("learning_rate 1E+39 is too large", e.Message, StringComparison.Ordinal);
+        Assert.Equal(before.data<float>().ToArray(), p.detach().data<float>().ToArray());   // unchanged: refused before the update
+        opt.SetLr(1e30);
+        opt.Step();                                    // large but representable: no error
+    }
+
     [Fact]
     public void ClipGradNormMatchesTorchSharpAndReturnsThePreClipNorm()
     {

@@ -25,7 +25,20 @@ internal sealed class JinjaEvaluator
         return Flow.Normal;
     }
 
+    // An error without a line (raise_exception, a value of the wrong type deep in a filter) gets its statement's line.
     private Flow ExecOne(Node node, Scope scope, StringBuilder sb)
+    {
+        try
+        {
+            return ExecNode(node, scope, sb);
+        }
+        catch (TemplateException e) when (e.Line == 0)
+        {
+            throw e.AtLine(node.Line);
+        }
+    }
+
+    private Flow ExecNode(Node node, Scope scope, StringBuilder sb)
     {
         JinjaStack.Check(node.Line);
         switch (node)

@@ -53,16 +53,24 @@ internal static class JinjaFilters
         ["float"] = (v, a, _, _, _, _) => v is string s && double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out var d) ? d
             : Py.IsNumber(v) ? Py.ToDouble(v) : a.Count > 0 ? a[0] : 0.0,
         ["abs"] = (v, _, _, _, _, _) => v is long l ? (object)Math.Abs(l) : Math.Abs(Py.ToDouble(v)),
-        ["round"] = (v, a, _, _, _, _) => Math.Round(Py.ToDouble(v), a.Count > 0 ? (int)Py.ToLong(a[0]) : 0, MidpointRounding.AwayFromZero),
+        ["round"] = (v, a, _, _, _, _) => Round(Py.ToDouble(v), a.Count > 0 ? Py.ToLong(a[0]) : 0),
         ["sum"] = (v, _, _, _, _, l) => Py.Iterate(v).Aggregate((object?)0L, (acc, x) => JinjaOperators.Binary("+", acc, x, l)),
-        ["min"] = (v, _, _, _, _, _) => Py.Iterate(v).Aggregate((a, b) => Py.Compare(b, a) < 0 ? b : a),
-        ["max"] = (v, _, _, _, _, _) => Py.Iterate(v).Aggregate((a, b) => Py.Compare(b, a) > 0 ? b : a),
+        // jinja2: an empty sequence has no min / max (Undefined, an error only when used)
+        ["min"] = (v, _, _, _, _, _) => Py.Iterate(v) is { Count: > 0 } s ? s.Aggregate((a, b) => Py.Compare(b, a) < 0 ? b : a) : new Undefined("min"),
+        ["max"] = (v, _, _, _, _, _) => Py.Iterate(v) is { Count: > 0 } s ? s.Aggregate((a, b) => Py.Compare(b, a) > 0 ? b : a) : new Undefined("max"),
         ["unique"] = (v, _, _, _, _, _) => Py.Iterate(v).Aggregate(new List<object?>(), (acc, x) => { if (!acc.Any(y => Py.Eq(x, y))) acc.Add(x); return acc; }),
         ["sort"] = (v, a, k, _, _, l) =>
         {
             var attr = Arg(a, k, 2, "attribute") as string;
             var items = Py.Iterate(v).ToList();
-            items.Sort((x, y) => Py.Compare(attr is null ? x : Attribute(x, attr, l), attr is null ? y : Attribute(y, attr, l)));
+            try
+            {
+                items.Sort((x, y) => Py.Compare(attr is null ? x : Attribute(x, attr, l), attr is null ? y : Attribute(y, attr, l)));
+            }
+            catch (InvalidOperationException e) when (e.InnerException is TemplateException t)
+            {
+                throw t.AtLine(l);   // List.Sort wraps what the comparison throws ('<' between a str and an int)
+            }
             if (Py.Truthy(Arg(a, k, 0, "reverse"))) items.Reverse();
             return items;
         },
@@ -72,6 +80,15 @@ internal static class JinjaFilters
         ["e"] = (v, _, _, _, _, _) => Escape(Py.Str(v)),
         ["wordcount"] = (v, _, _, _, _, l) => (long)JinjaMembers.Split(Py.Str(v), null, -1, l).Count,
     };
+
+    // jinja2's round (common method): Math.Round takes 0..15 digits; more cannot change a double, fewer than 0 round to tens.
+    private static double Round(double x, long digits)
+    {
+        if (digits > 15 || !double.IsFinite(x)) return x;
+        if (digits >= 0) return Math.Round(x, (int)digits, MidpointRounding.AwayFromZero);
+        double scale = Math.Pow(10, Math.Min(-digits, 400));
+        return Math.Round(x / scale, MidpointRounding.AwayFromZero) * scale;
+    }
 
     public static object? Apply(string name, object? value, List<object?> args, Dictionary<string, object?> kwargs, JinjaEvaluator ev, Scope scope, int line) =>
         Registry.TryGetValue(name, out var f) ? f(value, args, kwargs, ev, scope, line)

@@ -44,21 +44,40 @@ internal static class JinjaOperators
         return (int)count;
     }
 
+    private static long IntPow(long x, long y)
+    {
+        long result = 1;
+        for (; y > 0; y >>= 1)
+        {
+            if ((y & 1) != 0) result = checked(result * x);
+            if (y > 1) x = checked(x * x);
+        }
+        return result;
+    }
+
     private static object Numeric(string op, object? a, object? b, int line)
     {
         bool ints = a is not double && b is not double;
         if (ints)
         {
             long x = Py.ToLong(a), y = Py.ToLong(b);
-            switch (op)
+            // Python's ints are unbounded, ours are Int64: a result outside that range is an error, never a wrapped value
+            try
             {
-                case "+": return x + y;
-                case "-": return x - y;
-                case "*": return x * y;
-                case "/": return y == 0 ? throw ZeroDiv(line) : (double)x / y;
-                case "//": return y == 0 ? throw ZeroDiv(line) : FloorDiv(x, y);
-                case "%": return y == 0 ? throw ZeroDiv(line) : x - FloorDiv(x, y) * y;
-                case "**": return y >= 0 ? (object)(long)Math.Pow(x, y) : Math.Pow(x, y);
+                switch (op)
+                {
+                    case "+": return checked(x + y);
+                    case "-": return checked(x - y);
+                    case "*": return checked(x * y);
+                    case "/": return y == 0 ? throw ZeroDiv(line) : (double)x / y;
+                    case "//": return y == 0 ? throw ZeroDiv(line) : FloorDiv(x, y);
+                    case "%": return y == 0 ? throw ZeroDiv(line) : checked(x - FloorDiv(x, y) * y);
+                    case "**": return y >= 0 ? (object)IntPow(x, y) : Math.Pow(x, y);
+                }
+            }
+            catch (OverflowException)
+            {
+                throw new TemplateException($"line {line}: the integer result of {x} {op} {y} is outside the 64-bit range");
             }
         }
         double p = Py.ToDouble(a), q = Py.ToDouble(b);

@@ -20,7 +20,7 @@ internal static class JinjaTests
         ["false"] = (v, _) => v is false,
         ["odd"] = (v, _) => Py.ToLong(v) % 2 != 0,
         ["even"] = (v, _) => Py.ToLong(v) % 2 == 0,
-        ["divisibleby"] = (v, a) => Py.ToLong(v) % Py.ToLong(a[0]) == 0,
+        ["divisibleby"] = (v, a) => Py.ToLong(a[0]) is var d && d != 0 ? d == -1 || Py.ToLong(v) % d == 0 : throw new TemplateException("division by zero"),
         ["eq"] = (v, a) => Py.Eq(v, a[0]),
         ["equalto"] = (v, a) => Py.Eq(v, a[0]),
         ["=="] = (v, a) => Py.Eq(v, a[0]),
@@ -37,6 +37,13 @@ internal static class JinjaTests
         ["sameas"] = (v, a) => ReferenceEquals(v, a[0]) || (v is null && a[0] is null) || (v is bool b && a[0] is bool c && b == c),
     };
 
-    public static bool Apply(string name, object? value, List<object?> args, int line) =>
-        Registry.TryGetValue(name, out var t) ? t(value, args) : throw new TemplateException($"line {line}: no test named '{name}'");
+    // The tests that compare with an argument (jinja2 raises TypeError when it is missing).
+    private static readonly HashSet<string> TakesArgument = new(StringComparer.Ordinal) { "divisibleby", "eq", "equalto", "==", "ne", "!=", "lt", "gt", "le", "ge", "in", "sameas" };
+
+    public static bool Apply(string name, object? value, List<object?> args, int line)
+    {
+        if (!Registry.TryGetValue(name, out var t)) throw new TemplateException($"line {line}: no test named '{name}'");
+        if (args.Count == 0 && TakesArgument.Contains(name)) throw new TemplateException($"line {line}: test '{name}' needs an argument");
+        return t(value, args);
+    }
 }

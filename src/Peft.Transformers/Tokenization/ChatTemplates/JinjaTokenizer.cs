@@ -46,8 +46,13 @@ internal static class JinjaTokenizer
                     while (j < s.Length && char.IsAsciiDigit(s[j])) j++;
                 }
                 var text = s[i..j].Replace("_", "");
-                toks.Add(isFloat ? new Tok(TokKind.Float, text, double.Parse(text, CultureInfo.InvariantCulture))
-                    : new Tok(TokKind.Int, text, long.Parse(text, CultureInfo.InvariantCulture)));
+                // Python's ints are unbounded, ours are Int64: a larger literal (or a malformed one, "1e+") is a template error
+                if (isFloat && double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out double d))
+                    toks.Add(new Tok(TokKind.Float, text, d));
+                else if (!isFloat && long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out long n))
+                    toks.Add(new Tok(TokKind.Int, text, n));
+                else
+                    throw new TemplateException($"line {line}: number literal '{s[i..j]}' is malformed or outside the 64-bit range");
                 i = j;
                 continue;
             }

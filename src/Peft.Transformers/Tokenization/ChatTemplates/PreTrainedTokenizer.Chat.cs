@@ -15,6 +15,7 @@ public sealed record ChatMessage(string Role, string Content)
 public sealed partial class PreTrainedTokenizer
 {
     private Dictionary<string, ChatTemplate>? _chatTemplates;
+    private IReadOnlyDictionary<string, string> _chatTemplateFiles = new Dictionary<string, string>(StringComparer.Ordinal);  // name -> its file; replaced, never changed
 
     /// <summary>
     /// The chat templates by name (HF <c>tokenizer.chat_template</c>): tokenizer_config.json's <c>chat_template</c> (a
@@ -33,6 +34,7 @@ public sealed partial class PreTrainedTokenizer
             var all = new Dictionary<string, ChatTemplate>(ChatTemplates, StringComparer.Ordinal);
             if (value is null) all.Remove("default");
             else all["default"] = Tokenization.ChatTemplates.ChatTemplate.Parse(value);
+            _chatTemplateFiles = _chatTemplateFiles.Where(kv => kv.Key != "default").ToDictionary(StringComparer.Ordinal);
             _chatTemplates = all;
         }
     }
@@ -60,7 +62,7 @@ public sealed partial class PreTrainedTokenizer
         ArgumentNullException.ThrowIfNull(messages);
         if (addGenerationPrompt && continueFinalMessage)
             throw new ArgumentException("continueFinalMessage and addGenerationPrompt are not compatible: continueFinalMessage continues the last message, addGenerationPrompt starts a new one.");
-        var template = SelectTemplate(tools is not null);
+        var (name, template) = SelectTemplate(tools is not null);
         var vars = new Dictionary<string, JsonNode?>(StringComparer.Ordinal);
         foreach (var (k, v) in SpecialTokenVariables()) vars[k] = v;
         if (templateVariables is not null) foreach (var (k, v) in templateVariables) vars[k] = v?.DeepClone();
@@ -68,7 +70,15 @@ public sealed partial class PreTrainedTokenizer
         vars["tools"] = tools?.DeepClone();
         vars["documents"] = null;
         vars["add_generation_prompt"] = addGenerationPrompt;
-        var rendered = template.Render(vars);
+        string rendered;
+        try
+        {
+            rendered = template.Render(vars);
+        }
+        catch (TemplateException e)
+        {
+            throw e.InFile(TemplateFile(name), name);
+        }
         return continueFinalMessage ? CutAfterFinalMessage(rendered, messages) : rendered;
     }
 
@@ -80,13 +90,13 @@ public sealed partial class PreTrainedTokenizer
         return ApplyChatTemplate(new JsonArray(messages.Select(m => (JsonNode)m.ToJson()).ToArray()), addGenerationPrompt, tools, templateVariables, continueFinalMessage);
     }
 
-    private ChatTemplate SelectTemplate(bool hasTools)
+    private (string Name, ChatTemplate Template) SelectTemplate(bool hasTools)
     {
         var all = ChatTemplates;
         if (all.Count == 0)
             throw new InvalidOperationException($"Tokenizer '{NameOrPath}' has no chat template (tokenizer_config.json 'chat_template' or chat_template.jinja); set PreTrainedTokenizer.ChatTemplate.");
-        if (hasTools && all.TryGetValue("tool_use", out var toolUse)) return toolUse;
-        if (all.TryGetValue("default", out var d)) return d;
+        if (hasTools && all.TryGetValue("tool_use", out var toolUse)) return ("tool_use", toolUse);
+        if (all.TryGetValue("default", out var d)) return ("default", d);
         throw new InvalidOperationException($"Tokenizer '{NameOrPath}' has chat templates [{string.Join(", ", all.Keys)}] but none named 'default'.");
     }
 
@@ -130,6 +140,8 @@ public sealed partial class PreTrainedTokenizer
         {
             case null: break;
             case JsonValue v when v.TryGetValue(out string? text):
+                // AutoTokenizer puts chat_template.jinja's text here when the folder has one (it wins over the config's key)
+                if (NameOrPath is not null && File.Exists(Path.Combine(NameOrPath, "chat_template.jinja"))) where = Path.Combine(NameOrPath, "chat_template.jinja");
                 result["default"] = Parse(text!, where, "default");
                 break;
             case JsonArray list:
@@ -144,8 +156,13 @@ public sealed partial class PreTrainedTokenizer
                 break;
             default: throw new InvalidDataException($"{where}: chat_template must be a string or a list of {{name, template}}");
         }
+        _chatTemplateFiles = result.Keys.ToDictionary(k => k, _ => where, StringComparer.Ordinal);
         return result;
     }
+
+    // Where a template's render error points: its file, or the property it was set through.
+    private string TemplateFile(string name) =>
+        _chatTemplateFiles.TryGetValue(name, out var file) ? file : $"PreTrainedTokenizer.ChatTemplate of '{NameOrPath}'";
 
     private static ChatTemplate Parse(string text, string where, string name)
     {

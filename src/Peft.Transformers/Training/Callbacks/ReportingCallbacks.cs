@@ -16,23 +16,6 @@ public sealed class LoggerCallback(ILogger logger) : ITrainerCallback
         "{" + string.Join(", ", logs.Select(kv => $"'{kv.Key}': {kv.Value.ToString("R", CultureInfo.InvariantCulture)}")) + "}";
 }
 
-/// <summary>
-/// Appends each log entry as one JSON line to <c>output_dir/log_history.jsonl</c> (<c>report_to = ["jsonl"]</c>),
-/// flushed per line so a killed run keeps what it logged.
-/// </summary>
-public sealed class JsonlLoggerCallback : ITrainerCallback
-{
-    /// <summary>The file written, <c>log_history.jsonl</c> in the output folder.</summary>
-    public const string FileName = "log_history.jsonl";
-
-    /// <inheritdoc />
-    public void OnLog(TrainingArguments args, TrainerState state, TrainerControl control, IReadOnlyDictionary<string, double> logs)
-    {
-        Directory.CreateDirectory(args.OutputDir);
-        File.AppendAllText(Path.Combine(args.OutputDir, FileName), JsonSerializer.Serialize(logs, TrainingArguments.JsonOptions).ReplaceLineEndings("") + "\n");
-    }
-}
-
 /// <summary>Reports <see cref="TrainerProgress"/> after every step to an <see cref="IProgress{T}"/> (apps with their own UI).</summary>
 public sealed class ProgressReporterCallback(IProgress<TrainerProgress> progress) : ITrainerCallback
 {

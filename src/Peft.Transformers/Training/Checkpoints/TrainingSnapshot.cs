@@ -51,13 +51,14 @@ internal static class TrainingSnapshot
     /// Restores everything <see cref="Save"/> wrote. Every file is read and checked before anything is applied, so a
     /// damaged checkpoint changes neither the model, the optimizer, the schedule nor the generators: it fails with an
     /// <see cref="InvalidDataException"/> naming the file and key (a missing or misshapen tensor, non-finite values, a
-    /// generator state of the wrong size, a schedule or loop position that disagrees with <paramref name="globalStep"/>).
+    /// generator state of the wrong size, a schedule or loop position that disagrees with <paramref name="globalStep"/>,
+    /// learning rates in <c>scheduler.json</c> that are not the schedule's).
     /// </summary>
     public static Loop Load(string dir, int globalStep, int dataSeed, IReadOnlyList<(string Name, TorchSharp.Modules.Parameter Param)> trainableParams, TrainerOptimizer optimizer, LrSchedule schedule, IDataCollator collator)
     {
         using var scope = NewDisposeScope();
         var weights = ReadWeights(Path.Combine(dir, TrainableFile), trainableParams);
-        int schedulerStep = ReadSchedulerStep(Path.Combine(dir, SchedulerFile), globalStep);
+        int schedulerStep = ReadScheduler(Path.Combine(dir, SchedulerFile), globalStep, schedule);
         var (cpuState, collatorState) = ReadRng(Path.Combine(dir, RngFile), collator);
         var loop = ReadLoop(Path.Combine(dir, LoopFile), globalStep, dataSeed);
         optimizer.Load(dir); // checks both optimizer files before replacing its state
@@ -99,13 +100,45 @@ internal static class TrainingSnapshot
         return result;
     }
 
-    private static int ReadSchedulerStep(string path, int globalStep)
+    /// <summary>
+    /// The schedule position of <c>scheduler.json</c> (torch <c>LambdaLR.state_dict()</c>: <c>last_epoch</c>,
+    /// <c>base_lrs</c>, <c>_last_lr</c>). torch's <c>load_state_dict</c> restores all three, but the lr of every later
+    /// step is recomputed as <c>base_lrs · lambda(last_epoch)</c>, so the stored <c>_last_lr</c> is only a record;
+    /// here too the next step's lr comes from the schedule (<see cref="LrSchedule.LastLr"/>), and the file must agree
+    /// with it: one finite, non-negative <c>base_lrs</c> entry equal to this run's learning rate (transformers would silently
+    /// continue with the checkpoint's; a run resumed with another learning rate is refused instead) and one finite,
+    /// non-negative <c>_last_lr</c> entry equal to the schedule's lr at <c>last_epoch</c>. Anything else throws
+    /// <see cref="InvalidDataException"/> naming the file, the key and the value, before anything is applied.
+    /// </summary>
+    private static int ReadScheduler(string path, int globalStep, LrSchedule schedule)
     {
         var node = ReaderErrors.ParseJson(File.ReadAllText(path), path);
         int step = ReaderErrors.Guard(path, () => node?["last_epoch"]?.GetValue<int>() ?? throw new InvalidDataException($"{path}: no 'last_epoch'"));
         if (step != globalStep) throw new InvalidDataException($"{path}: last_epoch is {step}, but trainer_state.json says global_step {globalStep}");
+        double baseLr = ReadLr(path, node, "base_lrs");
+        if (!SameLr(baseLr, schedule.BaseLr))
+            throw new InvalidDataException($"{path}: 'base_lrs'[0] is {Show(baseLr)}, this run's learning rate is {Show(schedule.BaseLr)} (resuming with another learning rate is not supported)");
+        double lastLr = ReadLr(path, node, "_last_lr");
+        double expected = schedule.LrAt(step);
+        if (!SameLr(lastLr, expected))
+            throw new InvalidDataException($"{path}: '_last_lr'[0] is {Show(lastLr)}, but the schedule's lr at last_epoch {step} is {Show(expected)}");
         return step;
     }
+
+    // One entry per schedule (this Trainer's optimizer steps every group with one lr): finite and not negative.
+    private static double ReadLr(string path, JsonNode? node, string key)
+    {
+        var list = node?[key] as JsonArray ?? throw new InvalidDataException($"{path}: '{key}' is missing or not a list");
+        if (list.Count != 1) throw new InvalidDataException($"{path}: '{key}' has {list.Count} entries; the schedule has 1");
+        double lr = ReaderErrors.Guard(path, () => list[0]?.GetValue<double>() ?? throw new InvalidDataException($"{path}: '{key}'[0] is null"));
+        if (!double.IsFinite(lr) || lr < 0) throw new InvalidDataException($"{path}: '{key}'[0] is {Show(lr)}; a learning rate is finite and not negative");
+        return lr;
+    }
+
+    // The file holds what LrSchedule computed, written round-trip: equal up to rounding of a later formula change.
+    private static bool SameLr(double a, double b) => Math.Abs(a - b) <= 1e-9 * Math.Max(Math.Abs(a), Math.Abs(b));
+
+    private static string Show(double v) => v.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>The generator states, checked against the live generators' dtype and size (torch refuses others natively).</summary>
     private static (Tensor Cpu, Tensor? Collator) ReadRng(string path, IDataCollator collator)

@@ -85,16 +85,17 @@ public sealed class AdamW : TrainerOptimizer
     /// </summary>
     internal void Apply(Tensor param, Tensor grad, Tensor expAvg, Tensor expAvgSq, double step, double lr, double weightDecay)
     {
-        if (weightDecay != 0) param.mul_(HeldScalars.Of(1 - lr * weightDecay));   // HeldScalars: no finalizer race (docs/ARCHITECTURE.md)
-        expAvg.lerp_(grad, LerpWeight(param));
-        expAvgSq.mul_(HeldScalars.Of(_beta2)).addcmul_(grad, grad, HeldScalars.Of(1 - _beta2));
         double bc1 = 1 - Math.Pow(_beta1, step);
         double bc2 = 1 - Math.Pow(_beta2, step);
         double stepSize = lr / bc1;
         double bc2Sqrt = Math.Sqrt(bc2);
+        var update = UpdateFactor.Of(-stepSize, param, "-lr / (1 - beta1^step)", lr);   // checked before anything changes
+        if (weightDecay != 0) param.mul_(HeldScalars.Of(1 - lr * weightDecay));   // HeldScalars: no finalizer race (docs/ARCHITECTURE.md)
+        expAvg.lerp_(grad, LerpWeight(param));
+        expAvgSq.mul_(HeldScalars.Of(_beta2)).addcmul_(grad, grad, HeldScalars.Of(1 - _beta2));
         using var denom = expAvgSq.sqrt();             // freed here, before the next parameter allocates its own
         denom.div_(HeldScalars.Of(bc2Sqrt)).add_(HeldScalars.Of(_eps));
-        param.addcdiv_(expAvg, denom, HeldScalars.Of(-stepSize));
+        param.addcdiv_(expAvg, denom, update);
     }
 
     private Tensor LerpWeight(Tensor param)

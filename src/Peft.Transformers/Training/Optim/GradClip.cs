@@ -30,15 +30,25 @@ public static class GradClip
         var buffers = flat
             ? withGrad.GroupBy(x => (x.g.dtype, x.g.device.ToString())).Select(g => Flatten(g.ToList())).ToList()
             : withGrad.Select(x => x.g).ToList();
-        var norms = buffers.Select(b => linalg.vector_norm(b, 2).to(device)).ToArray();
-        var total = linalg.vector_norm(stack(norms), 2);
+        var norms = buffers.Select(b => TwoNorm(b).to(device)).ToArray();
+        var total = TwoNorm(stack(norms));
         if (maxNorm > 0)
         {
-            var coef = (HeldScalars.Of(maxNorm) / total.add(HeldScalars.Of(1e-6))).clamp_max(HeldScalars.Of(1.0));
+            // add(Scalar) would make its alpha (1) an implicit Scalar inside TorchSharp: passed held instead.
+            var coef = (HeldScalars.Of(maxNorm) / total.add(HeldScalars.Of(1e-6), HeldScalars.Of(1))).clamp_max(HeldScalars.Of(1.0));
             foreach (var b in buffers) b.mul_(b.device == device ? coef : coef.to(b.device));
         }
         return total.to(ScalarType.Float64).item<double>();
     }
+
+    /// <summary>
+    /// torch's <c>linalg.vector_norm(t, 2)</c> over all elements (a 0-d tensor of t's dtype). Not TorchSharp's
+    /// <c>linalg.vector_norm(t, double)</c>: it passes <c>ord.ToScalar().Handle</c> and drops the Scalar, whose
+    /// finalizer could then free it while libtorch reads it (the checkpoint fuzz's rare ExternalException "toDouble"
+    /// from <c>linalg_vector_norm</c>, docs/ARCHITECTURE.md "Scalars and the finalizer"). <c>Tensor.norm(2f)</c> builds
+    /// the Scalar in native code and is the same kernel (<c>at::norm</c> → <c>linalg_vector_norm</c>, ord 2.0, every dimension).
+    /// </summary>
+    private static Tensor TwoNorm(Tensor t) => t.norm(2.0f);
 
     // One flat buffer over the gradients: a view when they already lie back to back, else a cat whose views replace them.
     private static Tensor Flatten(IReadOnlyList<(Tensor Param, Tensor Grad)> items)

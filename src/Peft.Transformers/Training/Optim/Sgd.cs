@@ -21,8 +21,9 @@ public sealed class Sgd : TrainerOptimizer
     /// <inheritdoc />
     protected override void Update(Tensor param, Tensor grad, ParamGroup group, Dictionary<string, Tensor> state)
     {
+        var alpha = UpdateFactor.Of(-group.Lr, param, "-lr", group.Lr);   // checked before anything changes
         var g = group.WeightDecay != 0 ? grad.add(param, HeldScalars.Of(group.WeightDecay)) : grad;
-        param.add_(g, HeldScalars.Of(-group.Lr));
+        param.add_(g, alpha);
     }
 
     /// <inheritdoc />

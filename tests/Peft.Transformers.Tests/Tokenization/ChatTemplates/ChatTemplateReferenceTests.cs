@@ -52,7 +52,7 @@ public class ChatTemplateReferenceTests
         if (c["error"] is { } err)
         {
             var e = Assert.Throws<TemplateException>(Render);
-            Assert.Equal(err.GetValue<string>().Replace("TemplateError: ", ""), e.Message);
+            Assert.Equal(err.GetValue<string>().Replace("TemplateError: ", ""), e.Reason);   // the message adds where
             return;
         }
         var text = Render();

@@ -27,7 +27,7 @@ public class JinjaFeatureTests
         {
             var e = Assert.Throws<TemplateException>(() => template.Render(vars));
             var expected = err.GetValue<string>();
-            if (expected.StartsWith("TemplateError: ", StringComparison.Ordinal)) Assert.Equal(expected["TemplateError: ".Length..], e.Message);
+            if (expected.StartsWith("TemplateError: ", StringComparison.Ordinal)) Assert.Equal(expected["TemplateError: ".Length..], e.Reason);
             return;
         }
         Assert.Equal(c["text"]!.GetValue<string>(), template.Render(vars));
