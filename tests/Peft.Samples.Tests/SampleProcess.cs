@@ -66,6 +66,9 @@ internal static class SampleProcess
         Assert.All(losses, l => Assert.True(double.IsFinite(l) && l > 0, $"loss {l}"));
     }
 
+    /// <summary>The data folder next to the sample's build output (the files it reads).</summary>
+    public static string DataDir(string name) => Path.Combine(Path.GetDirectoryName(SampleDll(name))!, "data");
+
     // samples/<name>/bin/<Configuration>/net10.0/<name>.dll, the configuration this test assembly was built with
     private static string SampleDll(string name)
     {

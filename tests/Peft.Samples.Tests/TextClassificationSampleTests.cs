@@ -22,6 +22,17 @@ public class TextClassificationSampleTests(ITestOutputHelper output)
         Assert.Contains("majority-class baseline", stdout);
         Assert.Contains("done", stdout);
 
+        // the masked-LM corpus is quotes.jsonl without the test split: every test quote is in quotes.jsonl, so at
+        // least as many entries as the test split has distinct quotes are left out, and the rest are kept
+        var corpus = System.Text.RegularExpressions.Regex.Match(stdout, @"([\d,]+)\s+unlabelled\s+quotes\s+of\s+quotes\.jsonl\s+\(([\d,]+)\s+left\s+out");
+        Assert.True(corpus.Success, "the pre-training corpus line is missing");
+        int kept = int.Parse(corpus.Groups[1].Value.Replace(",", ""), System.Globalization.CultureInfo.InvariantCulture);
+        int leftOut = int.Parse(corpus.Groups[2].Value.Replace(",", ""), System.Globalization.CultureInfo.InvariantCulture);
+        int testQuotes = File.ReadLines(Path.Combine(SampleProcess.DataDir("TextClassification"), "topics_test.csv")).Skip(1).Distinct().Count();
+        int allQuotes = File.ReadLines(Path.Combine(SampleProcess.DataDir("TextClassification"), "quotes.jsonl")).Count(l => l.Trim().Length > 0);
+        Assert.InRange(leftOut, testQuotes, allQuotes / 10);
+        Assert.Equal(allQuotes, kept + leftOut);
+
         // a real BERT tokenizer folder and checkpoint
         string baseDir = Path.Combine(dir.Path, "base");
         Assert.Equal(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], File.ReadLines(Path.Combine(baseDir, "vocab.txt")).Take(5));
