@@ -52,6 +52,9 @@ public class IA3TunerMatrixTests
     public void AdapterChangesOutputMergeEqualsUnmergedAndUnmergeRestores(string name)
     {
         using var scope = NewDisposeScope();
+        // Unmerging divides by ia3_l + 1e-8 (as PEFT), so a random scale near 0 amplifies rounding past 1e-5 (seen once in
+        // ~30 unseeded runs on conv2d-output, 1.2e-5): fixed weights and scales make the check deterministic.
+        manual_seed(20261201);
         var baseModel = NewModel(name);
         var x = Input(name);
         var baseOut = baseModel.forward(x).detach().clone();
