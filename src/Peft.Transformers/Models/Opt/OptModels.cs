@@ -35,12 +35,24 @@ public sealed class OPTAttention : nn.Module
     public Tensor Forward(Tensor x, Tensor? mask, KeyValueCache? cache)
     {
         long b = x.shape[0], t = x.shape[1];
-        var q = q_proj.forward(x).view(b, t, _heads, _headDim).transpose(1, 2);   // [B, H, T, D]
-        var k = k_proj.forward(x).view(b, t, _heads, _headDim).transpose(1, 2);
-        var v = v_proj.forward(x).view(b, t, _heads, _headDim).transpose(1, 2);
+        var q = Heads(q_proj.forward(x), b, t);                                   // [B, H, T, D]
+        var k = Heads(k_proj.forward(x), b, t);
+        var v = Heads(v_proj.forward(x), b, t);
         if (cache is not null) (k, v) = cache.Update(_layerIdx, k, v);          // [B, H, past + T, D]
         var o = ModelOps.Attend(q, k, v, mask, _dropout > 0 && training ? _dropout : 0.0, causal: true);      // [B, T, hidden]
-        return out_proj.forward(o);
+        Release.Free(q, o);
+        if (cache is null) { Release.Free(k, o); Release.Free(v, o); }         // with a cache, k / v are the cache's
+        var y = out_proj.forward(o);
+        Release.Free(o, y);
+        return y;
+    }
+
+    // A projection [B, T, hidden] as heads [B, H, T, D]: a view; the projection's own handle is released (Release).
+    private Tensor Heads(Tensor projected, long b, long t)
+    {
+        var heads = projected.view(b, t, _heads, _headDim).transpose(1, 2);
+        projected.Dispose();
+        return heads;
     }
 }
 
@@ -78,16 +90,34 @@ public sealed class OPTDecoderLayer : nn.Module, ITransformerLayer
     /// <summary>h [B, T, hidden] → [B, T, hidden].</summary>
     public Tensor Forward(Tensor h, Tensor? mask, KeyValueCache? cache)
     {
-        var residual = h;
-        if (_normBefore) h = self_attn_layer_norm.forward(h);
-        h = residual + dropout.forward(self_attn.Forward(h, mask, cache));
-        if (!_normBefore) h = self_attn_layer_norm.forward(h);
+        // Each intermediate is released at its last use (Release), as HF's forward frees it; h belongs to the caller.
+        var x = _normBefore ? self_attn_layer_norm.forward(h) : h;
+        var a = self_attn.Forward(x, mask, cache);
+        Release.Free(x, h, a);
+        var d = dropout.forward(a);
+        Release.Free(a, d);
+        var r = h + d;
+        Release.Free(d);
+        if (!_normBefore) r = Swap(r, self_attn_layer_norm.forward(r));
 
-        residual = h;
-        if (_normBefore) h = final_layer_norm.forward(h);
-        h = residual + dropout.forward(fc2.forward(_act(fc1.forward(h))));
-        if (!_normBefore) h = final_layer_norm.forward(h);
-        return h;
+        x = _normBefore ? final_layer_norm.forward(r) : r;
+        var f = fc1.forward(x);
+        Release.Free(x, r, f);
+        f = Swap(f, _act(f));
+        f = Swap(f, fc2.forward(f));
+        f = Swap(f, dropout.forward(f));
+        var y = r + f;
+        Release.Free(f);
+        Release.Free(r, h);
+        if (!_normBefore) y = Swap(y, final_layer_norm.forward(y));
+        return y;
+    }
+
+    // Returns next, releasing prev (its only input here) unless next is the same object.
+    private static Tensor Swap(Tensor prev, Tensor next)
+    {
+        Release.Free(prev, next);
+        return next;
     }
 
     Tensor ITransformerLayer.Forward(Tensor hidden, in LayerInputs inputs) => Forward(hidden, inputs.Mask, inputs.Cache);
@@ -136,18 +166,29 @@ public sealed class OPTDecoder : nn.Module
     internal ModelOutput Forward(ModelInput input, long b, long t, bool checkpointing)
     {
         var pass = new BackbonePass(input, b, t, checkpointing);
+        // Intermediates are released at their last use (Release); the caller's InputsEmbeds and recorded hidden states are kept.
         var x = input.InputsEmbeds ?? embed_tokens.call(input.InputIds!);          // [B, T, word_embed_proj_dim]
-        if (project_in is not null) x = project_in.forward(x);                       // [B, T, hidden]
+        if (project_in is not null) x = Next(x, project_in.forward(x), input.InputsEmbeds);   // [B, T, hidden]
         var device = x.device;
         // HF: cumsum(mask) · mask − 1 over the new positions (padding → −1, i.e. row 1 after the offset)
         var positions = pass.PositionIds(device, ModelOps.MaskDerivedPositionIds);
-        x = x + embed_positions.forward(positions + HeldScalars.Of(PositionOffset));
-        x = dropout.forward(x);
+        var p = embed_positions.forward(positions + HeldScalars.Of(PositionOffset));
+        x = Next(x, x + p, input.InputsEmbeds);
+        p.Dispose();
+        x = Next(x, dropout.forward(x), null);
         pass.UseCausalMasks(layers.Count, x.dtype, device);
         x = pass.RunLayers(layers, x);
-        if (final_layer_norm is not null) x = final_layer_norm.forward(BackbonePass.ToDeviceOf(final_layer_norm, x));
-        if (project_out is not null) x = project_out.forward(BackbonePass.ToDeviceOf(project_out, x));
+        var kept = input.OutputHiddenStates ? x : null;                            // the last recorded hidden state
+        if (final_layer_norm is not null) x = Next(x, final_layer_norm.forward(BackbonePass.ToDeviceOf(final_layer_norm, x)), kept);
+        if (project_out is not null) x = Next(x, project_out.forward(BackbonePass.ToDeviceOf(project_out, x)), kept);
         return pass.Output(x);
+    }
+
+    // next, releasing prev unless it is next or the tensor to keep
+    private static Tensor Next(Tensor prev, Tensor next, Tensor? keep)
+    {
+        Release.Free(prev, next, keep);
+        return next;
     }
 }
 
