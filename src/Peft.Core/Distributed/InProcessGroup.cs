@@ -83,7 +83,7 @@ public sealed class InProcessGroup : IDisposable
         {
             switch (op)
             {
-                case ReduceOp.Sum or ReduceOp.Avg: acc.add_(parts[r]); break;
+                case ReduceOp.Sum or ReduceOp.Avg: acc.add_(parts[r], HeldScalars.One); break;
                 case ReduceOp.Prod: acc.mul_(parts[r]); break;
                 case ReduceOp.Max: acc = acc.maximum(parts[r]); break;
                 case ReduceOp.Min: acc = acc.minimum(parts[r]); break;

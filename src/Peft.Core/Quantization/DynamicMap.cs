@@ -26,7 +26,7 @@ internal static class DynamicMap
         {
             int items = (1 << i) + 1;
             var b = linspace(0.1, 1, items, dtype: ScalarType.Float32);
-            var means = (b.narrow(0, 0, items - 1) + b.narrow(0, 1, items - 1)) / HeldScalars.Of(2.0);
+            var means = b.narrow(0, 0, items - 1).add(b.narrow(0, 1, items - 1), HeldScalars.One) / HeldScalars.Of(2.0);
             double scale = Math.Pow(10, -(MaxExponentBits - 1) + i);
             parts.Add(means * HeldScalars.Of(scale));
             parts.Add(means * HeldScalars.Of(-scale));
@@ -62,8 +62,8 @@ internal static class DynamicMap
         var lower = code.index_select(0, lowerPivot);
         var upper = code.index_select(0, upperPivot);
         var aboveFinal = x.gt(val);
-        var upMid = (upper + val) * HeldScalars.Of(0.5f);
-        var lowMid = (lower + val) * HeldScalars.Of(0.5f);
+        var upMid = upper.add(val, HeldScalars.One) * HeldScalars.Of(0.5f);
+        var lowMid = lower.add(val, HeldScalars.One) * HeldScalars.Of(0.5f);
         var result = where(aboveFinal,
             where(x.gt(upMid), upperPivot, pivot),
             where(x.lt(lowMid), lowerPivot, pivot));

@@ -49,7 +49,7 @@ public static class FourBitCodec
             if (len % 2 != 0) scaled = nn.functional.pad(scaled, [0, 1]);      // bnb pads odd lengths with the value 0
             var codes = format.Encode(scaled);                                  // [len (+1)] 0..15
             var pairs = codes.view(-1, 2);                                      // [len/2, 2]
-            var bytes = (pairs.select(1, 0) * HeldScalars.Of(16) + pairs.select(1, 1)).to_type(ScalarType.Byte);   // first → high nibble
+            var bytes = (pairs.select(1, 0) * HeldScalars.Of(16)).add(pairs.select(1, 1), HeldScalars.One).to_type(ScalarType.Byte);   // first → high nibble
             packed.narrow(0, start / 2, bytes.shape[0]).copy_(bytes.unsqueeze(1));
             absmax.narrow(0, start / blocksize, chunkAbsmax.shape[0]).copy_(chunkAbsmax);
         }

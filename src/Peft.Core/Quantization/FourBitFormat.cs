@@ -97,7 +97,7 @@ public abstract class FourBitFormat
             var rank = CountAbove(scaled.abs(), Pivots);                              // [n] 0..7
             var pattern = tensor(PatternOfRank, device: scaled.device).index_select(0, rank.to_type(ScalarType.Int64));
             var sign = scaled.lt(HeldScalars.Of(0)).to_type(ScalarType.Int64) * HeldScalars.Of(8);                    // NaN < 0 is false
-            return (pattern + sign).MoveToOuterDisposeScope();
+            return pattern.add(sign, HeldScalars.One).MoveToOuterDisposeScope();
         }
     }
 }

@@ -48,7 +48,7 @@ internal static class Int8Matmul
         {
             long len = Math.Min(ExactChunk, k - s);
             var part = a.narrow(1, s, len).matmul(b.narrow(1, s, len).t()).to_type(ScalarType.Float64);
-            acc = acc is null ? part : acc + part;
+            acc = acc is null ? part : acc.add(part, HeldScalars.One);
         }
         return acc!;
     }
@@ -78,11 +78,11 @@ internal static class Int8Matmul
         var v = acc.to_type(ScalarType.Float32) * sca.unsqueeze(1) * scb.to_type(ScalarType.Float32).unsqueeze(0);  // (acc·rs)·cs
         Tensor out16;
         if (bias is not null && bias.dtype == ScalarType.Float16)
-            out16 = (v.to_type(ScalarType.Float64) * HeldScalars.Of((double)DequantConst) + bias.to_type(ScalarType.Float64)).to_type(ScalarType.Float32).to_type(ScalarType.Float16);
+            out16 = (v.to_type(ScalarType.Float64) * HeldScalars.Of((double)DequantConst)).add(bias.to_type(ScalarType.Float64), HeldScalars.One).to_type(ScalarType.Float32).to_type(ScalarType.Float16);
         else
         {
             out16 = (v.to_type(ScalarType.Float64) * HeldScalars.Of((double)DequantConst)).to_type(ScalarType.Float32).to_type(ScalarType.Float16);  // one rounding, as fmaf
-            if (bias is not null) out16 = (out16.to_type(ScalarType.Float32) + bias.to_type(ScalarType.Float32)).to_type(ScalarType.Float16);
+            if (bias is not null) out16 = out16.to_type(ScalarType.Float32).add(bias.to_type(ScalarType.Float32), HeldScalars.One).to_type(ScalarType.Float16);
         }
         var y = out16.to_type(a.dtype);
         if (cols is not null)

@@ -17,6 +17,13 @@ public static class HeldScalars
     /// <summary>How many Scalars each thread keeps alive.</summary>
     public const int RingSize = 4096;
 
+    /// <summary>
+    /// int32 1, process-lifetime (static, never finalized): the alpha / value that TorchSharp's <c>add(x)</c>,
+    /// <c>add_(x)</c>, <c>addcdiv(a, b)</c> and <c>a + b</c> pass as an implicit, finalizable Scalar; call the overload
+    /// with the alpha and pass this instead (the checkpoint fuzz caught "toFloat" from <c>add_(Scalar)</c>).
+    /// </summary>
+    internal static readonly Scalar One = 1.ToScalar();
+
     [ThreadStatic] private static Scalar?[]? t_ring;
     [ThreadStatic] private static int t_next;
 

@@ -388,7 +388,7 @@ public static class GenerationLoop
             var logits = stepper.Forward(flat, mask);                                        // [B·K, V]
             long vocab = logits.shape[1];
             var logProbs = processors.Process(flat, logits.log_softmax(-1));
-            var accumulated = logProbs.view(batch, beams, vocab).add(runningScores.unsqueeze(-1)).view(batch, beams * vocab);
+            var accumulated = logProbs.view(batch, beams, vocab).add(runningScores.unsqueeze(-1), HeldScalars.One).view(batch, beams * vocab);
             // c. top continuations
             Tensor topLogProbs, topIndices;
             if (cfg.DoSample)
@@ -402,12 +402,12 @@ public static class GenerationLoop
             var topRunningBeamIdx = Gather(runningBeamIdx, topBeam);
             var topRunning = Gather(running, topBeam);
             topRunning[.., .., curLen] = topIds;
-            topRunningBeamIdx[.., .., curLen - promptLen] = topBeam.add(batchOffset);
+            topRunningBeamIdx[.., .., curLen - promptLen] = topBeam.add(batchOffset, HeldScalars.One);
             // d. which continuations stop here (eos or length)
             var hits = curLen + 1 >= maxLen ? ones_like(topIds, ScalarType.Bool)
                      : plan.HasEos ? isin(topIds, eosT) : zeros_like(topIds, ScalarType.Bool);
             // e. the best unfinished continuations keep running
-            var runningLogProbs = topLogProbs.add(hits.to_type(ScalarType.Float32).mul(HeldScalars.Of(-1e9f)));
+            var runningLogProbs = topLogProbs.add(hits.to_type(ScalarType.Float32).mul(HeldScalars.Of(-1e9f)), HeldScalars.One);
             var nextIdx = runningLogProbs.topk(beams, dim: -1).indexes;
             var newRunning = Gather(topRunning, nextIdx);
             var newRunningScores = Gather(runningLogProbs, nextIdx);
@@ -415,9 +415,9 @@ public static class GenerationLoop
             // f. merge the just-finished top candidates into the finished set
             var justFinished = hits.logical_and(topNumBeamMask.unsqueeze(0));
             var finScores = topLogProbs.div(HeldScalars.Of(Math.Pow(curLen + 1 - promptLen, cfg.LengthPenalty)));
-            if (cfg.EarlyStopping) finScores = finScores.add(isFinished.all(-1, keepdim: true).to_type(ScalarType.Float32).mul(HeldScalars.Of(-1e9f)));
-            finScores = finScores.add(heuristicOpen.logical_not().to_type(ScalarType.Float32).mul(HeldScalars.Of(-1e9f)));
-            finScores = finScores.add(justFinished.logical_not().to_type(ScalarType.Float32).mul(HeldScalars.Of(-1e9f)));
+            if (cfg.EarlyStopping) finScores = finScores.add(isFinished.all(-1, keepdim: true).to_type(ScalarType.Float32).mul(HeldScalars.Of(-1e9f)), HeldScalars.One);
+            finScores = finScores.add(heuristicOpen.logical_not().to_type(ScalarType.Float32).mul(HeldScalars.Of(-1e9f)), HeldScalars.One);
+            finScores = finScores.add(justFinished.logical_not().to_type(ScalarType.Float32).mul(HeldScalars.Of(-1e9f)), HeldScalars.One);
             var mergedScores = cat([beamScores, finScores], 1);
             var keep = mergedScores.topk(beams, dim: -1).indexes;
             var newSequences = Gather(cat([sequences, topRunning], 1), keep);
@@ -452,7 +452,7 @@ public static class GenerationLoop
         int nrs = cfg.NumReturnSequences;
         var outSeq = sequences[.., ..nrs, ..].reshape(batch * nrs, maxLen);
         var outBeamIdx = beamIdx[.., ..nrs, ..].reshape(batch * nrs, maxLen - promptLen);
-        long generated = outBeamIdx.add(HeldScalars.Of(1)).to_type(ScalarType.Bool).sum(1).max().item<long>();
+        long generated = outBeamIdx.add(HeldScalars.Of(1), HeldScalars.One).to_type(ScalarType.Bool).sum(1).max().item<long>();
         var result = outSeq[.., ..(int)(promptLen + generated)].contiguous();
         return result.MoveToOuterDisposeScope();
     }

@@ -46,7 +46,7 @@ internal sealed class TrainStep(nn.Module<ModelInput, ModelOutput> model, Traina
             ReleaseAllButLoss(output, l);
             double weight = total > 0 ? items[i] / total * parallel.WorldSize : 1.0 / microBatches.Count; // GA / DP = one large batch
             if (weight != 1.0) l = l * HeldScalars.Of(weight);
-            if (_hooks?.LossTerm() is { } term) l = l + term;
+            if (_hooks?.LossTerm() is { } term) l = l.add(term, HeldScalars.One);
             l.backward();
             loss += l.detach().to(ScalarType.Float64).item<double>();
             if (input.AttentionMask is { } m) tokens += m.sum().item<long>();

@@ -118,7 +118,7 @@ public class AdaLoraModel : LoraModel
             {
                 var eye = torch.eye(cov.shape[0], cov.shape[1], dtype: cov.dtype, device: cov.device);
                 var norm = linalg.norm(cov - eye);
-                sum = sum is null ? norm : sum + norm;
+                sum = sum is null ? norm : sum.add(norm, HeldScalars.One);
                 count++;
             }
         }

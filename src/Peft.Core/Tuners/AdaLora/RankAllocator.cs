@@ -86,8 +86,8 @@ public sealed class RankAllocator : IDisposable
                     s = (Keep(zeros_like(p)), Keep(zeros_like(p)), Keep(zeros_like(p)));
                 }
                 var ipt = (p * grad).abs();
-                var avg = s.ExpAvgIpt * HeldScalars.Of(_config.Beta1) + ipt * HeldScalars.Of((1 - _config.Beta1));
-                var unc = s.ExpAvgUnc * HeldScalars.Of(_config.Beta2) + (ipt - avg).abs() * HeldScalars.Of((1 - _config.Beta2));
+                var avg = (s.ExpAvgIpt * HeldScalars.Of(_config.Beta1)).add(ipt * HeldScalars.Of((1 - _config.Beta1)), HeldScalars.One);
+                var unc = (s.ExpAvgUnc * HeldScalars.Of(_config.Beta2)).add((ipt - avg).abs() * HeldScalars.Of((1 - _config.Beta2)), HeldScalars.One);
                 s.Ipt.copy_(ipt);
                 s.ExpAvgIpt.copy_(avg);
                 s.ExpAvgUnc.copy_(unc);
@@ -116,7 +116,7 @@ public sealed class RankAllocator : IDisposable
             var a = Score($"{path}.lora_A").mean([1], keepdim: true);          // [r, 1]
             var b = Score($"{path}.lora_B").mean([0], keepdim: false).view(-1, 1); // [r, 1]
             var e = Score($"{path}.lora_E");                                      // [r, 1]
-            var sum = e.view(-1) + cat([a, b], 1).sum(1);                         // [r]
+            var sum = e.view(-1).add(cat([a, b], 1).sum(1), HeldScalars.One);                         // [r]
             triplets.Add((path, layer, sum));
         }
         double threshold = torch.kthvalue(cat(triplets.Select(t => t.Score).ToArray(), 0), k, 0).values.item<float>();

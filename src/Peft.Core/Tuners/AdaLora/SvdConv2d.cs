@@ -31,12 +31,12 @@ public class SvdConv2d : AdaLoraLayer
     {
         var w = BaseWeight; // [out, in, kh, kw]
         return LoraB(adapterName).matmul(LoraA(adapterName) * LoraE(adapterName)) // [out, in·kh·kw]
-            .mul(HeldScalars.Of(Scaling[adapterName])).div(RankNum(adapterName).add(HeldScalars.Of(1e-5)))
+            .mul(HeldScalars.Of(Scaling[adapterName])).div(RankNum(adapterName).add(HeldScalars.Of(1e-5), HeldScalars.One))
             .reshape(w.shape);
     }
 
     /// <inheritdoc />
-    protected override Tensor MergedWeight(string adapterName, Tensor weight) => weight + GetDeltaWeight(adapterName).to(weight.dtype);
+    protected override Tensor MergedWeight(string adapterName, Tensor weight) => weight.add(GetDeltaWeight(adapterName).to(weight.dtype), HeldScalars.One);
 
     /// <inheritdoc />
     protected override Tensor UnmergedWeight(string adapterName, Tensor weight) => weight - GetDeltaWeight(adapterName).to(weight.dtype);
@@ -53,7 +53,7 @@ public class SvdConv2d : AdaLoraLayer
             var delta = GetDeltaWeight(name);
             var h = nn.functional.conv2d(Dropout(name).forward(input.to(a.dtype)), delta,
                 strides: Conv.stride, padding: Conv.padding, dilation: Conv.dilation, groups: Conv.groups);
-            return result + h.to(result.dtype);
+            return result.add(h.to(result.dtype), HeldScalars.One);
         });
     }
 }

@@ -33,11 +33,11 @@ public class SvdLinear : AdaLoraLayer
     {
         var delta = LoraB(adapterName).matmul(LoraA(adapterName) * LoraE(adapterName)); // [out, in]
         if (FanInFanOut) delta = delta.t();
-        return delta.mul(HeldScalars.Of(Scaling[adapterName])).div(RankNum(adapterName).add(HeldScalars.Of(1e-5)));
+        return delta.mul(HeldScalars.Of(Scaling[adapterName])).div(RankNum(adapterName).add(HeldScalars.Of(1e-5), HeldScalars.One));
     }
 
     /// <inheritdoc />
-    protected override Tensor MergedWeight(string adapterName, Tensor weight) => weight + GetDeltaWeight(adapterName).to(weight.dtype);
+    protected override Tensor MergedWeight(string adapterName, Tensor weight) => weight.add(GetDeltaWeight(adapterName).to(weight.dtype), HeldScalars.One);
 
     /// <inheritdoc />
     protected override Tensor UnmergedWeight(string adapterName, Tensor weight) => weight - GetDeltaWeight(adapterName).to(weight.dtype);
@@ -52,7 +52,7 @@ public class SvdLinear : AdaLoraLayer
             if (!HasAdapter(name)) return result;
             var a = LoraA(name);
             var h = Dropout(name).forward(input.to(a.dtype)).matmul((a * LoraE(name)).t()).matmul(LoraB(name).t()); // [..., out]
-            return result + h.mul(HeldScalars.Of(Scaling[name])).div(RankNum(name).add(HeldScalars.Of(1e-5))).to(result.dtype);
+            return result.add(h.mul(HeldScalars.Of(Scaling[name])).div(RankNum(name).add(HeldScalars.Of(1e-5), HeldScalars.One)).to(result.dtype), HeldScalars.One);
         });
     }
 }

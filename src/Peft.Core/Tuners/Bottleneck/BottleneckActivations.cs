@@ -30,5 +30,5 @@ public static class BottleneckActivations
         name is not null && Table.TryGetValue(name, out var f) ? f
             : throw new ArgumentException($"non_linearity \"{name}\" is not supported (supported: {string.Join(", ", Names)}).", nameof(name));
 
-    private static Tensor GeluTanh(Tensor x) => x.mul(HeldScalars.Of(0.5)).mul(x.add(x.pow(HeldScalars.Of(3)).mul(HeldScalars.Of(0.044715))).mul(HeldScalars.Of(Math.Sqrt(2.0 / Math.PI))).tanh().add(HeldScalars.Of(1)));
+    private static Tensor GeluTanh(Tensor x) => x.mul(HeldScalars.Of(0.5)).mul(x.add(x.pow(HeldScalars.Of(3)).mul(HeldScalars.Of(0.044715)), HeldScalars.One).mul(HeldScalars.Of(Math.Sqrt(2.0 / Math.PI))).tanh().add(HeldScalars.Of(1), HeldScalars.One));
 }

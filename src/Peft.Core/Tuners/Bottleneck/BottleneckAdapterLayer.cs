@@ -2,6 +2,7 @@ using Peft.Core.Tuners;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using Peft.Core.Torch;
 
 namespace Peft.Core.Tuners;
 
@@ -109,6 +110,6 @@ public sealed class BottleneckAdapterLayer : BaseTunerLayer
         var down = adapter_down[name];
         var h = y.to(down.weight.dtype); // adapter weights may differ from the activations' dtype
         var delta = adapter_up[name].forward(_activation[name](down.forward(h)));
-        return y + delta.to(y.dtype);
+        return y.add(delta.to(y.dtype), HeldScalars.One);
     });
 }

@@ -184,7 +184,7 @@ public class IA3Model : LayerInjectingTuner, IWeightedAdapterTuner
             vector.zero_();
             for (int i = 0; i < adapters.Count; i++)
             {
-                if (target.AdapterNames.Contains(adapters[i])) vector.add_(target.Vector(adapters[i]) * HeldScalars.Of(weights[i]));
+                if (target.AdapterNames.Contains(adapters[i])) vector.add_(target.Vector(adapters[i]) * HeldScalars.Of(weights[i]), HeldScalars.One);
             }
         }
         return newConfig;

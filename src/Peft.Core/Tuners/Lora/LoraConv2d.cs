@@ -91,7 +91,7 @@ public sealed class LoraConv2d : LoraLayer
     }
 
     /// <inheritdoc />
-    protected override Tensor MergedWeight(string adapterName, Tensor weight) => weight + GetDeltaWeight(adapterName).to(weight.dtype);
+    protected override Tensor MergedWeight(string adapterName, Tensor weight) => weight.add(GetDeltaWeight(adapterName).to(weight.dtype), HeldScalars.One);
 
     /// <inheritdoc />
     protected override Tensor UnmergedWeight(string adapterName, Tensor weight) => weight - GetDeltaWeight(adapterName).to(weight.dtype);

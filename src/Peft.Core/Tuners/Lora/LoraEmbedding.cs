@@ -77,7 +77,7 @@ public sealed class LoraEmbedding : LoraLayer
     }
 
     /// <inheritdoc />
-    protected override Tensor MergedWeight(string adapterName, Tensor weight) => weight + GetDeltaWeight(adapterName).to(weight.dtype);
+    protected override Tensor MergedWeight(string adapterName, Tensor weight) => weight.add(GetDeltaWeight(adapterName).to(weight.dtype), HeldScalars.One);
 
     /// <inheritdoc />
     protected override Tensor UnmergedWeight(string adapterName, Tensor weight) => weight - GetDeltaWeight(adapterName).to(weight.dtype);

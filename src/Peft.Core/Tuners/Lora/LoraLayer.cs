@@ -107,6 +107,6 @@ public abstract class LoraLayer : BaseTunerLayer, IMixedBatchTunerLayer
             return result;
         }
         return ActiveAdaptersForward(x, (name, input, result) =>
-            !hasAdapter(name) ? result : apply is null ? result + delta(name, input) : apply(name, input, result));
+            !hasAdapter(name) ? result : apply is null ? result.add(delta(name, input), HeldScalars.One) : apply(name, input, result));
     }
 }

@@ -204,7 +204,7 @@ internal sealed class StandardLoraVariant : ILoraLinearVariant
     }
 
     /// <inheritdoc />
-    public Tensor Merge(LoraLinear layer, string adapterName, Tensor weight) => weight + layer.GetDeltaWeight(adapterName).to(weight.dtype);
+    public Tensor Merge(LoraLinear layer, string adapterName, Tensor weight) => weight.add(layer.GetDeltaWeight(adapterName).to(weight.dtype), HeldScalars.One);
 
     /// <inheritdoc />
     public Tensor Unmerge(LoraLinear layer, string adapterName, Tensor weight) => weight - layer.GetDeltaWeight(adapterName).to(weight.dtype);
@@ -234,7 +234,7 @@ internal sealed class DoraLinearVariant : ILoraLinearVariant
     private Tensor? _mergedNorm;
 
     private static Tensor WeightNorm(Tensor weightOutIn, Tensor loraWeight, double scaling) =>
-        linalg.norm(weightOutIn + loraWeight.mul(HeldScalars.Of(scaling)), dims: [1]);
+        linalg.norm(weightOutIn.add(loraWeight.mul(HeldScalars.Of(scaling)), HeldScalars.One), dims: [1]);
 
     /// <inheritdoc />
     public void Init(LoraLinear layer, string adapterName)
@@ -266,7 +266,7 @@ internal sealed class DoraLinearVariant : ILoraLinearVariant
         {
             baseResult = nn.functional.linear(dropped, weight);
         }
-        return result + (scale - HeldScalars.Of(1)) * baseResult + scale * loraResult * HeldScalars.Of(s);
+        return result.add((scale - HeldScalars.Of(1)) * baseResult, HeldScalars.One).add(scale * loraResult * HeldScalars.Of(s), HeldScalars.One);
     }
 
     /// <inheritdoc />
@@ -278,7 +278,7 @@ internal sealed class DoraLinearVariant : ILoraLinearVariant
         _mergedNorm?.Dispose();
         _mergedNorm = norm.clone().DetachFromDisposeScope();
         var factor = (layer.Magnitude(adapterName)! / norm).view(-1, 1);
-        var merged = factor * (w + delta);
+        var merged = factor * w.add(delta, HeldScalars.One);
         return layer.FanInFanOut ? merged.t() : merged;
     }
 

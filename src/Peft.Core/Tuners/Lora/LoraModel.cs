@@ -211,8 +211,8 @@ public class LoraModel : LayerInjectingTuner, IWeightedAdapterTuner
                 case CombinationType.Linear:
                     foreach (var (a, w) in present)
                     {
-                        newA.add_(target.LoraA(a).weight * HeldScalars.Of(Math.Sqrt(w)) * HeldScalars.Of(target.Scaling[a]));
-                        newB.add_(target.LoraB(a).weight * HeldScalars.Of(Math.Sqrt(w)));
+                        newA.add_(target.LoraA(a).weight * HeldScalars.Of(Math.Sqrt(w)) * HeldScalars.Of(target.Scaling[a]), HeldScalars.One);
+                        newB.add_(target.LoraB(a).weight * HeldScalars.Of(Math.Sqrt(w)), HeldScalars.One);
                     }
                     break;
                 case CombinationType.Cat:
@@ -229,7 +229,7 @@ public class LoraModel : LayerInjectingTuner, IWeightedAdapterTuner
                     foreach (var (a, w) in present)
                     {
                         var d = target.GetDeltaWeight(a);
-                        delta = delta + (target.FanInFanOut ? d.t() : d) * HeldScalars.Of(w);
+                        delta = delta.add((target.FanInFanOut ? d.t() : d) * HeldScalars.Of(w), HeldScalars.One);
                     }
                     var (u, s, vh) = linalg.svd(delta, fullMatrices: false);
                     int k = (int)Math.Min(newRank, s.shape[0]);

@@ -74,7 +74,7 @@ public sealed class PrefixTuningModel : PromptEncoderTuner<PrefixTuningConfig>
         {
             PastKeyValues = PrefixCache(rows.shape[0]),
             AttentionMask = ExtendMask(input.AttentionMask, n),                                    // [B, N + T]
-            PositionIds = input.PositionIds?.add(HeldScalars.Of(n)),
+            PositionIds = input.PositionIds?.add(HeldScalars.Of(n), HeldScalars.One),
             TokenTypeIds = config.TaskType == TaskType.SeqCls ? input.TokenTypeIds : null,
         };
     }
@@ -87,7 +87,7 @@ public sealed class PrefixTuningModel : PromptEncoderTuner<PrefixTuningConfig>
         if (stepInput.PastKeyValues is { } cache && cache.GetSeqLength() > 0)
         {
             int n = ActiveConfig.NumVirtualTokens;
-            return stepInput with { AttentionMask = ExtendMask(stepInput.AttentionMask, n), PositionIds = stepInput.PositionIds?.add(HeldScalars.Of(n)), TokenTypeIds = null };
+            return stepInput with { AttentionMask = ExtendMask(stepInput.AttentionMask, n), PositionIds = stepInput.PositionIds?.add(HeldScalars.Of(n), HeldScalars.One), TokenTypeIds = null };
         }
         return PrepareInput(stepInput);
     }

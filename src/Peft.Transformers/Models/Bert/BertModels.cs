@@ -41,7 +41,7 @@ public sealed class BertEmbeddings : nn.Module
         var device = x.device;
         positionIds ??= arange(HeldScalars.Of(past), HeldScalars.Of(past + t), dtype: ScalarType.Int64, device: device).unsqueeze(0).expand(b, t);
         tokenTypeIds ??= zeros([b, t], dtype: ScalarType.Int64, device: device);
-        x = x + token_type_embeddings.forward(tokenTypeIds.to(device)) + position_embeddings.forward(positionIds.to(device));
+        x = x.add(token_type_embeddings.forward(tokenTypeIds.to(device)), HeldScalars.One).add(position_embeddings.forward(positionIds.to(device)), HeldScalars.One);
         return dropout.forward(LayerNorm.forward(x));
     }
 }
@@ -107,7 +107,7 @@ public sealed class BertResidualOutput : nn.Module
     }
 
     /// <summary>x [B, T, in], residual [B, T, hidden] → [B, T, hidden].</summary>
-    public Tensor Forward(Tensor x, Tensor residual) => LayerNorm.forward(dropout.forward(dense.forward(x)) + residual);
+    public Tensor Forward(Tensor x, Tensor residual) => LayerNorm.forward(dropout.forward(dense.forward(x)).add(residual, HeldScalars.One));
 }
 
 /// <summary>HF <c>BertAttention</c>: self + output.</summary>
@@ -370,8 +370,8 @@ public sealed class BertForQuestionAnswering : BertPreTrainedHead
             long t = start.shape[1];
             var sp = input.StartPositions.to(start.device).to_type(ScalarType.Int64).view(-1).clamp(HeldScalars.Of(0), HeldScalars.Of(t));
             var ep = input.EndPositions.to(start.device).to_type(ScalarType.Int64).view(-1).clamp(HeldScalars.Of(0), HeldScalars.Of(t));
-            loss = (nn.functional.cross_entropy(start.to_type(ScalarType.Float32), sp, ignore_index: t)
-                  + nn.functional.cross_entropy(end.to_type(ScalarType.Float32), ep, ignore_index: t)) / HeldScalars.Of(2);
+            loss = nn.functional.cross_entropy(start.to_type(ScalarType.Float32), sp, ignore_index: t)
+                  .add(nn.functional.cross_entropy(end.to_type(ScalarType.Float32), ep, ignore_index: t), HeldScalars.One) / HeldScalars.Of(2);
         }
         return Build(o, null, loss, start, end);
     }
@@ -419,7 +419,7 @@ public sealed class BertLMPredictionHead : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>h [B, T, hidden] → [B, T, vocab].</summary>
-    public override Tensor forward(Tensor h) => decoder.forward(transform.forward(h)) + bias;
+    public override Tensor forward(Tensor h) => decoder.forward(transform.forward(h)).add(bias, HeldScalars.One);
 }
 
 /// <summary>HF <c>BertOnlyMLMHead</c> ("cls").</summary>

@@ -102,8 +102,8 @@ public sealed class GPT2Block : nn.Module, ITransformerLayer
     /// <summary>h [B, T, hidden] → [B, T, hidden].</summary>
     public Tensor Forward(Tensor h, Tensor? mask, KeyValueCache? cache)
     {
-        h = h + attn.Forward(ln_1.forward(h), mask, cache);
-        return h + mlp.forward(ln_2.forward(h));
+        h = h.add(attn.Forward(ln_1.forward(h), mask, cache), HeldScalars.One);
+        return h.add(mlp.forward(ln_2.forward(h)), HeldScalars.One);
     }
 
     Tensor ITransformerLayer.Forward(Tensor hidden, in LayerInputs inputs) => Forward(hidden, inputs.Mask, inputs.Cache);
@@ -173,8 +173,8 @@ public sealed class GPT2Model : PreTrainedModel
         var pass = new BackbonePass(input, b, t, CheckpointsLayers);
         var x = input.InputsEmbeds ?? wte.call(input.InputIds!);                    // [B, T, hidden]
         var device = x.device;
-        x = x + wpe.forward(pass.PositionIds(device, ModelOps.ArangePositionIds));
-        if (input.TokenTypeIds is not null) x = x + wte.call(input.TokenTypeIds.to(device));
+        x = x.add(wpe.forward(pass.PositionIds(device, ModelOps.ArangePositionIds)), HeldScalars.One);
+        if (input.TokenTypeIds is not null) x = x.add(wte.call(input.TokenTypeIds.to(device)), HeldScalars.One);
         x = drop.forward(x);
         pass.UseCausalMasks(h.Count, x.dtype, device);
         x = pass.RunLayers(h, x);

@@ -34,7 +34,7 @@ internal static class RotaryEmbedding
                 var wavelen = HeldScalars.Of(2 * Math.PI) / inv;
                 var llama = where(wavelen.gt(HeldScalars.Of(lowWavelen)), inv / HeldScalars.Of(factor), inv);
                 var smooth = (HeldScalars.Of(old) / wavelen - HeldScalars.Of(low)) / HeldScalars.Of((high - low));
-                var smoothed = (HeldScalars.Of(1) - smooth) * llama / HeldScalars.Of(factor) + smooth * llama;
+                var smoothed = ((HeldScalars.Of(1) - smooth) * llama / HeldScalars.Of(factor)).add(smooth * llama, HeldScalars.One);
                 var medium = wavelen.lt(HeldScalars.Of(highWavelen)).logical_not().logical_and(wavelen.gt(HeldScalars.Of(lowWavelen)).logical_not());
                 inv = where(medium, smoothed, llama);
                 break;

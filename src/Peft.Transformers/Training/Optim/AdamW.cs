@@ -74,7 +74,7 @@ public sealed class AdamW : TrainerOptimizer
             state["exp_avg"] = Keep(zeros_like(param));
             state["exp_avg_sq"] = Keep(zeros_like(param));
         }
-        stepT.add_(HeldScalars.Of(1));
+        stepT.add_(HeldScalars.Of(1), HeldScalars.One);
         double step = stepT.item<float>();             // the step tensor lives on the CPU (as torch's): no device sync
         Apply(param, grad, state["exp_avg"], state["exp_avg_sq"], step, group.Lr, group.WeightDecay);
     }
@@ -94,7 +94,7 @@ public sealed class AdamW : TrainerOptimizer
         expAvg.lerp_(grad, LerpWeight(param));
         expAvgSq.mul_(HeldScalars.Of(_beta2)).addcmul_(grad, grad, HeldScalars.Of(1 - _beta2));
         using var denom = expAvgSq.sqrt();             // freed here, before the next parameter allocates its own
-        denom.div_(HeldScalars.Of(bc2Sqrt)).add_(HeldScalars.Of(_eps));
+        denom.div_(HeldScalars.Of(bc2Sqrt)).add_(HeldScalars.Of(_eps), HeldScalars.One);
         param.addcdiv_(expAvg, denom, update);
     }
 

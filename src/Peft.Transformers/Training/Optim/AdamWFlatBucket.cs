@@ -70,7 +70,7 @@ internal sealed class AdamWFlatBucket : IDisposable
         for (int i = 1; i < counts.Length; i++)
             if (counts[i] != counts[0]) return false;
         var flatGrad = FlatTensors.ViewOrCat(grads);       // [total]
-        _steps.add_(HeldScalars.Of(1));
+        _steps.add_(HeldScalars.Of(1), HeldScalars.One);
         optimizer.Apply(_flatParams!, flatGrad, _expAvg!, _expAvgSq!, counts[0] + 1, lr, weightDecay);
         return true;
     }
