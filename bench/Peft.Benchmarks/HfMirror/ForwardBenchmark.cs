@@ -12,9 +12,7 @@ public sealed class ForwardBenchmark : IBenchmark
     /// <inheritdoc />
     public void Run(BenchmarkOptions options, Action<IReadOnlyDictionary<string, object?>> report)
     {
-        MirrorSetup.Trace("start");
         using var model = MirrorSetup.BuildModel(options);
-        MirrorSetup.Trace("built");
         model.eval();
         using var ids = MirrorSetup.RandomBatch(options);
         var ts = MirrorSetup.Time(() =>
@@ -22,8 +20,6 @@ public sealed class ForwardBenchmark : IBenchmark
             using var _ = no_grad();
             using var scope = NewDisposeScope();
             model.forward(new ModelInput { InputIds = ids });
-            scope.Dispose();
-            MirrorSetup.Trace("forward");
         }, options.Warmup, options.Repeats, options);
         double s = MirrorSetup.Median(ts);
         var row = MirrorSetup.Common(Name, options, ts);

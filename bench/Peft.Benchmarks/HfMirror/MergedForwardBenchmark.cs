@@ -29,18 +29,14 @@ public sealed class MergedForwardBenchmark : IBenchmark
             return m.forward(new ModelInput { InputIds = ids }).Logits!.MoveToOuterDisposeScope();
         }
 
-        MirrorSetup.Trace("lora built");
         using var reference = Fwd(pm);
-        MirrorSetup.Trace("reference");
-        var tsU = MirrorSetup.Time(() => { Fwd(pm).Dispose(); MirrorSetup.Trace("unmerged fwd"); }, options.Warmup, options.Repeats, options);
+        var tsU = MirrorSetup.Time(() => Fwd(pm).Dispose(), options.Warmup, options.Repeats, options);
         var sw = System.Diagnostics.Stopwatch.StartNew();
         var merged = (nn.Module<ModelInput, ModelOutput>)pm.MergeAndUnload();
         double mergeS = sw.Elapsed.TotalSeconds;
-        MirrorSetup.Trace("merged");
         merged.eval();
         using var got = Fwd(merged);
-        MirrorSetup.Trace("got");
-        var tsM = MirrorSetup.Time(() => { Fwd(merged).Dispose(); MirrorSetup.Trace("merged fwd"); }, options.Warmup, options.Repeats, options);
+        var tsM = MirrorSetup.Time(() => Fwd(merged).Dispose(), options.Warmup, options.Repeats, options);
         double su = MirrorSetup.Median(tsU), sm = MirrorSetup.Median(tsM);
         var row = MirrorSetup.Common(Name, options, tsM);
         row["batch"] = MirrorSetup.Batch(options);

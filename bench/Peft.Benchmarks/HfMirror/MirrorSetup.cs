@@ -124,17 +124,6 @@ internal static class MirrorSetup
         return double.NaN;
     }
 
-    private static readonly bool TraceOn = Environment.GetEnvironmentVariable("PEFT_BENCH_TRACE") == "1";
-
-    /// <summary>PEFT_BENCH_TRACE=1: one stderr line with VmRSS / VmHWM / RssAnon and the live native tensor count at <paramref name="label"/>.</summary>
-    public static void Trace(string label)
-    {
-        if (!TraceOn) return;
-        var st = File.ReadLines("/proc/self/status").Where(l => l.StartsWith("VmRSS", StringComparison.Ordinal) || l.StartsWith("VmHWM", StringComparison.Ordinal) || l.StartsWith("RssAnon", StringComparison.Ordinal))
-            .Select(l => l.Replace(" ", "", StringComparison.Ordinal).Replace("\t", "", StringComparison.Ordinal));
-        Console.Error.WriteLine($"[trace] {label}: {string.Join(' ', st)} gc={GC.CollectionCount(0)}/{GC.CollectionCount(2)} live={TorchSharp.DisposeScopeManager.Statistics.TensorStatistics.ThreadTotalLiveCount}");
-    }
-
     /// <summary>Minor page faults of this process so far (/proc/self/stat field 10; Python: ru_minflt).</summary>
     public static long MinorFaults()
     {

@@ -34,8 +34,7 @@ public abstract class TrainStepBenchmark : IBenchmark
         var losses = new List<double>();
         var (fwd, bwd, optT) = (new List<double>(), new List<double>(), new List<double>());
         var (rss, faults) = (new List<double>(), new List<double>());
-        // As the Trainer (TrainStep): glibc malloc_trim(0) after each CPU step, inside the timed step; PEFT_MALLOC_TRIM=0 turns it off in both.
-        bool trim = options.Device != "cuda" && Environment.GetEnvironmentVariable("PEFT_MALLOC_TRIM") != "0";
+        bool trim = Environment.GetEnvironmentVariable("PEFT_BENCH_MALLOC_TRIM") == "1";   // experiment: glibc malloc_trim(0) after each step
         int gc0 = GC.CollectionCount(0), gc2 = GC.CollectionCount(2);
 
         void Step()
@@ -58,7 +57,6 @@ public abstract class TrainStepBenchmark : IBenchmark
             losses.Add(loss.item<float>());
             scope.Dispose();
             if (trim) NativeHeap.Trim();
-            MirrorSetup.Trace("step");
             rss.Add(MirrorSetup.RssMb());
             faults.Add(MirrorSetup.MinorFaults() - f0);
         }

@@ -158,11 +158,7 @@ public abstract class BaseTunerLayer : nn.Module<Tensor, Tensor>, ITunerLayer
         if (Merged) return result;
         foreach (var name in _active)
         {
-            if (!_order.Contains(name)) continue;
-            var next = apply(name, x, result);
-            // the previous result is dead (HF frees it here): release its handle now, not at the forward's scope end
-            if (!ReferenceEquals(next, result) && !ReferenceEquals(result, x)) result.Dispose();
-            result = next;
+            if (_order.Contains(name)) result = apply(name, x, result);
         }
         return result;
     }

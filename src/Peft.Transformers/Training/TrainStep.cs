@@ -43,7 +43,6 @@ internal sealed class TrainStep(nn.Module<ModelInput, ModelOutput> model, Traina
             var output = model.forward(input);
             var l = output.Loss ?? throw new InvalidOperationException(
                 $"{model.GetType().Name}.forward returned no loss; the batch needs labels (keys: {string.Join(", ", microBatches[i].Keys)})");
-            ReleaseAllButLoss(output, l);
             double weight = total > 0 ? items[i] / total * parallel.WorldSize : 1.0 / microBatches.Count; // GA / DP = one large batch
             if (weight != 1.0) l = l * HeldScalars.Of(weight);
             if (_hooks?.LossTerm() is { } term) l = l.add(term, HeldScalars.One);
@@ -66,19 +65,6 @@ internal sealed class TrainStep(nn.Module<ModelInput, ModelOutput> model, Traina
         // GCs); malloc_trim hands them back, so CPU peak RSS stays flat (bench/README.md). PEFT_MALLOC_TRIM=0 turns it off.
         if (device.type == DeviceType.CPU && TrimNativeHeap) Peft.Core.Torch.NativeHeap.Trim();
         return (parallel.Sum(loss) / parallel.WorldSize, norm, (long)parallel.Sum(tokens));
-    }
-
-    // HF's training_step keeps only the loss of the model's output: the logits ([B, T, vocab]: 206 MB for OPT-125m at
-    // 8 × 128 in fp32; the loss saved what its backward needs) and the other outputs are freed before backward, not
-    // after it, which lowers the step's peak by their size.
-    private static void ReleaseAllButLoss(ModelOutput output, Tensor loss)
-    {
-        void Free(Tensor? t)
-        {
-            if (t is not null && !ReferenceEquals(t, loss) && !ReferenceEquals(t, output.Loss)) t.Dispose();
-        }
-        Free(output.Logits); Free(output.LastHiddenState); Free(output.PoolerOutput); Free(output.StartLogits); Free(output.EndLogits);
-        if (output.HiddenStates is { } hs) foreach (var h in hs) Free(h);
     }
 
     private static readonly bool TrimNativeHeap = Environment.GetEnvironmentVariable("PEFT_MALLOC_TRIM") != "0";

@@ -195,12 +195,8 @@ internal sealed class StandardLoraVariant : ILoraLinearVariant
     {
         var dropout = layer.Dropout(adapterName);
         var input = dropout is TorchSharp.Modules.Identity ? x : dropout.forward(x);                 // lora_dropout = 0: no op at all
-        var a = layer.LoraA(adapterName).forward(input);
-        var h = layer.LoraB(adapterName).forward(a);
-        if (!ReferenceEquals(a, h)) a.Dispose();                                                  // released at last use, as in PEFT
-        var y = result.add(h, HeldScalars.Of(layer.Scaling[adapterName]));                        // result + s·h in one kernel
-        h.Dispose();
-        return y;
+        var h = layer.LoraB(adapterName).forward(layer.LoraA(adapterName).forward(input));
+        return result.add(h, HeldScalars.Of(layer.Scaling[adapterName]));                          // result + s·h in one kernel
     }
 
     /// <inheritdoc />

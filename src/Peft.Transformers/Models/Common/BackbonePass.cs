@@ -107,22 +107,17 @@ internal sealed class BackbonePass
     public Tensor RunLayers(IEnumerable<ITransformerLayer> layers, Tensor hidden, (Tensor Cos, Tensor Sin)? rope = null)
     {
         _hidden?.Add(hidden);
-        var first = hidden;
         int i = 0;
         var at = hidden.device;                  // where hidden is, tracked on the host (a layer's output stays on its device)
         var devices = LayerDevices(layers);
         foreach (var layer in layers)
         {
-            var previous = hidden;
             if (i >= _masks.Length) throw new InvalidOperationException($"BackbonePass: masks were built for {_masks.Length} layers, the stack has more.");
             var device = devices[i] ?? at;
             if (!ModelOps.SameDevice(at, device)) (hidden, at) = (hidden.to(device), device);
             var inputs = new LayerInputs(i, On(_masks[i], device), On(rope?.Cos, device), On(rope?.Sin, device), Cache, Batch, QueryLength);
             using (NewDisposeScope())
                 hidden = (Checkpointing ? LayerCheckpoint.Forward(layer, hidden, inputs) : layer.Forward(hidden, inputs)).MoveToOuterDisposeScope();
-            // The previous layer's output is dead now (HF frees it here): release it unless it is recorded
-            // (output_hidden_states), the caller's input, or needed again by a checkpointed layer's recompute.
-            if (_hidden is null && !Checkpointing && !ReferenceEquals(previous, first)) Release.Free(previous, hidden);
             _hidden?.Add(hidden);
             i++;
         }

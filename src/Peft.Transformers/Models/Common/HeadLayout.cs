@@ -37,30 +37,16 @@ internal readonly record struct HeadLayout(long Batch, long Length, long Heads, 
     /// Projected queries [B, T, H·D] → [B, H, T, D], or [B, Hkv, H/Hkv, D] when <see cref="Grouped"/> (a view either
     /// way for T = 1). Elementwise ops with [B, 1, T, D] tables (rotary) broadcast over both.
     /// </summary>
-    /// The projection's handle is released (the returned view keeps its storage; see <see cref="Release"/>).
-    public Tensor Queries(Tensor projected)
-    {
-        if (!Grouped) return Split(projected, Heads);                                       // [B, H, T, D]
-        var q = projected.view(Batch, KvHeads, Heads / KvHeads, HeadDim);                   // [B, Hkv, H/Hkv, D]
-        projected.Dispose();
-        return q;
-    }
+    public Tensor Queries(Tensor projected) =>
+        Grouped ? projected.view(Batch, KvHeads, Heads / KvHeads, HeadDim)                   // [B, Hkv, H/Hkv, D]
+        : Split(projected, Heads);                                                           // [B, H, T, D]
 
-    /// <summary>Projected keys or values [B, T, Hkv·D] → [B, Hkv, T, D]; the projection's handle is released.</summary>
+    /// <summary>Projected keys or values [B, T, Hkv·D] → [B, Hkv, T, D].</summary>
     public Tensor KeysOrValues(Tensor projected) => Split(projected, KvHeads);
 
-    private Tensor Split(Tensor projected, long heads)
-    {
-        Tensor split;
-        if (Length == 1) split = projected.view(Batch, heads, 1, HeadDim);                  // [B, H, 1, D]
-        else
-        {
-            using var bthd = projected.view(Batch, Length, heads, HeadDim);                 // [B, T, H, D]
-            split = bthd.transpose(1, 2);                                                    // [B, H, T, D]
-        }
-        projected.Dispose();
-        return split;
-    }
+    private Tensor Split(Tensor projected, long heads) =>
+        Length == 1 ? projected.view(Batch, heads, 1, HeadDim)                                // [B, H, 1, D]
+        : projected.view(Batch, Length, heads, HeadDim).transpose(1, 2);                    // [B, H, T, D]
 
     /// <summary>
     /// Appends this call's keys / values [B, Hkv, T, D] (from <see cref="KeysOrValues"/>) to layer
@@ -84,11 +70,10 @@ internal readonly record struct HeadLayout(long Batch, long Length, long Heads, 
         long b = Batch, t = Length, h = Heads, d = HeadDim, hkv = KvHeads;
         if (Grouped)
         {
-            using var grouped = nn.functional.scaled_dot_product_attention(q, k, v, mask, 0.0); // [B, Hkv, H/Hkv, D]
+            var grouped = nn.functional.scaled_dot_product_attention(q, k, v, mask, 0.0);   // [B, Hkv, H/Hkv, D]
             return grouped.reshape(b, 1, h * d);                                               // [B, T=1, H·D]
         }
         bool isCausal = false;
-        var (kh, vh) = (k, v);
         if (hkv != h || (causal && mask is null && t > 1))
         {
             long s = k.shape[2];
@@ -96,23 +81,12 @@ internal readonly record struct HeadLayout(long Batch, long Length, long Heads, 
             if (hkv != h)
             {
                 long rep = h / hkv;
-                kh = Repeat(k, b, hkv, rep, s, d);                                             // [B, H, S, D] (a copy)
-                vh = Repeat(v, b, hkv, rep, s, d);
+                k = k.unsqueeze(2).expand(b, hkv, rep, s, d).reshape(b, h, s, d);            // [B, H, S, D]
+                v = v.unsqueeze(2).expand(b, hkv, rep, s, d).reshape(b, h, s, d);
             }
         }
-        using var o = nn.functional.scaled_dot_product_attention(q, kh, vh, mask, Dropout, isCausal); // [B, H, T, D]
-        Release.Free(kh, k);                                                                   // the caller's k / v stay
-        Release.Free(vh, v);
-        if (t == 1) return o.reshape(b, 1, h * d);                                             // [B, 1, H·D]
-        using var bthd = o.transpose(1, 2);                                                    // [B, T, H, D]
-        return bthd.reshape(b, t, h * d);                                                      // [B, T, H·D] (a copy)
-    }
-
-    // Grouped keys / values [B, Hkv, S, D] repeated per query head → [B, H, S, D] (HF repeat_kv); intermediates released.
-    private static Tensor Repeat(Tensor x, long b, long hkv, long rep, long s, long d)
-    {
-        using var u = x.unsqueeze(2);                                                          // [B, Hkv, 1, S, D]
-        using var e = u.expand(b, hkv, rep, s, d);                                             // [B, Hkv, rep, S, D]
-        return e.reshape(b, hkv * rep, s, d);
+        var o = nn.functional.scaled_dot_product_attention(q, k, v, mask, Dropout, isCausal); // [B, H, T, D]
+        return t == 1 ? o.reshape(b, 1, h * d)                                                 // [B, 1, H·D]
+            : o.transpose(1, 2).reshape(b, t, h * d);                                          // [B, T, H·D]
     }
 }

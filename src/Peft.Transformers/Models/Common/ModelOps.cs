@@ -145,23 +145,16 @@ internal static class ModelOps
             var grouped = nn.functional.scaled_dot_product_attention(q.reshape(b, hkv, rep, d), k, v, mask, dropout); // [B, Hkv, rep, D]
             return grouped.reshape(b, 1, h * d);                                   // [B, T=1, H·D]
         }
-        var (kh, vh) = (k, v);
         if (hkv != h)
         {
             long rep = h / hkv;
             long s = ks[2];
-            kh = k.unsqueeze(2).expand(b, hkv, rep, s, d).reshape(b, h, s, d);   // [B, H, S, D] (copies)
-            vh = v.unsqueeze(2).expand(b, hkv, rep, s, d).reshape(b, h, s, d);
+            k = k.unsqueeze(2).expand(b, hkv, rep, s, d).reshape(b, h, s, d);   // [B, H, S, D]
+            v = v.unsqueeze(2).expand(b, hkv, rep, s, d).reshape(b, h, s, d);
         }
         bool isCausal = causal && mask is null && t > 1 && t == ks[2];
-        var o = nn.functional.scaled_dot_product_attention(q, kh, vh, mask, dropout, isCausal);   // [B, H, T, D]
-        Release.Free(kh, k);
-        Release.Free(vh, v);
-        var bthd = o.transpose(1, 2);                                              // [B, T, H, D] (a view: holds o's storage)
-        var merged = bthd.reshape(b, t, h * d);                                   // [B, T, H·D] (a copy: o is freed unless saved for backward)
-        Release.Free(bthd, merged);
-        Release.Free(o, merged);
-        return merged;
+        var o = nn.functional.scaled_dot_product_attention(q, k, v, mask, dropout, isCausal);   // [B, H, T, D]
+        return o.transpose(1, 2).reshape(b, t, h * d);                            // [B, T, H·D]
     }
 
     /// <summary>

@@ -44,11 +44,7 @@ public sealed class OPTAttention : nn.Module
         var v = heads.KeysOrValues(v_proj.forward(x));
         if (cache is not null) (k, v) = heads.Append(cache, _layerIdx, k, v);          // [B, H, past + T, D]
         var o = heads.Attend(q, k, v, mask, causal: true);                       // [B, T, hidden]
-        Release.Free(q, o);
-        if (cache is null) { Release.Free(k, o); Release.Free(v, o); }         // with a cache, k / v are the cache's
-        var y = out_proj.forward(o);
-        Release.Free(o, y);
-        return y;
+        return out_proj.forward(o);
     }
 }
 
@@ -88,34 +84,16 @@ public sealed class OPTDecoderLayer : nn.Module, ITransformerLayer
 
     private Tensor Forward(Tensor h, Tensor? mask, KeyValueCache? cache, (long B, long T)? shape)
     {
-        // Each intermediate is released at its last use (Release), as HF's forward frees it; h belongs to the caller.
-        var x = _normBefore ? self_attn_layer_norm.forward(h) : h;
-        var a = self_attn.Forward(x, mask, cache, shape);
-        Release.Free(x, h, a);
-        var d = Dropout(a);
-        Release.Free(a, d);
-        var r = h.add(d, ConstScalars.One);
-        Release.Free(d);
-        if (!_normBefore) r = Swap(r, self_attn_layer_norm.forward(r));
+        var residual = h;
+        if (_normBefore) h = self_attn_layer_norm.forward(h);
+        h = residual.add(Dropout(self_attn.Forward(h, mask, cache, shape)), ConstScalars.One);
+        if (!_normBefore) h = self_attn_layer_norm.forward(h);
 
-        x = _normBefore ? final_layer_norm.forward(r) : r;
-        var f = fc1.forward(x);
-        Release.Free(x, r, f);
-        f = Swap(f, _act(f));
-        f = Swap(f, fc2.forward(f));
-        f = Swap(f, Dropout(f));
-        var y = r.add(f, ConstScalars.One);
-        Release.Free(f);
-        Release.Free(r, h);
-        if (!_normBefore) y = Swap(y, final_layer_norm.forward(y));
-        return y;
-    }
-
-    // Returns next, releasing prev (its only input here) unless next is the same object.
-    private static Tensor Swap(Tensor prev, Tensor next)
-    {
-        Release.Free(prev, next);
-        return next;
+        residual = h;
+        if (_normBefore) h = final_layer_norm.forward(h);
+        h = residual.add(Dropout(fc2.forward(_act(fc1.forward(h)))), ConstScalars.One);
+        if (!_normBefore) h = final_layer_norm.forward(h);
+        return h;
     }
 
     // HF's dropout: identity in eval or with p = 0 (no native call then, not even TorchSharp's eval-mode dropout).
@@ -168,29 +146,18 @@ public sealed class OPTDecoder : nn.Module
     internal ModelOutput Forward(ModelInput input, long b, long t, bool checkpointing)
     {
         var pass = new BackbonePass(input, b, t, checkpointing);
-        // Intermediates are released at their last use (Release); the caller's InputsEmbeds and recorded hidden states are kept.
         var x = input.InputsEmbeds ?? embed_tokens.call(input.InputIds!);          // [B, T, word_embed_proj_dim]
-        if (project_in is not null) x = Next(x, project_in.forward(x), input.InputsEmbeds);   // [B, T, hidden]
+        if (project_in is not null) x = project_in.forward(x);                       // [B, T, hidden]
         var device = x.device;
         // HF: cumsum(mask) · mask − 1 over the new positions (padding → −1, i.e. row 1 after the offset)
         var positions = pass.PositionIds(device, ModelOps.MaskDerivedPositionIds);
-        var p = embed_positions.forward(positions.add(OffsetScalar, ConstScalars.One));
-        x = Next(x, x.add(p, ConstScalars.One), input.InputsEmbeds);
-        p.Dispose();
-        if (dropout.p > 0 && training) x = Next(x, dropout.forward(x), null);
+        x = x.add(embed_positions.forward(positions.add(OffsetScalar, ConstScalars.One)), ConstScalars.One);
+        if (dropout.p > 0 && training) x = dropout.forward(x);
         pass.UseCausalMasks(layers.Count, x.dtype, device);
         x = pass.RunLayers(layers, x);
-        var kept = input.OutputHiddenStates ? x : null;                            // the last recorded hidden state
-        if (final_layer_norm is not null) x = Next(x, final_layer_norm.forward(BackbonePass.ToDeviceOf(final_layer_norm, x)), kept);
-        if (project_out is not null) x = Next(x, project_out.forward(BackbonePass.ToDeviceOf(project_out, x)), kept);
+        if (final_layer_norm is not null) x = final_layer_norm.forward(BackbonePass.ToDeviceOf(final_layer_norm, x));
+        if (project_out is not null) x = project_out.forward(BackbonePass.ToDeviceOf(project_out, x));
         return pass.Output(x);
-    }
-
-    // next, releasing prev unless it is next or the tensor to keep
-    private static Tensor Next(Tensor prev, Tensor next, Tensor? keep)
-    {
-        Release.Free(prev, next, keep);
-        return next;
     }
 }
 
