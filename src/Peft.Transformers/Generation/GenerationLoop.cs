@@ -287,9 +287,9 @@ public static class GenerationLoop
             var ids = cat([_ids, next.unsqueeze(1)], 1);
             long length = ++_length;
             // HF: finished |= length limit reached | next is an eos id
-            _idle.add_(_finished.all(), Models.ConstScalars.One);                          // a step HF would not have run
+            _idle.add_(_finished.all(), HeldScalars.One);                          // a step HF would not have run
             _steps++;
-            if (length >= _plan.MaxLength) _finished.fill_(Models.ConstScalars.One);
+            if (length >= _plan.MaxLength) _finished.fill_(HeldScalars.One);
             else if (_eos is not null) _finished.logical_or_(isin(next, _eos));
             Replace(ref _last, next);
             Replace(ref _ids, ids);

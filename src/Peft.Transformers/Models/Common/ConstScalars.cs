@@ -3,7 +3,8 @@ using TorchSharp;
 namespace Peft.Transformers.Models;
 
 /// <summary>
-/// Constant Scalars the forward passes use on every call (the residual <c>add</c>'s alpha 1, RMSNorm's exponent 2),
+/// Constant Scalars the forward passes use on every call (RMSNorm's exponent 2; the alpha 1 is
+/// <see cref="Peft.Core.Torch.HeldScalars.One"/>),
 /// made once per process instead of per call: an implicit <c>1</c> or <see cref="Peft.Core.Torch.HeldScalars"/>
 /// costs a native scalar creation and, later, its disposal per use. Static, so always reachable (never finalized,
 /// never disposed): the finalizer race <see cref="Peft.Core.Torch.HeldScalars"/> guards against cannot occur.
@@ -11,9 +12,6 @@ namespace Peft.Transformers.Models;
 /// </summary>
 internal static class ConstScalars
 {
-    /// <summary>int32 1: the alpha TorchSharp's <c>a + b</c> / <c>add(b)</c> passes (HF's <c>a + b</c>).</summary>
-    public static readonly Scalar One = 1.ToScalar();
-
     /// <summary>int32 2: the exponent of RMSNorm's <c>pow(2)</c>.</summary>
     public static readonly Scalar Two = 2.ToScalar();
 }

@@ -1,6 +1,7 @@
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using TorchSharp;
+using Peft.Core.Torch;
 
 namespace Peft.Transformers.Models;
 
@@ -27,7 +28,7 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
         bool cast = dtype != ScalarType.Float32;
         var h = cast ? x.to_type(ScalarType.Float32) : x;
         var variance = h.pow(ConstScalars.Two).mean([-1], keepdim: true);
-        h = h * rsqrt(variance.add(_epsScalar, ConstScalars.One));
+        h = h * rsqrt(variance.add(_epsScalar, HeldScalars.One));
         return (weight * (cast ? h.to_type(dtype) : h)).MoveToOuterDisposeScope();
     }
 

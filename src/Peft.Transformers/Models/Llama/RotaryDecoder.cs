@@ -2,6 +2,7 @@ using Peft.Core;
 using TorchSharp.Modules;
 using TorchSharp.Utils;
 using static TorchSharp.torch;
+using Peft.Core.Torch;
 
 namespace Peft.Transformers.Models.Llama;
 
@@ -110,8 +111,8 @@ public sealed class RotaryDecoderLayer : nn.Module, ITransformerLayer
 
     private Tensor Forward(Tensor h, Tensor cos, Tensor sin, Tensor? mask, KeyValueCache? cache, (long B, long T)? shape)
     {
-        h = h.add(self_attn.Forward(input_layernorm.forward(h), cos, sin, mask, cache, shape), ConstScalars.One);
-        return h.add(mlp.forward(post_attention_layernorm.forward(h)), ConstScalars.One);
+        h = h.add(self_attn.Forward(input_layernorm.forward(h), cos, sin, mask, cache, shape), HeldScalars.One);
+        return h.add(mlp.forward(post_attention_layernorm.forward(h)), HeldScalars.One);
     }
 
     Tensor ITransformerLayer.Forward(Tensor hidden, in LayerInputs inputs) =>

@@ -84,7 +84,7 @@ internal static class RotaryEmbedding
     public static Tensor Apply(Tensor x, Tensor cos, Tensor signedSin, long rotaryDim, long headDim)
     {
         var xr = rotaryDim == headDim ? x : x.narrow(-1, 0, rotaryDim);
-        var y = xr.mul(cos).add(xr.roll(rotaryDim / 2, -1).mul(signedSin), Models.ConstScalars.One);   // x·cos + rotate_half(x)·sin
+        var y = xr.mul(cos).add(xr.roll(rotaryDim / 2, -1).mul(signedSin), HeldScalars.One);   // x·cos + rotate_half(x)·sin
         return rotaryDim == headDim ? y : cat([y, x.narrow(-1, rotaryDim, headDim - rotaryDim)], -1);
     }
 }

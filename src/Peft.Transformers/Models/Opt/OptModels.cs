@@ -86,12 +86,12 @@ public sealed class OPTDecoderLayer : nn.Module, ITransformerLayer
     {
         var residual = h;
         if (_normBefore) h = self_attn_layer_norm.forward(h);
-        h = residual.add(Dropout(self_attn.Forward(h, mask, cache, shape)), ConstScalars.One);
+        h = residual.add(Dropout(self_attn.Forward(h, mask, cache, shape)), HeldScalars.One);
         if (!_normBefore) h = self_attn_layer_norm.forward(h);
 
         residual = h;
         if (_normBefore) h = final_layer_norm.forward(h);
-        h = residual.add(Dropout(fc2.forward(_act(fc1.forward(h)))), ConstScalars.One);
+        h = residual.add(Dropout(fc2.forward(_act(fc1.forward(h)))), HeldScalars.One);
         if (!_normBefore) h = final_layer_norm.forward(h);
         return h;
     }
@@ -151,7 +151,7 @@ public sealed class OPTDecoder : nn.Module
         var device = x.device;
         // HF: cumsum(mask) · mask − 1 over the new positions (padding → −1, i.e. row 1 after the offset)
         var positions = pass.PositionIds(device, ModelOps.MaskDerivedPositionIds);
-        x = x.add(embed_positions.forward(positions.add(OffsetScalar, ConstScalars.One)), ConstScalars.One);
+        x = x.add(embed_positions.forward(positions.add(OffsetScalar, HeldScalars.One)), HeldScalars.One);
         if (dropout.p > 0 && training) x = dropout.forward(x);
         pass.UseCausalMasks(layers.Count, x.dtype, device);
         x = pass.RunLayers(layers, x);
