@@ -50,6 +50,7 @@ public static class GenerationLoop
         using var _ = no_grad();
         if (plan.Config.NumBeams > 1)
         {
+            StaticDecoding.Choose(model, plan.Config, plan.InputIds.device);   // beam search keeps the dynamic cache; throws when "static" was asked for
             try { return BeamSearch(model, plan, cancellationToken); }
             finally { plan.InputIds.Dispose(); plan.Mask.Dispose(); }
         }
@@ -226,6 +227,7 @@ public static class GenerationLoop
         private int _sinceCheck;
         private readonly Plan _plan;
         private readonly ModelStepper _stepper;
+        private readonly StaticDecodeHolder.Lease? _static;
         private readonly LogitsProcessorList _processors;
         private readonly Generator? _generator;
         private readonly Tensor? _eos;                                                    // [E], on the model's device, made once
@@ -252,7 +254,11 @@ public static class GenerationLoop
         {
             _plan = plan;
             _checkEvery = Math.Max(1, checkEvery);
-            _stepper = new ModelStepper(model, plan.Config.UseCache);
+            // Static-cache decoding (a CUDA graph per step on CUDA) when the config and the model allow it; the state
+            // is borrowed from the model's holder and given back at Dispose.
+            if (StaticDecoding.Choose(model, plan.Config, plan.InputIds.device) is { } chosen)
+                _static = chosen.Holder.Acquire(plan.InputIds.shape[0], StaticDecoding.Capacity(Math.Max(plan.MaxLength, plan.PromptLength + 1)), plan.InputIds.device, chosen.UseGraph);
+            _stepper = new ModelStepper(model, plan.Config.UseCache, _static?.State);
             _processors = LogitsProcessorList.FromConfig(plan.Config, plan.PromptLength);
             if (plan.Config.DoSample && plan.Config.Seed is { } seed)
                 _generator = new Generator(unchecked((ulong)seed), plan.InputIds.device);
@@ -338,6 +344,7 @@ public static class GenerationLoop
             _eos?.Dispose();
             _generator?.Dispose();
             _stepper.Dispose();
+            _static?.Dispose();
         }
     }
 
