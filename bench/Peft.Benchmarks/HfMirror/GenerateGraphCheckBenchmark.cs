@@ -12,7 +12,9 @@ namespace Peft.Benchmarks.HfMirror;
 /// produces exactly the eager static path's tokens (the same kernels, replayed), reports how many tokens agree with the
 /// dynamic cache (bf16 attention over another key length may round differently), the max |logit diff| of the first
 /// steps (graph vs dynamic, fed the same tokens), whether the graph was captured, and tok/s of all three.
-/// <c>dotnet run -c Release --project bench/Peft.Benchmarks -- generate_graph_check --device cuda --dtype bf16 --model opt125m|llama1b</c>
+/// <c>dotnet run -c Release --project bench/Peft.Benchmarks -- generate_graph_check --device cuda --dtype bf16 --model opt125m|llama1b</c>;
+/// <c>--batch B</c> (default 1) decodes B prompts, left-padded by 0-3 tokens per row (row i: i mod 4 pads), so the
+/// static mask's padding path runs under the graph too.
 /// </summary>
 public sealed class GenerateGraphCheckBenchmark : IBenchmark
 {
@@ -28,8 +30,15 @@ public sealed class GenerateGraphCheckBenchmark : IBenchmark
         model.eval();
         int promptLen = 16, newTokens = options.Device == "cuda" ? 128 : 64;
         var g = new Generator((ulong)(options.Seed + 2));
-        using var prompt = randint(3, MirrorSetup.Vocab(options), [1, promptLen], generator: g, dtype: ScalarType.Int64).to(MirrorSetup.DeviceOf(options));
+        int batch = Math.Max(1, options.Batch);
+        using var prompt = randint(3, MirrorSetup.Vocab(options), [batch, promptLen], generator: g, dtype: ScalarType.Int64).to(MirrorSetup.DeviceOf(options));
         using var mask = ones_like(prompt);
+        for (int i = 0; i < batch; i++)
+        {
+            if (i % 4 == 0) continue;
+            mask[i, ..(i % 4)] = 0;                                                         // left padding
+            prompt[i, ..(i % 4)] = 1;
+        }
         var gen = new GenerationConfig { MaxNewTokens = newTokens, MinNewTokens = newTokens, UseCache = true, DoSample = false };
         var graphCfg = gen with { CacheImplementation = GenerationConfig.CacheStatic };
         var dynamicCfg = gen with { CacheImplementation = GenerationConfig.CacheDynamic };
@@ -40,20 +49,21 @@ public sealed class GenerateGraphCheckBenchmark : IBenchmark
         using var eagerIds = WithoutGraphs(() => model.Generate(prompt, mask, graphCfg));
         using var dynamicIds = model.Generate(prompt, mask, dynamicCfg);
         bool graphEqualsEager = graphIds.shape.SequenceEqual(eagerIds.shape) && graphIds.eq(eagerIds).all().item<bool>();
-        long agree = graphIds.eq(dynamicIds).sum().item<long>() - promptLen;
-        double logitDiff = FirstStepsLogitDiff(model, graphIds, promptLen, options);
+        long agree = graphIds.narrow(1, promptLen, newTokens).eq(dynamicIds.narrow(1, promptLen, newTokens)).sum().item<long>();
+        double logitDiff = FirstStepsLogitDiff(model, graphIds, mask, promptLen, options);
 
         int warmup = Math.Max(1, options.Warmup), iters = options.Repeats;
-        double Tps(Action a) => newTokens / MirrorSetup.Median(MirrorSetup.Time(a, warmup, iters, options));
+        double Tps(Action a) => batch * newTokens / MirrorSetup.Median(MirrorSetup.Time(a, warmup, iters, options));
         double graphTps = Tps(() => model.Generate(prompt, mask, graphCfg).Dispose());
         double eagerTps = WithoutGraphs(() => Tps(() => model.Generate(prompt, mask, graphCfg).Dispose()));
         double dynamicTps = Tps(() => model.Generate(prompt, mask, dynamicCfg).Dispose());
 
-        var row = MirrorSetup.Common(Name, options, [newTokens / graphTps]);
+        var row = MirrorSetup.Common(Name, options, [batch * newTokens / graphTps]);
+        row["batch"] = batch;
         row["graph_available"] = unavailable ?? "yes";
         row["graph_failure"] = failure;
         row["graph_tokens_equal_static_eager"] = graphEqualsEager;
-        row["graph_tokens_equal_dynamic"] = $"{agree}/{newTokens}";
+        row["graph_tokens_equal_dynamic"] = $"{agree}/{batch * newTokens}";
         row["max_abs_logit_diff_first_steps"] = logitDiff;
         row["logit_steps"] = LogitSteps;
         row["tok_per_s_graph"] = Math.Round(graphTps, 2);
@@ -66,10 +76,12 @@ public sealed class GenerateGraphCheckBenchmark : IBenchmark
 
     // max |logits| difference between the static path (graph on CUDA) and the dynamic cache over the first steps, both
     // fed the graph's own tokens.
-    private static double FirstStepsLogitDiff(PreTrainedModel model, Tensor ids, int promptLen, BenchmarkOptions options)
+    private static double FirstStepsLogitDiff(PreTrainedModel model, Tensor ids, Tensor promptMask, int promptLen, BenchmarkOptions options)
     {
         var device = MirrorSetup.DeviceOf(options);
-        using var state = new StaticDecodeState(1, StaticDecoding.Capacity(ids.shape[1]), ids.device, useGraph: device.type == TorchSharp.DeviceType.CUDA);
+        long rows = ids.shape[0];
+        using var state = new StaticDecodeState(rows, StaticDecoding.Capacity(ids.shape[1]), ids.device, useGraph: device.type == TorchSharp.DeviceType.CUDA);
+        using var mask = cat([promptMask, ones(rows, ids.shape[1] - promptLen, ScalarType.Int64, ids.device)], 1);   // [B, total]
         using var dynamicStepper = new ModelStepper(model, useCache: true);
         using var staticStepper = new ModelStepper(model, useCache: true, state);
         double worst = 0;
@@ -78,8 +90,9 @@ public sealed class GenerateGraphCheckBenchmark : IBenchmark
         {
             using var scope = NewDisposeScope();
             var prefix = ids.narrow(1, 0, t);
-            var a = dynamicStepper.Forward(prefix, null);
-            var b = staticStepper.Forward(prefix, null);
+            var m = rows == 1 ? null : mask.narrow(1, 0, t);
+            var a = dynamicStepper.Forward(prefix, m);
+            var b = staticStepper.Forward(prefix, m);
             worst = Math.Max(worst, a.sub(b).abs().max().item<float>());
         }
         return worst;
