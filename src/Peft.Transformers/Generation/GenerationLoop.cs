@@ -254,11 +254,6 @@ public static class GenerationLoop
         {
             _plan = plan;
             _checkEvery = Math.Max(1, checkEvery);
-            // Static-cache decoding (a CUDA graph per step on CUDA) when the config and the model allow it; the state
-            // is borrowed from the model's holder and given back at Dispose.
-            if (StaticDecoding.Choose(model, plan.Config, plan.InputIds.device) is { } chosen)
-                _static = chosen.Holder.Acquire(plan.InputIds.shape[0], StaticDecoding.Capacity(Math.Max(plan.MaxLength, plan.PromptLength + 1)), plan.InputIds.device, chosen.UseGraph);
-            _stepper = new ModelStepper(model, plan.Config.UseCache, _static?.State);
             _processors = LogitsProcessorList.FromConfig(plan.Config, plan.PromptLength);
             if (plan.Config.DoSample && plan.Config.Seed is { } seed)
                 _generator = new Generator(unchecked((ulong)seed), plan.InputIds.device);
@@ -273,6 +268,11 @@ public static class GenerationLoop
             _last = empty(0, dtype: ScalarType.Int64).DetachFromDisposeScope();
             _idle = zeros([], dtype: ScalarType.Int64, device: _ids.device).DetachFromDisposeScope();
             if (plan.HasEos) _eos = tensor(plan.Eos, device: _ids.device).DetachFromDisposeScope();
+            // Static-cache decoding (a CUDA graph per step on CUDA) when the config and the model allow it; the state
+            // is borrowed from the model's holder (last, so nothing after it can throw) and given back at Dispose.
+            if (StaticDecoding.Choose(model, plan.Config, _ids.device) is { } chosen)
+                _static = chosen.Holder.Acquire(_rows, StaticDecoding.Capacity(Math.Max(plan.MaxLength, plan.PromptLength + 1)), _ids.device, chosen.UseGraph);
+            _stepper = new ModelStepper(model, plan.Config.UseCache, _static?.State);
         }
 
         /// <summary>Chooses one token per row; false (and nothing done) once every row has finished.</summary>

@@ -30,6 +30,12 @@ internal sealed class StaticDecodeHolder : IDisposable
     private string _tuners = "";
     private bool _known;
 
+    /// <summary>The state kept for the next generation (null: none); for tests.</summary>
+    internal StaticDecodeState? Kept
+    {
+        get { lock (_gate) return _state; }
+    }
+
     /// <summary>Why graph capture failed for this model (later generations decode eagerly), or null.</summary>
     public string? GraphFailure { get; private set; }
 

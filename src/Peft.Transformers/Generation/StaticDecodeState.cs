@@ -1,6 +1,5 @@
 using Peft.Core;
 using Peft.Core.Torch;
-using System.Runtime.InteropServices;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -147,8 +146,9 @@ internal sealed class StaticDecodeState : IDisposable
             _graph.Replay();
             return _logits!.alias();
         }
-        catch (Exception e) when (e is CudaGraphException or ExternalException or InvalidOperationException or NotSupportedException)
+        catch (Exception e) when (e is not OperationCanceledException)
         {
+            // Any failure of the capture falls back to the eager step (which raises again if the step itself is broken).
             _graph?.Dispose();
             _graph = null;
             _logits?.Dispose();

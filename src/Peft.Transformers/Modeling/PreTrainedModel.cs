@@ -95,7 +95,7 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
     private Generation.StaticDecodeHolder? _staticDecode;
 
     /// <summary>The static-cache decoding state kept between <c>Generate</c> calls (made on first use).</summary>
-    internal Generation.StaticDecodeHolder StaticDecodeHolder => _staticDecode ??= new Generation.StaticDecodeHolder();
+    internal Generation.StaticDecodeHolder StaticDecodeHolder => LazyInitializer.EnsureInitialized(ref _staticDecode);
 
     /// <summary>
     /// Why this model cannot decode with a static KV cache (<see cref="GenerationConfig.CacheImplementation"/>), or

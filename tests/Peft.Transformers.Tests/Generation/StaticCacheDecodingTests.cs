@@ -1,4 +1,6 @@
+using Peft.Core;
 using Peft.Core.Safetensors;
+using Peft.Core.Tuners;
 using Peft.Testing;
 using Peft.Transformers.Generation;
 using TorchSharp;
@@ -135,6 +137,36 @@ public sealed class StaticCacheDecodingTests
         using var after = model.Generate(ids, null, cfg);
         using var dyn = model.Generate(ids, null, cfg with { CacheImplementation = GenerationConfig.CacheDynamic });
         TensorAssert.Equal(dyn, after, "after replacing the embedding");
+    }
+
+    [Fact]
+    public void The_kept_state_is_dropped_when_adapters_or_the_training_flag_change()
+    {
+        using var model = AutoModelForCausalLM.FromPretrained(Fixtures.Model("llama-tiny"));
+        using var ids = tensor(new long[] { 5, 9, 17, 4 }, [1, 4]);
+        var cfg = Static with { MaxNewTokens = 4, EosTokenIds = [] };
+        var holder = model.StaticDecodeHolder;
+        model.Generate(ids, null, cfg).Dispose();
+        var first = holder.Kept;
+        Assert.NotNull(first);
+        model.Generate(ids, null, cfg).Dispose();
+        Assert.Same(first, holder.Kept);                                                   // unchanged model: reused
+        // LoRA injected into this model in place (new parameter objects): dropped, and the adapted model decodes
+        using var peft = PeftModel.GetPeftModel(model, new LoraConfig { R = 4, LoraAlpha = 8, TargetModules = ["q_proj", "v_proj"], TaskType = TaskType.CausalLM, InitLoraWeights = false });
+        using var adapted = model.Generate(ids, null, cfg);
+        var second = holder.Kept;
+        Assert.NotSame(first, second);
+        using var adaptedDynamic = model.Generate(ids, null, cfg with { CacheImplementation = GenerationConfig.CacheDynamic });
+        TensorAssert.Equal(adaptedDynamic, adapted, "LoRA-injected model, static vs dynamic");
+        // the adapters switched off (same parameters, other control flow): dropped
+        foreach (var layer in model.modules().OfType<ITunerLayer>()) layer.DisableAdapters = true;
+        model.Generate(ids, null, cfg).Dispose();
+        Assert.NotSame(second, holder.Kept);
+        var third = holder.Kept;
+        model.train();
+        model.eval();                                                                      // same flag as before: kept
+        model.Generate(ids, null, cfg).Dispose();
+        Assert.Same(third, holder.Kept);
     }
 
     [Fact]
