@@ -187,6 +187,23 @@ public sealed class StaticCacheDecodingTests
     }
 
     [Fact]
+    public void Sliding_window_layers_are_refused_by_static_and_left_dynamic_by_auto()
+    {
+        using var ids = tensor(new long[] { 5, 9, 17, 4, 8, 2 }, [1, 6]);
+        var windowed = new MistralConfig { VocabSize = 50, HiddenSize = 32, IntermediateSize = 40, NumHiddenLayers = 2, NumAttentionHeads = 4, NumKeyValueHeads = 2, SlidingWindow = 3 };
+        using var withWindow = AutoModelForCausalLM.FromConfig(windowed);
+        withWindow.eval();
+        var e = Assert.Throws<NotSupportedException>(() => withWindow.Generate(ids, null, Static with { MaxNewTokens = 3 }));
+        Assert.Contains("sliding-window", e.Message);
+        using var full = AutoModelForCausalLM.FromConfig(windowed with { SlidingWindow = null });
+        full.eval();
+        var cfg = new GenerationConfig { MaxNewTokens = 8, EosTokenIds = [] };
+        using var dyn = full.Generate(ids, null, cfg with { CacheImplementation = GenerationConfig.CacheDynamic });
+        using var st = full.Generate(ids, null, cfg with { CacheImplementation = GenerationConfig.CacheStatic });
+        TensorAssert.Equal(dyn, st, "Mistral without a window: static vs dynamic");
+    }
+
+    [Fact]
     public void Cache_implementation_round_trips_through_generation_config_json()
     {
         var cfg = new GenerationConfig { MaxNewTokens = 4, CacheImplementation = GenerationConfig.CacheStatic };
