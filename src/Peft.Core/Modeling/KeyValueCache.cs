@@ -16,12 +16,85 @@ namespace Peft.Core;
 /// filled part, instead of <c>cat</c> copying the whole past every step as DynamicCache does (same values). With
 /// autograd on (prefix tuning trains through the cache) entries are concatenated, so gradients flow as in HF.
 /// </para>
+/// <para>
+/// Static mode (HF <c>StaticCache</c>; made by generation for CUDA-graph decoding, see <see cref="CreateStatic"/>): the
+/// buffers are preallocated to a fixed capacity C and zero-filled. The prompt is written as in the dynamic mode; after
+/// <see cref="BeginStaticDecode"/> every one-token step writes at a device slot index (updated in place by its owner)
+/// and returns the <b>full</b> buffers [B, H_kv, C, D], so shapes and addresses never change between steps; the
+/// attention hides the columns not yet written with <see cref="StaticDecodeMask"/> [B, 1, 1, C].
+/// </para>
 /// </remarks>
 public sealed class KeyValueCache : IDisposable
 {
     private readonly List<(torch.Tensor Key, torch.Tensor Value)?> _layers = new();
     private readonly List<Buffer?> _buffers = new();   // growable storage behind _layers (no-grad appends)
     private bool _disposed;
+    private long _staticCapacity;                       // C in static mode, 0 in the dynamic mode
+    private torch.Tensor? _decodeSlot;                  // [1] int64, owned by the static decoder, not by the cache
+
+    /// <summary>
+    /// A cache in static mode with room for <paramref name="capacity"/> positions per layer (prompt + new tokens).
+    /// Appending beyond it throws.
+    /// </summary>
+    internal static KeyValueCache CreateStatic(long capacity)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
+        return new KeyValueCache { _staticCapacity = capacity };
+    }
+
+    /// <summary>C, the positions per layer of a static cache; 0 for a dynamic one.</summary>
+    internal long StaticCapacity => _staticCapacity;
+
+    /// <summary>
+    /// The additive mask [B, 1, 1, C] that one-token steps of a static cache attend with (0 = visible, the dtype's
+    /// minimum elsewhere), set by <see cref="BeginStaticDecode"/>; null before (and in the dynamic mode). Not owned.
+    /// </summary>
+    internal torch.Tensor? StaticDecodeMask { get; private set; }
+
+    /// <summary>
+    /// Switches a static cache from the prompt (written as in the dynamic mode) to one-token steps: each step writes
+    /// its key / value at <paramref name="slot"/> ([1] int64 on the cache's device; its owner advances it in place)
+    /// and gets the full buffers back. <paramref name="mask"/> is <see cref="StaticDecodeMask"/>. Neither is owned.
+    /// </summary>
+    internal void BeginStaticDecode(torch.Tensor slot, torch.Tensor mask)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_staticCapacity == 0) throw new InvalidOperationException("BeginStaticDecode: the cache is not static");
+        _decodeSlot = slot;
+        StaticDecodeMask = mask;
+        for (int i = 0; i < _layers.Count; i++)
+        {
+            if (_buffers[i] is not { } buf) throw new InvalidOperationException($"BeginStaticDecode: layer {i} holds no prompt keys");
+            if (_layers[i] is { } old)
+            {
+                old.Key.Dispose();
+                old.Value.Dispose();
+            }
+            _layers[i] = (buf.Key.alias().DetachFromDisposeScope(), buf.Value.alias().DetachFromDisposeScope());   // [B, H_kv, C, D]
+        }
+    }
+
+    /// <summary>
+    /// Empties a static cache for the next prompt: the host-side fill and the decode slot / mask are forgotten, the
+    /// buffers are kept (their old values stay but are never visible: the next prompt overwrites its positions and
+    /// the decode mask hides the rest).
+    /// </summary>
+    internal void ResetStatic()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        _decodeSlot = null;
+        StaticDecodeMask = null;
+        for (int i = 0; i < _layers.Count; i++)
+        {
+            if (_layers[i] is { } kv)
+            {
+                kv.Key.Dispose();
+                kv.Value.Dispose();
+            }
+            _layers[i] = null;
+            if (i < _buffers.Count && _buffers[i] is { } b) b.Filled = 0;
+        }
+    }
 
     /// <summary>Number of layers that hold entries.</summary>
     public int Count => _layers.Count;
@@ -52,7 +125,7 @@ public sealed class KeyValueCache : IDisposable
         while (_buffers.Count <= layer) _buffers.Add(null);
         // Autograd off: no op records a graph, so the buffer copy gives what cat would (a key that requires grad,
         // e.g. a leaf, yields a result without grad either way); no per-layer requires_grad reads.
-        if (!torch.is_grad_enabled()) return Append(layer, key, value, keyShape, valueShape);
+        if (_staticCapacity > 0 || !torch.is_grad_enabled()) return Append(layer, key, value, keyShape, valueShape);   // static: generation only
         DropBuffer(layer);
         torch.Tensor k, v;
         if (_layers[layer] is { } old)
@@ -80,14 +153,21 @@ public sealed class KeyValueCache : IDisposable
     // than the buffer's would be converted by the copy, and the attention then rejects the mix with its queries).
     private (torch.Tensor Key, torch.Tensor Value) Append(int layer, torch.Tensor key, torch.Tensor value, long[] ks, long[] vs)
     {
+        if (_decodeSlot is { } slot) return AppendAtSlot(layer, key, value, ks, slot);
         long past = _buffers[layer] is { } cur ? cur.Filled : _layers[layer] is { } old0 ? old0.Key.shape[2] : 0;
         long add = ks[2], total = past + add;
-        if (_buffers[layer] is not { } buf || buf.Capacity < total || !buf.Holds(ks, vs))
+        if (_staticCapacity > 0 && total > _staticCapacity)
+            throw new InvalidOperationException($"static KV cache: {total} positions do not fit its capacity {_staticCapacity} (layer {layer})");
+        if (_buffers[layer] is not { } buf || buf.Capacity < total || !buf.Holds(ks, vs)
+            || (_staticCapacity > 0 && (buf.Key.dtype != key.dtype || buf.Device.type != key.device.type || buf.Device.index != key.device.index)))
         {
-            long capacity = Math.Max(total, 2 * past);
+            long capacity = _staticCapacity > 0 ? _staticCapacity : Math.Max(total, 2 * past);
             var device = key.device;
-            var kb = torch.empty([ks[0], ks[1], capacity, ks[3]], dtype: key.dtype, device: device);   // [B, H_kv, C, D]
-            var vb = torch.empty([vs[0], vs[1], capacity, vs[3]], dtype: value.dtype, device: device);
+            // Static buffers start zeroed: their unwritten columns are masked out, and 0 · (garbage NaN) would not be 0.
+            var kb = _staticCapacity > 0 ? torch.zeros([ks[0], ks[1], capacity, ks[3]], dtype: key.dtype, device: device)
+                : torch.empty([ks[0], ks[1], capacity, ks[3]], dtype: key.dtype, device: device);   // [B, H_kv, C, D]
+            var vb = _staticCapacity > 0 ? torch.zeros([vs[0], vs[1], capacity, vs[3]], dtype: value.dtype, device: device)
+                : torch.empty([vs[0], vs[1], capacity, vs[3]], dtype: value.dtype, device: device);
             if (_layers[layer] is { } old)
             {
                 kb.narrow(2, 0, past).copy_(old.Key).Dispose();
@@ -110,6 +190,19 @@ public sealed class KeyValueCache : IDisposable
         }
         _layers[layer] = (k, v);
         return (k, v);
+    }
+
+    // A one-token step of a static cache: key / value [B, H_kv, 1, D] written at the device slot, the full buffers
+    // [B, H_kv, C, D] returned (the same tensors every step: nothing here depends on host state that a CUDA graph
+    // replay would not update).
+    private (torch.Tensor Key, torch.Tensor Value) AppendAtSlot(int layer, torch.Tensor key, torch.Tensor value, long[] ks, torch.Tensor slot)
+    {
+        if (ks[2] != 1) throw new InvalidOperationException($"static KV cache: a decode step appends one position, got {ks[2]} (layer {layer})");
+        if (layer >= _buffers.Count || _buffers[layer] is not { } buf || _layers[layer] is not { } full)
+            throw new InvalidOperationException($"static KV cache: layer {layer} has no prompt keys");
+        buf.Key.index_copy_(2, slot, key);
+        buf.Value.index_copy_(2, slot, value);
+        return full;
     }
 
     // A layer's growable storage [B, H_kv, capacity, D] and the shapes it was made for (reused only for the same batch
@@ -163,6 +256,7 @@ public sealed class KeyValueCache : IDisposable
     public void ReorderCache(torch.Tensor beamIdx)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_staticCapacity > 0) throw new NotSupportedException("ReorderCache: a static KV cache keeps its rows in place (beam search uses the dynamic cache)");
         for (int i = 0; i < _layers.Count; i++)
         {
             if (_layers[i] is not { } kv) continue;
@@ -183,6 +277,7 @@ public sealed class KeyValueCache : IDisposable
     public void Crop(long maxLength)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_staticCapacity > 0) throw new NotSupportedException("Crop: not supported on a static KV cache");
         for (int i = 0; i < _layers.Count; i++)
         {
             if (_layers[i] is not { } kv || kv.Key.shape[2] <= maxLength) continue;
@@ -213,5 +308,7 @@ public sealed class KeyValueCache : IDisposable
         _buffers.Clear();
         _positions?.Dispose();
         _positions = null;
+        _decodeSlot = null;
+        StaticDecodeMask = null;
     }
 }

@@ -109,6 +109,27 @@ public sealed record GenerationConfig
     /// <summary>Beginning-of-sequence id. HF <c>bos_token_id</c>.</summary>
     [JsonPropertyName("bos_token_id")] public int? BosTokenId { get; init; }
 
+    /// <summary><see cref="CacheImplementation"/>: static + CUDA graph on CUDA when eligible, the dynamic cache elsewhere (the default).</summary>
+    public const string CacheAuto = "auto";
+
+    /// <summary><see cref="CacheImplementation"/>: a preallocated cache (HF <c>StaticCache</c>); decoding steps are captured in a CUDA graph on CUDA.</summary>
+    public const string CacheStatic = "static";
+
+    /// <summary><see cref="CacheImplementation"/>: the cache grows with the sequence (HF <c>DynamicCache</c>).</summary>
+    public const string CacheDynamic = "dynamic";
+
+    /// <summary>
+    /// The key/value cache used by greedy / sampling decoding. HF <c>cache_implementation</c>: null or
+    /// <see cref="CacheAuto"/> (default) = <see cref="CacheStatic"/> with a CUDA graph of each decoding step when the
+    /// inputs are on CUDA and the model is eligible (a causal LM of this library in eval mode, on one device, without
+    /// sliding-window layers, no beam search, not a PEFT step-hook model), <see cref="CacheDynamic"/> elsewhere;
+    /// <see cref="CacheStatic"/> = static wherever eligible (eagerly off CUDA; throws when not eligible);
+    /// <see cref="CacheDynamic"/> = never static. Environment variable <c>PEFT_CUDA_GRAPHS=0</c> disables graph
+    /// capture. The static state is kept by the model for the next call (see
+    /// <see cref="PreTrainedModel.ReleaseGenerationCaches"/>).
+    /// </summary>
+    [JsonPropertyName("cache_implementation")] public string? CacheImplementation { get; init; }
+
     /// <summary>Seed of the sampling generator (null = nondeterministic).</summary>
     [JsonPropertyName("seed")] public long? Seed { get; init; }
 
@@ -242,6 +263,7 @@ public sealed record GenerationConfig
             PadTokenId = PadTokenId ?? defaults.PadTokenId,
             BosTokenId = BosTokenId ?? defaults.BosTokenId,
             Seed = Seed ?? defaults.Seed,
+            CacheImplementation = CacheImplementation ?? defaults.CacheImplementation,
         };
         merged._minLength = Pick(nameof(MinLength), MinLength, defaults.MinLength);
         merged._useCache = Pick(nameof(UseCache), UseCache, defaults.UseCache);
@@ -277,6 +299,8 @@ public sealed record GenerationConfig
         if (NoRepeatNgramSize < 0) Fail(nameof(NoRepeatNgramSize), NoRepeatNgramSize, "must be >= 0");
         if (NumBeams < 1) Fail(nameof(NumBeams), NumBeams, "must be >= 1");
         if (NumReturnSequences < 1) Fail(nameof(NumReturnSequences), NumReturnSequences, "must be >= 1");
+        if (CacheImplementation is not (null or CacheAuto or CacheStatic or CacheDynamic))
+            Fail(nameof(CacheImplementation), $"\"{CacheImplementation}\"", $"supported: \"{CacheAuto}\" (default), \"{CacheStatic}\", \"{CacheDynamic}\"");
         if (!DoSample && NumReturnSequences > NumBeams)
             Fail(nameof(NumReturnSequences), NumReturnSequences,
                 $"greedy and beam search return at most NumBeams ({NumBeams}) sequences per prompt; set DoSample = true or raise NumBeams");

@@ -50,6 +50,7 @@ public static class GenerationLoop
         using var _ = no_grad();
         if (plan.Config.NumBeams > 1)
         {
+            StaticDecoding.Choose(model, plan.Config, plan.InputIds.device);   // beam search keeps the dynamic cache; throws when "static" was asked for
             try { return BeamSearch(model, plan, cancellationToken); }
             finally { plan.InputIds.Dispose(); plan.Mask.Dispose(); }
         }
@@ -226,6 +227,7 @@ public static class GenerationLoop
         private int _sinceCheck;
         private readonly Plan _plan;
         private readonly ModelStepper _stepper;
+        private readonly StaticDecodeHolder.Lease? _static;
         private readonly LogitsProcessorList _processors;
         private readonly Generator? _generator;
         private readonly Tensor? _eos;                                                    // [E], on the model's device, made once
@@ -252,7 +254,6 @@ public static class GenerationLoop
         {
             _plan = plan;
             _checkEvery = Math.Max(1, checkEvery);
-            _stepper = new ModelStepper(model, plan.Config.UseCache);
             _processors = LogitsProcessorList.FromConfig(plan.Config, plan.PromptLength);
             if (plan.Config.DoSample && plan.Config.Seed is { } seed)
                 _generator = new Generator(unchecked((ulong)seed), plan.InputIds.device);
@@ -267,6 +268,11 @@ public static class GenerationLoop
             _last = empty(0, dtype: ScalarType.Int64).DetachFromDisposeScope();
             _idle = zeros([], dtype: ScalarType.Int64, device: _ids.device).DetachFromDisposeScope();
             if (plan.HasEos) _eos = tensor(plan.Eos, device: _ids.device).DetachFromDisposeScope();
+            // Static-cache decoding (a CUDA graph per step on CUDA) when the config and the model allow it; the state
+            // is borrowed from the model's holder (last, so nothing after it can throw) and given back at Dispose.
+            if (StaticDecoding.Choose(model, plan.Config, _ids.device) is { } chosen)
+                _static = chosen.Holder.Acquire(_rows, StaticDecoding.Capacity(Math.Max(plan.MaxLength, plan.PromptLength + 1)), _ids.device, chosen.UseGraph);
+            _stepper = new ModelStepper(model, plan.Config.UseCache, _static?.State);
         }
 
         /// <summary>Chooses one token per row; false (and nothing done) once every row has finished.</summary>
@@ -338,6 +344,7 @@ public static class GenerationLoop
             _eos?.Dispose();
             _generator?.Dispose();
             _stepper.Dispose();
+            _static?.Dispose();
         }
     }
 

@@ -18,8 +18,13 @@ namespace Peft.Transformers.Generation;
 /// arange made per generation, and the model gets no attention mask (HF drops an all-ones mask for SDPA as well): no
 /// mask or position tensors are computed per step.
 /// </para>
+/// <para>
+/// With a <see cref="StaticDecodeState"/> (static-cache decoding, see <see cref="StaticDecoding"/>) the prompt runs as
+/// above into the state's static cache, and every later step goes through the state: the last token is copied into its
+/// fixed ids buffer and the step is a CUDA-graph replay (or the same forward run eagerly). The state is not owned.
+/// </para>
 /// </summary>
-internal sealed class ModelStepper(nn.Module<ModelInput, ModelOutput> model, bool useCache) : IDisposable
+internal sealed class ModelStepper(nn.Module<ModelInput, ModelOutput> model, bool useCache, StaticDecodeState? staticState = null) : IDisposable
 {
     private KeyValueCache? _cache;
     private Tensor? _arange;                                      // [1, capacity] int64 on the ids' device (mask-free steps)
@@ -40,9 +45,15 @@ internal sealed class ModelStepper(nn.Module<ModelInput, ModelOutput> model, boo
     public Tensor Forward(Tensor ids, Tensor? mask, (long Rows, long Total)? shape)
     {
         var (rows, total) = shape ?? (ids.shape[0], ids.shape[1]);
-        long past = _cache is null ? 0 : _consumed;
+        long past = _cache is null && staticState is null ? 0 : _consumed;
         if (past >= total) throw new InvalidOperationException($"the cache holds {past} tokens of the sequence but it has only {total}");
         using var scope = NewDisposeScope();
+        if (staticState is { } decoding && past > 0)
+        {
+            if (total != past + 1) throw new InvalidOperationException($"static decoding feeds one token per step; the sequence grew from {past} to {total}");
+            _consumed = total;
+            return decoding.Decode(model.forward, ids.narrow(1, past, 1)).MoveToOuterDisposeScope();   // [N, V]
+        }
         var newIds = past == 0 ? ids : ids.narrow(1, past, total - past);         // [N, T_new]
         Tensor positions;
         if (mask is null)
@@ -65,6 +76,13 @@ internal sealed class ModelStepper(nn.Module<ModelInput, ModelOutput> model, boo
             UseCache = useCache,
             LogitsToKeep = 1,                                      // only the last position is read (HF generate does the same)
         };
+        if (staticState is { } prefill)
+        {
+            var first = prefill.Prefill(model.forward, input);
+            prefill.StartDecode(mask, total, positions.narrow(1, total - 1, 1));                // positions [N|1, 1] of the last prompt token
+            _consumed = total;
+            return LastLogits(first.Logits, rows);
+        }
         var output = model is IGenerationStepHook hook ? hook.ForwardGenerationStep(input) : model.forward(input);
         if (_first)
         {
@@ -76,7 +94,13 @@ internal sealed class ModelStepper(nn.Module<ModelInput, ModelOutput> model, boo
             other.Dispose();                                       // a cache the model made for this step only (no caching)
         }
         if (_cache is not null) _consumed = total;
-        var logits = output.Logits ?? throw new InvalidOperationException($"{model.GetType().Name}.forward returned no Logits");
+        return LastLogits(output.Logits, rows);
+    }
+
+    // The last position's logits [N, V] as float32, moved to the caller's scope; checks the model's output shape.
+    private Tensor LastLogits(Tensor? modelLogits, long rows)
+    {
+        var logits = modelLogits ?? throw new InvalidOperationException($"{model.GetType().Name}.forward returned no Logits");
         var ls = logits.shape;
         if (ls.Length != 3 || ls[0] != rows)
             throw new InvalidOperationException($"{model.GetType().Name}.forward returned logits of shape [{string.Join(", ", ls)}], expected [{rows}, T, V]");

@@ -92,6 +92,31 @@ public abstract class PreTrainedModel : nn.Module<ModelInput, ModelOutput>, IPre
     public Tensor Generate(Tensor inputIds, Tensor? attentionMask, GenerationConfig config) =>
         GenerationLoop.Generate(this, inputIds, attentionMask, config, GenerationConfig);
 
+    private Generation.StaticDecodeHolder? _staticDecode;
+
+    /// <summary>The static-cache decoding state kept between <c>Generate</c> calls (made on first use).</summary>
+    internal Generation.StaticDecodeHolder StaticDecodeHolder => LazyInitializer.EnsureInitialized(ref _staticDecode);
+
+    /// <summary>
+    /// Why this model cannot decode with a static KV cache (<see cref="GenerationConfig.CacheImplementation"/>), or
+    /// null when it can: the causal LMs whose backbone reads the cache's static decode mask say so.
+    /// </summary>
+    internal virtual string? StaticCacheUnsupported => $"{ArchitectureName} does not support a static KV cache";
+
+    /// <summary>
+    /// Frees what generation keeps for the next call: the static KV cache, step buffers and captured CUDA graph of
+    /// static-cache decoding (see <see cref="GenerationConfig.CacheImplementation"/>). Also done when the model is
+    /// disposed; the next <c>Generate</c> makes them again. Safe to call at any time.
+    /// </summary>
+    public void ReleaseGenerationCaches() => _staticDecode?.Dispose();
+
+    /// <inheritdoc />
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) ReleaseGenerationCaches();
+        base.Dispose(disposing);
+    }
+
     /// <summary>Device of the first parameter (HF <c>model.device</c>).</summary>
     public Device Device => parameters().FirstOrDefault()?.device ?? CPU;
 

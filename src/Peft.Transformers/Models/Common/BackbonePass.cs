@@ -70,9 +70,20 @@ internal sealed class BackbonePass
     /// Builds the causal mask of every layer ([B|1, 1, T, past + T] or null): one full mask shared by the layers
     /// without a window, one per distinct sliding window (<paramref name="slidingWindowOf"/>, Mistral / Qwen2).
     /// </summary>
+    /// <remarks>
+    /// A one-token step over a static cache (<see cref="KeyValueCache.StaticDecodeMask"/>, CUDA-graph decoding) uses that
+    /// mask [B, 1, 1, C] for every layer instead: it is updated in place by the decoder, so this pass builds nothing
+    /// and reads no host state a graph replay would not update. Sliding-window layers are not supported there.
+    /// </remarks>
     public void UseCausalMasks(int layerCount, ScalarType dtype, Device device, Func<int, int?>? slidingWindowOf = null)
     {
         var windows = Enumerable.Range(0, layerCount).Select(i => slidingWindowOf?.Invoke(i)).ToArray();
+        if (QueryLength == 1 && Cache?.StaticDecodeMask is { } staticMask)
+        {
+            if (windows.Any(w => w is not null)) throw new NotSupportedException("static KV cache: sliding-window attention layers are not supported; use cache_implementation \"dynamic\"");
+            _masks = Enumerable.Repeat<Tensor?>(staticMask, layerCount).ToArray();
+            return;
+        }
         var byWindow = new Dictionary<int, Tensor?>();
         Tensor? full = null;
         bool fullBuilt = false;

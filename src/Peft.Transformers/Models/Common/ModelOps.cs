@@ -90,17 +90,17 @@ internal static class ModelOps
         return Additive(allowed, dtype).MoveToOuterDisposeScope();
     }
 
-    private static Tensor Additive(Tensor allowed, ScalarType dtype)
+    private static Tensor Additive(Tensor allowed, ScalarType dtype) =>
+        zeros(allowed.shape, dtype: dtype, device: allowed.device).masked_fill(allowed.logical_not(), HeldScalars.Of(MaskMin(dtype)));
+
+    /// <summary>The additive masks' "hidden" value: the dtype's minimum (HF <c>torch.finfo(dtype).min</c>).</summary>
+    public static double MaskMin(ScalarType dtype) => dtype switch
     {
-        double min = dtype switch
-        {
-            ScalarType.Float16 => -65504.0,
-            ScalarType.BFloat16 => -3.3895313892515355e38,
-            ScalarType.Float64 => double.MinValue,
-            _ => float.MinValue,
-        };
-        return zeros(allowed.shape, dtype: dtype, device: allowed.device).masked_fill(allowed.logical_not(), HeldScalars.Of(min));
-    }
+        ScalarType.Float16 => -65504.0,
+        ScalarType.BFloat16 => -3.3895313892515355e38,
+        ScalarType.Float64 => double.MinValue,
+        _ => float.MinValue,
+    };
 
     /// <summary>
     /// Default position ids [B, T] of the new tokens when the caller passes none: <c>arange(past, past + T)</c> for

@@ -212,6 +212,8 @@ public sealed class GPT2LMHeadModel : PreTrainedModel
     /// <inheritdoc />
     public override bool CanGenerate => true;
     /// <inheritdoc />
+    internal override string? StaticCacheUnsupported => null;
+    /// <inheritdoc />
     public override Linear? GetOutputEmbeddings() => lm_head switch
     {
         TiedLinear => null,

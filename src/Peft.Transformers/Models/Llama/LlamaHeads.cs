@@ -15,11 +15,13 @@ public abstract class RotaryDecoderForCausalLM : PreTrainedModel
     [field: ComponentName(Name = "model")] public RotaryDecoderModel model { get; }
     /// <summary>HF <c>lm_head</c> [vocab, hidden].</summary>
     [field: ComponentName(Name = "lm_head")] public nn.Module<Tensor, Tensor> lm_head { get; }
+    private readonly RotaryDecoderConfig _config;
 
     /// <summary>Builds the head over <paramref name="backbone"/>; the derived constructor calls <c>RegisterComponents()</c>.</summary>
     protected RotaryDecoderForCausalLM(string name, RotaryDecoderConfig config, RotaryDecoderModel backbone, Device? device = null) : base(name, config)
     {
         model = backbone;
+        _config = config;
         var emb = backbone.GetInputEmbeddings();
         lm_head = config.TieWordEmbeddings ? new TiedLinear(() => emb.weight!) : nn.Linear(config.HiddenSize, config.VocabSize, hasBias: false, device: device);
     }
@@ -32,6 +34,11 @@ public abstract class RotaryDecoderForCausalLM : PreTrainedModel
     public override Embedding GetInputEmbeddings() => model.GetInputEmbeddings();
     /// <inheritdoc />
     public override bool CanGenerate => true;
+    /// <inheritdoc />
+    internal override string? StaticCacheUnsupported =>
+        Enumerable.Range(0, _config.NumHiddenLayers).Select(_config.SlidingWindowOf).FirstOrDefault(w => w is not null) is { } window
+            ? $"{ArchitectureName} has sliding-window attention layers (window {window})"
+            : null;
     /// <inheritdoc />
     public override Linear? GetOutputEmbeddings() => lm_head switch
     {

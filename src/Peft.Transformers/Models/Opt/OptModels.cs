@@ -227,6 +227,8 @@ public sealed class OPTForCausalLM : PreTrainedModel
     /// <inheritdoc />
     public override bool CanGenerate => true;
     /// <inheritdoc />
+    internal override string? StaticCacheUnsupported => null;
+    /// <inheritdoc />
     public override Linear? GetOutputEmbeddings() => lm_head switch
     {
         TiedLinear => null,
