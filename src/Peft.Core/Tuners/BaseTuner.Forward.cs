@@ -37,6 +37,14 @@ public abstract partial class BaseTuner
     protected virtual ModelInput PrepareInput(ModelInput input) => input;
 
     /// <summary>
+    /// Whether <see cref="PrepareInput"/> / <see cref="PrepareInputsForGeneration"/> change the inputs (prompt learning:
+    /// virtual tokens, prefixes, an extended mask). False for layer-injecting methods, whose forward is the wrapped
+    /// model's forward with the adapters inside it: generation may then run the wrapped model's own decoding paths
+    /// (static KV cache, CUDA graphs).
+    /// </summary>
+    public virtual bool TransformsInputs => false;
+
+    /// <summary>
     /// Transforms the inputs of one decoding step (HF / PEFT <c>prepare_inputs_for_generation</c>). The generation loop
     /// passes what it would give a plain model: the ids not yet consumed ([N, T_new]; the whole prompt at the first
     /// step), the attention mask of the whole sequence so far ([N, T_seen + T_new], real tokens only), position ids of

@@ -14,6 +14,9 @@ namespace Peft.Core.Tuners;
 /// </summary>
 public abstract class PromptLearningTuner : BaseTuner
 {
+    /// <inheritdoc />
+    public override bool TransformsInputs => true;
+
     /// <summary>Wraps <paramref name="model"/> (registered as the child <c>model</c>).</summary>
     protected PromptLearningTuner(string name, nn.Module model, ILogger? logger) : base(name, model, logger) { }
 

@@ -122,7 +122,7 @@ public sealed record GenerationConfig
     /// The key/value cache used by greedy / sampling decoding. HF <c>cache_implementation</c>: null or
     /// <see cref="CacheAuto"/> (default) = <see cref="CacheStatic"/> with a CUDA graph of each decoding step when the
     /// inputs are on CUDA and the model is eligible (a causal LM of this library in eval mode, on one device, without
-    /// sliding-window layers, no beam search, not a PEFT step-hook model), <see cref="CacheDynamic"/> elsewhere;
+    /// sliding-window layers, no beam search, not prompt learning (a PeftModel with LoRA, IA3, ... is eligible)), <see cref="CacheDynamic"/> elsewhere;
     /// <see cref="CacheStatic"/> = static wherever eligible (eagerly off CUDA; throws when not eligible);
     /// <see cref="CacheDynamic"/> = never static. Environment variable <c>PEFT_CUDA_GRAPHS=0</c> disables graph
     /// capture. The static state is kept by the model for the next call (see

@@ -15,9 +15,10 @@ namespace Peft.Transformers.Generation;
 /// graphs are unavailable); throws <see cref="NotSupportedException"/> naming the reason when it is not.</item>
 /// <item><c>"dynamic"</c>: always the dynamic cache.</item>
 /// </list>
-/// Eligible: a <see cref="PreTrainedModel"/> causal LM that supports it (no sliding-window layers), not a
-/// step-hook model (a <see cref="PeftModel"/> feeds its own step inputs), in eval mode, cache on, no beam search, all
-/// parameters on the inputs' device. Environment variable <c>PEFT_CUDA_GRAPHS=0</c> turns graph capture off.
+/// Eligible: a <see cref="PreTrainedModel"/> causal LM that supports it (no sliding-window layers), or a
+/// <see cref="PeftModel"/> over one whose method leaves the inputs unchanged (<see cref="Peft.Core.Tuners.BaseTuner.TransformsInputs"/>:
+/// LoRA, IA3, ...; prompt learning feeds its own step inputs and decodes dynamically), in eval mode, cache on, no beam
+/// search, all parameters on the inputs' device. Environment variable <c>PEFT_CUDA_GRAPHS=0</c> turns graph capture off.
 /// </summary>
 internal static class StaticDecoding
 {
@@ -43,7 +44,7 @@ internal static class StaticDecoding
         if (!explicitStatic && !graphsWanted) return null;
         string? why = Ineligible(model, config);
         StaticDecodeHolder? holder = null;
-        if (why is null && model is PreTrainedModel pre)
+        if (why is null && Target(model) is { } pre)
         {
             holder = pre.StaticDecodeHolder;
             holder.Refresh(pre);
@@ -65,10 +66,21 @@ internal static class StaticDecoding
     {
         if (!config.UseCache) return "use_cache is false";
         if (config.NumBeams > 1) return $"beam search (num_beams = {config.NumBeams}) reorders the cache";
-        if (model is IGenerationStepHook) return $"{model.GetType().Name} feeds its own inputs to each step (IGenerationStepHook)";
-        if (model is not PreTrainedModel pre) return $"{model.GetType().Name} is not a PreTrainedModel";
+        if (model is PeftModel { Tuner: { TransformsInputs: true } tuner })
+            return $"{tuner.GetType().Name} feeds its own inputs to each step (prompt learning)";
+        if (Target(model) is not { } pre) return $"{model.GetType().Name} is not a PreTrainedModel (or a PeftModel over one)";
         if (pre.StaticCacheUnsupported is { } reason) return reason;
         if (pre.training) return $"{pre.ArchitectureName} is in training mode (call eval())";
         return null;
     }
+
+    // The PreTrainedModel whose static cache, parameters and training flag static decoding uses: the model itself, or
+    // the one a PeftModel wraps when its method leaves the inputs unchanged (the PeftModel's forward is then that
+    // model's forward with the adapters inside it; the stepper still calls the PeftModel's forward).
+    private static PreTrainedModel? Target(nn.Module<ModelInput, ModelOutput> model) => model switch
+    {
+        PreTrainedModel pre => pre,
+        PeftModel { Tuner: { TransformsInputs: false, Model: PreTrainedModel inner } } => inner,
+        _ => null,
+    };
 }

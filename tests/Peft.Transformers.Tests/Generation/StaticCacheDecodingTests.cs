@@ -170,6 +170,33 @@ public sealed class StaticCacheDecodingTests
     }
 
     [Fact]
+    public void A_peft_model_with_a_layer_injecting_method_decodes_static_and_prompt_learning_stays_dynamic()
+    {
+        using var ids = tensor(new long[] { 5, 9, 17, 4 }, [1, 4]);
+        var cfg = Static with { MaxNewTokens = 6, EosTokenIds = [] };
+        // LoRA: the PeftModel's forward is the wrapped model's forward with the adapters inside it; static decoding
+        // uses the wrapped model's holder and gives the dynamic path's tokens
+        using (var model = AutoModelForCausalLM.FromPretrained(Fixtures.Model("llama-tiny")))
+        using (var peft = PeftModel.GetPeftModel(model, new LoraConfig { R = 4, LoraAlpha = 8, TargetModules = ["q_proj", "v_proj"], TaskType = TaskType.CausalLM, InitLoraWeights = false }))
+        {
+            peft.eval();
+            using var st = peft.Generate(ids, null, cfg);
+            Assert.NotNull(model.StaticDecodeHolder.Kept);
+            using var dyn = peft.Generate(ids, null, cfg with { CacheImplementation = GenerationConfig.CacheDynamic });
+            TensorAssert.Equal(dyn, st, "PeftModel (LoRA): static vs dynamic");
+        }
+        // prompt tuning prepends virtual tokens through its step hook: refused by "static", dynamic under "auto"
+        using (var model = AutoModelForCausalLM.FromPretrained(Fixtures.Model("llama-tiny")))
+        using (var peft = PeftModel.GetPeftModel(model, new PromptTuningConfig { TaskType = TaskType.CausalLM, NumVirtualTokens = 2 }))
+        {
+            peft.eval();
+            var e = Assert.Throws<NotSupportedException>(() => peft.Generate(ids, null, cfg));
+            Assert.Contains("prompt learning", e.Message);
+            Assert.Null(model.StaticDecodeHolder.Kept);
+        }
+    }
+
+    [Fact]
     public void Static_is_rejected_where_it_cannot_apply_and_auto_on_cpu_is_dynamic()
     {
         using var model = AutoModelForCausalLM.FromPretrained(Fixtures.Model("gpt2-tiny"));
