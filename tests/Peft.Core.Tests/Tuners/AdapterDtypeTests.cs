@@ -108,6 +108,30 @@ public class AdapterDtypeTests
     }
 
     [Fact]
+    public void Dora_forward_on_bf16_is_PEFTs_definition_in_float32()
+    {
+        using var scope = NewDisposeScope();
+        using var pm = PeftModel.GetPeftModel(Bf16Model(), new LoraConfig { R = 4, LoraAlpha = 8, TargetModules = ["lin0"], InitLoraWeights = false, UseDora = true });
+        pm.eval();
+        using var _ = no_grad();
+        var layer = Layer<LoraLinear>(pm, "lin0");
+        var m = layer.Magnitude(Name)!;
+        Assert.Equal(ScalarType.Float32, m.dtype);
+        var x = Bf16Input();
+        var x32 = x.to(ScalarType.Float32);
+        double s = layer.Scaling[Name];
+        var result = layer.BaseLayer.forward(x);                                                    // bf16
+        var w = layer.BaseWeight.to(ScalarType.Float32);                                              // [out, in]
+        var loraWeight = layer.LoraB(Name).weight.matmul(layer.LoraA(Name).weight);                  // [out, in] fp32
+        var norm = linalg.norm(w.add(loraWeight.mul(s)), dims: [1]);
+        var scale = (m / norm).view(1, -1);                                                           // [1, out]
+        var lora = layer.LoraB(Name).forward(layer.LoraA(Name).forward(x32));
+        var baseResult = result - layer.BaseBias!;                                                    // bf16
+        var expected = result.add((scale - 1) * baseResult + scale * lora * s).to(ScalarType.BFloat16);
+        AssertBitEqual(expected, layer.forward(x), "DoRA lin0");
+    }
+
+    [Fact]
     public void Lora_embedding_forward_adds_in_float32_and_returns_bf16()
     {
         using var scope = NewDisposeScope();

@@ -268,7 +268,9 @@ internal sealed class DoraLinearVariant : ILoraLinearVariant
         {
             baseResult = nn.functional.linear(dropped, weight);
         }
-        return result.add((scale - HeldScalars.Of(1)) * baseResult, HeldScalars.One).add(scale * loraResult * HeldScalars.Of(s), HeldScalars.One);
+        // PEFT DoraLinearVariant: result + ((m/‖·‖ − 1)·base + m/‖·‖·lora·s), the DoRA term summed first
+        var doraTerm = ((scale - HeldScalars.Of(1)) * baseResult).add(scale * loraResult * HeldScalars.Of(s), HeldScalars.One);
+        return result.add(doraTerm, HeldScalars.One);
     }
 
     /// <inheritdoc />
