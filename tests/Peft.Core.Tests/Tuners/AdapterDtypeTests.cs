@@ -132,6 +132,25 @@ public class AdapterDtypeTests
     }
 
     [Fact]
+    public void Lora_conv2d_forward_on_bf16_is_PEFTs_definition_in_float32()
+    {
+        using var scope = NewDisposeScope();
+        var model = new TinyConvNet();
+        model.to(ScalarType.BFloat16);
+        using var pm = PeftModel.GetPeftModel(model, new LoraConfig { R = 2, LoraAlpha = 4, TargetModules = ["conv1"], InitLoraWeights = false });
+        using var _ = no_grad();
+        var layer = (LoraConv2d)pm.Tuner.TunerLayers().Single().Layer;
+        var t = layer.AdapterTensors(Name).ToDictionary(p => p.Name, p => p.Value);
+        Assert.Equal(ScalarType.Float32, t["lora_A.weight"].dtype);
+        var x = randn([2, 3, 8, 8], generator: new Generator(5)).to(ScalarType.BFloat16);
+        // conv1: stride 2, padding 1 (TinyConvNet); lora_A copies them, lora_B is 1×1
+        var afterA = nn.functional.conv2d(x.to(ScalarType.Float32), t["lora_A.weight"], strides: [2, 2], padding: [1, 1]);
+        var h = nn.functional.conv2d(afterA, t["lora_B.weight"]).mul(layer.Scaling[Name]);
+        var expected = layer.BaseLayer.forward(x).add(h).to(ScalarType.BFloat16);
+        AssertBitEqual(expected, layer.forward(x), "conv1");
+    }
+
+    [Fact]
     public void Lora_embedding_forward_adds_in_float32_and_returns_bf16()
     {
         using var scope = NewDisposeScope();
