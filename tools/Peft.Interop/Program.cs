@@ -5,6 +5,7 @@
 //   adapters/<name>/    adapter_config.json, adapter_model.safetensors of a LoRA / AdaLoRA / (IA)³ / prompt-learning adapter trained 3 steps in C#
 //   expected/<name>.safetensors   input_ids, attention_mask, logits (what C# computes on the saved folder)
 //   expected/tokenizers.json      ids C# gives for a few strings, per model
+//   bf16/lora-adapter/, bf16/expected.safetensors   a LoRA adapter trained on llama-tiny in bfloat16 (float32 adapter weights)
 // Then tools/Peft.Interop/check_python.py OUT_DIR loads everything with the Python stack and compares.
 using System.Text.Json;
 using Peft.Core;
@@ -190,6 +191,9 @@ Adapter("gpt2-tiny", "gpt2-ia3-conv1d-csharp", ModelTask.CausalLM, new IA3Config
     trainer.Train();
     Expect(pm, "trainer-checkpoint", vocab: 900);
 }
+
+// A LoRA adapter trained on a bfloat16 base (float32 adapter weights, PEFT's autocast_adapter_dtype): OUT_DIR/bf16.
+Bf16LoraAdapter.Write(modelsDir, outDir);
 
 Directory.CreateDirectory(Path.Combine(outDir, "expected"));
 File.WriteAllText(Path.Combine(outDir, "expected", "tokenizers.json"), JsonSerializer.Serialize(new { texts, ids = tokenizerIds }));

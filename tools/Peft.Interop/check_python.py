@@ -79,6 +79,36 @@ except Exception as e:  # noqa: BLE001
     print(f"FAIL trainer checkpoint: {e!r}")
     failures.append("trainer checkpoint")
 
+# A LoRA adapter trained by C# on llama-tiny in bfloat16 (PEFT's autocast_adapter_dtype): the file holds F32 tensors,
+# PEFT (autocast_adapter_dtype=True, its default) keeps float32 adapter weights on the bfloat16 base, and the logits
+# equal C#'s up to bfloat16 rounding (both add the float32 adapter term in float32 and round once per layer).
+bf16_dir = os.path.join(root, "bf16")
+try:
+    saved = load_file(os.path.join(bf16_dir, "lora-adapter", "adapter_model.safetensors"))
+    assert saved and all(t.dtype == torch.float32 for t in saved.values()), {k: t.dtype for k, t in saved.items()}
+    base = AutoModelForCausalLM.from_pretrained(os.path.join(root, "models", "llama-tiny"), dtype=torch.bfloat16)
+    pm = PeftModel.from_pretrained(base, os.path.join(bf16_dir, "lora-adapter"))
+    lora = {n: p.dtype for n, p in pm.named_parameters() if "lora_" in n}
+    other = {n: p.dtype for n, p in pm.named_parameters() if "lora_" not in n}
+    assert lora and all(d == torch.float32 for d in lora.values()), lora
+    assert all(d == torch.bfloat16 for d in other.values()), {n: d for n, d in other.items() if d != torch.bfloat16}
+    exp = load_file(os.path.join(bf16_dir, "expected.safetensors"))
+    pm.eval()
+    with torch.no_grad():
+        logits = pm(input_ids=exp["input_ids"], attention_mask=exp["attention_mask"]).logits
+    assert logits.dtype == torch.bfloat16, logits.dtype
+    diff = (logits.float() - exp["logits"]).abs()
+    equal = (diff == 0).float().mean().item()
+    # one bfloat16 ulp of the logit (2^-7 relative) is what a different summation order in a kernel can cost
+    tol = (exp["logits"].abs().clamp(min=1.0) * 2.0 ** -7)
+    ok = bool((diff <= tol).all())
+    print(f"{'OK  ' if ok else 'FAIL'} bf16-base LoRA         {len(lora)} float32 adapter tensors, logits max|diff| = {diff.max().item():.2e}, {equal:.1%} bit-equal")
+    if not ok:
+        failures.append("bf16-base LoRA")
+except Exception as e:  # noqa: BLE001
+    print(f"FAIL bf16-base LoRA: {e!r}")
+    failures.append("bf16-base LoRA")
+
 tok_exp = json.load(open(os.path.join(root, "expected", "tokenizers.json"), encoding="utf-8"))
 for name, rows in tok_exp["ids"].items():
     tok = AutoTokenizer.from_pretrained(os.path.join(root, "models", name))

@@ -64,8 +64,16 @@ public sealed class PeftModel : nn.Module<ModelInput, ModelOutput>, ITrainingHoo
     /// <see cref="TaskType.TokenCls"/> the heads <c>classifier</c> and <c>score</c> are added to <c>modules_to_save</c>
     /// (<c>qa_outputs</c> for question answering), as PEFT does.
     /// </summary>
+    /// <param name="model">The model to adapt (changed in place).</param>
+    /// <param name="config">The adapter's config.</param>
+    /// <param name="adapterName">The adapter's name.</param>
+    /// <param name="logger">Where warnings go.</param>
+    /// <param name="autocastAdapterDtype">
+    /// PEFT <c>autocast_adapter_dtype</c> (default true): float16 / bfloat16 adapter weights are upcast to float32, and
+    /// the layers run the adapter math in float32 and return the base output's dtype; false keeps the base dtype.
+    /// </param>
     /// <exception cref="ArgumentException">No module matches the targets (the message lists module names), or the config is invalid.</exception>
-    public static PeftModel GetPeftModel(nn.Module model, PeftConfig config, string adapterName = "default", ILogger? logger = null)
+    public static PeftModel GetPeftModel(nn.Module model, PeftConfig config, string adapterName = "default", ILogger? logger = null, bool autocastAdapterDtype = true)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(config);
@@ -78,7 +86,7 @@ public sealed class PeftModel : nn.Module<ModelInput, ModelOutput>, ITrainingHoo
         config.PrepareModel(model);
         var tuner = entry.CreateTuner(model, logger);
         var pm = new PeftModel(tuner);
-        tuner.AddAdapter(adapterName, config);
+        tuner.AddAdapter(adapterName, config, autocastAdapterDtype);
         return pm;
     }
 
@@ -87,37 +95,45 @@ public sealed class PeftModel : nn.Module<ModelInput, ModelOutput>, ITrainingHoo
     /// <paramref name="model"/> (HF <c>PeftModel.from_pretrained</c>). With <paramref name="isTrainable"/> false the
     /// adapter is frozen and the model is put in eval mode. <paramref name="dir"/> may be a Hub id ("user/adapter"), resolved
     /// through <see cref="AdapterSources"/> (downloaded into the HF cache once Peft.Transformers is in use).
+    /// With <paramref name="autocastAdapterDtype"/> (PEFT <c>autocast_adapter_dtype</c>, default true) the adapter
+    /// weights of a float16 / bfloat16 model are float32 (the saved values are loaded into them).
     /// </summary>
-    public static PeftModel FromPretrained(nn.Module model, string dir, bool isTrainable = false, string adapterName = "default", ILogger? logger = null)
+    public static PeftModel FromPretrained(nn.Module model, string dir, bool isTrainable = false, string adapterName = "default", ILogger? logger = null, bool autocastAdapterDtype = true)
     {
         ArgumentNullException.ThrowIfNull(model);
         SafePath.CheckName(adapterName, "Adapter name"); // before anything is downloaded or read
         dir = AdapterSources.Resolve(dir);
         var config = PeftConfig.FromPretrained(dir) with { InferenceMode = !isTrainable };
-        var pm = GetPeftModel(model, config, adapterName, logger);
+        var pm = GetPeftModel(model, config, adapterName, logger, autocastAdapterDtype);
         pm.LoadAdapterWeights(dir, adapterName);
         if (!isTrainable) pm.eval();
         return pm;
     }
 
-    /// <summary>Adds another adapter from a folder (HF <c>load_adapter</c>); it is not made active (see <see cref="SetAdapter"/>).</summary>
-    public void LoadAdapter(string dir, string adapterName, bool isTrainable = false)
+    /// <summary>
+    /// Adds another adapter from a folder (HF <c>load_adapter</c>); it is not made active (see <see cref="SetAdapter"/>).
+    /// <paramref name="autocastAdapterDtype"/>: as in <see cref="GetPeftModel"/>.
+    /// </summary>
+    public void LoadAdapter(string dir, string adapterName, bool isTrainable = false, bool autocastAdapterDtype = true)
     {
         ThrowIfUnloaded();
         SafePath.CheckName(adapterName, "Adapter name"); // before anything is downloaded or read
         dir = AdapterSources.Resolve(dir);
         var config = PeftConfig.FromPretrained(dir) with { InferenceMode = !isTrainable };
-        AddAdapter(adapterName, config);
+        AddAdapter(adapterName, config, autocastAdapterDtype);
         LoadAdapterWeights(dir, adapterName);
         if (!isTrainable) eval();
     }
 
-    /// <summary>Adds a new (freshly initialised) adapter (HF <c>add_adapter</c>); it is not made active.</summary>
-    public void AddAdapter(string adapterName, PeftConfig config)
+    /// <summary>
+    /// Adds a new (freshly initialised) adapter (HF <c>add_adapter</c>); it is not made active.
+    /// <paramref name="autocastAdapterDtype"/>: as in <see cref="GetPeftModel"/>.
+    /// </summary>
+    public void AddAdapter(string adapterName, PeftConfig config, bool autocastAdapterDtype = true)
     {
         ThrowIfUnloaded();
         SafePath.CheckName(adapterName, "Adapter name");
-        base_model.AddAdapter(adapterName, config);
+        base_model.AddAdapter(adapterName, config, autocastAdapterDtype);
     }
 
     private void LoadAdapterWeights(string dir, string adapterName)

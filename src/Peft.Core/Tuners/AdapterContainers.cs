@@ -9,7 +9,7 @@ namespace Peft.Core.Tuners;
 /// after construction (registration is updated at once).
 /// </summary>
 /// <typeparam name="T">The module type of each entry.</typeparam>
-internal sealed class AdapterModuleDict<T> : torch.nn.Module where T : torch.nn.Module
+internal sealed class AdapterModuleDict<T> : torch.nn.Module, IAdapterContainer where T : torch.nn.Module
 {
     private readonly Dictionary<string, T> _items = new(StringComparer.Ordinal);
 
@@ -48,6 +48,15 @@ internal sealed class AdapterModuleDict<T> : torch.nn.Module where T : torch.nn.
         register_module(adapter, module);
     }
 
+    /// <inheritdoc />
+    public void UpcastHalfToFloat32(string adapter)
+    {
+        if (!_items.TryGetValue(adapter, out var m)) return;
+        // Module.to replaces the parameters in place of the old ones (registration, fields, requires_grad, device kept).
+        if (m.parameters().Any(p => AdapterDtype.IsHalf(p.dtype)) || m.buffers().Any(b => AdapterDtype.IsHalf(b.dtype)))
+            m.to(torch.ScalarType.Float32);
+    }
+
     /// <summary>Removes the entry of <paramref name="adapter"/> without disposing it, and returns it.</summary>
     public T Detach(string adapter)
     {
@@ -70,7 +79,7 @@ internal sealed class AdapterModuleDict<T> : torch.nn.Module where T : torch.nn.
 /// Per-adapter parameters keyed by adapter name (PEFT's <c>nn.ParameterDict</c>, e.g. <c>lora_embedding_A</c>):
 /// state-dict keys come out as <c>&lt;adapter&gt;</c>.
 /// </summary>
-internal sealed class AdapterParameterDict : torch.nn.Module
+internal sealed class AdapterParameterDict : torch.nn.Module, IAdapterContainer
 {
     /// <summary>Creates an empty dictionary.</summary>
     public AdapterParameterDict() : base("AdapterParameterDict") { }
@@ -96,6 +105,16 @@ internal sealed class AdapterParameterDict : torch.nn.Module
             return;
         }
         register_parameter(adapter, value);
+    }
+
+    /// <inheritdoc />
+    public void UpcastHalfToFloat32(string adapter)
+    {
+        if (!_internal_params.TryGetValue(adapter, out var old) || !AdapterDtype.IsHalf(old.dtype)) return;
+        using var scope = torch.NewDisposeScope();
+        using var _ = torch.no_grad();
+        // PEFT: param.data = param.data.to(float32) — same slot, same requires_grad, same device.
+        Set(adapter, new Parameter(old.detach().to(torch.ScalarType.Float32).MoveToOuterDisposeScope(), old.requires_grad));
     }
 
     /// <summary>Removes and disposes the parameter of <paramref name="adapter"/>; returns false when absent.</summary>

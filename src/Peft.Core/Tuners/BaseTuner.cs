@@ -75,9 +75,15 @@ public abstract partial class BaseTuner : nn.Module
     /// SEQ_CLS / TOKEN_CLS, <c>qa_outputs</c> for QUESTION_ANS), lets the method inject it, freezes it with
     /// <c>inference_mode</c>, and stores the config as used. The first adapter added becomes active; later ones do not.
     /// </summary>
+    /// <param name="adapterName">The new adapter's name.</param>
+    /// <param name="config">Its config.</param>
+    /// <param name="autocastAdapterDtype">
+    /// PEFT <c>autocast_adapter_dtype</c> (default true): float16 / bfloat16 adapter weights become float32 after
+    /// injection (<see cref="CastAdapterDtype"/>); false keeps them in the base weights' dtype.
+    /// </param>
     /// <returns>The config as stored (defaults filled in).</returns>
     /// <exception cref="ArgumentException">The name exists, the method differs from the existing adapters', or the config is invalid.</exception>
-    public PeftConfig AddAdapter(string adapterName, PeftConfig config)
+    public PeftConfig AddAdapter(string adapterName, PeftConfig config, bool autocastAdapterDtype = true)
     {
         ArgumentException.ThrowIfNullOrEmpty(adapterName);
         ArgumentNullException.ThrowIfNull(config);
@@ -98,6 +104,7 @@ public abstract partial class BaseTuner : nn.Module
             config = config.WithModulesToSave(list);
         }
         config = InjectAndRegister(adapterName, config);
+        CastAdapterDtype(adapterName, autocastAdapterDtype);
         SetModulesToSave(adapterName, config.ModulesToSaveNames, active: _active.Contains(adapterName), trainable: !config.InferenceMode);
         return config;
     }
@@ -129,6 +136,21 @@ public abstract partial class BaseTuner : nn.Module
     /// when it is in <see cref="ActiveAdapters"/>) and set what trains. Returns the config as used (defaults filled in).
     /// </summary>
     protected abstract PeftConfig InjectAdapter(string adapterName, PeftConfig config);
+
+    /// <summary>
+    /// PEFT <c>_cast_adapter_dtype</c>: when <paramref name="autocastAdapterDtype"/> is set, every tuner layer's
+    /// float16 / bfloat16 parameters and buffers of <paramref name="adapterName"/> become float32
+    /// (<see cref="BaseTunerLayer.CastAdapterDtype"/>); modules_to_save copies are left alone. A method whose adapter
+    /// state is a copy of base-model modules (PEFT's LN tuning) overrides this to do nothing.
+    /// </summary>
+    protected virtual void CastAdapterDtype(string adapterName, bool autocastAdapterDtype)
+    {
+        if (!autocastAdapterDtype) return;
+        foreach (var (_, layer) in TunerLayers())
+        {
+            if (layer is BaseTunerLayer b) b.CastAdapterDtype(adapterName);
+        }
+    }
 
     /// <summary>Every tuner layer with its path in <see cref="Model"/>.</summary>
     public IEnumerable<(string Path, ITunerLayer Layer)> TunerLayers() =>

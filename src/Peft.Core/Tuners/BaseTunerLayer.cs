@@ -146,7 +146,11 @@ public abstract class BaseTunerLayer : nn.Module<Tensor, Tensor>, ITunerLayer
     /// merged; otherwise <paramref name="apply"/> for each active adapter this layer holds, in order.
     /// </summary>
     /// <param name="x">The layer input.</param>
-    /// <param name="apply">Applies one adapter: (name, x, result so far) → new result.</param>
+    /// <param name="apply">Applies one adapter: (name, x, result so far) → new result (may be in the adapter's dtype).</param>
+    /// <remarks>
+    /// The result leaves in the base output's dtype (PEFT <c>result.to(torch_result_dtype)</c>): float32 adapters on a
+    /// bfloat16 base add in float32 and round once here. No cast when the dtypes already match.
+    /// </remarks>
     protected Tensor ActiveAdaptersForward(Tensor x, Func<string, Tensor, Tensor, Tensor> apply)
     {
         if (DisableAdapters)
@@ -156,11 +160,27 @@ public abstract class BaseTunerLayer : nn.Module<Tensor, Tensor>, ITunerLayer
         }
         var result = base_layer.forward(x);
         if (Merged) return result;
+        var resultDtype = result.dtype;
         foreach (var name in _active)
         {
             if (_order.Contains(name)) result = apply(name, x, result);
         }
-        return result;
+        return AdapterDtype.CastTo(result, resultDtype);
+    }
+
+    /// <summary>
+    /// Upcasts the float16 / bfloat16 parameters and buffers of <paramref name="adapterName"/> to float32 (PEFT
+    /// <c>cast_adapter_dtype</c> for one layer): every per-adapter container of this layer (outside the base layer)
+    /// converts that adapter's entry. Parameters stay registered, trainable as before and on their device. A layer whose
+    /// adapter state copies base-layer modules (PEFT's LN tuning) overrides this to do nothing.
+    /// </summary>
+    public virtual void CastAdapterDtype(string adapterName)
+    {
+        foreach (var (name, m) in named_modules())
+        {
+            if (name == "base_layer" || name.StartsWith("base_layer.", StringComparison.Ordinal)) continue;
+            if (m is IAdapterContainer c) c.UpcastHalfToFloat32(adapterName);
+        }
     }
 
     /// <summary>Copies <paramref name="value"/> into <paramref name="target"/>, throwing with the key and both shapes when they differ.</summary>

@@ -27,4 +27,26 @@ public class PeftModelLeakTests
             pm.UnmergeAdapter();
         }, 5, what: name + " merge/unmerge");
     }
+
+    [Theory]
+    [InlineData("linear")]
+    [InlineData("dora")]
+    [InlineData("embedding")]
+    public void Bf16ModelWithFloat32AdaptersLeavesNoTensors(string name)
+    {
+        var model = new TinyMlp();
+        model.to(ScalarType.BFloat16);
+        var pm = PeftModel.GetPeftModel(model, LoraTunerMatrixTests.Config(name)); // adapters upcast to float32
+        using var ids = TinyMlp.Input();
+        LeakCheck.AssertNoGrowth(() =>
+        {
+            using var scope = NewDisposeScope();
+            pm.forward(new ModelInput { InputIds = ids });
+        }, 20, what: name + " bf16");
+        LeakCheck.AssertNoGrowth(() =>
+        {
+            pm.MergeAdapter();
+            pm.UnmergeAdapter();
+        }, 5, what: name + " bf16 merge/unmerge");
+    }
 }

@@ -36,10 +36,13 @@ public class SvdConv2d : AdaLoraLayer
     }
 
     /// <inheritdoc />
-    protected override Tensor MergedWeight(string adapterName, Tensor weight) => weight.add(GetDeltaWeight(adapterName).to(weight.dtype), HeldScalars.One);
+    /// <remarks>PEFT adds the delta in place (<c>weight.data += delta</c>): in float32 for float32 adapters, rounded once.</remarks>
+    protected override Tensor MergedWeight(string adapterName, Tensor weight) =>
+        AdapterDtype.CastTo(weight.add(GetDeltaWeight(adapterName), HeldScalars.One), weight.dtype);
 
     /// <inheritdoc />
-    protected override Tensor UnmergedWeight(string adapterName, Tensor weight) => weight - GetDeltaWeight(adapterName).to(weight.dtype);
+    protected override Tensor UnmergedWeight(string adapterName, Tensor weight) =>
+        AdapterDtype.CastTo(weight - GetDeltaWeight(adapterName), weight.dtype);
 
     /// <inheritdoc />
     public override Tensor forward(Tensor x)
@@ -51,9 +54,10 @@ public class SvdConv2d : AdaLoraLayer
             if (!HasAdapter(name)) return result;
             var a = LoraA(name);
             var delta = GetDeltaWeight(name);
-            var h = nn.functional.conv2d(Dropout(name).forward(input.to(a.dtype)), delta,
+            var h = nn.functional.conv2d(Dropout(name).forward(AdapterDtype.CastTo(input, a.dtype)), delta,
                 strides: Conv.stride, padding: Conv.padding, dilation: Conv.dilation, groups: Conv.groups);
-            return result.add(h.to(result.dtype), HeldScalars.One);
+            // PEFT: result += conv2d(...) (in place: computed in the promoted dtype, rounded once)
+            return AdapterDtype.CastTo(result.add(h, HeldScalars.One), result.dtype);
         });
     }
 }

@@ -37,10 +37,13 @@ public class SvdLinear : AdaLoraLayer
     }
 
     /// <inheritdoc />
-    protected override Tensor MergedWeight(string adapterName, Tensor weight) => weight.add(GetDeltaWeight(adapterName).to(weight.dtype), HeldScalars.One);
+    /// <remarks>PEFT adds the delta in place (<c>weight.data += delta</c>): in float32 for float32 adapters, rounded once.</remarks>
+    protected override Tensor MergedWeight(string adapterName, Tensor weight) =>
+        AdapterDtype.CastTo(weight.add(GetDeltaWeight(adapterName), HeldScalars.One), weight.dtype);
 
     /// <inheritdoc />
-    protected override Tensor UnmergedWeight(string adapterName, Tensor weight) => weight - GetDeltaWeight(adapterName).to(weight.dtype);
+    protected override Tensor UnmergedWeight(string adapterName, Tensor weight) =>
+        AdapterDtype.CastTo(weight - GetDeltaWeight(adapterName), weight.dtype);
 
     /// <inheritdoc />
     public override Tensor forward(Tensor x)
@@ -51,8 +54,9 @@ public class SvdLinear : AdaLoraLayer
         {
             if (!HasAdapter(name)) return result;
             var a = LoraA(name);
-            var h = Dropout(name).forward(input.to(a.dtype)).matmul((a * LoraE(name)).t()).matmul(LoraB(name).t()); // [..., out]
-            return result.add(h.mul(HeldScalars.Of(Scaling[name])).div(RankNum(name).add(HeldScalars.Of(1e-5), HeldScalars.One)).to(result.dtype), HeldScalars.One);
+            var h = Dropout(name).forward(AdapterDtype.CastTo(input, a.dtype)).matmul((a * LoraE(name)).t()).matmul(LoraB(name).t()); // [..., out]
+            // PEFT: result += ... (in place: computed in the promoted dtype, rounded once to the result's dtype)
+            return AdapterDtype.CastTo(result.add(h.mul(HeldScalars.Of(Scaling[name])).div(RankNum(name).add(HeldScalars.Of(1e-5), HeldScalars.One)), HeldScalars.One), result.dtype);
         });
     }
 }

@@ -91,7 +91,9 @@ public sealed class LoraConv2d : LoraLayer
     }
 
     /// <inheritdoc />
-    protected override Tensor MergedWeight(string adapterName, Tensor weight) => weight.add(GetDeltaWeight(adapterName).to(weight.dtype), HeldScalars.One);
+    /// <remarks>PEFT's default merge (<c>weight.data += delta</c>): a float32 delta is added in float32 and rounded once.</remarks>
+    protected override Tensor MergedWeight(string adapterName, Tensor weight) =>
+        AdapterDtype.CastTo(weight.add(GetDeltaWeight(adapterName), HeldScalars.One), weight.dtype);
 
     /// <inheritdoc />
     protected override Tensor UnmergedWeight(string adapterName, Tensor weight) => weight - GetDeltaWeight(adapterName).to(weight.dtype);
@@ -117,6 +119,9 @@ public sealed class LoraConv2d : LoraLayer
 
     /// <inheritdoc />
     public override Tensor forward(Tensor x) => AdapterForward(x, lora_A.ContainsKey, Branch);
+
+    /// <inheritdoc />
+    protected override ScalarType? AdapterInputDtype(string adapterName) => lora_A[adapterName].weight.dtype;
 
     private Tensor Branch(string name, Tensor x) =>
         lora_B[name].forward(lora_A[name].forward(lora_dropout[name].forward(x))).mul(HeldScalars.Of(Scaling[name]));

@@ -84,9 +84,17 @@ public abstract class LoraLayer : BaseTunerLayer, IMixedBatchTunerLayer
     }
 
     /// <summary>
+    /// The dtype the input is cast to before an adapter's math (PEFT <c>_cast_input_dtype(x, lora_A.weight.dtype)</c>),
+    /// or null when the layer does not cast its input (LoRA Embedding: the input is token ids).
+    /// </summary>
+    protected virtual ScalarType? AdapterInputDtype(string adapterName) => null;
+
+    /// <summary>
     /// The forward every LoRA layer shares (PEFT <c>LoraLayer.forward</c>): the base layer alone when adapters are
     /// disabled (unmerging first) or merged; otherwise the base output with each active adapter applied, or, for a
     /// mixed-adapter batch, each row's own adapter term added (PEFT <c>_mixed_batch_forward</c>; "__base__" rows get none).
+    /// The input is cast to <see cref="AdapterInputDtype"/> before each adapter (float32 adapters on a bfloat16 base) and
+    /// the result leaves in the base output's dtype; the mixed batch casts each adapter's term to it before adding, as PEFT.
     /// </summary>
     /// <param name="x">The layer input.</param>
     /// <param name="hasAdapter">True when this layer holds the named adapter.</param>
@@ -102,11 +110,17 @@ public abstract class LoraLayer : BaseTunerLayer, IMixedBatchTunerLayer
             {
                 if (!hasAdapter(name)) continue;
                 var idx = tensor(rows.Select((n, i) => (n, i)).Where(p => p.n == name).Select(p => (long)p.i).ToArray(), device: x.device);
-                result.index_add_(0, idx, delta(name, x.index_select(0, idx)).to(result.dtype), HeldScalars.Of(1));
+                var rowsX = x.index_select(0, idx);
+                if (AdapterInputDtype(name) is { } dt) rowsX = AdapterDtype.CastTo(rowsX, dt);
+                result.index_add_(0, idx, AdapterDtype.CastTo(delta(name, rowsX), result.dtype), HeldScalars.Of(1));
             }
             return result;
         }
         return ActiveAdaptersForward(x, (name, input, result) =>
-            !hasAdapter(name) ? result : apply is null ? result.add(delta(name, input), HeldScalars.One) : apply(name, input, result));
+        {
+            if (!hasAdapter(name)) return result;
+            if (AdapterInputDtype(name) is { } dt) input = AdapterDtype.CastTo(input, dt);
+            return apply is null ? result.add(delta(name, input), HeldScalars.One) : apply(name, input, result);
+        });
     }
 }

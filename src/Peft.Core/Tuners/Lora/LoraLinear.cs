@@ -153,6 +153,9 @@ public class LoraLinear : LoraLayer
     }
 
     /// <inheritdoc />
+    protected override ScalarType? AdapterInputDtype(string adapterName) => lora_A[adapterName].weight.dtype;
+
+    /// <inheritdoc />
     public override Tensor forward(Tensor x) =>
         AdapterForward(x, _variants.ContainsKey, MixedBatchDelta, (name, input, result) => _variants[name].Forward(this, name, input, result));
 
@@ -200,10 +203,12 @@ internal sealed class StandardLoraVariant : ILoraLinearVariant
     }
 
     /// <inheritdoc />
-    public Tensor Merge(LoraLinear layer, string adapterName, Tensor weight) => weight.add(layer.GetDeltaWeight(adapterName).to(weight.dtype), HeldScalars.One);
+    /// <remarks>PEFT's default merge (<c>weight.data += delta</c>): a float32 delta is added in float32 and rounded once to the weight's dtype.</remarks>
+    public Tensor Merge(LoraLinear layer, string adapterName, Tensor weight) => AdapterDtype.CastTo(weight.add(layer.GetDeltaWeight(adapterName), HeldScalars.One), weight.dtype);
 
     /// <inheritdoc />
-    public Tensor Unmerge(LoraLinear layer, string adapterName, Tensor weight) => weight - layer.GetDeltaWeight(adapterName).to(weight.dtype);
+    /// <remarks>PEFT: <c>weight.data -= delta.to(orig_dtype)</c> (the delta is rounded to the weight's dtype first).</remarks>
+    public Tensor Unmerge(LoraLinear layer, string adapterName, Tensor weight) => weight - AdapterDtype.CastTo(layer.GetDeltaWeight(adapterName), weight.dtype);
 }
 
 /// <summary>The DoRA magnitude of one adapter: a module with one parameter <c>weight</c> [out] (PEFT <c>DoraLinearLayer</c>).</summary>
@@ -248,8 +253,9 @@ internal sealed class DoraLinearVariant : ILoraLinearVariant
         double s = layer.Scaling[adapterName];
         var dropped = layer.Dropout(adapterName).forward(x);
         var magnitude = layer.Magnitude(adapterName)!;
-        var weight = layer.WeightOutIn(layer.WeightAccess!.GetWeight());
-        var loraWeight = layer.LoraProduct(adapterName).detach();
+        // PEFT DoraLinearLayer.forward: the base weight and B·A in x's dtype (float32 with upcast adapters).
+        var weight = AdapterDtype.CastTo(layer.WeightOutIn(layer.WeightAccess!.GetWeight()), x.dtype);
+        var loraWeight = AdapterDtype.CastTo(layer.LoraProduct(adapterName).detach(), x.dtype);
         var norm = WeightNorm(weight, loraWeight, s).detach();
         var scale = (magnitude / norm).view(1, -1); // [1, out]
         var loraResult = layer.LoraB(adapterName).forward(layer.LoraA(adapterName).forward(dropped));
@@ -262,7 +268,9 @@ internal sealed class DoraLinearVariant : ILoraLinearVariant
         {
             baseResult = nn.functional.linear(dropped, weight);
         }
-        return result.add((scale - HeldScalars.Of(1)) * baseResult, HeldScalars.One).add(scale * loraResult * HeldScalars.Of(s), HeldScalars.One);
+        // PEFT DoraLinearVariant: result + ((m/‖·‖ − 1)·base + m/‖·‖·lora·s), the DoRA term summed first
+        var doraTerm = ((scale - HeldScalars.Of(1)) * baseResult).add(scale * loraResult * HeldScalars.Of(s), HeldScalars.One);
+        return result.add(doraTerm, HeldScalars.One);
     }
 
     /// <inheritdoc />
