@@ -6,6 +6,7 @@ namespace Peft.Benchmarks.HfMirror;
 /// <summary>
 /// hf_lora_bench.py <c>merged_forward</c>: the LoRA model (lora_B drawn from N(0, 0.02) so merging changes weights)
 /// in eval mode, forward latency unmerged vs after <c>MergeAndUnload</c>, and the largest logit difference.
+/// <c>PEFT_RSS_TRACE=1</c> writes VmRSS / VmHWM after each phase to stderr (twin: bench/py/hf_merged_trace.py).
 /// </summary>
 public sealed class MergedForwardBenchmark : IBenchmark
 {
@@ -15,12 +16,19 @@ public sealed class MergedForwardBenchmark : IBenchmark
     /// <inheritdoc />
     public void Run(BenchmarkOptions options, Action<IReadOnlyDictionary<string, object?>> report)
     {
+        bool trace = Environment.GetEnvironmentVariable("PEFT_RSS_TRACE") == "1";
+        void Trace(string phase)
+        {
+            if (trace) Console.Error.WriteLine($"rss {phase}: {MirrorSetup.RssMb()} MB, hwm {MirrorSetup.PeakRssMb()} MB");
+        }
         var model = MirrorSetup.BuildModel(options);
+        Trace("model built");
         var pm = PeftModel.GetPeftModel(model, MirrorSetup.Lora());
         using (no_grad())
             foreach (var (name, p) in pm.named_parameters())
                 if (name.Contains("lora_B", StringComparison.Ordinal)) p.normal_(0.0, 0.02);
         pm.eval();
+        Trace("lora model");
         using var ids = MirrorSetup.RandomBatch(options);
         Tensor Fwd(nn.Module<ModelInput, ModelOutput> m)
         {
@@ -30,13 +38,18 @@ public sealed class MergedForwardBenchmark : IBenchmark
         }
 
         using var reference = Fwd(pm);
+        Trace("reference logits");
         var tsU = MirrorSetup.Time(() => Fwd(pm).Dispose(), options.Warmup, options.Repeats, options);
+        Trace("unmerged timed");
         var sw = System.Diagnostics.Stopwatch.StartNew();
         var merged = (nn.Module<ModelInput, ModelOutput>)pm.MergeAndUnload();
         double mergeS = sw.Elapsed.TotalSeconds;
+        Trace("merged");
         merged.eval();
         using var got = Fwd(merged);
+        Trace("merged logits");
         var tsM = MirrorSetup.Time(() => Fwd(merged).Dispose(), options.Warmup, options.Repeats, options);
+        Trace("merged timed");
         double su = MirrorSetup.Median(tsU), sm = MirrorSetup.Median(tsM);
         var row = MirrorSetup.Common(Name, options, tsM);
         row["batch"] = MirrorSetup.Batch(options);
