@@ -6,21 +6,46 @@ namespace Peft.Benchmarks.HfMirror;
 /// <summary>
 /// hf_lora_bench.py <c>merged_forward</c>: the LoRA model (lora_B drawn from N(0, 0.02) so merging changes weights)
 /// in eval mode, forward latency unmerged vs after <c>MergeAndUnload</c>, and the largest logit difference.
+/// <c>PEFT_RSS_TRACE=1</c> writes VmRSS / VmHWM and glibc's heap statistics (mallinfo2) after each phase and each
+/// forward to stderr (Python twin: bench/py/hf_merged_trace.py).
 /// </summary>
 public sealed class MergedForwardBenchmark : IBenchmark
 {
     /// <inheritdoc />
     public string Name => "merged_forward";
 
+    [System.Runtime.InteropServices.DllImport("libc.so.6", EntryPoint = "mallinfo2")]
+    private static extern MallInfo2 mallinfo2();
+
+    [System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Sequential)]
+    private struct MallInfo2
+    {
+        public nuint Arena, Ordblks, Smblks, Hblks, Hblkhd, Usmblks, Fsmblks, Uordblks, Fordblks, Keepcost;
+    }
+
+    private static string Mallinfo()
+    {
+        var m = mallinfo2();
+        static string Mb(nuint b) => (b / 1048576.0).ToString("F1", System.Globalization.CultureInfo.InvariantCulture);
+        return $"heap {Mb(m.Arena)} (in use {Mb(m.Uordblks)}, free {Mb(m.Fordblks)}, top {Mb(m.Keepcost)}), mmapped {Mb(m.Hblkhd)} in {m.Hblks}";
+    }
+
     /// <inheritdoc />
     public void Run(BenchmarkOptions options, Action<IReadOnlyDictionary<string, object?>> report)
     {
+        bool trace = Environment.GetEnvironmentVariable("PEFT_RSS_TRACE") == "1";
+        void Trace(string phase)
+        {
+            if (trace) Console.Error.WriteLine($"rss {phase}: {MirrorSetup.RssMb()} MB, hwm {MirrorSetup.PeakRssMb()} MB, {Mallinfo()}");
+        }
         var model = MirrorSetup.BuildModel(options);
+        Trace("model built");
         var pm = PeftModel.GetPeftModel(model, MirrorSetup.Lora());
         using (no_grad())
             foreach (var (name, p) in pm.named_parameters())
                 if (name.Contains("lora_B", StringComparison.Ordinal)) p.normal_(0.0, 0.02);
         pm.eval();
+        Trace("lora model");
         using var ids = MirrorSetup.RandomBatch(options);
         Tensor Fwd(nn.Module<ModelInput, ModelOutput> m)
         {
@@ -30,13 +55,18 @@ public sealed class MergedForwardBenchmark : IBenchmark
         }
 
         using var reference = Fwd(pm);
-        var tsU = MirrorSetup.Time(() => Fwd(pm).Dispose(), options.Warmup, options.Repeats, options);
+        Trace("reference logits");
+        var tsU = MirrorSetup.Time(() => { Fwd(pm).Dispose(); Trace("unmerged forward"); }, options.Warmup, options.Repeats, options);
+        Trace("unmerged timed");
         var sw = System.Diagnostics.Stopwatch.StartNew();
         var merged = (nn.Module<ModelInput, ModelOutput>)pm.MergeAndUnload();
         double mergeS = sw.Elapsed.TotalSeconds;
+        Trace("merged");
         merged.eval();
         using var got = Fwd(merged);
-        var tsM = MirrorSetup.Time(() => Fwd(merged).Dispose(), options.Warmup, options.Repeats, options);
+        Trace("merged logits");
+        var tsM = MirrorSetup.Time(() => { Fwd(merged).Dispose(); Trace("merged forward"); }, options.Warmup, options.Repeats, options);
+        Trace("merged timed");
         double su = MirrorSetup.Median(tsU), sm = MirrorSetup.Median(tsM);
         var row = MirrorSetup.Common(Name, options, tsM);
         row["batch"] = MirrorSetup.Batch(options);

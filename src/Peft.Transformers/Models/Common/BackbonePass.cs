@@ -127,8 +127,14 @@ internal sealed class BackbonePass
             var device = devices[i] ?? at;
             if (!ModelOps.SameDevice(at, device)) (hidden, at) = (hidden.to(device), device);
             var inputs = new LayerInputs(i, On(_masks[i], device), On(rope?.Cos, device), On(rope?.Sin, device), Cache, Batch, QueryLength);
+            Tensor next;
             using (NewDisposeScope())
-                hidden = (Checkpointing ? LayerCheckpoint.Forward(layer, hidden, inputs) : layer.Forward(hidden, inputs)).MoveToOuterDisposeScope();
+                next = (Checkpointing ? LayerCheckpoint.Forward(layer, hidden, inputs) : layer.Forward(hidden, inputs)).MoveToOuterDisposeScope();
+            // The previous layer's output is read by no one else unless recorded (output_hidden_states): release its
+            // handle now, as Python's refcount does, instead of at the end of the forward (12 × [B, T, H] per OPT-125m
+            // eval forward; under autograd the graph keeps what backward needs). Never the caller's input.
+            if (i > 0 && _hidden is null && !ReferenceEquals(hidden, next)) hidden.Dispose();
+            hidden = next;
             _hidden?.Add(hidden);
             i++;
         }

@@ -159,8 +159,10 @@ internal static class ModelOps
 
     /// <summary>
     /// HF's causal LM loss (<c>ForCausalLMLoss</c>): logits in float32 against the labels shifted left by one and
-    /// padded with −100, mean over labels ≠ −100. As HF, the logits are not sliced: the last position's padded label
-    /// is ignored, so neither the forward copies the logits nor the backward scatters into a zero-filled copy.
+    /// padded with −100, mean over labels ≠ −100 (NaN when there is none, as torch). As HF, the logits are not sliced:
+    /// the last position's padded label is ignored, so neither the forward copies the logits nor the backward scatters
+    /// into a zero-filled copy. Computed by <see cref="CrossEntropyFunction"/> (one [N, V] float32 buffer in backward,
+    /// none saved from the forward). logits [B, T, V], labels [B, T] int64 → float32 scalar.
     /// </summary>
     public static Tensor CausalLmLoss(Tensor logits, Tensor labels)
     {
@@ -168,7 +170,7 @@ internal static class ModelOps
         long v = shape[^1];
         var target = labels.to(logits.device);
         var shifted = cat([target.narrow(1, 1, shape[1] - 1), full([shape[0], 1], HeldScalars.Of(-100L), ScalarType.Int64, logits.device)], 1).reshape(-1); // [B·T]
-        return nn.functional.cross_entropy(logits.to_type(ScalarType.Float32).reshape(-1, v), shifted, ignore_index: -100);
+        return CrossEntropyFunction.Apply(logits.reshape(-1, v), shifted);                  // [B·T, V] → []
     }
 
     /// <summary>
@@ -193,11 +195,15 @@ internal static class ModelOps
         };
     }
 
-    /// <summary>Token-level cross-entropy (token classification, masked LM): logits [B, T, C], labels [B, T] with −100 ignored.</summary>
+    /// <summary>
+    /// Token-level cross-entropy (token classification, masked LM; HF <c>CrossEntropyLoss()(logits.view(-1, C),
+    /// labels.view(-1))</c>): logits [B, T, C], labels [B, T] int64 with −100 ignored → float32 scalar, by
+    /// <see cref="CrossEntropyFunction"/>.
+    /// </summary>
     public static Tensor TokenLoss(Tensor logits, Tensor labels)
     {
         long c = logits.shape[^1];
-        return nn.functional.cross_entropy(logits.to_type(ScalarType.Float32).reshape(-1, c), labels.to(logits.device).reshape(-1), ignore_index: -100);
+        return CrossEntropyFunction.Apply(logits.reshape(-1, c), labels.to(logits.device).reshape(-1)); // [B·T, C] → []
     }
 
     /// <summary>HF <c>_init_weights</c>: Linear/Embedding ~ N(0, std) (bias 0, padding row 0), LayerNorm/RMSNorm = 1/0.</summary>

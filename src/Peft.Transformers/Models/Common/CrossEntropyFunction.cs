@@ -1,0 +1,81 @@
+using Peft.Core.Torch;
+using static TorchSharp.torch;
+using static TorchSharp.torch.autograd;
+
+namespace Peft.Transformers.Models;
+
+/// <summary>
+/// Mean cross-entropy over the rows whose label is not −100, as one autograd node (torch
+/// <c>cross_entropy(logits.float(), target, ignore_index=-100)</c>, the loss HF's causal-LM and token heads use).
+/// </summary>
+/// <remarks>
+/// torch's composite saves the float32 log-softmax [N, C] for backward and, in backward, fills a zero [N, C] gradient
+/// for nll and allocates another [N, C] for log-softmax's backward. This node keeps only the logits (which the model
+/// output holds anyway), the labels and the count: the forward's log-softmax is a temporary, and backward writes
+/// (softmax(x) − onehot(label)) · g / n_valid into one float32 buffer (rows with label −100 get zeros), cast to the
+/// logits' dtype as <c>.float()</c>'s backward does. Same math as torch in float32 up to rounding: the loss is
+/// −Σ log_softmax(x)[label] / n_valid; with no valid label it is 0 / 0 = NaN and the gradient is zero (torch's
+/// behaviour). No host synchronisation.
+/// </remarks>
+internal sealed class CrossEntropyFunction : SingleTensorFunction<CrossEntropyFunction>
+{
+    /// <summary>The label value that does not count (torch's default <c>ignore_index</c>).</summary>
+    public const long IgnoreIndex = -100;
+
+    private const string DtypeKey = "dtype";
+
+    /// <inheritdoc />
+    public override string Name => nameof(CrossEntropyFunction);
+
+    /// <summary>
+    /// logits [N, C] (any floating dtype, upcast to float32), target [N] int64 on the logits' device with values in
+    /// [0, C) or −100 → float32 scalar, differentiable with respect to <paramref name="logits"/>.
+    /// </summary>
+    public static Tensor Apply(Tensor logits, Tensor target)
+    {
+        if (logits.dim() != 2 || target.dim() != 1 || target.shape[0] != logits.shape[0])
+            throw new ArgumentException($"cross-entropy expects logits [N, C] and labels [N]; got [{string.Join(", ", logits.shape)}] and [{string.Join(", ", target.shape)}].");
+        if (target.dtype != ScalarType.Int64)
+            throw new ArgumentException($"cross-entropy labels must be int64 (torch.long); got {target.dtype}.");
+        return apply(logits, target);
+    }
+
+    /// <inheritdoc />
+    public override Tensor forward(AutogradContext ctx, params object[] vars)
+    {
+        var logits = (Tensor)vars[0];
+        var target = (Tensor)vars[1];
+        using var scope = NewDisposeScope();
+        var valid = target.ne(HeldScalars.Of(IgnoreIndex));                                         // [N]
+        var safe = target.masked_fill(valid.logical_not(), HeldScalars.Of(0L)).unsqueeze(1);         // [N, 1]
+        var logProbs = nn.functional.log_softmax(logits.to_type(ScalarType.Float32), 1);           // [N, C], temporary
+        var picked = logProbs.gather(1, safe).squeeze(1).masked_fill(valid.logical_not(), HeldScalars.Of(0.0)); // [N]
+        logProbs.Dispose();
+        var count = valid.sum(type: ScalarType.Float32);                                             // [] (0 → NaN loss)
+        var loss = picked.sum().neg().div(count);                                                    // []
+        ctx.save_for_backward([logits, target, count.MoveToOuterDisposeScope()]);
+        ctx.save_data(DtypeKey, logits.dtype);
+        ctx.set_materialize_grads(false);
+        return loss.MoveToOuterDisposeScope();
+    }
+
+    /// <inheritdoc />
+    public override List<Tensor> backward(AutogradContext ctx, Tensor grad_output)
+    {
+        var result = new List<Tensor> { null!, null! };
+        if (grad_output is null || grad_output.IsInvalid) return result;
+        using var scope = NewDisposeScope();
+        var saved = ctx.get_saved_variables();
+        var (logits, target, count) = (saved[0], saved[1], saved[2]);
+        var dtype = (ScalarType)ctx.get_data(DtypeKey);
+        var valid = target.ne(HeldScalars.Of(IgnoreIndex));                                         // [N]
+        var safe = target.masked_fill(valid.logical_not(), HeldScalars.Of(0L)).unsqueeze(1);         // [N, 1]
+        // g / n on valid rows, 0 on ignored ones (also when n = 0, where torch's gradient is zero too).
+        var scale = grad_output.to_type(ScalarType.Float32).div(count).expand(target.shape[0])
+            .masked_fill(valid.logical_not(), HeldScalars.Of(0.0)).unsqueeze(1);                    // [N, 1]
+        var grad = nn.functional.softmax(logits.to_type(ScalarType.Float32), 1);                   // [N, C] float32, the one buffer
+        grad.mul_(scale).scatter_add_(1, safe, scale.neg());                                       // softmax · s − onehot · s
+        result[0] = (dtype == ScalarType.Float32 ? grad : grad.to_type(dtype)).MoveToOuterDisposeScope();
+        return result;
+    }
+}
