@@ -42,7 +42,9 @@ public abstract class TrainStepBenchmark : IBenchmark
             long f0 = MirrorSetup.MinorFaults();
             using var scope = NewDisposeScope();
             var sw = Stopwatch.StartNew();
-            var loss = net.forward(new ModelInput { InputIds = ids, Labels = ids })!.Loss!;
+            var output = net.forward(new ModelInput { InputIds = ids, Labels = ids })!;
+            var loss = output.Loss!;
+            output.Logits?.Dispose();   // as `m(...).loss` in Python: the output (its [B, T, V] logits) is dropped here; autograd keeps what backward needs
             MirrorSetup.Sync(options);
             fwd.Add(sw.Elapsed.TotalSeconds);
             sw.Restart();
