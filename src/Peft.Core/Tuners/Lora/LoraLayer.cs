@@ -116,11 +116,12 @@ public abstract class LoraLayer : BaseTunerLayer, IMixedBatchTunerLayer
             }
             return result;
         }
-        return ActiveAdaptersForward(x, (name, input, result) =>
+        var current = x;                                            // PEFT reassigns x: later adapters reuse the cast input
+        return ActiveAdaptersForward(x, (name, _, result) =>
         {
             if (!hasAdapter(name)) return result;
-            if (AdapterInputDtype(name) is { } dt) input = AdapterDtype.CastTo(input, dt);
-            return apply is null ? result.add(delta(name, input), HeldScalars.One) : apply(name, input, result);
+            if (AdapterInputDtype(name) is { } dt) current = AdapterDtype.CastTo(current, dt);
+            return apply is null ? result.add(delta(name, current), HeldScalars.One) : apply(name, current, result);
         });
     }
 }
