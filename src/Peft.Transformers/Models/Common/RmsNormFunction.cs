@@ -52,7 +52,7 @@ internal sealed class RmsNormFunction : SingleTensorFunction<RmsNormFunction>
     /// <inheritdoc />
     public override List<Tensor> backward(AutogradContext ctx, Tensor grad_output)
     {
-        var result = new List<Tensor> { null!, null! };
+        var result = new List<Tensor> { null!, null!, null!, null! };   // one per apply argument: x, w, eps, needs
         if (grad_output is null || grad_output.IsInvalid) return result;
         using var scope = NewDisposeScope();
         var saved = ctx.get_saved_variables();

@@ -47,7 +47,7 @@ internal sealed class SwiGluFunction : SingleTensorFunction<SwiGluFunction>
     /// <inheritdoc />
     public override List<Tensor> backward(AutogradContext ctx, Tensor grad_output)
     {
-        var result = new List<Tensor> { null!, null! };
+        var result = new List<Tensor> { null!, null!, null! };   // one per apply argument: gate, up, needs
         if (grad_output is null || grad_output.IsInvalid) return result;
         using var scope = NewDisposeScope();
         var saved = ctx.get_saved_variables();
