@@ -121,7 +121,7 @@ internal static unsafe class FusedKernels
         IntPtr pg = DataPtr(g), px = DataPtr(x), pr = DataPtr(rstd), pp = DataPtr(partial);
         void** args = stackalloc void*[] { &pg, &px, &pr, &pp, &rows, &h, &perChunk };
         Launch(x, "rms_bwd_w", (uint)((h + ColumnBlock - 1) / ColumnBlock), (uint)chunks, ColumnBlock, args);
-        var sum = partial.sum(0);                                                       // [H] float32
+        var sum = partial.sum(0L, false);                                                     // [H] float32
         return (x.dtype == ScalarType.Float32 ? sum : sum.to_type(x.dtype)).MoveToOuterDisposeScope();
     }
 
@@ -131,7 +131,8 @@ internal static unsafe class FusedKernels
         long n = gate.numel();
         var output = empty_like(gate);
         IntPtr pgate = DataPtr(gate), pup = DataPtr(up), po = DataPtr(output);
-        void** args = stackalloc void*[] { &pgate, &pup, &po, &n };
+        int vec = Aligned(pgate, pup, po);
+        void** args = stackalloc void*[] { &pgate, &pup, &po, &n, &vec };
         Launch(gate, "swiglu_fwd", ElementwiseGrid(n), 1, ElementwiseBlock, args);
         return output;
     }
@@ -143,10 +144,14 @@ internal static unsafe class FusedKernels
         var dGate = empty_like(gate);
         var dUp = empty_like(up);
         IntPtr pg = DataPtr(g), pgate = DataPtr(gate), pup = DataPtr(up), pdg = DataPtr(dGate), pdu = DataPtr(dUp);
-        void** args = stackalloc void*[] { &pg, &pgate, &pup, &pdg, &pdu, &n };
+        int vec = Aligned(pg, pgate, pup, pdg, pdu);
+        void** args = stackalloc void*[] { &pg, &pgate, &pup, &pdg, &pdu, &n, &vec };
         Launch(gate, "swiglu_bwd", ElementwiseGrid(n), 1, ElementwiseBlock, args);
         return (dGate, dUp);
     }
+
+    // 1 when every pointer is 16-byte aligned (the elementwise kernels then move 16-byte packs), else 0.
+    private static int Aligned(params IntPtr[] pointers) => pointers.All(p => (p.ToInt64() & 15) == 0) ? 1 : 0;
 
     // torch's mean on CUDA multiplies the sum by float(outputs) / numel (ReduceMomentKernel's MeanOps factor).
     private static float MeanFactor(long rows, int h) => (float)rows / (float)(rows * (long)h);
@@ -154,7 +159,8 @@ internal static unsafe class FusedKernels
     // Threads per row: about 8 elements each, a multiple of 32, 32..1024.
     private static uint RowBlock(int h) => (uint)Math.Clamp(((h + 7) / 8 + 31) / 32 * 32, 32, 1024);
 
-    private static uint ElementwiseGrid(long n) => (uint)Math.Clamp((n + ElementwiseBlock - 1) / ElementwiseBlock, 1, 1 << 20);
+    // Blocks for n elements at one 16-byte pack (up to 8 elements) per thread; the kernels loop over the rest.
+    private static uint ElementwiseGrid(long n) => (uint)Math.Clamp((n / 8 + ElementwiseBlock) / ElementwiseBlock, 1, 1 << 16);
 
     private static string Suffix(ScalarType dtype) => dtype switch
     {

@@ -135,28 +135,71 @@ __device__ void rms_bwd_w(const typename L::T* g, const typename L::T* x, const 
     partial[(i64)blockIdx.y * h + j] = acc;
 }
 
+// SwiGLU, one element (shared by the vector and the scalar loops).
+template <typename L>
+__device__ __forceinline__ typename L::T swiglu_fwd_one(typename L::T gate, typename L::T up) {
+    float a = L::round(silu_f(L::load(gate)));
+    return L::store(__fmul_rn(a, L::load(up)));
+}
+
+template <typename L>
+__device__ __forceinline__ void swiglu_bwd_one(typename L::T g, typename L::T gate, typename L::T up, typename L::T& d_gate, typename L::T& d_up) {
+    float dy = L::load(g);
+    float x = L::load(gate);
+    float a = L::round(silu_f(x));
+    d_up = L::store(__fmul_rn(dy, a));
+    float da = L::round(__fmul_rn(dy, L::load(up)));
+    float s = 1.0f / (1.0f + expf(-x));
+    d_gate = L::store(da * s * (1.0f + x * (1.0f - s)));
+}
+
+// 16 bytes, moved with one vector load / store.
+struct alignas(16) Raw16 {
+    unsigned w[4];
+};
+
+// 16-byte packs of elements for the vector loops (used when every pointer is 16-byte aligned: vec != 0).
+template <typename L>
+struct Pack {
+    static const int N = 16 / sizeof(typename L::T);
+    union { Raw16 raw; typename L::T v[16 / sizeof(typename L::T)]; };
+};
+
 // SwiGLU forward (HF LlamaMLP's act_fn(gate) * up with silu): out = round(round(silu(gate)) · up).
 template <typename L>
-__device__ void swiglu_fwd(const typename L::T* gate, const typename L::T* up, typename L::T* out, i64 n) {
-    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) {
-        float a = L::round(silu_f(L::load(gate[i])));
-        out[i] = L::store(__fmul_rn(a, L::load(up[i])));
+__device__ void swiglu_fwd(const typename L::T* gate, const typename L::T* up, typename L::T* out, i64 n, int vec) {
+    i64 tid = (i64)blockIdx.x * blockDim.x + threadIdx.x, stride = (i64)gridDim.x * blockDim.x;
+    const int N = Pack<L>::N;
+    i64 packs = vec ? n / N : 0;
+    for (i64 i = tid; i < packs; i += stride) {
+        Pack<L> pg, pu, po;
+        pg.raw = reinterpret_cast<const Raw16*>(gate)[i];
+        pu.raw = reinterpret_cast<const Raw16*>(up)[i];
+#pragma unroll
+        for (int k = 0; k < N; k++) po.v[k] = swiglu_fwd_one<L>(pg.v[k], pu.v[k]);
+        reinterpret_cast<Raw16*>(out)[i] = po.raw;
     }
+    for (i64 i = packs * N + tid; i < n; i += stride) out[i] = swiglu_fwd_one<L>(gate[i], up[i]);
 }
 
 // SwiGLU backward (silu recomputed): d_up = round(g · round(silu(gate))); d_act = round(g · up);
 // d_gate = torch's silu_backward(d_act, gate) = d_act · s · (1 + x · (1 − s)), s = 1 / (1 + exp(−x)).
 template <typename L>
-__device__ void swiglu_bwd(const typename L::T* g, const typename L::T* gate, const typename L::T* up, typename L::T* d_gate, typename L::T* d_up, i64 n) {
-    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) {
-        float dy = L::load(g[i]);
-        float x = L::load(gate[i]);
-        float a = L::round(silu_f(x));
-        d_up[i] = L::store(__fmul_rn(dy, a));
-        float da = L::round(__fmul_rn(dy, L::load(up[i])));
-        float s = 1.0f / (1.0f + expf(-x));
-        d_gate[i] = L::store(da * s * (1.0f + x * (1.0f - s)));
+__device__ void swiglu_bwd(const typename L::T* g, const typename L::T* gate, const typename L::T* up, typename L::T* d_gate, typename L::T* d_up, i64 n, int vec) {
+    i64 tid = (i64)blockIdx.x * blockDim.x + threadIdx.x, stride = (i64)gridDim.x * blockDim.x;
+    const int N = Pack<L>::N;
+    i64 packs = vec ? n / N : 0;
+    for (i64 i = tid; i < packs; i += stride) {
+        Pack<L> pg, pgate, pu, pdg, pdu;
+        pg.raw = reinterpret_cast<const Raw16*>(g)[i];
+        pgate.raw = reinterpret_cast<const Raw16*>(gate)[i];
+        pu.raw = reinterpret_cast<const Raw16*>(up)[i];
+#pragma unroll
+        for (int k = 0; k < N; k++) swiglu_bwd_one<L>(pg.v[k], pgate.v[k], pu.v[k], pdg.v[k], pdu.v[k]);
+        reinterpret_cast<Raw16*>(d_gate)[i] = pdg.raw;
+        reinterpret_cast<Raw16*>(d_up)[i] = pdu.raw;
     }
+    for (i64 i = packs * N + tid; i < n; i += stride) swiglu_bwd_one<L>(g[i], gate[i], up[i], d_gate[i], d_up[i]);
 }
 
 #define PEFT_INSTANTIATE(SUFFIX, L)                                                                                    \
@@ -168,11 +211,13 @@ __device__ void swiglu_bwd(const typename L::T* g, const typename L::T* gate, co
                                                   i64 rows, int h, int rows_per_chunk) {                                \
         rms_bwd_w<L>(g, x, rstd, partial, rows, h, rows_per_chunk);                                                     \
     }                                                                                                                   \
-    extern "C" __global__ void swiglu_fwd_##SUFFIX(const L::T* gate, const L::T* up, L::T* out, i64 n) {              \
-        swiglu_fwd<L>(gate, up, out, n);                                                                                \
+    extern "C" __global__ void swiglu_fwd_##SUFFIX(const L::T* gate, const L::T* up, L::T* out, i64 n, int vec) {     \
+        swiglu_fwd<L>(gate, up, out, n, vec);                                                                           \
     }                                                                                                                   \
     extern "C" __global__ void swiglu_bwd_##SUFFIX(const L::T* g, const L::T* gate, const L::T* up, L::T* d_gate,     \
-                                                   L::T* d_up, i64 n) { swiglu_bwd<L>(g, gate, up, d_gate, d_up, n); }
+                                                   L::T* d_up, i64 n, int vec) {                                        \
+        swiglu_bwd<L>(g, gate, up, d_gate, d_up, n, vec);                                                               \
+    }
 
 PEFT_INSTANTIATE(bf16, Bf16)
 PEFT_INSTANTIATE(f16, F16)
