@@ -2,12 +2,13 @@ namespace Peft.Core.Torch.Cuda;
 
 /// <summary>
 /// Where to look for NVRTC (<c>libnvrtc.so.*</c>), in order: the <see cref="EnvVar"/> override; the folder of the
-/// loaded <c>libtorch_cuda.so</c> (TorchSharp's libtorch-cuda packages ship NVRTC there); the Python wheel layout
+/// loaded <c>libtorch_cuda.so</c> (TorchSharp's libtorch-cuda packages ship NVRTC there, possibly under libtorch's
+/// hashed name <c>libnvrtc-&lt;hex&gt;.so.12</c>); the Python wheel layout
 /// beside it (<c>site-packages/nvidia/*/lib</c>, e.g. <c>nvidia/cu13/lib</c> or <c>nvidia/cuda_nvrtc/lib</c>, when
 /// libtorch is <c>site-packages/torch/lib</c>); each <c>LD_LIBRARY_PATH</c> folder; then the loader's own search by
 /// the plain names (newest major first). Pure: the file system is reached only through the delegate passed in.
 /// </summary>
-internal static class NvrtcLocator
+internal static partial class NvrtcLocator
 {
     /// <summary>Environment variable naming the NVRTC library to load (a path or a loader name); tried first.</summary>
     public const string EnvVar = "PEFT_NVRTC";
@@ -48,9 +49,14 @@ internal static class NvrtcLocator
         return result;
     }
 
-    /// <summary>True for an NVRTC library file name (<c>libnvrtc.so</c>, <c>libnvrtc.so.13</c>, ...; not <c>libnvrtc-builtins</c>).</summary>
-    public static bool IsNvrtc(string fileName) =>
-        fileName.Equals("libnvrtc.so", StringComparison.Ordinal) || fileName.StartsWith("libnvrtc.so.", StringComparison.Ordinal);
+    /// <summary>
+    /// True for an NVRTC library file name: <c>libnvrtc.so</c>, <c>libnvrtc.so.13</c>, ..., or libtorch's hashed copy
+    /// <c>libnvrtc-&lt;hex&gt;.so.12</c>; not <c>libnvrtc-builtins*</c> or <c>libnvrtc.alt*</c>.
+    /// </summary>
+    public static bool IsNvrtc(string fileName) => NvrtcName().IsMatch(fileName);
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"^libnvrtc(-[0-9a-f]+)?\.so(\.[0-9]+)*$")]
+    private static partial System.Text.RegularExpressions.Regex NvrtcName();
 
     // Newest version first (longest version string and highest numbers), so libnvrtc.so.13 beats libnvrtc.so.12.
     private static IEnumerable<string> Newest(IEnumerable<string> files) =>
@@ -58,9 +64,11 @@ internal static class NvrtcLocator
             .OrderByDescending(f => Version(Path.GetFileName(f)), Comparer<int[]>.Create(CompareVersions))
             .ThenBy(f => f, StringComparer.Ordinal);
 
-    private static int[] Version(string name) =>
-        name.Length <= "libnvrtc.so".Length ? [] :
-        name["libnvrtc.so.".Length..].Split('.').Select(p => int.TryParse(p, out var v) ? v : 0).ToArray();
+    private static int[] Version(string name)
+    {
+        int so = name.IndexOf(".so", StringComparison.Ordinal);
+        return so < 0 || name.Length <= so + 4 ? [] : name[(so + 4)..].Split('.').Select(p => int.TryParse(p, out var v) ? v : 0).ToArray();
+    }
 
     private static int CompareVersions(int[] a, int[] b)
     {
@@ -71,7 +79,7 @@ internal static class NvrtcLocator
 
     /// <summary>The real file system's view for <see cref="Candidates"/>.</summary>
     public static IEnumerable<string> ListNvrtcFiles(string dir) =>
-        Directory.Exists(dir) ? Directory.EnumerateFiles(dir, "libnvrtc.so*").Where(f => IsNvrtc(Path.GetFileName(f))) : [];
+        Directory.Exists(dir) ? Directory.EnumerateFiles(dir, "libnvrtc*").Where(f => IsNvrtc(Path.GetFileName(f))) : [];
 
     /// <summary>The real file system's subfolders (empty when <paramref name="dir"/> is missing).</summary>
     public static IEnumerable<string> Subfolders(string dir) => Directory.Exists(dir) ? Directory.EnumerateDirectories(dir) : [];
