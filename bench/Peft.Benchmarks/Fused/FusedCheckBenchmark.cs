@@ -14,7 +14,7 @@ namespace Peft.Benchmarks.Fused;
 /// Proof of the fused CUDA kernels (<see cref="FusedKernels"/>), no Python side: fused vs eager in one process
 /// (<c>PEFT_FUSED_KERNELS=0</c> set in-process for the eager side) for RMSNorm (through <see cref="RmsNorm"/>'s
 /// dispatch) and SwiGLU (<see cref="SwiGluFunction"/> vs <c>silu(gate) * up</c>) at several shapes (odd hidden
-/// sizes included), float32 and bfloat16, weight frozen and trainable: outputs and every gradient compared (max |diff|,
+/// sizes included), bfloat16, float32 and float16, weight frozen and trainable: outputs and every gradient compared (max |diff|,
 /// max ulp, differing elements), per-op timings (forward + backward, medians), then a 10-step Llama-1B-shape LoRA
 /// training run fused vs eager (loss per step, max relative difference).
 /// Exits non-zero when an elementwise part is not bit-equal: SwiGLU everywhere, and RMSNorm on integer-valued inputs
@@ -44,7 +44,7 @@ public sealed class FusedCheckBenchmark : IBenchmark
         if (FusedKernels.Unavailable(0) is { } why) throw new InvalidOperationException($"fused_check: kernels {why}");
 
         var failures = new List<string>();
-        var dtypes = new[] { ScalarType.BFloat16, ScalarType.Float32 };
+        var dtypes = new[] { ScalarType.BFloat16, ScalarType.Float32, ScalarType.Float16 };
         long[][] rmsShapes = options.Quick ? [[4096, 2048], [3, 7, 1023]] : [[4096, 2048], [2, 5, 1023], [33, 4097], [17, 64], [9, 5], [1, 8192]];
         long[][] swigluShapes = options.Quick ? [[4096, 8192], [3, 7, 1023]] : [[4096, 8192], [2, 5, 1023], [33, 4097], [1, 1]];
         foreach (var dtype in dtypes)
@@ -121,7 +121,8 @@ public sealed class FusedCheckBenchmark : IBenchmark
         return row;
     }
 
-    // Differing elements, max |diff| and max distance in units in the last place of the dtype (bf16 or fp32).
+    // Differing elements, max |diff| and max distance in units in the last place of the dtype (bf16, fp32: exact
+    // distance between the bit patterns; fp16: |diff| over the fp16 ulp at the larger magnitude).
     private static void Compare(Dictionary<string, object?> row, string name, Tensor a, Tensor b, ScalarType dtype)
     {
         var fa = a.to_type(ScalarType.Float32).cpu().contiguous().data<float>().ToArray();
@@ -133,14 +134,21 @@ public sealed class FusedCheckBenchmark : IBenchmark
         {
             if (BitConverter.SingleToInt32Bits(fa[i]) == BitConverter.SingleToInt32Bits(fb[i])) continue;
             differing++;
-            maxAbs = Math.Max(maxAbs, Math.Abs((double)fa[i] - fb[i]));
-            maxUlp = Math.Max(maxUlp, Math.Abs(Ordered(fa[i]) - Ordered(fb[i])) >> shift);
+            double diff = Math.Abs((double)fa[i] - fb[i]);
+            maxAbs = Math.Max(maxAbs, diff);
+            long ulps = dtype == ScalarType.Float16
+                ? (long)Math.Round(diff / HalfUlp(Math.Max(Math.Abs(fa[i]), Math.Abs(fb[i]))))
+                : Math.Abs(Ordered(fa[i]) - Ordered(fb[i])) >> shift;
+            maxUlp = Math.Max(maxUlp, ulps);
         }
         row[name + "_differing"] = differing;
         row[name + "_of"] = (long)fa.Length;
         row[name + "_max_abs"] = maxAbs;
         row[name + "_max_ulp"] = maxUlp;
     }
+
+    // The fp16 spacing at magnitude m: 2^(e − 10) for normal numbers, 2^−24 below 2^−14.
+    private static double HalfUlp(double m) => m < Math.Pow(2, -14) ? Math.Pow(2, -24) : Math.Pow(2, Math.Floor(Math.Log2(m)) - 10);
 
     private static long Ordered(float f)
     {

@@ -24,6 +24,8 @@ internal sealed class RmsNormFunction : SingleTensorFunction<RmsNormFunction>
     /// </summary>
     public static Tensor Apply(Tensor x, Tensor w, double eps)
     {
+        if (x.dim() == 0 || w.dim() != 1 || w.shape[0] != x.shape[^1])
+            throw new ArgumentException($"RMSNorm needs x [..., H] and weight [H]; got [{string.Join(", ", x.shape)}] and [{string.Join(", ", w.shape)}].");
         bool needX = x.requires_grad, needW = w.requires_grad;
         using var scope = NewDisposeScope();
         var xc = x.contiguous();

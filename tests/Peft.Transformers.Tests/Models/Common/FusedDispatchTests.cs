@@ -90,7 +90,8 @@ public sealed class FusedDispatchTests
         Assert.StartsWith("unavailable: ", e.Message, StringComparison.Ordinal);
         e = Assert.Throws<CudaDriverException>(() => SwiGluFunction.Apply(x, x));
         Assert.StartsWith("unavailable: ", e.Message, StringComparison.Ordinal);
-        Assert.Throws<ArgumentException>(() => SwiGluFunction.Apply(x, randn(4, 9)));
+        Assert.Throws<ArgumentException>(() => SwiGluFunction.Apply(x, randn(4, 9)));          // shapes checked before any kernel
+        Assert.Throws<ArgumentException>(() => RmsNormFunction.Apply(x, ones(9), Eps));
     }
 
     [Fact]
