@@ -123,6 +123,15 @@ internal sealed unsafe class CudaGraph : IDisposable
         if (rc != 0) throw new CudaGraphException(Message(err));
     }
 
+    /// <summary>The shim's path next to the application (or under runtimes/linux-x64/native), or null when it was not built.</summary>
+    internal static string? FindShim()
+    {
+        string baseDir = AppContext.BaseDirectory;
+        foreach (var p in new[] { Path.Combine(baseDir, ShimFile), Path.Combine(baseDir, "runtimes", "linux-x64", "native", ShimFile) })
+            if (File.Exists(p)) return p;
+        return null;
+    }
+
     private static string Message(byte* err) => Marshal.PtrToStringUTF8((IntPtr)err) ?? "unknown error";
 
     // The shim's entry points, bound once per process.
@@ -168,14 +177,6 @@ internal sealed unsafe class CudaGraph : IDisposable
             End = (delegate* unmanaged<IntPtr, byte*, int, int>)NativeLibrary.GetExport(lib, "peft_graph_end");
             Replay = (delegate* unmanaged<IntPtr, byte*, int, int>)NativeLibrary.GetExport(lib, "peft_graph_replay");
             Free = (delegate* unmanaged<IntPtr, void>)NativeLibrary.GetExport(lib, "peft_graph_free");
-        }
-
-        private static string? FindShim()
-        {
-            string baseDir = AppContext.BaseDirectory;
-            foreach (var p in new[] { Path.Combine(baseDir, ShimFile), Path.Combine(baseDir, "runtimes", "linux-x64", "native", ShimFile) })
-                if (File.Exists(p)) return p;
-            return null;
         }
     }
 }

@@ -45,6 +45,7 @@ using GraphMethod = void (*)(void* self);
 using StreamFromPool = CudaStream (*)(bool high_priority, int8_t device);
 using CurrentStream = CudaStream (*)(int8_t device);
 using SetCurrentStream = void (*)(CudaStream stream);
+using StreamHandle = void* (*)(const CudaStream* self);   // c10::cuda::CUDAStream::stream() const -> cudaStream_t
 
 struct Api {
     GraphCtor ctor = nullptr;
@@ -60,6 +61,17 @@ struct Api {
 };
 
 Api g_api;
+
+// The two symbols the fused kernels (Torch/Cuda/FusedKernels.cs) need, bound apart from the graph API so that a
+// libtorch lacking a graph symbol still lends its current stream.
+struct StreamApi {
+    CurrentStream current_stream = nullptr;
+    StreamHandle handle = nullptr;
+    bool resolved = false;
+    char error[512] = {0};
+};
+
+StreamApi g_stream;
 
 struct Graph {
     alignas(64) unsigned char object[kGraphBytes];
@@ -157,6 +169,27 @@ int guarded(char* err, int n, const char* what, F f) {
     return -1;
 }
 
+bool resolve_stream() {
+    if (g_stream.resolved) return true;
+    void* c10_cuda = open_loaded("libc10_cuda.so");
+    if (c10_cuda == nullptr) {
+        std::snprintf(g_stream.error, sizeof g_stream.error, "unavailable: libc10_cuda.so is not loaded in this process (CPU-only libtorch, or CUDA not initialised)");
+        return false;
+    }
+    const char* names[2] = {"_ZN3c104cuda20getCurrentCUDAStreamEa", "_ZNK3c104cuda10CUDAStream6streamEv"};
+    void* found[2] = {dlsym(c10_cuda, names[0]), dlsym(c10_cuda, names[1])};
+    for (int i = 0; i < 2; i++) {
+        if (found[i] == nullptr) {
+            std::snprintf(g_stream.error, sizeof g_stream.error, "unavailable: libc10_cuda.so does not export %s (another libtorch version?)", names[i]);
+            return false;
+        }
+    }
+    g_stream.current_stream = reinterpret_cast<CurrentStream>(found[0]);
+    g_stream.handle = reinterpret_cast<StreamHandle>(found[1]);
+    g_stream.resolved = true;
+    return true;
+}
+
 int leave_side(Graph* g, char* err, int n) {
     if (!g->on_side) return 0;
     int rc = guarded(err, n, "setCurrentCUDAStream (restore)", [&] { g_api.set_current_stream(g->saved); });
@@ -173,6 +206,20 @@ __attribute__((visibility("default"))) int peft_graph_available(char* err, int n
     if (resolve()) return 1;
     put(err, n, g_api.error);
     return 0;
+}
+
+// The cudaStream_t of torch's current stream on `device` (c10::cuda::getCurrentCUDAStream(device).stream()) into
+// *out; 0 on success, -1 with a message ("unavailable: ..." when the symbols are missing).
+__attribute__((visibility("default"))) int peft_cuda_current_stream(int device, void** out, char* err, int n) {
+    if (out == nullptr) { put(err, n, "null output"); return -1; }
+    if (!resolve_stream()) {
+        put(err, n, g_stream.error);
+        return -1;
+    }
+    return guarded(err, n, "getCurrentCUDAStream", [&] {
+        CudaStream s = g_stream.current_stream(static_cast<int8_t>(device));
+        *out = g_stream.handle(&s);
+    });
 }
 
 // A new, empty graph (at::cuda::CUDAGraph(keep_graph = false)); null with a message on failure.

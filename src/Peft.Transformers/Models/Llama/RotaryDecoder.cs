@@ -3,6 +3,7 @@ using TorchSharp.Modules;
 using TorchSharp.Utils;
 using static TorchSharp.torch;
 using Peft.Core.Torch;
+using Peft.Core.Torch.Cuda;
 
 namespace Peft.Transformers.Models.Llama;
 
@@ -69,6 +70,7 @@ public sealed class GatedMlp : nn.Module<Tensor, Tensor>
     /// <summary>HF <c>down_proj</c>.</summary>
     [field: ComponentName(Name = "down_proj")] public nn.Module<Tensor, Tensor> down_proj { get; }
     private readonly Func<Tensor, Tensor> _act;
+    private readonly bool _silu;
 
     /// <summary>Creates the MLP (parameters on <paramref name="device"/>).</summary>
     public GatedMlp(RotaryDecoderConfig c, Device? device = null) : base("GatedMlp")
@@ -77,11 +79,22 @@ public sealed class GatedMlp : nn.Module<Tensor, Tensor>
         up_proj = nn.Linear(c.HiddenSize, c.IntermediateSize, hasBias: c.MlpBiasValue, device: device);
         down_proj = nn.Linear(c.IntermediateSize, c.HiddenSize, hasBias: c.MlpBiasValue, device: device);
         _act = ModelOps.Activation(c.HiddenAct);
+        _silu = c.HiddenAct is "silu" or "swish";
         RegisterComponents();
     }
 
-    /// <summary>x [B, T, hidden] → [B, T, hidden].</summary>
-    public override Tensor forward(Tensor x) => down_proj.forward(_act(gate_proj.forward(x)) * up_proj.forward(x));
+    /// <summary>
+    /// x [B, T, hidden] → [B, T, hidden]. With silu on CUDA, <c>act(gate) * up</c> runs as one fused kernel
+    /// (<see cref="SwiGluFunction"/>) when <see cref="FusedKernels"/> are available.
+    /// </summary>
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        var gate = gate_proj.forward(x);
+        var up = up_proj.forward(x);
+        var act = _silu && FusedKernels.Applies(gate, up) ? SwiGluFunction.Apply(gate, up) : _act(gate) * up;
+        return down_proj.forward(act).MoveToOuterDisposeScope();
+    }
 }
 
 /// <summary>Pre-norm decoder layer (HF <c>LlamaDecoderLayer</c>).</summary>

@@ -1,0 +1,224 @@
+// Fused kernels for Peft.NET (src/Peft.Core/Torch/Cuda/FusedKernels.cs), compiled at run time with NVRTC for the
+// device's compute capability. No headers: 16-bit floats are carried as unsigned short and converted with the same
+// rounding as torch (round to nearest even).
+//
+// Parity rule: every elementwise step rounds where torch's eager chain rounds (one torch op = one rounding), so the
+// products and sums that torch computes in separate kernels use __fmul_rn / __fadd_rn here (never contracted into an
+// FMA). Expressions that torch computes inside ONE kernel (silu, silu_backward) are written exactly as in torch's
+// source and compiled with NVRTC's defaults (--fmad=true), as nvcc compiled torch's. Only the row reductions (the
+// RMSNorm mean of squares and the backward's row sum) and the weight-gradient column sum run in another order.
+
+typedef unsigned short u16;
+typedef long long i64;
+
+struct Bf16 {
+    typedef u16 T;
+    static __device__ __forceinline__ float load(u16 v) { return __uint_as_float(((unsigned)v) << 16); }
+    static __device__ __forceinline__ u16 store(float f) {
+#if __CUDA_ARCH__ >= 800
+        u16 h;
+        asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(f));
+        return h;
+#else
+        unsigned u = __float_as_uint(f);
+        if ((u & 0x7fffffffu) > 0x7f800000u) return (u16)0x7fff;
+        u += 0x7fffu + ((u >> 16) & 1u);
+        return (u16)(u >> 16);
+#endif
+    }
+    static __device__ __forceinline__ float round(float f) { return load(store(f)); }
+};
+
+struct F16 {
+    typedef u16 T;
+    static __device__ __forceinline__ float load(u16 v) {
+        float f;
+        asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(v));
+        return f;
+    }
+    static __device__ __forceinline__ u16 store(float f) {
+        u16 h;
+        asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+        return h;
+    }
+    static __device__ __forceinline__ float round(float f) { return load(store(f)); }
+};
+
+struct F32 {
+    typedef float T;
+    static __device__ __forceinline__ float load(float v) { return v; }
+    static __device__ __forceinline__ float store(float f) { return f; }
+    static __device__ __forceinline__ float round(float f) { return f; }
+};
+
+// Sum of v over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the result. sh: 33 floats.
+__device__ __forceinline__ float block_sum(float v, float* sh) {
+    for (int o = 16; o > 0; o >>= 1) v = __fadd_rn(v, __shfl_xor_sync(0xffffffffu, v, o));
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (lane == 0) sh[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        int warps = blockDim.x >> 5;
+        v = lane < warps ? sh[lane] : 0.0f;
+        for (int o = 16; o > 0; o >>= 1) v = __fadd_rn(v, __shfl_xor_sync(0xffffffffu, v, o));
+        if (lane == 0) sh[32] = v;
+    }
+    __syncthreads();
+    return sh[32];
+}
+
+// torch's silu kernel: x / (1 + exp(-x)) in float.
+__device__ __forceinline__ float silu_f(float x) { return x / (1.0f + expf(-x)); }
+
+// RMSNorm forward, one block per row (HF LlamaRMSNorm):
+//   x32 = float(x); var = mean(x32 * x32) (sum · inv_h, as torch's mean); r = rsqrt(var + eps);
+//   h = round(x32 · r); out = round(float(w) · h); rstd[row] = r.
+template <typename L>
+__device__ void rms_fwd(const typename L::T* x, const typename L::T* w, typename L::T* out, float* rstd, int h, float inv_h, float eps) {
+    __shared__ float sh[33];
+    i64 row = blockIdx.x;
+    const typename L::T* xr = x + row * h;
+    typename L::T* orow = out + row * h;
+    float acc = 0.0f;
+    for (int j = threadIdx.x; j < h; j += blockDim.x) {
+        float v = L::load(xr[j]);
+        acc = __fadd_rn(acc, __fmul_rn(v, v));
+    }
+    float var = __fmul_rn(block_sum(acc, sh), inv_h);
+    float r = rsqrtf(__fadd_rn(var, eps));
+    if (threadIdx.x == 0) rstd[row] = r;
+    for (int j = threadIdx.x; j < h; j += blockDim.x) {
+        float hn = L::round(__fmul_rn(L::load(xr[j]), r));
+        orow[j] = L::store(__fmul_rn(L::load(w[j]), hn));
+    }
+}
+
+// RMSNorm backward for x, one block per row: the autograd chain of the forward.
+//   gh = round(g · w); gr = Σ_j gh_j · x32_j; gv = (-0.5 · gr) · (r · r · r); c = gv · inv_h (mean's backward);
+//   gx = round(gh · r + c · (2 · x32)).
+template <typename L>
+__device__ void rms_bwd_x(const typename L::T* g, const typename L::T* x, const typename L::T* w, const float* rstd, typename L::T* gx, int h, float inv_h) {
+    __shared__ float sh[33];
+    i64 row = blockIdx.x;
+    const typename L::T* gr = g + row * h;
+    const typename L::T* xr = x + row * h;
+    typename L::T* gxr = gx + row * h;
+    float r = rstd[row];
+    float acc = 0.0f;
+    for (int j = threadIdx.x; j < h; j += blockDim.x) {
+        float gh = L::round(__fmul_rn(L::load(gr[j]), L::load(w[j])));
+        acc = __fadd_rn(acc, __fmul_rn(gh, L::load(xr[j])));
+    }
+    float gsum = block_sum(acc, sh);
+    float gv = __fmul_rn(__fmul_rn(-0.5f, gsum), __fmul_rn(__fmul_rn(r, r), r));
+    float c = __fmul_rn(gv, inv_h);
+    for (int j = threadIdx.x; j < h; j += blockDim.x) {
+        float xv = L::load(xr[j]);
+        float gh = L::round(__fmul_rn(L::load(gr[j]), L::load(w[j])));
+        gxr[j] = L::store(__fadd_rn(__fmul_rn(gh, r), __fmul_rn(c, __fmul_rn(2.0f, xv))));
+    }
+}
+
+// RMSNorm weight gradient, partial column sums: partial[chunk, j] = Σ_{rows of the chunk} round(g · round(x32 · r))
+// in float (the caller sums the chunks and rounds once). Grid (ceil(h / blockDim.x), chunks).
+template <typename L>
+__device__ void rms_bwd_w(const typename L::T* g, const typename L::T* x, const float* rstd, float* partial, i64 rows, int h, int rows_per_chunk) {
+    int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= h) return;
+    i64 r0 = (i64)blockIdx.y * rows_per_chunk;
+    i64 r1 = r0 + rows_per_chunk < rows ? r0 + rows_per_chunk : rows;
+    float acc = 0.0f;
+    for (i64 row = r0; row < r1; row++) {
+        float hn = L::round(__fmul_rn(L::load(x[row * h + j]), rstd[row]));
+        acc = __fadd_rn(acc, L::round(__fmul_rn(L::load(g[row * h + j]), hn)));
+    }
+    partial[(i64)blockIdx.y * h + j] = acc;
+}
+
+// SwiGLU, one element (shared by the vector and the scalar loops).
+template <typename L>
+__device__ __forceinline__ typename L::T swiglu_fwd_one(typename L::T gate, typename L::T up) {
+    float a = L::round(silu_f(L::load(gate)));
+    return L::store(__fmul_rn(a, L::load(up)));
+}
+
+template <typename L>
+__device__ __forceinline__ void swiglu_bwd_one(typename L::T g, typename L::T gate, typename L::T up, typename L::T& d_gate, typename L::T& d_up) {
+    float dy = L::load(g);
+    float x = L::load(gate);
+    float a = L::round(silu_f(x));
+    d_up = L::store(__fmul_rn(dy, a));
+    float da = L::round(__fmul_rn(dy, L::load(up)));
+    float s = 1.0f / (1.0f + expf(-x));
+    d_gate = L::store(da * s * (1.0f + x * (1.0f - s)));
+}
+
+// 16 bytes, moved with one vector load / store.
+struct alignas(16) Raw16 {
+    unsigned w[4];
+};
+
+// 16-byte packs of elements for the vector loops (used when every pointer is 16-byte aligned: vec != 0).
+template <typename L>
+struct Pack {
+    static const int N = 16 / sizeof(typename L::T);
+    union { Raw16 raw; typename L::T v[16 / sizeof(typename L::T)]; };
+};
+
+// SwiGLU forward (HF LlamaMLP's act_fn(gate) * up with silu): out = round(round(silu(gate)) · up).
+template <typename L>
+__device__ void swiglu_fwd(const typename L::T* gate, const typename L::T* up, typename L::T* out, i64 n, int vec) {
+    i64 tid = (i64)blockIdx.x * blockDim.x + threadIdx.x, stride = (i64)gridDim.x * blockDim.x;
+    const int N = Pack<L>::N;
+    i64 packs = vec ? n / N : 0;
+    for (i64 i = tid; i < packs; i += stride) {
+        Pack<L> pg, pu, po;
+        pg.raw = reinterpret_cast<const Raw16*>(gate)[i];
+        pu.raw = reinterpret_cast<const Raw16*>(up)[i];
+#pragma unroll
+        for (int k = 0; k < N; k++) po.v[k] = swiglu_fwd_one<L>(pg.v[k], pu.v[k]);
+        reinterpret_cast<Raw16*>(out)[i] = po.raw;
+    }
+    for (i64 i = packs * N + tid; i < n; i += stride) out[i] = swiglu_fwd_one<L>(gate[i], up[i]);
+}
+
+// SwiGLU backward (silu recomputed): d_up = round(g · round(silu(gate))); d_act = round(g · up);
+// d_gate = torch's silu_backward(d_act, gate) = d_act · s · (1 + x · (1 − s)), s = 1 / (1 + exp(−x)).
+template <typename L>
+__device__ void swiglu_bwd(const typename L::T* g, const typename L::T* gate, const typename L::T* up, typename L::T* d_gate, typename L::T* d_up, i64 n, int vec) {
+    i64 tid = (i64)blockIdx.x * blockDim.x + threadIdx.x, stride = (i64)gridDim.x * blockDim.x;
+    const int N = Pack<L>::N;
+    i64 packs = vec ? n / N : 0;
+    for (i64 i = tid; i < packs; i += stride) {
+        Pack<L> pg, pgate, pu, pdg, pdu;
+        pg.raw = reinterpret_cast<const Raw16*>(g)[i];
+        pgate.raw = reinterpret_cast<const Raw16*>(gate)[i];
+        pu.raw = reinterpret_cast<const Raw16*>(up)[i];
+#pragma unroll
+        for (int k = 0; k < N; k++) swiglu_bwd_one<L>(pg.v[k], pgate.v[k], pu.v[k], pdg.v[k], pdu.v[k]);
+        reinterpret_cast<Raw16*>(d_gate)[i] = pdg.raw;
+        reinterpret_cast<Raw16*>(d_up)[i] = pdu.raw;
+    }
+    for (i64 i = packs * N + tid; i < n; i += stride) swiglu_bwd_one<L>(g[i], gate[i], up[i], d_gate[i], d_up[i]);
+}
+
+#define PEFT_INSTANTIATE(SUFFIX, L)                                                                                    \
+    extern "C" __global__ void rms_fwd_##SUFFIX(const L::T* x, const L::T* w, L::T* out, float* rstd, int h,          \
+                                                float inv_h, float eps) { rms_fwd<L>(x, w, out, rstd, h, inv_h, eps); } \
+    extern "C" __global__ void rms_bwd_x_##SUFFIX(const L::T* g, const L::T* x, const L::T* w, const float* rstd,      \
+                                                  L::T* gx, int h, float inv_h) { rms_bwd_x<L>(g, x, w, rstd, gx, h, inv_h); } \
+    extern "C" __global__ void rms_bwd_w_##SUFFIX(const L::T* g, const L::T* x, const float* rstd, float* partial,    \
+                                                  i64 rows, int h, int rows_per_chunk) {                                \
+        rms_bwd_w<L>(g, x, rstd, partial, rows, h, rows_per_chunk);                                                     \
+    }                                                                                                                   \
+    extern "C" __global__ void swiglu_fwd_##SUFFIX(const L::T* gate, const L::T* up, L::T* out, i64 n, int vec) {     \
+        swiglu_fwd<L>(gate, up, out, n, vec);                                                                           \
+    }                                                                                                                   \
+    extern "C" __global__ void swiglu_bwd_##SUFFIX(const L::T* g, const L::T* gate, const L::T* up, L::T* d_gate,     \
+                                                   L::T* d_up, i64 n, int vec) {                                        \
+        swiglu_bwd<L>(g, gate, up, d_gate, d_up, n, vec);                                                               \
+    }
+
+PEFT_INSTANTIATE(bf16, Bf16)
+PEFT_INSTANTIATE(f16, F16)
+PEFT_INSTANTIATE(f32, F32)
