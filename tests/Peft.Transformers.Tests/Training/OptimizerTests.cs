@@ -380,3 +380,35 @@ public class OptimizerTests
         Assert.Equal(0.0, groups[1].WeightDecay);
     }
 }
+
+/// <summary>
+/// AdamW steps called outside any dispose scope (as a plain loop or the Trainer may) leave the live tensor count flat
+/// in both forms: the flat state is bound once, and the gradient handles the optimizer reads are disposed.
+/// </summary>
+[Collection(LeakTestCollection.Name)]
+public sealed class AdamWLeakTests
+{
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void StepsOutsideAScopeDoNotLeakTensors(bool multiTensor)
+    {
+        manual_seed(91);
+        var ps = new[] { new Parameter(randn(5, 3)), new Parameter(randn(7)) };
+        using var opt = new AdamW([new ParamGroup(["a", "b"], ps, 0.01)], @foreach: multiTensor);
+        using var g0 = randn(5, 3);
+        using var g1 = randn(7);
+        LeakCheck.AssertNoGrowth(() =>
+        {
+            using (var scope = NewDisposeScope())
+            {
+                ps[0].grad = g0.clone();   // the parameter keeps the gradient; the scope disposes this handle
+                ps[1].grad = g1.clone();
+            }
+            opt.SetLr(1e-3);
+            opt.Step();
+            opt.ZeroGrad();
+        }, 50, what: $"AdamW step (multi-tensor: {multiTensor}) outside a scope");
+        foreach (var p in ps) p.Dispose();
+    }
+}

@@ -56,9 +56,16 @@ internal sealed class AdamWFlatBucket : IDisposable
     {
         for (int i = 0; i < _params.Length; i++)
         {
-            if (_flatState && _params[i].grad is not null) BindState(i, stateOf(_indices[i]));
+            if (_flatState && HasGrad(_params[i])) BindState(i, stateOf(_indices[i]));
             stepParameter(group, _params[i], _indices[i]);
         }
+    }
+
+    // TorchSharp's grad getter returns a new handle each call: disposed here, not left to a finalizer.
+    private static bool HasGrad(Parameter p)
+    {
+        using var g = p.grad;
+        return g is not null;
     }
 
     /// <summary>
