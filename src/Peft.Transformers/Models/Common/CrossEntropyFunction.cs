@@ -22,8 +22,8 @@ namespace Peft.Transformers.Models;
 /// backward, so the [N, V] logits buffer is not held through the rest of backward and the optimizer step. A second
 /// backward through the same loss therefore fails: autograd's engine raises "invalid gradient at index 0" at the
 /// <c>backward()</c> call (torch raises likewise without <c>retain_graph=True</c>; this node does not support retaining
-/// the graph). With a
-/// <see cref="GradientHandoff"/> the returned gradient's handle is released once the LM head's backward consumed it.</para>
+/// the graph). With a <see cref="GradientHandoff"/> the returned gradient's handle is released once the LM head's
+/// backward consumed it.</para>
 /// </remarks>
 internal sealed class CrossEntropyFunction : SingleTensorFunction<CrossEntropyFunction>
 {
