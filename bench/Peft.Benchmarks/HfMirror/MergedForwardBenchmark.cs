@@ -14,30 +14,10 @@ public sealed class MergedForwardBenchmark : IBenchmark
     /// <inheritdoc />
     public string Name => "merged_forward";
 
-    [System.Runtime.InteropServices.DllImport("libc.so.6", EntryPoint = "mallinfo2")]
-    private static extern MallInfo2 mallinfo2();
-
-    [System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Sequential)]
-    private struct MallInfo2
-    {
-        public nuint Arena, Ordblks, Smblks, Hblks, Hblkhd, Usmblks, Fsmblks, Uordblks, Fordblks, Keepcost;
-    }
-
-    private static string Mallinfo()
-    {
-        var m = mallinfo2();
-        static string Mb(nuint b) => (b / 1048576.0).ToString("F1", System.Globalization.CultureInfo.InvariantCulture);
-        return $"heap {Mb(m.Arena)} (in use {Mb(m.Uordblks)}, free {Mb(m.Fordblks)}, top {Mb(m.Keepcost)}), mmapped {Mb(m.Hblkhd)} in {m.Hblks}";
-    }
-
     /// <inheritdoc />
     public void Run(BenchmarkOptions options, Action<IReadOnlyDictionary<string, object?>> report)
     {
-        bool trace = Environment.GetEnvironmentVariable("PEFT_RSS_TRACE") == "1";
-        void Trace(string phase)
-        {
-            if (trace) Console.Error.WriteLine($"rss {phase}: {MirrorSetup.RssMb()} MB, hwm {MirrorSetup.PeakRssMb()} MB, {Mallinfo()}");
-        }
+        static void Trace(string phase) => MirrorSetup.TraceRss(phase);
         var model = MirrorSetup.BuildModel(options);
         Trace("model built");
         var pm = PeftModel.GetPeftModel(model, MirrorSetup.Lora());

@@ -132,6 +132,31 @@ internal static class MirrorSetup
         return long.Parse(fields[7], System.Globalization.CultureInfo.InvariantCulture);    // field 10 counted from pid = 1
     }
 
+    [System.Runtime.InteropServices.DllImport("libc.so.6", EntryPoint = "mallinfo2")]
+    private static extern MallInfo2 mallinfo2();
+
+    [System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Sequential)]
+    private struct MallInfo2
+    {
+        public nuint Arena, Ordblks, Smblks, Hblks, Hblkhd, Usmblks, Fsmblks, Uordblks, Fordblks, Keepcost;
+    }
+
+    /// <summary>glibc's heap statistics (mallinfo2, all arenas) in MB: heap, in use, free, top, mmapped.</summary>
+    public static string Mallinfo()
+    {
+        var m = mallinfo2();
+        static string Mb(nuint b) => (b / 1048576.0).ToString("F1", System.Globalization.CultureInfo.InvariantCulture);
+        return $"heap {Mb(m.Arena)} (in use {Mb(m.Uordblks)}, free {Mb(m.Fordblks)}, top {Mb(m.Keepcost)}), mmapped {Mb(m.Hblkhd)} in {m.Hblks}";
+    }
+
+    /// <summary>With <c>PEFT_RSS_TRACE=1</c>: VmRSS / VmHWM and <see cref="Mallinfo"/> after <paramref name="phase"/>, to stderr.</summary>
+    public static void TraceRss(string phase)
+    {
+        if (RssTrace) Console.Error.WriteLine($"rss {phase}: {RssMb()} MB, hwm {PeakRssMb()} MB, {Mallinfo()}");
+    }
+
+    private static readonly bool RssTrace = Environment.GetEnvironmentVariable("PEFT_RSS_TRACE") == "1";
+
     /// <summary>The fields every mirror case reports.</summary>
     public static Dictionary<string, object?> Common(string caseName, BenchmarkOptions o, double[] ts) => new()
     {

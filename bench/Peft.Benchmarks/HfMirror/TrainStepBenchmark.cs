@@ -11,6 +11,7 @@ namespace Peft.Benchmarks.HfMirror;
 /// hf_lora_bench.py / hf_gpu_bench.py <c>lora_step</c> and <c>full_step</c>: forward with labels (the model's own
 /// shifted cross-entropy), backward, AdamW step, zero_grad(set_to_none), loss read back; the model in train mode
 /// (OPT's dropout 0.1 on CPU). Also reports the median of each phase (forward+loss / backward / optimizer).
+/// <c>PEFT_RSS_TRACE=1</c> writes VmRSS / VmHWM and glibc's heap statistics after each phase of each step to stderr.
 /// </summary>
 public abstract class TrainStepBenchmark : IBenchmark
 {
@@ -24,6 +25,7 @@ public abstract class TrainStepBenchmark : IBenchmark
     public void Run(BenchmarkOptions options, Action<IReadOnlyDictionary<string, object?>> report)
     {
         var model = MirrorSetup.BuildModel(options);
+        MirrorSetup.TraceRss("model built");
         PeftModel? pm = UseLora ? PeftModel.GetPeftModel(model, MirrorSetup.Lora()) : null;
         nn.Module<ModelInput, ModelOutput> net = pm is null ? model : pm;
         net.train();
@@ -47,18 +49,23 @@ public abstract class TrainStepBenchmark : IBenchmark
             output.Logits?.Dispose();   // as `m(...).loss` in Python: the output (its [B, T, V] logits) is dropped here; autograd keeps what backward needs
             MirrorSetup.Sync(options);
             fwd.Add(sw.Elapsed.TotalSeconds);
+            MirrorSetup.TraceRss($"step {fwd.Count} forward");
             sw.Restart();
             loss.backward();
             MirrorSetup.Sync(options);
             bwd.Add(sw.Elapsed.TotalSeconds);
+            MirrorSetup.TraceRss($"step {fwd.Count} backward");
             sw.Restart();
             opt.Step();
+            MirrorSetup.TraceRss($"step {fwd.Count} optimizer step");
             opt.ZeroGrad();
             MirrorSetup.Sync(options);
             optT.Add(sw.Elapsed.TotalSeconds);
             losses.Add(loss.item<float>());
+            MirrorSetup.TraceRss($"step {fwd.Count} zero_grad");
             scope.Dispose();
             if (trim) NativeHeap.Trim();
+            MirrorSetup.TraceRss($"step {fwd.Count} end");
             rss.Add(MirrorSetup.RssMb());
             faults.Add(MirrorSetup.MinorFaults() - f0);
         }

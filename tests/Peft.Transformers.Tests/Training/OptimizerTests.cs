@@ -172,6 +172,56 @@ public class OptimizerTests
         }
     }
 
+    /// <summary>
+    /// The per-parameter form (torch's CPU loop) keeps exp_avg / exp_avg_sq as consecutive views of one buffer per group:
+    /// state is bound when a parameter first has a gradient (a parameter without one has none, as in torch, and is not
+    /// saved), and state loaded from a checkpoint is copied back into the buffer on the next step.
+    /// </summary>
+    [Fact]
+    public void PerParameterAdamWKeepsItsStateInOneBufferPerGroup()
+    {
+        using var dir = new TempDir();
+        var p = Params(41, MixedShapes);
+        ParamGroup[] Groups(Parameter[] ps) => [new(["a", "b", "c", "d", "e", "f"], ps, 0.01)];
+        using var opt = new AdamW(Groups(p), @foreach: false);
+        long[] offsets = MixedShapes.Select((_, i) => MixedShapes.Take(i).Sum(s => s.Aggregate(1L, (x, y) => x * y))).ToArray();
+        void AssertLayout(string when)
+        {
+            for (int i = 0; i < p.Length; i++)
+            {
+                if (i == 2) { Assert.Null(opt.StateTensor(i, "exp_avg")); continue; }          // c never has a gradient
+                foreach (var name in new[] { "exp_avg", "exp_avg_sq" })
+                {
+                    var t = opt.StateTensor(i, name)!;
+                    Assert.True(t.is_contiguous(), $"{when}: {name} of {i} is contiguous");
+                    Assert.Equal(offsets[i], t.storage_offset());
+                    Assert.Equal(p[i].shape, t.shape);
+                }
+                Assert.Equal(i, opt.StateTensor(i, "step")!.storage_offset());
+            }
+        }
+        for (int step = 1; step <= 2; step++)
+        {
+            for (int i = 0; i < p.Length; i++) p[i].grad = i == 2 ? null : randn(MixedShapes[i]);
+            opt.SetLr(0.01);
+            opt.Step();
+            opt.ZeroGrad();
+        }
+        AssertLayout("after two steps");
+        Assert.Equal(2f, opt.StateTensor(0, "step")!.item<float>());
+        opt.Save(dir.Path);
+        using (var f = Peft.Core.Safetensors.SafetensorsFile.Open(dir.File("optimizer.safetensors")))
+            Assert.DoesNotContain(f.Keys, k => k.StartsWith("state.2.", StringComparison.Ordinal));
+        var saved = Enumerable.Range(0, p.Length).Where(i => i != 2).Select(i => opt.StateTensor(i, "exp_avg_sq")!.clone()).ToArray();
+        opt.Load(dir.Path);
+        for (int i = 0; i < p.Length; i++) p[i].grad = i == 2 ? null : zeros(MixedShapes[i]);
+        opt.Step();
+        AssertLayout("after a step on loaded state");
+        Assert.Equal(3f, opt.StateTensor(0, "step")!.item<float>());
+        var now = Enumerable.Range(0, p.Length).Where(i => i != 2).Select(i => opt.StateTensor(i, "exp_avg_sq")!).ToArray();
+        for (int k = 0; k < now.Length; k++) TensorAssert.Close(saved[k] * 0.999, now[k], 1e-7, what: $"exp_avg_sq {k} carried over the load");
+    }
+
     private static void AssertSameBits(Tensor expected, Tensor actual, string what)
     {
         var e = expected.detach().contiguous().data<float>().ToArray();
@@ -328,5 +378,37 @@ public class OptimizerTests
         Assert.Equal(0.01, groups[0].WeightDecay);
         Assert.Equal(["proj.bias", "my_custom.scale", "self_attn_layer_norm.weight", "self_attn_layer_norm.bias", "input_layernorm.weight"], groups[1].Names);
         Assert.Equal(0.0, groups[1].WeightDecay);
+    }
+}
+
+/// <summary>
+/// AdamW steps called outside any dispose scope (as a plain loop or the Trainer may) leave the live tensor count flat
+/// in both forms: the flat state is bound once, and the gradient handles the optimizer reads are disposed.
+/// </summary>
+[Collection(LeakTestCollection.Name)]
+public sealed class AdamWLeakTests
+{
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void StepsOutsideAScopeDoNotLeakTensors(bool multiTensor)
+    {
+        manual_seed(91);
+        var ps = new[] { new Parameter(randn(5, 3)), new Parameter(randn(7)) };
+        using var opt = new AdamW([new ParamGroup(["a", "b"], ps, 0.01)], @foreach: multiTensor);
+        using var g0 = randn(5, 3);
+        using var g1 = randn(7);
+        LeakCheck.AssertNoGrowth(() =>
+        {
+            using (var scope = NewDisposeScope())
+            {
+                ps[0].grad = g0.clone();   // the parameter keeps the gradient; the scope disposes this handle
+                ps[1].grad = g1.clone();
+            }
+            opt.SetLr(1e-3);
+            opt.Step();
+            opt.ZeroGrad();
+        }, 50, what: $"AdamW step (multi-tensor: {multiTensor}) outside a scope");
+        foreach (var p in ps) p.Dispose();
     }
 }

@@ -49,10 +49,27 @@ internal static class CausalHeads
         return n >= t ? hidden : hidden.narrow(1, t - n, n);                   // [B, n, H]
     }
 
-    /// <summary>Builds the output of a causal LM head: logits, optional loss, backbone outputs passed through (moved to the caller's scope).</summary>
-    public static ModelOutput LmOutput(ModelOutput backbone, Tensor logits, Tensor? labels)
+    /// <summary>
+    /// <see cref="KeptHidden"/>, and when a loss will be back-propagated through the LM head (labels given, grad
+    /// enabled, the hidden states require grad) the hidden states pass a <see cref="GradientReleaseFunction"/> whose
+    /// handoff goes to <see cref="LmOutput"/>: the loss's [B·T, V] gradient is then released right after the head's
+    /// backward instead of at the end of the caller's dispose scope.
+    /// </summary>
+    public static (Tensor Hidden, GradientHandoff? Handoff) HeadInput(Tensor hidden, ModelInput input)
     {
-        var loss = labels is null ? null : ModelOps.CausalLmLoss(logits, labels);
+        var kept = KeptHidden(hidden, input);
+        if (input.Labels is null || !is_grad_enabled() || !kept.requires_grad) return (kept, null);
+        var handoff = new GradientHandoff();
+        return (GradientReleaseFunction.Apply(kept, handoff), handoff);
+    }
+
+    /// <summary>
+    /// Builds the output of a causal LM head: logits, optional loss, backbone outputs passed through (moved to the
+    /// caller's scope). <paramref name="handoff"/>: from <see cref="HeadInput"/>.
+    /// </summary>
+    public static ModelOutput LmOutput(ModelOutput backbone, Tensor logits, Tensor? labels, GradientHandoff? handoff = null)
+    {
+        var loss = labels is null ? null : ModelOps.CausalLmLoss(logits, labels, handoff);
         return ModelOps.MoveOut(backbone with { Logits = logits, Loss = loss });
     }
 

@@ -16,13 +16,21 @@ namespace Peft.Transformers.Models;
 /// logits' dtype as <c>.float()</c>'s backward does. Same math as torch in float32 up to rounding: the loss is
 /// −Σ log_softmax(x)[label] / n_valid; with no valid label it is 0 / 0 = NaN and the gradient is zero (torch's
 /// behaviour). No host synchronisation.
+/// <para>Memory as torch's nodes, which free their saved tensors once their backward ran (TorchSharp 0.107's custom
+/// nodes keep them until the graph is destroyed, i.e. until the loss tensor is disposed): the logits are saved through
+/// a storage-sharing tensor of this node's own, whose storage is detached (<c>set_</c> to an empty one) at the end of
+/// backward, so the [N, V] logits buffer is not held through the rest of backward and the optimizer step. A second
+/// backward through the same loss therefore fails: autograd's engine raises "invalid gradient at index 0" at the
+/// <c>backward()</c> call (torch raises likewise without <c>retain_graph=True</c>; this node does not support retaining
+/// the graph). With a <see cref="GradientHandoff"/> the returned gradient's handle is released once the LM head's
+/// backward consumed it.</para>
 /// </remarks>
 internal sealed class CrossEntropyFunction : SingleTensorFunction<CrossEntropyFunction>
 {
     /// <summary>The label value that does not count (torch's default <c>ignore_index</c>).</summary>
     public const long IgnoreIndex = -100;
 
-    private const string DtypeKey = "dtype";
+    private const string DtypeKey = "dtype", HandoffKey = "handoff", ReleasedKey = "released";
 
     /// <inheritdoc />
     public override string Name => nameof(CrossEntropyFunction);
@@ -30,14 +38,15 @@ internal sealed class CrossEntropyFunction : SingleTensorFunction<CrossEntropyFu
     /// <summary>
     /// logits [N, C] (any floating dtype, upcast to float32), target [N] int64 on the logits' device with values in
     /// [0, C) or −100 → float32 scalar, differentiable with respect to <paramref name="logits"/>.
+    /// <paramref name="handoff"/>: takes the returned [N, C] gradient's handle (see <see cref="GradientReleaseFunction"/>).
     /// </summary>
-    public static Tensor Apply(Tensor logits, Tensor target)
+    public static Tensor Apply(Tensor logits, Tensor target, GradientHandoff? handoff = null)
     {
         if (logits.dim() != 2 || target.dim() != 1 || target.shape[0] != logits.shape[0])
             throw new ArgumentException($"cross-entropy expects logits [N, C] and labels [N]; got [{string.Join(", ", logits.shape)}] and [{string.Join(", ", target.shape)}].");
         if (target.dtype != ScalarType.Int64)
             throw new ArgumentException($"cross-entropy labels must be int64 (torch.long); got {target.dtype}.");
-        return apply(logits, target);
+        return apply(logits, target, handoff!);
     }
 
     /// <inheritdoc />
@@ -53,8 +62,10 @@ internal sealed class CrossEntropyFunction : SingleTensorFunction<CrossEntropyFu
         logProbs.Dispose();
         var count = valid.sum(type: ScalarType.Float32);                                             // [] (0 → NaN loss)
         var loss = picked.sum().neg().div(count);                                                    // []
-        ctx.save_for_backward([logits, target, count.MoveToOuterDisposeScope()]);
+        var kept = empty(0, logits.dtype, logits.device).set_(logits);                               // [N, C], shares the logits' storage; released in backward
+        ctx.save_for_backward([kept.MoveToOuterDisposeScope(), target, count.MoveToOuterDisposeScope()]);   // handles valid until the node saves them after forward
         ctx.save_data(DtypeKey, logits.dtype);
+        if (vars[2] is GradientHandoff handoff) ctx.save_data(HandoffKey, handoff);
         ctx.set_materialize_grads(false);
         return loss.MoveToOuterDisposeScope();
     }
@@ -62,8 +73,12 @@ internal sealed class CrossEntropyFunction : SingleTensorFunction<CrossEntropyFu
     /// <inheritdoc />
     public override List<Tensor> backward(AutogradContext ctx, Tensor grad_output)
     {
-        var result = new List<Tensor> { null!, null! };
+        var result = new List<Tensor> { null!, null!, null! };
         if (grad_output is null || grad_output.IsInvalid) return result;
+        // A second backward through this node (retain_graph): the logits are gone. An exception cannot leave this
+        // callback (it would cross native frames and end the process); a gradient of the wrong shape makes autograd's
+        // engine refuse it ("invalid gradient at index 0"), which reaches the caller of backward() as an exception.
+        if (ctx.get_data(ReleasedKey) is true) return [empty(0), null!, null!];
         using var scope = NewDisposeScope();
         var saved = ctx.get_saved_variables();
         var (logits, target, count) = (saved[0], saved[1], saved[2]);
@@ -76,6 +91,9 @@ internal sealed class CrossEntropyFunction : SingleTensorFunction<CrossEntropyFu
         var grad = nn.functional.softmax(logits.to_type(ScalarType.Float32), 1);                   // [N, C] float32, the one buffer
         grad.mul_(scale).scatter_add_(1, safe, scale.neg());                                       // softmax · s − onehot · s
         result[0] = (dtype == ScalarType.Float32 ? grad : grad.to_type(dtype)).MoveToOuterDisposeScope();
+        logits.set_(empty(0, logits.dtype, logits.device));                                        // drop the saved logits' storage (torch: released after backward)
+        ctx.save_data(ReleasedKey, true);
+        if (ctx.get_data(HandoffKey) is GradientHandoff handoff) handoff.Hold(result[0]);
         return result;
     }
 }

@@ -162,15 +162,16 @@ internal static class ModelOps
     /// padded with −100, mean over labels ≠ −100 (NaN when there is none, as torch). As HF, the logits are not sliced:
     /// the last position's padded label is ignored, so neither the forward copies the logits nor the backward scatters
     /// into a zero-filled copy. Computed by <see cref="CrossEntropyFunction"/> (one [N, V] float32 buffer in backward,
-    /// none saved from the forward). logits [B, T, V], labels [B, T] int64 → float32 scalar.
+    /// none saved from the forward). logits [B, T, V], labels [B, T] int64 → float32 scalar. <paramref name="handoff"/>:
+    /// releases the loss's [B·T, V] gradient after the LM head's backward (<see cref="CausalHeads.HeadInput"/>).
     /// </summary>
-    public static Tensor CausalLmLoss(Tensor logits, Tensor labels)
+    public static Tensor CausalLmLoss(Tensor logits, Tensor labels, GradientHandoff? handoff = null)
     {
         var shape = logits.shape;
         long v = shape[^1];
         var target = labels.to(logits.device);
         var shifted = cat([target.narrow(1, 1, shape[1] - 1), full([shape[0], 1], HeldScalars.Of(-100L), ScalarType.Int64, logits.device)], 1).reshape(-1); // [B·T]
-        return CrossEntropyFunction.Apply(logits.reshape(-1, v), shifted);                  // [B·T, V] → []
+        return CrossEntropyFunction.Apply(logits.reshape(-1, v), shifted, handoff);         // [B·T, V] → []
     }
 
     /// <summary>

@@ -228,7 +228,8 @@ public sealed class GPT2LMHeadModel : PreTrainedModel
     {
         using var scope = NewDisposeScope();
         var o = transformer.forward(input);
-        return CausalHeads.LmOutput(o, lm_head.forward(BackbonePass.ToDeviceOf(lm_head, CausalHeads.KeptHidden(o.LastHiddenState!, input))), input.Labels);
+        var (hidden, handoff) = CausalHeads.HeadInput(o.LastHiddenState!, input);
+        return CausalHeads.LmOutput(o, lm_head.forward(BackbonePass.ToDeviceOf(lm_head, hidden)), input.Labels, handoff);
     }
 }
 

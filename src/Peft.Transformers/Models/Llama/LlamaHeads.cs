@@ -56,8 +56,9 @@ public abstract class RotaryDecoderForCausalLM : PreTrainedModel
     {
         using var scope = NewDisposeScope();
         var o = model.forward(input);
-        var logits = lm_head.forward(BackbonePass.ToDeviceOf(lm_head, CausalHeads.KeptHidden(o.LastHiddenState!, input)));
-        return CausalHeads.LmOutput(o, logits, input.Labels);
+        var (hidden, handoff) = CausalHeads.HeadInput(o.LastHiddenState!, input);
+        var logits = lm_head.forward(BackbonePass.ToDeviceOf(lm_head, hidden));
+        return CausalHeads.LmOutput(o, logits, input.Labels, handoff);
     }
 }
 

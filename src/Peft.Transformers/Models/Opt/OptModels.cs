@@ -245,7 +245,8 @@ public sealed class OPTForCausalLM : PreTrainedModel
     {
         using var scope = NewDisposeScope();
         var o = model.forward(input);
-        return CausalHeads.LmOutput(o, lm_head.forward(BackbonePass.ToDeviceOf(lm_head, CausalHeads.KeptHidden(o.LastHiddenState!, input))), input.Labels);
+        var (hidden, handoff) = CausalHeads.HeadInput(o.LastHiddenState!, input);
+        return CausalHeads.LmOutput(o, lm_head.forward(BackbonePass.ToDeviceOf(lm_head, hidden)), input.Labels, handoff);
     }
 }
 

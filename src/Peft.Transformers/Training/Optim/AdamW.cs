@@ -16,7 +16,9 @@ namespace Peft.Transformers.Optimization;
 /// multi-tensor (<see cref="AdamWFlatBucket"/>: the parameters of a group that share dtype and device live in one flat
 /// buffer and a step is ~9 kernels per group, what torch's foreach/fused paths do on CUDA). Both apply the same
 /// elementwise ops in the same order. The multi-tensor form re-points the parameters at views of the flat buffer
-/// on the first step.
+/// on the first step. In both forms <c>exp_avg</c> / <c>exp_avg_sq</c> are views of one buffer per group, dtype and
+/// device (bound when a parameter first has a gradient): one large allocation, which the C heap serves by mmap, instead
+/// of two 2–10 MB tensors per parameter placed among a step's freed activations (bench/README.md, rssfix).
 /// </remarks>
 public sealed class AdamW : TrainerOptimizer
 {
@@ -49,7 +51,7 @@ public sealed class AdamW : TrainerOptimizer
         ArgumentNullException.ThrowIfNull(group);
         if (!_buckets.TryGetValue(firstIndex, out var buckets)) _buckets[firstIndex] = buckets = Bucket(group, firstIndex);
         foreach (var b in buckets)
-            if (!b.TryStep(StateOf, this, group.Lr, group.WeightDecay)) b.StepEach(StepParameter, group);
+            if (!b.TryStep(StateOf, this, group.Lr, group.WeightDecay)) b.StepEach(StepParameter, group, StateOf);
     }
 
     // The group's parameters by (dtype, device) in order; each bucket steps on flat buffers or one parameter at a time.
@@ -59,7 +61,7 @@ public sealed class AdamW : TrainerOptimizer
         return group.Params.Select((p, i) => (p, i))
             .GroupBy(x => (x.p.dtype, x.p.device.ToString()))
             .Select(g => new AdamWFlatBucket(g.Select(x => x.p).ToList(), g.Select(x => firstIndex + x.i).ToList(),
-                multiTensor: distinct && (_foreach ?? g.First().p.device.type == DeviceType.CUDA)))
+                flatState: distinct, multiTensor: _foreach ?? g.First().p.device.type == DeviceType.CUDA))
             .ToArray();
     }
 
@@ -113,6 +115,9 @@ public sealed class AdamW : TrainerOptimizer
         foreach (var b in _buckets.Values.SelectMany(b => b)) b.Dispose();
         _buckets.Clear();
     }
+
+    /// <summary>The state tensor <paramref name="name"/> of the parameter with state index <paramref name="index"/>, or null (tests).</summary>
+    internal Tensor? StateTensor(int index, string name) => StateOf(index).TryGetValue(name, out var t) ? t : null;
 
     /// <summary>Requires "step" (a float32 scalar count), "exp_avg" and "exp_avg_sq" (the parameter's shape and dtype; the latter never negative).</summary>
     protected override void CheckState(string file, int index, Tensor param, IReadOnlyDictionary<string, Tensor> state)

@@ -30,23 +30,42 @@ internal sealed class AdamWFlatBucket : IDisposable
     private nint[] _paramPtrs = [];
     private Tensor[] _stepViews = [], _avgViews = [], _sqViews = [];
 
-    private readonly bool _multiTensor;
+    private readonly bool _multiTensor, _flatState;
 
-    /// <param name="parameters">The bucket's parameters (one group, one dtype and device, each listed once when <paramref name="multiTensor"/>).</param>
+    /// <param name="parameters">The bucket's parameters (one group, one dtype and device).</param>
     /// <param name="indices">Their state indices.</param>
+    /// <param name="flatState">True when each parameter is listed once: the state lives in flat buffers (both forms).
+    /// False: per-parameter state tensors (the optimizer's own) and no multi-tensor step.</param>
     /// <param name="multiTensor">False: <see cref="TryStep"/> always declines (the per-parameter form).</param>
-    public AdamWFlatBucket(IReadOnlyList<Parameter> parameters, IReadOnlyList<int> indices, bool multiTensor)
+    public AdamWFlatBucket(IReadOnlyList<Parameter> parameters, IReadOnlyList<int> indices, bool flatState, bool multiTensor)
     {
         _params = parameters.ToArray();
         _indices = indices.ToArray();
-        _multiTensor = multiTensor;
+        _flatState = flatState;
+        _multiTensor = flatState && multiTensor;
         (_offsets, _total) = FlatTensors.Layout(_params);
     }
 
-    /// <summary>The per-parameter form over this bucket (<paramref name="stepParameter"/> = the optimizer's loop body).</summary>
-    public void StepEach(Action<ParamGroup, Tensor, int> stepParameter, ParamGroup group)
+    /// <summary>
+    /// The per-parameter form over this bucket (<paramref name="stepParameter"/> = the optimizer's loop body). With
+    /// flat state, a parameter's <c>exp_avg</c> / <c>exp_avg_sq</c> / <c>step</c> are bound to views of the bucket's
+    /// buffers the first time it has a gradient (torch creates state lazily too), so the state is one large allocation
+    /// per buffer instead of two per parameter.
+    /// </summary>
+    public void StepEach(Action<ParamGroup, Tensor, int> stepParameter, ParamGroup group, Func<int, Dictionary<string, Tensor>> stateOf)
     {
-        for (int i = 0; i < _params.Length; i++) stepParameter(group, _params[i], _indices[i]);
+        for (int i = 0; i < _params.Length; i++)
+        {
+            if (_flatState && HasGrad(_params[i])) BindState(i, stateOf(_indices[i]));
+            stepParameter(group, _params[i], _indices[i]);
+        }
+    }
+
+    // TorchSharp's grad getter returns a new handle each call: disposed here, not left to a finalizer.
+    private static bool HasGrad(Parameter p)
+    {
+        using var g = p.grad;
+        return g is not null;
     }
 
     /// <summary>
@@ -92,43 +111,55 @@ internal sealed class AdamWFlatBucket : IDisposable
         _paramPtrs = _params.Select(p => TensorMemory.DataPointer(p)).ToArray();
     }
 
-    // The state as views of flat buffers: built on the first step, rebuilt when the state dictionaries no longer hold
-    // this bucket's views (optimizer Load); existing per-parameter state is copied in, missing state starts at zero.
+    // Every parameter's state bound to views of the flat buffers (the multi-tensor step needs all of them).
     private void EnsureFlatState(Func<int, Dictionary<string, Tensor>> stateOf)
     {
-        bool current = _steps is not null;
-        for (int i = 0; current && i < _params.Length; i++)
-        {
-            var s = stateOf(_indices[i]);
-            current = s.TryGetValue("step", out var st) && ReferenceEquals(st, _stepViews[i])
-                && ReferenceEquals(s["exp_avg"], _avgViews[i]) && ReferenceEquals(s["exp_avg_sq"], _sqViews[i]);
-        }
-        if (current) return;
+        for (int i = 0; i < _params.Length; i++) BindState(i, stateOf(_indices[i]));
+    }
+
+    // The flat state buffers, allocated once per bucket on the first step: [total] ×2 on the device, [n] float32 on the
+    // CPU (torch keeps step counts on the CPU). Allocated empty: a region is zeroed or filled when its parameter is
+    // bound, so the pages of parameters that never get a gradient are never touched. One allocation of the bucket's
+    // size (the parameters' total, hundreds of MB for a full fine-tune) is served by mmap, outside the malloc heap
+    // where a step's activations come and go: per-parameter state of 2-10 MB tensors would land in the holes freed
+    // activations leave on the first step and pin them for the rest of the run (bench/README.md, full_step trace).
+    private void AllocateState()
+    {
+        if (_steps is not null) return;
         var first = _params[0];
-        var steps = zeros([_params.Length], ScalarType.Float32).DetachFromDisposeScope();
-        var avg = zeros([_total], first.dtype, first.device).DetachFromDisposeScope();
-        var sq = zeros([_total], first.dtype, first.device).DetachFromDisposeScope();
-        var (stepViews, avgViews, sqViews) = (new Tensor[_params.Length], new Tensor[_params.Length], new Tensor[_params.Length]);
-        for (int i = 0; i < _params.Length; i++)
+        _steps = zeros([_params.Length], ScalarType.Float32).DetachFromDisposeScope();
+        _expAvg = empty([_total], first.dtype, first.device).DetachFromDisposeScope();
+        _expAvgSq = empty([_total], first.dtype, first.device).DetachFromDisposeScope();
+        (_stepViews, _avgViews, _sqViews) = (new Tensor[_params.Length], new Tensor[_params.Length], new Tensor[_params.Length]);
+    }
+
+    // Parameter i's state as views of the flat buffers. Already bound: nothing. State of another origin (a Load, or the
+    // per-parameter form before): copied into the views and disposed. No state yet: zeros, step 0. The views belong
+    // to the optimizer's state dictionary from then on (it disposes them; the buffers stay with this bucket).
+    private void BindState(int i, Dictionary<string, Tensor> s)
+    {
+        AllocateState();
+        if (s.TryGetValue("step", out var st) && ReferenceEquals(st, _stepViews[i])
+            && ReferenceEquals(s["exp_avg"], _avgViews[i]) && ReferenceEquals(s["exp_avg_sq"], _sqViews[i])) return;
+        var stepView = _steps!.select(0, i).DetachFromDisposeScope();                                        // []
+        var avgView = _expAvg!.narrow(0, _offsets[i], _params[i].numel()).view(_params[i].shape).DetachFromDisposeScope();
+        var sqView = _expAvgSq!.narrow(0, _offsets[i], _params[i].numel()).view(_params[i].shape).DetachFromDisposeScope();
+        if (st is not null)
         {
-            var s = stateOf(_indices[i]);
-            stepViews[i] = steps.select(0, i).DetachFromDisposeScope();
-            avgViews[i] = avg.narrow(0, _offsets[i], _params[i].numel()).view(_params[i].shape).DetachFromDisposeScope();
-            sqViews[i] = sq.narrow(0, _offsets[i], _params[i].numel()).view(_params[i].shape).DetachFromDisposeScope();
-            if (s.TryGetValue("step", out var oldStep))
-            {
-                stepViews[i].copy_(oldStep);
-                avgViews[i].copy_(s["exp_avg"]);
-                sqViews[i].copy_(s["exp_avg_sq"]);
-                foreach (var t in s.Values) t.Dispose();
-            }
-            s["step"] = stepViews[i];
-            s["exp_avg"] = avgViews[i];
-            s["exp_avg_sq"] = sqViews[i];
+            stepView.copy_(st);
+            avgView.copy_(s["exp_avg"]);
+            sqView.copy_(s["exp_avg_sq"]);
+            foreach (var t in s.Values) t.Dispose();
         }
-        ReleaseState();
-        (_steps, _expAvg, _expAvgSq) = (steps, avg, sq);
-        (_stepViews, _avgViews, _sqViews) = (stepViews, avgViews, sqViews);
+        else
+        {
+            stepView.zero_();
+            avgView.zero_();
+            sqView.zero_();
+        }
+        s["step"] = _stepViews[i] = stepView;
+        s["exp_avg"] = _avgViews[i] = avgView;
+        s["exp_avg_sq"] = _sqViews[i] = sqView;
     }
 
     // The bucket's own handles; the views in the state dictionaries belong to the optimizer's state.

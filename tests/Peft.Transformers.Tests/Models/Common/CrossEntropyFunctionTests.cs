@@ -153,6 +153,59 @@ public sealed class CrossEntropyFunctionTests
         Assert.Throws<ArgumentException>(() => CrossEntropyFunction.Apply(x.reshape(2, 2, 3), zeros(2, dtype: ScalarType.Int64)));
     }
 
+    /// <summary>
+    /// The node releases its saved logits after backward (as torch's nodes do): the storage-sharing tensor it saved
+    /// no longer holds them, so a second backward through the same loss is refused by autograd with an exception at
+    /// the <c>backward()</c> call (torch without retain_graph=True refuses it too), and the first gradient stays right.
+    /// </summary>
+    [Fact]
+    public void SecondBackwardThroughTheSameLossIsRefused()
+    {
+        using var scope = NewDisposeScope();
+        var (x, y) = RandomProblem(12, 9, 71, 0.2);
+        var leaf = x.detach().clone().requires_grad_(true);
+        var loss = CrossEntropyFunction.Apply(leaf, y);
+        loss.backward(retain_graph: true);
+        var (_, refGrad) = Reference(x, y, 1.0);
+        TensorAssert.Close(refGrad, leaf.grad!, GradTolOf(refGrad), what: "first backward");
+        var e = Assert.ThrowsAny<Exception>(() => loss.backward(retain_graph: true));
+        Assert.Contains("invalid gradient at index 0", e.Message);
+    }
+
+    /// <summary>
+    /// With a <see cref="GradientHandoff"/> the node hands its [N, C] gradient's handle over; a
+    /// <see cref="GradientReleaseFunction"/> on the input of the module that consumes it (here a linear head) disposes
+    /// it in its own backward. Gradients equal those of the plain graph bit for bit, with or without the release node.
+    /// </summary>
+    [Fact]
+    public void HandoffReleasesTheGradientAfterTheConsumingHeadsBackward()
+    {
+        using var scope = NewDisposeScope();
+        var gen = new Generator(81);
+        var h = randn(10, 6, generator: gen);
+        var w = randn(23, 6, generator: gen);
+        var y = randint(0, 23, [10], generator: gen);
+        (Tensor Dh, Tensor Dw) Run(GradientHandoff? handoff, bool release)
+        {
+            var hl = h.detach().clone().requires_grad_(true);
+            var wl = w.detach().clone().requires_grad_(true);
+            var input = release ? GradientReleaseFunction.Apply(hl, handoff!) : hl;
+            var logits = nn.functional.linear(input, wl);                                  // [N, C]
+            CrossEntropyFunction.Apply(logits, y, handoff).backward();
+            return (hl.grad!, wl.grad!);
+        }
+        var (dh0, dw0) = Run(null, release: false);
+        var held = new GradientHandoff();
+        var (dh1, dw1) = Run(held, release: false);
+        Assert.Equal(1, held.Count);                                                        // handed over, nothing released it
+        var released = new GradientHandoff();
+        var (dh2, dw2) = Run(released, release: true);
+        Assert.Equal(0, released.Count);                                                    // released by the head input's node
+        foreach (var (a, b, what) in new[] { (dh0, dh1, "dh held"), (dw0, dw1, "dw held"), (dh0, dh2, "dh released"), (dw0, dw2, "dw released") })
+            TensorAssert.Close(a, b, 0, what: what);
+        held.Dispose();
+    }
+
     private static double GradTolOf(Tensor refGrad) => GradRel * refGrad.abs().max().to_type(ScalarType.Float64).item<double>();
 
     private static (Tensor X, Tensor Y) RandomProblem(int n, int c, int seed, double ignoredShare)
@@ -201,5 +254,24 @@ public sealed class CrossEntropyFunctionLeakTests
             CrossEntropyFunction.Apply(leaf, y).backward();
             Assert.NotNull(leaf.grad);
         }, 100, what: "cross-entropy forward + backward in a scope");
+    }
+
+    [Fact]
+    public void HandoffAndReleaseNodeDoNotLeakTensors()
+    {
+        var gen = new Generator(62);
+        using var h = randn(16, 8, generator: gen);
+        using var w = randn(40, 8, generator: gen);
+        using var y = randint(0, 40, [16], generator: gen);
+        LeakCheck.AssertNoGrowth(() =>
+        {
+            using var scope = NewDisposeScope();
+            var hl = h.detach().requires_grad_(true);
+            var handoff = new GradientHandoff();
+            var logits = nn.functional.linear(GradientReleaseFunction.Apply(hl, handoff), w);
+            CrossEntropyFunction.Apply(logits, y, handoff).backward();
+            Assert.Equal(0, handoff.Count);
+            Assert.NotNull(hl.grad);
+        }, 100, what: "cross-entropy with a gradient handoff, forward + backward in a scope");
     }
 }
