@@ -76,6 +76,17 @@ internal static class RotaryEmbedding
     }
 
     /// <summary>
+    /// <see cref="Apply"/> on q and k of one layer: on CUDA with full rotary one fused kernel for both
+    /// (<see cref="RotaryFunction"/>, bit-identical; the outputs in the projections' [B, T, H, D] memory order),
+    /// otherwise the eager chain on each.
+    /// </summary>
+    public static (Tensor Q, Tensor K) ApplyPair(Tensor q, Tensor k, Tensor cos, Tensor signedSin, long rotaryDim, long headDim)
+    {
+        if (rotaryDim == headDim && RotaryFunction.Fits(q, k, cos, signedSin)) return RotaryFunction.Apply(q, k, cos, signedSin);
+        return (Apply(q, cos, signedSin, rotaryDim, headDim), Apply(k, cos, signedSin, rotaryDim, headDim));
+    }
+
+    /// <summary>
     /// Rotates x [B, H, T, D] (or the grouped decode layout [B, Hkv, H/Hkv, D] with T = 1) by the tables of
     /// <see cref="CosSin"/> [B, 1, T, D_rot] (HF <c>apply_rotary_pos_emb</c>: <c>x · cos + rotate_half(x) · sin</c>,
     /// the same products and sum; partial rotary supported). <paramref name="rotaryDim"/> and <paramref name="headDim"/>
