@@ -41,6 +41,21 @@ internal static unsafe class FusedKernels
     public static bool Enabled => Environment.GetEnvironmentVariable(EnvVar) != "0";
 
     /// <summary>
+    /// False when <see cref="EnvVar"/> is "0" or lists <c>-family</c> (comma-separated, e.g. <c>-rotary,-lora_tail</c>),
+    /// so one family of kernels (<c>rmsnorm</c>, <c>swiglu</c>, <c>rotary</c>, <c>lora_tail</c>) can be measured
+    /// against its eager ops in one process. Read on every dispatch.
+    /// </summary>
+    public static bool EnabledFor(string family)
+    {
+        var value = Environment.GetEnvironmentVariable(EnvVar);
+        if (value is null) return true;
+        if (value == "0") return false;
+        foreach (var part in value.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+            if (part.Length > 1 && part[0] == '-' && part.AsSpan(1).Equals(family, StringComparison.Ordinal)) return false;
+        return true;
+    }
+
+    /// <summary>
     /// Null when the kernels are compiled and loaded for CUDA device <paramref name="deviceIndex"/> (compiling them on
     /// the first call); otherwise the reason, starting with "unavailable:".
     /// </summary>

@@ -213,7 +213,7 @@ internal sealed class StandardLoraVariant : ILoraLinearVariant
     // only when this is the layer's one active adapter, because the kernel also casts back to the result's dtype, which
     // PEFT does once after the last adapter.
     private static bool FusedTail(LoraLinear layer, string adapterName, Tensor result, Tensor h) =>
-        FusedKernels.AppliesWithFloat32(result, h)
+        FusedKernels.EnabledFor(LoraTailFunction.Family) && FusedKernels.AppliesWithFloat32(result, h)
         && (result.dtype == ScalarType.Float32 || layer.IsSoleActiveAdapter(adapterName))
         && result.shape.SequenceEqual(h.shape);
 

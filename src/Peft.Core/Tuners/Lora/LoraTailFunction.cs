@@ -15,6 +15,10 @@ namespace Peft.Core.Tuners;
 internal sealed class LoraTailFunction : SingleTensorFunction<LoraTailFunction>
 {
     private const string ScalingKey = "scaling";
+    private const string NeedsKey = "needs";
+
+    /// <summary>The kernel family name for <see cref="FusedKernels.EnabledFor"/>.</summary>
+    public const string Family = "lora_tail";
 
     /// <inheritdoc />
     public override string Name => nameof(LoraTailFunction);
@@ -32,7 +36,7 @@ internal sealed class LoraTailFunction : SingleTensorFunction<LoraTailFunction>
         var hc = h.contiguous();
         if (!is_grad_enabled() || !(result.requires_grad || h.requires_grad))
             return FusedKernels.LoraTailForward(r, hc, scaling).MoveToOuterDisposeScope();
-        return apply(r, hc, scaling).MoveToOuterDisposeScope();
+        return apply(r, hc, scaling, (result.requires_grad, h.requires_grad)).MoveToOuterDisposeScope();
     }
 
     /// <inheritdoc />
@@ -40,6 +44,7 @@ internal sealed class LoraTailFunction : SingleTensorFunction<LoraTailFunction>
     {
         double s = (double)vars[2];
         ctx.save_data(ScalingKey, s);
+        ctx.save_data(NeedsKey, vars[3]);
         ctx.set_materialize_grads(false);
         return FusedKernels.LoraTailForward((Tensor)vars[0], (Tensor)vars[1], s);
     }
@@ -47,12 +52,13 @@ internal sealed class LoraTailFunction : SingleTensorFunction<LoraTailFunction>
     /// <inheritdoc />
     public override List<Tensor> backward(AutogradContext ctx, Tensor grad_output)
     {
-        var result = new List<Tensor> { null!, null!, null! };   // one per apply argument: result, h, scaling
+        var result = new List<Tensor> { null!, null!, null!, null! };   // one per apply argument: result, h, scaling, needs
         if (grad_output is null || grad_output.IsInvalid) return result;
         using var scope = NewDisposeScope();
+        var (needResult, needH) = ((bool, bool))ctx.get_data(NeedsKey);
         var g = grad_output.contiguous();
-        result[0] = g.detach().MoveToOuterDisposeScope();                                   // the add's and the cast's grad: g itself
-        result[1] = FusedKernels.LoraTailBackward(g, (double)ctx.get_data(ScalingKey)).MoveToOuterDisposeScope();
-        return result;
+        if (needResult) result[0] = g.detach().MoveToOuterDisposeScope();                   // the add's and the cast's grad: g itself
+        if (needH) result[1] = FusedKernels.LoraTailBackward(g, (double)ctx.get_data(ScalingKey)).MoveToOuterDisposeScope();
+        return BackwardHandOver.Finish(result, grad_output);   // no owner on the engine's thread: see BackwardHandOver
     }
 }

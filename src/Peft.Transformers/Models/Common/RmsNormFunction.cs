@@ -63,6 +63,6 @@ internal sealed class RmsNormFunction : SingleTensorFunction<RmsNormFunction>
         var g = grad_output.contiguous();
         if (needX) result[0] = FusedKernels.RmsNormBackwardInput(g, x, w, rstd).MoveToOuterDisposeScope();
         if (needW) result[1] = FusedKernels.RmsNormBackwardWeight(g, x, rstd).MoveToOuterDisposeScope();
-        return result;
+        return BackwardHandOver.Finish(result, grad_output);   // no owner on the engine's thread: see BackwardHandOver
     }
 }

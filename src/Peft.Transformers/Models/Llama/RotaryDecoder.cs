@@ -91,7 +91,7 @@ public sealed class GatedMlp : nn.Module<Tensor, Tensor>
         using var scope = NewDisposeScope();
         var gate = gate_proj.forward(x);
         var up = up_proj.forward(x);
-        var act = _silu && FusedKernels.Applies(gate, up) ? SwiGluFunction.Apply(gate, up) : _act(gate) * up;
+        var act = _silu && FusedKernels.EnabledFor("swiglu") && FusedKernels.Applies(gate, up) ? SwiGluFunction.Apply(gate, up) : _act(gate) * up;
         return down_proj.forward(act).MoveToOuterDisposeScope();
     }
 }

@@ -1,5 +1,6 @@
 using static TorchSharp.torch;
 using Peft.Core.Torch;
+using Peft.Core.Torch.Cuda;
 
 namespace Peft.Transformers.Models.Llama;
 
@@ -82,7 +83,7 @@ internal static class RotaryEmbedding
     /// </summary>
     public static (Tensor Q, Tensor K) ApplyPair(Tensor q, Tensor k, Tensor cos, Tensor signedSin, long rotaryDim, long headDim)
     {
-        if (rotaryDim == headDim && RotaryFunction.Fits(q, k, cos, signedSin)) return RotaryFunction.Apply(q, k, cos, signedSin);
+        if (rotaryDim == headDim && FusedKernels.EnabledFor(RotaryFunction.Family) && RotaryFunction.Fits(q, k, cos, signedSin)) return RotaryFunction.Apply(q, k, cos, signedSin);
         return (Apply(q, cos, signedSin, rotaryDim, headDim), Apply(k, cos, signedSin, rotaryDim, headDim));
     }
 

@@ -14,6 +14,11 @@ namespace Peft.Transformers.Models.Llama;
 /// </summary>
 internal sealed class RotaryFunction : MultiTensorFunction<RotaryFunction>
 {
+    private const string NeedsKey = "needs";
+
+    /// <summary>The kernel family name for <see cref="FusedKernels.EnabledFor"/>.</summary>
+    public const string Family = "rotary";
+
     /// <inheritdoc />
     public override string Name => nameof(RotaryFunction);
 
@@ -42,7 +47,7 @@ internal sealed class RotaryFunction : MultiTensorFunction<RotaryFunction>
         if (!is_grad_enabled() || !(q.requires_grad || k.requires_grad))
             return FusedKernels.Rotary(q, k, cos, signedSin, backward: false);
         using var scope = NewDisposeScope();
-        var outputs = apply(q, k, cos.detach(), signedSin.detach());
+        var outputs = apply(q, k, cos.detach(), signedSin.detach(), (q.requires_grad, k.requires_grad));
         return (outputs[0].MoveToOuterDisposeScope(), outputs[1].MoveToOuterDisposeScope());
     }
 
@@ -51,6 +56,7 @@ internal sealed class RotaryFunction : MultiTensorFunction<RotaryFunction>
     {
         var (q, k, cos, sin) = ((Tensor)vars[0], (Tensor)vars[1], (Tensor)vars[2], (Tensor)vars[3]);
         ctx.save_for_backward([cos, sin]);
+        ctx.save_data(NeedsKey, vars[4]);
         var (oq, ok) = FusedKernels.Rotary(q, k, cos, sin, backward: false);
         return [oq, ok];
     }
@@ -58,14 +64,15 @@ internal sealed class RotaryFunction : MultiTensorFunction<RotaryFunction>
     /// <inheritdoc />
     public override List<Tensor> backward(AutogradContext ctx, List<Tensor> grad_outputs)
     {
-        var result = new List<Tensor> { null!, null!, null!, null! };   // one per apply argument: q, k, cos, sin
+        var result = new List<Tensor> { null!, null!, null!, null!, null! };   // one per apply argument: q, k, cos, sin, needs
         using var scope = NewDisposeScope();
         var saved = ctx.get_saved_variables();
         var gq = grad_outputs[0].stride(3) == 1 ? grad_outputs[0] : grad_outputs[0].contiguous();
         var gk = grad_outputs[1].stride(3) == 1 ? grad_outputs[1] : grad_outputs[1].contiguous();
         var (dq, dk) = FusedKernels.Rotary(gq, gk, saved[0], saved[1], backward: true);
-        result[0] = dq.MoveToOuterDisposeScope();
-        result[1] = dk.MoveToOuterDisposeScope();
-        return result;
+        var (needQ, needK) = ((bool, bool))ctx.get_data(NeedsKey);
+        if (needQ) result[0] = dq.MoveToOuterDisposeScope();
+        if (needK) result[1] = dk.MoveToOuterDisposeScope();   // k_proj without an adapter in layer 0: no grad wanted
+        return BackwardHandOver.Finish(result, [.. grad_outputs]);   // no owner on the engine's thread: see BackwardHandOver
     }
 }
