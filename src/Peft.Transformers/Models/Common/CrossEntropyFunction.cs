@@ -76,6 +76,6 @@ internal sealed class CrossEntropyFunction : SingleTensorFunction<CrossEntropyFu
         var grad = nn.functional.softmax(logits.to_type(ScalarType.Float32), 1);                   // [N, C] float32, the one buffer
         grad.mul_(scale).scatter_add_(1, safe, scale.neg());                                       // softmax · s − onehot · s
         result[0] = (dtype == ScalarType.Float32 ? grad : grad.to_type(dtype)).MoveToOuterDisposeScope();
-        return result;
+        return BackwardHandOver.Finish(result, grad_output);   // no owner on CUDA's engine thread: see BackwardHandOver
     }
 }

@@ -1,3 +1,4 @@
+using Peft.Core.Torch;
 using Peft.Core.Torch.Cuda;
 using static TorchSharp.torch;
 using static TorchSharp.torch.autograd;

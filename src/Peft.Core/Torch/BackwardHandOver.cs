@@ -1,15 +1,16 @@
 using static TorchSharp.torch;
 
-namespace Peft.Core.Torch.Cuda;
+namespace Peft.Core.Torch;
 
 /// <summary>
-/// Ownership of the tensors a TorchSharp custom autograd function's backward sees and returns. TorchSharp wraps each
+/// Ownership of the tensors a TorchSharp custom autograd function's backward sees and returns (every custom node in
+/// the project ends its backward with <see cref="Finish"/>). TorchSharp wraps each
 /// incoming gradient in a new <see cref="Tensor"/> that owns a native reference, and the engine copies the returned
 /// gradients only after <c>backward</c> has returned. On CUDA the engine calls <c>backward</c> on its device thread,
 /// where no dispose scope is open, so both sets of wrappers would keep their device memory until the .NET finalizer
 /// runs (in a training loop: gigabytes per step, since the loop allocates too little managed memory for a GC).
 /// <see cref="Finish"/> disposes the incoming gradients at once (TorchSharp does not read them after
-/// <c>backward</c>) and keeps the returned ones until the next fused backward on the same thread, by which time the
+/// <c>backward</c>) and keeps the returned ones until the next custom backward on the same thread, by which time the
 /// engine has copied them, so at most one node's gradients stay referenced per thread.
 /// </summary>
 internal static class BackwardHandOver
@@ -17,7 +18,7 @@ internal static class BackwardHandOver
     [ThreadStatic] private static List<Tensor>? _returned;
 
     /// <summary>
-    /// Call as the last step of a fused <c>backward</c>: disposes the previous call's returned gradients on this
+    /// Call as the last step of a custom <c>backward</c>: disposes the previous call's returned gradients on this
     /// thread and <paramref name="incoming"/> (the grad_output wrappers; they must not be among
     /// <paramref name="result"/>), remembers the non-null entries of <paramref name="result"/> and returns it.
     /// </summary>

@@ -1,7 +1,7 @@
-using Peft.Core.Torch.Cuda;
+using Peft.Core.Torch;
 using static TorchSharp.torch;
 
-namespace Peft.Core.Tests.Torch.Cuda;
+namespace Peft.Core.Tests.Torch;
 
 /// <summary>
 /// <see cref="BackwardHandOver"/>: the incoming gradient wrappers are disposed at once, the returned gradients stay
