@@ -17,8 +17,9 @@ namespace Peft.Core.Torch.Cuda;
 /// and column reductions sum in another order.</para>
 /// <para>Failures to set up (no driver, no NVRTC, a compile error, an old libtorch) make <see cref="Applies"/> return
 /// false and are reported once on stderr; the callers then run their eager ops. <see cref="EnvVar"/> = 0 turns the
-/// kernels off. Inputs must be contiguous CUDA tensors of one dtype (bfloat16, float16 or float32) on one device;
-/// outputs are new contiguous tensors owned by the caller.</para>
+/// kernels off (<see cref="EnabledFor"/>: single families). Inputs must be contiguous CUDA tensors of one dtype
+/// (bfloat16, float16 or float32) on one device, except where a method says otherwise (rotary reads strided q / k
+/// and tables; the LoRA tail takes a float32 h); outputs are new tensors owned by the caller.</para>
 /// </remarks>
 internal static unsafe class FusedKernels
 {

@@ -34,7 +34,10 @@ internal sealed class RotaryFunction : MultiTensorFunction<RotaryFunction>
         long b = q.shape[0], t = q.shape[2], d = q.shape[3];
         if (k.shape[0] != b || k.shape[2] != t || k.shape[3] != d || d % 2 != 0) return false;
         foreach (var table in new[] { cos, signedSin })
-            if (table.shape[0] is var tb && (tb != b && tb != 1) || table.shape[1] != 1 || table.shape[2] != t || table.shape[3] != d) return false;
+        {
+            long tb = table.shape[0];
+            if ((tb != b && tb != 1) || table.shape[1] != 1 || table.shape[2] != t || table.shape[3] != d) return false;
+        }
         if (q.stride(3) != 1 || k.stride(3) != 1 || cos.stride(3) != 1 || signedSin.stride(3) != 1) return false;
         return FusedKernels.Applies(q, k, cos, signedSin);
     }
