@@ -16,12 +16,14 @@ namespace Peft.Benchmarks.Fused;
 /// dispatch) and SwiGLU (<see cref="SwiGluFunction"/> vs <c>silu(gate) * up</c>) at several shapes (odd hidden
 /// sizes included), bfloat16, float32 and float16, weight frozen and trainable: outputs and every gradient compared (max |diff|,
 /// max ulp, differing elements), per-op timings (forward + backward, medians), then a 10-step Llama-1B-shape LoRA
-/// training run fused vs eager (loss per step, max relative difference).
+/// training run fused vs eager (loss per step, max relative difference). Rotary (q and k in one kernel, through
+/// <see cref="RotaryEmbedding.ApplyPair"/>) vs the eager chain and HF's written-out form, and PEFT's float32 LoRA tail
+/// (<c>LoraTailFunction</c>) vs PEFT's chain of separate ops, both bit-equal required.
 /// Exits non-zero when an elementwise part is not bit-equal: SwiGLU everywhere, and RMSNorm on integer-valued inputs
 /// ("exact" rows), where every summation order gives the same row sums, so any difference is an elementwise one.
 /// <c>dotnet Peft.Benchmarks.dll fused_check --device cuda</c> (<c>--quick</c>: fewer shapes, 3 training steps).
 /// </summary>
-public sealed class FusedCheckBenchmark : IBenchmark
+public sealed partial class FusedCheckBenchmark : IBenchmark
 {
     private const double Eps = 1e-5;
 
@@ -47,6 +49,9 @@ public sealed class FusedCheckBenchmark : IBenchmark
         var dtypes = new[] { ScalarType.BFloat16, ScalarType.Float32, ScalarType.Float16 };
         long[][] rmsShapes = options.Quick ? [[4096, 2048], [3, 7, 1023]] : [[4096, 2048], [2, 5, 1023], [33, 4097], [17, 64], [9, 5], [1, 8192]];
         long[][] swigluShapes = options.Quick ? [[4096, 8192], [3, 7, 1023]] : [[4096, 8192], [2, 5, 1023], [33, 4097], [1, 1]];
+        // rotary: [B, Hq, Hk, T, D]; the LoRA tail: [N, out] (h float32, the base output in the row's dtype)
+        long[][] ropeShapes = options.Quick ? [[8, 32, 8, 512, 64], [3, 5, 1, 7, 6]] : [[8, 32, 8, 512, 64], [2, 14, 2, 33, 128], [3, 5, 1, 7, 6], [1, 3, 3, 1, 2], [2, 4, 4, 9, 18]];
+        long[][] tailShapes = options.Quick ? [[4096, 2048], [3, 7, 1023]] : [[4096, 2048], [3, 7, 1023], [33, 4097], [1, 1]];
         foreach (var dtype in dtypes)
         {
             foreach (var shape in rmsShapes)
@@ -54,8 +59,15 @@ public sealed class FusedCheckBenchmark : IBenchmark
                     foreach (bool exact in new[] { false, true })
                         report(CheckRmsNorm(shape, dtype, trainW, exact, device, failures));
             foreach (var shape in swigluShapes) report(CheckSwiGlu(shape, dtype, device, failures));
+            foreach (var shape in ropeShapes)
+                foreach (bool broadcast in new[] { false, true })
+                    report(CheckRotary(shape, broadcast, dtype, device, failures));
+            foreach (var shape in tailShapes)
+                foreach (double s in new[] { 2.0, 0.3 })
+                    report(CheckLoraTail(shape, s, dtype, device, failures));
         }
         report(TimeOps(device));
+        report(TimeRotaryLora(device));
         report(Training(options, options.Quick ? 3 : 10));
         if (failures.Count > 0) throw new InvalidOperationException("fused_check: elementwise parts differ: " + string.Join("; ", failures));
     }
@@ -169,20 +181,6 @@ public sealed class FusedCheckBenchmark : IBenchmark
         using var norm = new RmsNorm(2048, Eps, device);
         norm.to(dtype);
         norm.weight.requires_grad_(false);
-        double Ms(bool fused, Action a) => WithFused(fused, () =>
-        {
-            for (int i = 0; i < 3; i++) a();
-            cuda.synchronize();
-            var ts = new List<double>();
-            for (int i = 0; i < 20; i++)
-            {
-                var sw = Stopwatch.StartNew();
-                a();
-                cuda.synchronize();
-                ts.Add(sw.Elapsed.TotalMilliseconds);
-            }
-            return Math.Round(MirrorSetup.Median(ts), 4);
-        });
         void Rms()
         {
             using var s = NewDisposeScope();
@@ -200,8 +198,8 @@ public sealed class FusedCheckBenchmark : IBenchmark
         return new Dictionary<string, object?>
         {
             ["case"] = "fused_check", ["part"] = "timing_fwd_bwd_ms", ["dtype"] = "bf16",
-            ["rmsnorm_4096x2048_fused"] = Ms(true, Rms), ["rmsnorm_4096x2048_eager"] = Ms(false, Rms),
-            ["swiglu_4096x8192_fused"] = Ms(true, () => Swi(true)), ["swiglu_4096x8192_eager"] = Ms(false, () => Swi(false)),
+            ["rmsnorm_4096x2048_fused"] = Ms(device, true, Rms), ["rmsnorm_4096x2048_eager"] = Ms(device, false, Rms),
+            ["swiglu_4096x8192_fused"] = Ms(device, true, () => Swi(true)), ["swiglu_4096x8192_eager"] = Ms(device, false, () => Swi(false)),
         };
     }
 
@@ -241,6 +239,22 @@ public sealed class FusedCheckBenchmark : IBenchmark
             ["max_rel_diff"] = maxRel,
         };
     }
+
+    // Median of 20 timed runs of a (after 3 warm-ups), fused or eager, in ms.
+    private static double Ms(Device device, bool fused, Action a) => WithFused(fused, () =>
+    {
+        for (int i = 0; i < 3; i++) a();
+        cuda.synchronize(device);
+        var ts = new List<double>();
+        for (int i = 0; i < 20; i++)
+        {
+            var sw = Stopwatch.StartNew();
+            a();
+            cuda.synchronize(device);
+            ts.Add(sw.Elapsed.TotalMilliseconds);
+        }
+        return Math.Round(MirrorSetup.Median(ts), 4);
+    });
 
     private static T WithFused<T>(bool fused, Func<T> run)
     {

@@ -1,3 +1,4 @@
+using Peft.Core.Torch;
 using static TorchSharp.torch;
 using static TorchSharp.torch.autograd;
 
@@ -42,6 +43,6 @@ internal sealed class Int8MatmulFunction : SingleTensorFunction<Int8MatmulFuncti
         using var scope = NewDisposeScope();
         var weight = Int8Codec.DequantizeForFpMatmul(w.CB, w.SCB, dtype);                  // [out, in]
         result[1] = grad_output.to_type(dtype).matmul(weight).MoveToOuterDisposeScope();    // [N, in]
-        return result;
+        return BackwardHandOver.Finish(result, grad_output);   // no owner on CUDA's engine thread: see BackwardHandOver
     }
 }

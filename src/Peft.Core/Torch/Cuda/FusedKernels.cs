@@ -7,7 +7,7 @@ namespace Peft.Core.Torch.Cuda;
 
 /// <summary>
 /// Fused CUDA kernels for the training step's elementwise chains (RMSNorm forward / backward, SwiGLU forward /
-/// backward): one kernel each where torch's eager chain launches several over float32 temporaries. The source
+/// backward, rotary on q and k, PEFT's float32 LoRA tail): one kernel each where torch's eager chain launches several over float32 temporaries. The source
 /// (<c>fused_kernels.cu</c>, an embedded resource) is compiled at run time with NVRTC for the device's compute
 /// capability, once per process and device, loaded into torch's primary context through the CUDA driver API and
 /// launched on torch's current stream: no CUDA toolkit at build time.
@@ -17,8 +17,9 @@ namespace Peft.Core.Torch.Cuda;
 /// and column reductions sum in another order.</para>
 /// <para>Failures to set up (no driver, no NVRTC, a compile error, an old libtorch) make <see cref="Applies"/> return
 /// false and are reported once on stderr; the callers then run their eager ops. <see cref="EnvVar"/> = 0 turns the
-/// kernels off. Inputs must be contiguous CUDA tensors of one dtype (bfloat16, float16 or float32) on one device;
-/// outputs are new contiguous tensors owned by the caller.</para>
+/// kernels off (<see cref="EnabledFor"/>: single families). Inputs must be contiguous CUDA tensors of one dtype
+/// (bfloat16, float16 or float32) on one device, except where a method says otherwise (rotary reads strided q / k
+/// and tables; the LoRA tail takes a float32 h); outputs are new tensors owned by the caller.</para>
 /// </remarks>
 internal static unsafe class FusedKernels
 {
@@ -32,13 +33,28 @@ internal static unsafe class FusedKernels
     private const uint ColumnBlock = 256;
     private const int RowsPerChunk = 64;
 
-    private static readonly string[] KernelNames = ["rms_fwd", "rms_bwd_x", "rms_bwd_w", "swiglu_fwd", "swiglu_bwd"];
+    private static readonly string[] KernelNames = ["rms_fwd", "rms_bwd_x", "rms_bwd_w", "swiglu_fwd", "swiglu_bwd", "rope", "lora_tail_fwd", "lora_tail_bwd"];
     private static readonly ConcurrentDictionary<int, Lazy<(DeviceKernels? Kernels, string? Error)>> Devices = new();
     private static readonly Lazy<(IntPtr Fn, string? Error)> DataPtrExport = new(BindDataPtr);
     private static int _reported;
 
     /// <summary>False when <see cref="EnvVar"/> is "0".</summary>
     public static bool Enabled => Environment.GetEnvironmentVariable(EnvVar) != "0";
+
+    /// <summary>
+    /// False when <see cref="EnvVar"/> is "0" or lists <c>-family</c> (comma-separated, e.g. <c>-rotary,-lora_tail</c>),
+    /// so one family of kernels (<c>rmsnorm</c>, <c>swiglu</c>, <c>rotary</c>, <c>lora_tail</c>) can be measured
+    /// against its eager ops in one process. Read on every dispatch.
+    /// </summary>
+    public static bool EnabledFor(string family)
+    {
+        var value = Environment.GetEnvironmentVariable(EnvVar);
+        if (value is null) return true;
+        if (value == "0") return false;
+        foreach (var part in value.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+            if (part.Length > 1 && part[0] == '-' && part.AsSpan(1).Equals(family, StringComparison.Ordinal)) return false;
+        return true;
+    }
 
     /// <summary>
     /// Null when the kernels are compiled and loaded for CUDA device <paramref name="deviceIndex"/> (compiling them on
@@ -51,7 +67,16 @@ internal static unsafe class FusedKernels
     /// (bfloat16, float16 or float32), not empty, and the kernels available there (the first refusal for lack of
     /// kernels is printed once on stderr). CPU tensors return false without touching CUDA.
     /// </summary>
-    public static bool Applies(params Tensor[] tensors)
+    public static bool Applies(params Tensor[] tensors) => Usable(tensors, sameDtype: true);
+
+    /// <summary>
+    /// <see cref="Applies"/> for the LoRA tail's mixed dtypes: <paramref name="result"/> in bfloat16, float16 or
+    /// float32 and <paramref name="float32"/> float32, both CUDA tensors on one device.
+    /// </summary>
+    public static bool AppliesWithFloat32(Tensor result, Tensor float32) =>
+        float32.dtype == ScalarType.Float32 && Usable([result, float32], sameDtype: false);
+
+    private static bool Usable(Tensor[] tensors, bool sameDtype)
     {
         if (tensors.Length == 0 || !Enabled) return false;
         var first = tensors[0];
@@ -60,7 +85,7 @@ internal static unsafe class FusedKernels
         if (dtype is not (ScalarType.BFloat16 or ScalarType.Float16 or ScalarType.Float32)) return false;
         int index = first.device_index;
         foreach (var t in tensors)
-            if (t.device_type != DeviceType.CUDA || t.device_index != index || t.dtype != dtype) return false;
+            if (t.device_type != DeviceType.CUDA || t.device_index != index || (sameDtype && t.dtype != dtype)) return false;
         if (Unavailable(index) is not { } why) return true;
         if (Interlocked.Exchange(ref _reported, 1) == 0)
             Console.Error.WriteLine($"Peft.NET fused CUDA kernels {why}; running the eager ops.");
@@ -148,6 +173,69 @@ internal static unsafe class FusedKernels
         void** args = stackalloc void*[] { &pg, &pgate, &pup, &pdg, &pdu, &n, &vec };
         Launch(gate, "swiglu_bwd", ElementwiseGrid(n), 1, ElementwiseBlock, args);
         return (dGate, dUp);
+    }
+
+    /// <summary>
+    /// Rotary on q and k together (HF <c>apply_rotary_pos_emb</c>; <paramref name="backward"/>: its autograd, with
+    /// q, k the gradients of the outputs): q [B, Hq, T, D], k [B, Hk, T, D] (any strides, unit stride on D), cos and the
+    /// half-negated sin [B or 1, 1, T, D] (unit stride on D) → (q', k') as [B, Hq, T, D] / [B, Hk, T, D] views of new
+    /// contiguous [B, T, H, D] tensors (the projection's layout). D even; all one dtype.
+    /// </summary>
+    public static (Tensor Q, Tensor K) Rotary(Tensor q, Tensor k, Tensor cos, Tensor signedSin, bool backward)
+    {
+        long b = q.shape[0], hq = q.shape[1], t = q.shape[2], d = q.shape[3], hk = k.shape[1];
+        var oq = empty([b, t, hq, d], q.dtype, q.device);                                   // [B, T, Hq, D]
+        var ok = empty([b, t, hk, d], k.dtype, k.device);                                   // [B, T, Hk, D]
+        var (qs, ks, cs, ss) = (q.stride(), k.stride(), cos.stride(), signedSin.stride());
+        var a = new RopeArgs
+        {
+            T = t, Hq = hq, Hk = hk, D = d,
+            Qb = qs[0], Qh = qs[1], Qt = qs[2], Kb = ks[0], Kh = ks[1], Kt = ks[2],
+            Cb = cos.shape[0] == 1 ? 0 : cs[0], Ct = cs[2], Sb = signedSin.shape[0] == 1 ? 0 : ss[0], St = ss[2],
+            Backward = backward ? 1 : 0,
+        };
+        IntPtr pq = DataPtr(q), pk = DataPtr(k), pc = DataPtr(cos), ps = DataPtr(signedSin), poq = DataPtr(oq), pok = DataPtr(ok);
+        void** args = stackalloc void*[] { &pq, &pk, &pc, &ps, &poq, &pok, &a };
+        uint block = (uint)Math.Clamp(((hq + hk) * (d / 2) + 31) / 32 * 32, 32, 256);
+        Launch(q, "rope", checked((uint)(b * t)), 1, block, args);
+        return (oq.transpose(1, 2), ok.transpose(1, 2));                                      // [B, H, T, D] views
+    }
+
+    /// <summary>
+    /// PEFT's float32 LoRA tail: result (contiguous, bfloat16 / float16 / float32), h (contiguous float32, same shape) →
+    /// round_to_result_dtype(float(result) + h · s), the product and the sum rounded separately as PEFT's two ops.
+    /// </summary>
+    public static Tensor LoraTailForward(Tensor result, Tensor h, double scaling)
+    {
+        long n = result.numel();
+        var output = empty_like(result);
+        IntPtr pr = DataPtr(result), ph = DataPtr(h), po = DataPtr(output);
+        float s = (float)scaling;
+        void** args = stackalloc void*[] { &pr, &ph, &po, &s, &n };
+        Launch(result, "lora_tail_fwd", ElementwiseGrid(n * 8), 1, ElementwiseBlock, args);
+        return output;
+    }
+
+    /// <summary>The LoRA tail's backward for h: g (contiguous, the result's dtype) → float(g) · s, float32.</summary>
+    public static Tensor LoraTailBackward(Tensor g, double scaling)
+    {
+        long n = g.numel();
+        var gh = empty(g.shape, ScalarType.Float32, g.device);
+        IntPtr pg = DataPtr(g), pgh = DataPtr(gh);
+        float s = (float)scaling;
+        void** args = stackalloc void*[] { &pg, &pgh, &s, &n };
+        Launch(g, "lora_tail_bwd", ElementwiseGrid(n * 8), 1, ElementwiseBlock, args);
+        return gh;
+    }
+
+    // The rope kernel's argument block, laid out as the .cu file's RopeArgs (passed by value).
+    [StructLayout(LayoutKind.Sequential)]
+    private struct RopeArgs
+    {
+        public long T, Hq, Hk, D;
+        public long Qb, Qh, Qt, Kb, Kh, Kt;
+        public long Cb, Ct, Sb, St;
+        public int Backward;
     }
 
     // 1 when every pointer is 16-byte aligned (the elementwise kernels then move 16-byte packs), else 0.

@@ -7,6 +7,7 @@
 // FMA). Expressions that torch computes inside ONE kernel (silu, silu_backward) are written exactly as in torch's
 // source and compiled with NVRTC's defaults (--fmad=true), as nvcc compiled torch's. Only the row reductions (the
 // RMSNorm mean of squares and the backward's row sum) and the weight-gradient column sum run in another order.
+// Rotary and the LoRA tail are purely elementwise: bit-identical to their eager chains.
 
 typedef unsigned short u16;
 typedef long long i64;
@@ -202,6 +203,69 @@ __device__ void swiglu_bwd(const typename L::T* g, const typename L::T* gate, co
     for (i64 i = packs * N + tid; i < n; i += stride) swiglu_bwd_one<L>(g[i], gate[i], up[i], d_gate[i], d_up[i]);
 }
 
+
+// Rotary (HF apply_rotary_pos_emb: x·cos + rotate_half(x)·sin, each product and the sum rounded to the dtype), q and
+// k of one layer in one launch. Tables: cos and the half-negated sin ss (RotaryEmbedding.CosSin) [B, 1, T, D], read
+// through (batch, position) strides (a batch stride of 0 broadcasts). Inputs [B, H, T, D] through (b, h, t) strides,
+// unit stride on D; outputs written [B, T, H, D] contiguous (the projection's layout, so the transpose back is free).
+// One block per (b, t); a thread per (head, i < D/2) pair computes elements i and i + D/2:
+//   forward:  y_i = round(round(x_i·c_i) + round(x_{i+D/2}·ss_i)),  y_{i+D/2} = round(round(x_{i+D/2}·c_{i+D/2}) + round(x_i·ss_{i+D/2}))
+//   backward (autograd of the roll form: g·cos, plus the roll back of g·ss, summed in the dtype):
+//             gx_i = round(round(g_i·c_i) + round(g_{i+D/2}·ss_{i+D/2})),  gx_{i+D/2} = round(round(g_{i+D/2}·c_{i+D/2}) + round(g_i·ss_i))
+struct RopeArgs {
+    i64 t, hq, hk, d;
+    i64 qb, qh, qt, kb, kh, kt;   // input strides (q, k)
+    i64 cb, ct, sb, st;           // table strides (cos, ss)
+    int backward;
+};
+
+template <typename L>
+__device__ void rope(const typename L::T* q, const typename L::T* k, const typename L::T* cs, const typename L::T* ss,
+                     typename L::T* oq, typename L::T* ok, RopeArgs a) {
+    i64 row = blockIdx.x;
+    i64 b = row / a.t, t = row % a.t;
+    i64 half = a.d / 2;
+    const typename L::T* c = cs + b * a.cb + t * a.ct;
+    const typename L::T* s = ss + b * a.sb + t * a.st;
+    i64 pairs = (a.hq + a.hk) * half;
+    for (i64 j = threadIdx.x; j < pairs; j += blockDim.x) {
+        i64 head = j / half, i = j % half;
+        const typename L::T* x;
+        typename L::T* o;
+        if (head < a.hq) {
+            x = q + b * a.qb + head * a.qh + t * a.qt;
+            o = oq + (row * a.hq + head) * a.d;
+        } else {
+            i64 hk = head - a.hq;
+            x = k + b * a.kb + hk * a.kh + t * a.kt;
+            o = ok + (row * a.hk + hk) * a.d;
+        }
+        float x1 = L::load(x[i]), x2 = L::load(x[i + half]);
+        float c1 = L::load(c[i]), c2 = L::load(c[i + half]);
+        float s1 = L::load(s[i]), s2 = L::load(s[i + half]);
+        float sa = a.backward ? s2 : s1;   // partner of element i
+        float sb = a.backward ? s1 : s2;   // partner of element i + D/2
+        o[i] = L::store(__fadd_rn(L::round(__fmul_rn(x1, c1)), L::round(__fmul_rn(x2, sa))));
+        o[i + half] = L::store(__fadd_rn(L::round(__fmul_rn(x2, c2)), L::round(__fmul_rn(x1, sb))));
+    }
+}
+
+// PEFT's float32 LoRA tail (lora.Linear.forward with float32 adapters): result = result + h * s, then
+// .to(result dtype): out = round(float(result) + (h · s)), the product and the sum rounded to float32 separately
+// (two torch ops, so no FMA). Elementwise over n; result and out in the base dtype, h float32.
+template <typename L>
+__device__ void lora_tail_fwd(const typename L::T* result, const float* h, typename L::T* out, float s, i64 n) {
+    i64 tid = (i64)blockIdx.x * blockDim.x + threadIdx.x, stride = (i64)gridDim.x * blockDim.x;
+    for (i64 i = tid; i < n; i += stride) out[i] = L::store(__fadd_rn(L::load(result[i]), __fmul_rn(h[i], s)));
+}
+
+// Its backward for h: float(g) · s in float32 (the cast's backward, then the mul's); the grad for result is g itself.
+template <typename L>
+__device__ void lora_tail_bwd(const typename L::T* g, float* gh, float s, i64 n) {
+    i64 tid = (i64)blockIdx.x * blockDim.x + threadIdx.x, stride = (i64)gridDim.x * blockDim.x;
+    for (i64 i = tid; i < n; i += stride) gh[i] = __fmul_rn(L::load(g[i]), s);
+}
+
 #define PEFT_INSTANTIATE(SUFFIX, L)                                                                                    \
     extern "C" __global__ void rms_fwd_##SUFFIX(const L::T* x, const L::T* w, L::T* out, float* rstd, int h,          \
                                                 float inv_h, float eps) { rms_fwd<L>(x, w, out, rstd, h, inv_h, eps); } \
@@ -217,7 +281,13 @@ __device__ void swiglu_bwd(const typename L::T* g, const typename L::T* gate, co
     extern "C" __global__ void swiglu_bwd_##SUFFIX(const L::T* g, const L::T* gate, const L::T* up, L::T* d_gate,     \
                                                    L::T* d_up, i64 n, int vec) {                                        \
         swiglu_bwd<L>(g, gate, up, d_gate, d_up, n, vec);                                                               \
-    }
+    }                                                                                                                   \
+    extern "C" __global__ void rope_##SUFFIX(const L::T* q, const L::T* k, const L::T* cs, const L::T* ss, L::T* oq,   \
+                                             L::T* ok, RopeArgs a) { rope<L>(q, k, cs, ss, oq, ok, a); }                \
+    extern "C" __global__ void lora_tail_fwd_##SUFFIX(const L::T* result, const float* h, L::T* out, float s, i64 n) { \
+        lora_tail_fwd<L>(result, h, out, s, n);                                                                         \
+    }                                                                                                                   \
+    extern "C" __global__ void lora_tail_bwd_##SUFFIX(const L::T* g, float* gh, float s, i64 n) { lora_tail_bwd<L>(g, gh, s, n); }
 
 PEFT_INSTANTIATE(bf16, Bf16)
 PEFT_INSTANTIATE(f16, F16)

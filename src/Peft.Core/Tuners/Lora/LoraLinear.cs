@@ -3,6 +3,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using Peft.Core.Torch;
+using Peft.Core.Torch.Cuda;
 
 namespace Peft.Core.Tuners;
 
@@ -57,6 +58,10 @@ public class LoraLinear : LoraLayer
     public Parameter? Magnitude(string adapterName) => lora_magnitude_vector.TryGetValue(adapterName, out var m) ? m.weight : null;
 
     internal nn.Module<Tensor, Tensor> Dropout(string adapterName) => lora_dropout[adapterName];
+
+    /// <summary>True when <paramref name="adapterName"/> is the only active adapter this layer holds.</summary>
+    internal bool IsSoleActiveAdapter(string adapterName) =>
+        ActiveAdapters.Count(a => _variants.ContainsKey(a)) == 1 && _variants.ContainsKey(adapterName) && ActiveAdapters.Contains(adapterName);
 
     internal AdapterModuleDict<DoraMagnitude> MagnitudeDict => lora_magnitude_vector;
 
@@ -199,8 +204,18 @@ internal sealed class StandardLoraVariant : ILoraLinearVariant
         var dropout = layer.Dropout(adapterName);
         var input = dropout is TorchSharp.Modules.Identity ? x : dropout.forward(x);                 // lora_dropout = 0: no op at all
         var h = layer.LoraB(adapterName).forward(layer.LoraA(adapterName).forward(input));
-        return result.add(h, HeldScalars.Of(layer.Scaling[adapterName]));                          // result + s·h in one kernel
+        double s = layer.Scaling[adapterName];
+        if (FusedTail(layer, adapterName, result, h)) return LoraTailFunction.Apply(result, h, s);   // PEFT's roundings + the cast, one kernel
+        return result.add(h, HeldScalars.Of(s));                                                    // result + s·h in one kernel
     }
+
+    // The fused tail (CUDA, float32 h): for a float32 result always (it then only replaces the add); for a half result
+    // only when this is the layer's one active adapter, because the kernel also casts back to the result's dtype, which
+    // PEFT does once after the last adapter.
+    private static bool FusedTail(LoraLinear layer, string adapterName, Tensor result, Tensor h) =>
+        FusedKernels.EnabledFor(LoraTailFunction.Family) && FusedKernels.AppliesWithFloat32(result, h)
+        && (result.dtype == ScalarType.Float32 || layer.IsSoleActiveAdapter(adapterName))
+        && result.shape.SequenceEqual(h.shape);
 
     /// <inheritdoc />
     /// <remarks>PEFT's default merge (<c>weight.data += delta</c>): a float32 delta is added in float32 and rounded once to the weight's dtype.</remarks>

@@ -1,3 +1,4 @@
+using Peft.Core.Torch;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.autograd;
@@ -91,6 +92,6 @@ internal sealed class CheckpointFunction : SingleTensorFunction<CheckpointFuncti
         TorchSharp.torch.autograd.backward([output], [grad_output], inputs: wrt);
         for (int i = 0; i < n; i++)
             if (call.NeedsGrad[i] && inputs[i]!.grad is { IsInvalid: false } g) result[1 + i] = g.MoveToOuterDisposeScope();
-        return result.ToList()!;
+        return BackwardHandOver.Finish(result.ToList()!, grad_output);   // no owner on CUDA's engine thread: see BackwardHandOver
     }
 }

@@ -94,6 +94,6 @@ internal sealed class CrossEntropyFunction : SingleTensorFunction<CrossEntropyFu
         logits.set_(empty(0, logits.dtype, logits.device));                                        // drop the saved logits' storage (torch: released after backward)
         ctx.save_data(ReleasedKey, true);
         if (ctx.get_data(HandoffKey) is GradientHandoff handoff) handoff.Hold(result[0]);
-        return result;
+        return BackwardHandOver.Finish(result, grad_output);   // no owner on CUDA's engine thread: see BackwardHandOver
     }
 }

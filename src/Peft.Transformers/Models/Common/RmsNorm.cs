@@ -30,7 +30,7 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
     /// <summary>x [..., hidden] → same shape and dtype (float32 inputs are not cast: HF's <c>.to(float32)</c> is then a no-op).</summary>
     public override Tensor forward(Tensor x)
     {
-        if (FusedKernels.Applies(x, weight)) return RmsNormFunction.Apply(x, weight, _eps);
+        if (FusedKernels.EnabledFor("rmsnorm") && FusedKernels.Applies(x, weight)) return RmsNormFunction.Apply(x, weight, _eps);
         using var scope = NewDisposeScope();
         var dtype = x.dtype;
         bool cast = dtype != ScalarType.Float32;

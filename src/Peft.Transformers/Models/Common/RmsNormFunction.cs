@@ -1,3 +1,4 @@
+using Peft.Core.Torch;
 using Peft.Core.Torch.Cuda;
 using static TorchSharp.torch;
 using static TorchSharp.torch.autograd;
@@ -63,6 +64,6 @@ internal sealed class RmsNormFunction : SingleTensorFunction<RmsNormFunction>
         var g = grad_output.contiguous();
         if (needX) result[0] = FusedKernels.RmsNormBackwardInput(g, x, w, rstd).MoveToOuterDisposeScope();
         if (needW) result[1] = FusedKernels.RmsNormBackwardWeight(g, x, rstd).MoveToOuterDisposeScope();
-        return result;
+        return BackwardHandOver.Finish(result, grad_output);   // no owner on the engine's thread: see BackwardHandOver
     }
 }

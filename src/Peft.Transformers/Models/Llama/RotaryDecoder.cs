@@ -52,8 +52,7 @@ public sealed class RotaryAttention : nn.Module
         var q = heads.Queries(q_proj.forward(x));                                  // [B, H, T, D] (decode: [B, Hkv, H/Hkv, D])
         var k = heads.KeysOrValues(k_proj.forward(x));                             // [B, Hkv, T, D]
         var v = heads.KeysOrValues(v_proj.forward(x));                             // [B, Hkv, T, D]
-        q = RotaryEmbedding.Apply(q, cos, sin, _rotaryDim, _headDim);
-        k = RotaryEmbedding.Apply(k, cos, sin, _rotaryDim, _headDim);
+        (q, k) = RotaryEmbedding.ApplyPair(q, k, cos, sin, _rotaryDim, _headDim);     // fused on CUDA: one kernel for both
         if (cache is not null) (k, v) = heads.Append(cache, _layerIdx, k, v);             // [B, Hkv, past + T, D]
         var o = heads.Attend(q, k, v, mask, causal: true);                         // [B, T, H·D]
         return o_proj.forward(o);
@@ -92,7 +91,7 @@ public sealed class GatedMlp : nn.Module<Tensor, Tensor>
         using var scope = NewDisposeScope();
         var gate = gate_proj.forward(x);
         var up = up_proj.forward(x);
-        var act = _silu && FusedKernels.Applies(gate, up) ? SwiGluFunction.Apply(gate, up) : _act(gate) * up;
+        var act = _silu && FusedKernels.EnabledFor("swiglu") && FusedKernels.Applies(gate, up) ? SwiGluFunction.Apply(gate, up) : _act(gate) * up;
         return down_proj.forward(act).MoveToOuterDisposeScope();
     }
 }

@@ -1,5 +1,6 @@
 using static TorchSharp.torch;
 using Peft.Core.Torch;
+using Peft.Core.Torch.Cuda;
 
 namespace Peft.Transformers.Models.Llama;
 
@@ -73,6 +74,17 @@ internal static class RotaryEmbedding
         long half = rotaryDim / 2;
         var signedSin = cat([sin.narrow(-1, 0, half).neg(), sin.narrow(-1, half, half)], -1);                  // [B, 1, T, D]
         return (cos, signedSin);
+    }
+
+    /// <summary>
+    /// <see cref="Apply"/> on q and k of one layer: on CUDA with full rotary one fused kernel for both
+    /// (<see cref="RotaryFunction"/>, bit-identical; the outputs in the projections' [B, T, H, D] memory order),
+    /// otherwise the eager chain on each.
+    /// </summary>
+    public static (Tensor Q, Tensor K) ApplyPair(Tensor q, Tensor k, Tensor cos, Tensor signedSin, long rotaryDim, long headDim)
+    {
+        if (rotaryDim == headDim && FusedKernels.EnabledFor(RotaryFunction.Family) && RotaryFunction.Fits(q, k, cos, signedSin)) return RotaryFunction.Apply(q, k, cos, signedSin);
+        return (Apply(q, cos, signedSin, rotaryDim, headDim), Apply(k, cos, signedSin, rotaryDim, headDim));
     }
 
     /// <summary>

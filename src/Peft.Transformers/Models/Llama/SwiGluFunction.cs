@@ -1,3 +1,4 @@
+using Peft.Core.Torch;
 using Peft.Core.Torch.Cuda;
 using static TorchSharp.torch;
 using static TorchSharp.torch.autograd;
@@ -55,6 +56,6 @@ internal sealed class SwiGluFunction : SingleTensorFunction<SwiGluFunction>
         var (dGate, dUp) = FusedKernels.SwiGluBackward(grad_output.contiguous(), saved[0], saved[1]);
         if (needGate) result[0] = dGate.MoveToOuterDisposeScope();
         if (needUp) result[1] = dUp.MoveToOuterDisposeScope();
-        return result;
+        return BackwardHandOver.Finish(result, grad_output);   // no owner on the engine's thread: see BackwardHandOver
     }
 }

@@ -66,11 +66,34 @@ public sealed class FusedKernelsTests
     }
 
     [Fact]
+    public void Family_switch_turns_single_kernel_families_off()
+    {
+        var old = Environment.GetEnvironmentVariable(FusedKernels.EnvVar);
+        try
+        {
+            Environment.SetEnvironmentVariable(FusedKernels.EnvVar, null);
+            Assert.True(FusedKernels.EnabledFor("rotary"));
+            Environment.SetEnvironmentVariable(FusedKernels.EnvVar, "0");
+            Assert.False(FusedKernels.EnabledFor("rmsnorm"));
+            Environment.SetEnvironmentVariable(FusedKernels.EnvVar, " -rotary , -lora_tail");
+            Assert.False(FusedKernels.EnabledFor("rotary"));
+            Assert.False(FusedKernels.EnabledFor("lora_tail"));
+            Assert.True(FusedKernels.EnabledFor("rmsnorm"));
+            Assert.True(FusedKernels.EnabledFor("rot"));                       // whole names only
+            Assert.True(FusedKernels.Enabled);                                   // the global switch stays on
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(FusedKernels.EnvVar, old);
+        }
+    }
+
+    [Fact]
     public void Kernel_source_is_embedded_with_every_kernel_for_every_dtype()
     {
         Assert.Contains(FusedKernels.SourceResource, typeof(FusedKernels).Assembly.GetManifestResourceNames());
         string src = FusedKernels.KernelSource();
-        foreach (var kernel in new[] { "rms_fwd", "rms_bwd_x", "rms_bwd_w", "swiglu_fwd", "swiglu_bwd" })
+        foreach (var kernel in new[] { "rms_fwd", "rms_bwd_x", "rms_bwd_w", "swiglu_fwd", "swiglu_bwd", "rope", "lora_tail_fwd", "lora_tail_bwd" })
             Assert.Contains($"extern \"C\" __global__ void {kernel}_##SUFFIX(", src, StringComparison.Ordinal);
         foreach (var instance in new[] { "PEFT_INSTANTIATE(bf16, Bf16)", "PEFT_INSTANTIATE(f16, F16)", "PEFT_INSTANTIATE(f32, F32)" })
             Assert.Contains(instance, src, StringComparison.Ordinal);
