@@ -8,6 +8,7 @@ namespace Peft.Fuzz;
 /// <c>PEFT_FUZZ_OUT</c> keeps crashing inputs there). Every input must be accepted or refused with a documented
 /// exception naming the file (see <see cref="FuzzRunner.Classify"/>).
 /// </summary>
+[Collection(SharedTargets.Name)]
 public sealed class FuzzTests(ITestOutputHelper output)
 {
     /// <summary>Inputs per format in CI mode (costlier readers get a share; see <see cref="Budget"/>).</summary>

@@ -4,6 +4,7 @@ namespace Peft.Fuzz;
 /// Every crashing input the fuzzer found, kept as a file under <c>Regressions/&lt;format&gt;/</c> (the format is the
 /// target's name). Each must now be accepted or refused with a documented error naming the file.
 /// </summary>
+[Collection(SharedTargets.Name)]
 public sealed class RegressionTests
 {
     public static TheoryData<string, string> Cases()
