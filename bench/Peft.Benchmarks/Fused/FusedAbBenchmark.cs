@@ -37,9 +37,7 @@ public sealed class FusedAbBenchmark : IBenchmark
         using var model = MirrorSetup.BuildModel(o);
         using var pm = PeftModel.GetPeftModel(model, MirrorSetup.Lora());
         pm.train();
-        var named = ((nn.Module)pm).named_parameters().Where(p => p.parameter.requires_grad).ToList();
-        var group = new ParamGroup(named.Select(p => p.name).ToList(), named.Select(p => p.parameter).ToList(), WeightDecay: 0.01) { Lr = 2e-4 };
-        using var opt = new AdamW([group]);
+        using var opt = MirrorSetup.Optimizer(pm);
         using var ids = MirrorSetup.RandomBatch(o);
         void Step()
         {

@@ -69,6 +69,17 @@ internal static class MirrorSetup
         R = 8, LoraAlpha = 16, TargetModules = new[] { "q_proj", "v_proj" }, LoraDropout = 0.0, TaskType = TaskType.CausalLM,
     };
 
+    /// <summary>
+    /// The mirror's optimizer: torch.optim.AdamW(lr 2e-4, weight decay 0.01) over the trainable parameters of
+    /// <paramref name="net"/> in named_parameters order (<paramref name="multiTensor"/>: torch's foreach form).
+    /// </summary>
+    public static AdamW Optimizer(nn.Module net, bool multiTensor = false)
+    {
+        var named = net.named_parameters().Where(p => p.parameter.requires_grad).ToList();
+        var group = new ParamGroup(named.Select(p => p.name).ToList(), named.Select(p => p.parameter).ToList(), WeightDecay: 0.01) { Lr = 2e-4 };
+        return new AdamW([group], @foreach: multiTensor);
+    }
+
     /// <summary>Random token ids [batch, seq] in [3, vocab), like <c>random_batch</c>.</summary>
     public static Tensor RandomBatch(BenchmarkOptions o)
     {

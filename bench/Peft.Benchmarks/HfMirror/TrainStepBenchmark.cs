@@ -30,8 +30,7 @@ public abstract class TrainStepBenchmark : IBenchmark
         nn.Module<ModelInput, ModelOutput> net = pm is null ? model : pm;
         net.train();
         var named = ((nn.Module)net).named_parameters().Where(p => p.parameter.requires_grad).ToList();
-        var group = new ParamGroup(named.Select(p => p.name).ToList(), named.Select(p => p.parameter).ToList(), WeightDecay: 0.01) { Lr = 2e-4 };
-        using var opt = new AdamW([group]);
+        using var opt = MirrorSetup.Optimizer(net);
         using var ids = MirrorSetup.RandomBatch(options);
         var losses = new List<double>();
         var (fwd, bwd, optT) = (new List<double>(), new List<double>(), new List<double>());

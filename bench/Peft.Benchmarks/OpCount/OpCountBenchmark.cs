@@ -63,8 +63,7 @@ public sealed class OpCountBenchmark : IBenchmark
         nn.Module<ModelInput, ModelOutput> net = pm is null ? model : pm;
         net.train();
         var named = ((nn.Module)net).named_parameters().Where(p => p.parameter.requires_grad).ToList();
-        var group = new ParamGroup(named.Select(p => p.name).ToList(), named.Select(p => p.parameter).ToList(), WeightDecay: 0.01) { Lr = 2e-4 };
-        using var opt = new AdamW([group], @foreach: multiTensor);
+        using var opt = MirrorSetup.Optimizer(net, multiTensor);
         using var ids = randint(3, 1000, [2, 32], dtype: ScalarType.Int64).to(MirrorSetup.DeviceOf(o));
         void Run()
         {
