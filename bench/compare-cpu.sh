@@ -5,6 +5,7 @@
 # Env: ROUNDS (3), ITERS (timed iterations per process, 5), WARMUP (3), THREADS (2),
 #      PY (default ~/.cache/peft-baseline/venv/bin/python, installed by shared/perf/setup-python-baseline.sh),
 #      HF_BENCH (default ../shared/perf/hf_lora_bench.py), OUT (default bench/results/cpu-<utc>.jsonl),
+#      (case gemm_budget: the Python side is bench/py/gemm_budget.py, the step's GEMMs alone)
 #      EXTRA (more arguments for both sides, e.g. "--batch 2 --seq 32" for a smoke run).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,7 +27,8 @@ for r in $(seq 1 "$ROUNDS"); do
       if [ "$side" = cs ]; then
         line=$(dotnet "$DLL" "$c" --threads "$THREADS" --repeats "$ITERS" --warmup "$WARMUP" $EXTRA 2>/dev/null | grep '"case"' | tail -1)
       else
-        line=$(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$PY" "$HF_BENCH" "$c" --threads "$THREADS" --iters "$ITERS" --warmup "$WARMUP" $EXTRA 2>/dev/null | tail -1)
+        hf=$HF_BENCH; [ "$c" = gemm_budget ] && hf=$ROOT/bench/py/gemm_budget.py   # the BLAS-only mirror
+        line=$(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$PY" "$hf" "$c" --threads "$THREADS" --iters "$ITERS" --warmup "$WARMUP" $EXTRA 2>/dev/null | tail -1)
       fi
       [ -n "$line" ] || { echo "# $side $c round $r: no result" >&2; continue; }
       echo "{\"side\":\"$side\",\"round\":$r,\"load1\":$load,\"result\":$line}" | tee -a "$OUT"
