@@ -71,9 +71,10 @@ internal static class MirrorSetup
 
     /// <summary>
     /// The mirror's optimizer: torch.optim.AdamW(lr 2e-4, weight decay 0.01) over the trainable parameters of
-    /// <paramref name="net"/> in named_parameters order (<paramref name="multiTensor"/>: torch's foreach form).
+    /// <paramref name="net"/> in named_parameters order (<paramref name="multiTensor"/>: torch's foreach form; null =
+    /// torch's default, multi-tensor on CUDA and per parameter on the CPU).
     /// </summary>
-    public static AdamW Optimizer(nn.Module net, bool multiTensor = false)
+    public static AdamW Optimizer(nn.Module net, bool? multiTensor = null)
     {
         var named = net.named_parameters().Where(p => p.parameter.requires_grad).ToList();
         var group = new ParamGroup(named.Select(p => p.name).ToList(), named.Select(p => p.parameter).ToList(), WeightDecay: 0.01) { Lr = 2e-4 };
