@@ -102,7 +102,7 @@ public class AdapterDtypeTests
             var layer = Layer<LoraLinear>(pm, path);
             var baseOut = layer.BaseLayer.forward(x);                                   // bf16
             var h = layer.LoraB(Name).forward(layer.LoraA(Name).forward(x.to(ScalarType.Float32)));
-            var expected = baseOut.add(h, layer.Scaling[Name]).to(ScalarType.BFloat16); // bf16 + fp32 → fp32 add, one rounding
+            var expected = baseOut.add(h.mul(layer.Scaling[Name])).to(ScalarType.BFloat16); // PEFT: bf16 + (h·s) in fp32, one cast back
             AssertBitEqual(expected, layer.forward(x), path);
         }
     }

@@ -206,8 +206,15 @@ internal sealed class StandardLoraVariant : ILoraLinearVariant
         var h = layer.LoraB(adapterName).forward(layer.LoraA(adapterName).forward(input));
         double s = layer.Scaling[adapterName];
         if (FusedTail(layer, adapterName, result, h)) return LoraTailFunction.Apply(result, h, s);   // PEFT's roundings + the cast, one kernel
-        return result.add(h, HeldScalars.Of(s));                                                    // result + s·h in one kernel
+        if (ExactScale(s)) return result.add(h, HeldScalars.Of(s));                                  // s·h exact: one kernel rounds as PEFT's two
+        return result.add(h.mul_(HeldScalars.Of(s)));                                                // PEFT: result + lora_B(...) * scaling
     }
+
+    // PEFT multiplies h by the scaling, rounds, then adds. torch's add(h, alpha) is contracted to one fused
+    // multiply-add (on the CPU as on CUDA), which rounds once and differs from PEFT in the last bit for most scalings
+    // (0.3 in float32: 18 % of the elements). When s is a power of two ≥ 1, s·h is exact and the one-kernel add gives
+    // PEFT's result; otherwise h (lora_B's output, not saved by any backward) is scaled in place and then added.
+    private static bool ExactScale(double s) => s >= 1 && double.IsFinite(s) && (BitConverter.DoubleToInt64Bits(s) & 0xF_FFFF_FFFF_FFFFL) == 0;
 
     // The fused tail (CUDA, float32 h): for a float32 result always (it then only replaces the add); for a half result
     // only when this is the layer's one active adapter, because the kernel also casts back to the result's dtype, which
