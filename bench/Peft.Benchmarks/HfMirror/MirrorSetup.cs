@@ -164,7 +164,11 @@ internal static class MirrorSetup
     /// <summary>With <c>PEFT_RSS_TRACE=1</c>: VmRSS / VmHWM and <see cref="Mallinfo"/> after <paramref name="phase"/>, to stderr.</summary>
     public static void TraceRss(string phase)
     {
-        if (RssTrace) Console.Error.WriteLine($"rss {phase}: {RssMb()} MB, hwm {PeakRssMb()} MB, {Mallinfo()}");
+        if (RssTrace)
+        {
+            var st = TorchSharp.DisposeScopeManager.Statistics.TensorStatistics;
+            Console.Error.WriteLine($"rss {phase}: {RssMb()} MB, hwm {PeakRssMb()} MB, {Mallinfo()}, gc {GC.CollectionCount(0)}/{GC.CollectionCount(1)}/{GC.CollectionCount(2)}, tensors live {st.ThreadTotalLiveCount} created {st.CreatedOutsideScopeCount}+{st.CreatedInScopeCount} disposed outside {st.DisposedOutsideScopeCount}");
+        }
     }
 
     private static readonly bool RssTrace = Environment.GetEnvironmentVariable("PEFT_RSS_TRACE") == "1";
