@@ -207,7 +207,7 @@ internal sealed class StandardLoraVariant : ILoraLinearVariant
         double s = layer.Scaling[adapterName];
         if (FusedTail(layer, adapterName, result, h)) return LoraTailFunction.Apply(result, h, s);   // PEFT's roundings + the cast, one kernel
         if (ExactScale(s)) return result.add(h, HeldScalars.Of(s));                                  // s·h exact: one kernel rounds as PEFT's two
-        return result.add(h.mul_(HeldScalars.Of(s)));                                                // PEFT: result + lora_B(...) * scaling
+        return result.add(h.mul_(HeldScalars.Of(s)), HeldScalars.One);                               // PEFT: result + lora_B(...) * scaling
     }
 
     // PEFT multiplies h by the scaling, rounds, then adds. torch's add(h, alpha) is contracted to one fused
