@@ -9,7 +9,12 @@
 #                                 # (CPU spill, logits vs one GPU) and `load --device cuda` (host peak RSS, footprint,
 #                                 # tok/s for OPT-125m / Llama-1B shapes in fp32 / bf16 / int8 / nf4)
 #
-# Env (run): ROUNDS (2), ITERS (5), BUDGET_S (400: no new round starts after this many seconds), MODELS, CASES.
+#   bench/run-gpu.sh check        # on the GPU machine (same carry): train_graph_check (fp32, MODELS) and fused_check
+#
+# Env (run): ROUNDS (2), ITERS (5), BUDGET_S (400: no new round starts after this many seconds), MODELS, CASES,
+# FIRST_ROUND (1; the round number decides which side goes first, so a second call can continue with round 2).
+# A case named CASE_graphs (lora_step_graphs, full_step_graphs) runs only the C# side with --cuda-graphs; the
+# table gives its ratio against the same round's Python CASE.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 G=$ROOT/.gpu
@@ -42,19 +47,21 @@ run)
   RES=/tmp/gpu-results.jsonl; [ -d "${OUT:-}" ] && RES=$OUT/gpu-results.jsonl
   : > "$RES"; t0=$SECONDS
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
-  for r in $(seq 1 "$ROUNDS"); do
+  for r in $(seq "${FIRST_ROUND:-1}" "$((${FIRST_ROUND:-1} + ROUNDS - 1))"); do
     [ $((SECONDS - t0)) -lt "$BUDGET_S" ] || { echo "# budget reached before round $r"; break; }
     for m in $MODELS; do for c in $CASES; do
       order="py cs"; [ $((r % 2)) = 0 ] && order="cs py"
       w=3; [ "$c" = generate ] && w=2
+      # CASE_graphs: the C# side only, with --cuda-graphs; its ratio is taken against the Python side of CASE
+      base=${c%_graphs}; flags=""; [ "$base" != "$c" ] && { order="cs"; flags="--cuda-graphs"; }
       for side in $order; do
         if [ "$side" = py ]; then
           line=$(python3 "$G/hf_gpu_bench.py" "$m" "$c" --iters "$ITERS" 2>>"${RES%.jsonl}.stderr.txt" | tail -1)
         else
-          line=$(dotnet "$G/app/Peft.Benchmarks.dll" "$c" --device cuda --dtype bf16 --model "$m" --repeats "$ITERS" --warmup "$w" 2>>"${RES%.jsonl}.stderr.txt" | grep '"case"' | tail -1)
+          line=$(dotnet "$G/app/Peft.Benchmarks.dll" "$base" $flags --device cuda --dtype bf16 --model "$m" --repeats "$ITERS" --warmup "$w" 2>>"${RES%.jsonl}.stderr.txt" | grep '"case"' | tail -1)
         fi
         [ -n "$line" ] || { echo "# $side $m $c round $r: no result"; continue; }
-        echo "{\"side\":\"$side\",\"round\":$r,\"model\":\"$m\",\"result\":$line}" | tee -a "$RES" | cut -c1-300
+        echo "{\"side\":\"$side\",\"round\":$r,\"model\":\"$m\",\"label\":\"$c\",\"result\":$line}" | tee -a "$RES" | cut -c1-300
       done
     done; done
   done
@@ -63,13 +70,30 @@ import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 print("\n| model | case | HF Python tok/s | Peft.NET tok/s | ratio C#/Py | rounds |")
 print("| --- | --- | --- | --- | --- | --- |")
-keys = dict.fromkeys((r["model"], r["result"]["case"]) for r in rows)
+label = lambda r: r.get("label", r["result"]["case"])
+keys = dict.fromkeys((r["model"], label(r)) for r in rows)
 for m, c in keys:
-    s = {k: [r["result"]["tok_per_s"] for r in rows if r["side"] == k and r["model"] == m and r["result"]["case"] == c] for k in ("py", "cs")}
+    base = c.removesuffix("_graphs")
+    s = {"py": [r["result"]["tok_per_s"] for r in rows if r["side"] == "py" and r["model"] == m and label(r) == base],
+         "cs": [r["result"]["tok_per_s"] for r in rows if r["side"] == "cs" and r["model"] == m and label(r) == c]}
     if s["py"] and s["cs"]:
         py, cs = statistics.median(s["py"]), statistics.median(s["cs"])
         print(f"| {m} | {c} | {py:.1f} | {cs:.1f} | {cs/py:.2f}× | {min(len(s['py']), len(s['cs']))} |")
 PY
   echo "# results: $RES (${SECONDS}s)" ;;
-*) echo "usage: $0 prepare|run" >&2; exit 2 ;;
+check)
+  # proofs without a Python side: CUDA-graph training steps equal their eager body (train_graph_check, fp32), and
+  # the fused kernels equal the eager ops (fused_check)
+  dn=$(mktemp -d) && tar -xJf "$G/dotnet.tar.xz" -C "$dn"
+  export DOTNET_ROOT=$dn PATH=$dn:$PATH
+  export LD_LIBRARY_PATH=$(python3 -c "import torch,os;print(os.path.dirname(torch.__file__))")/lib:${LD_LIBRARY_PATH:-}
+  export LIBTORCHSHARP=$G/app/runtimes/linux-x64/native/libLibTorchSharp.so
+  RES=/tmp; [ -d "${OUT:-}" ] && RES=$OUT
+  rc=0
+  for m in ${MODELS:-opt125m llama1b}; do
+    dotnet "$G/app/Peft.Benchmarks.dll" train_graph_check --device cuda --dtype fp32 --model "$m" --seq "${CHECK_SEQ:-256}" 2>>"$RES/check.stderr.txt" | tee -a "$RES/check.jsonl" || rc=1
+  done
+  [ "${FUSED_CHECK:-1}" = 1 ] && { dotnet "$G/app/Peft.Benchmarks.dll" fused_check --device cuda 2>>"$RES/check.stderr.txt" | tee -a "$RES/check.jsonl" | cut -c1-400 || rc=1; }
+  echo "# check rc=$rc (${SECONDS}s)"; exit $rc ;;
+*) echo "usage: $0 prepare|run|check" >&2; exit 2 ;;
 esac

@@ -39,4 +39,7 @@ public sealed record BenchmarkOptions(string Device, int Repeats, bool Quick)
 
     /// <summary>Random seed (hf_lora_bench.py <c>--seed</c>).</summary>
     public int Seed { get; init; }
+
+    /// <summary><c>--cuda-graphs</c>: the train-step cases capture each step once as a CUDA graph and replay it.</summary>
+    public bool CudaGraphs { get; init; }
 }

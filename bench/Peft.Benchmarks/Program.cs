@@ -7,13 +7,14 @@ using TorchSharp;
 
 // Usage: Peft.Benchmarks [NAME ...] [--device cpu|cuda] [--repeats N] [--quick] [--list]
 //        [--threads N] [--warmup N] [--model opt125m|llama1b] [--dtype fp32|bf16] [--batch B] [--seq T] [--seed S]
+//        [--cuda-graphs] (lora_step / full_step: each step captured once as a CUDA graph and replayed)
 // Before anything loads libtorch: the MKL-on-AMD fast path decides and names the GEMM path in use.
 Peft.Benchmarks.OpCount.OpCounter.Install();   // PEFT_OPCOUNT_LIB: count native calls (op_count case); before TorchSharp loads
 Console.Error.WriteLine(Peft.Core.Torch.MklFastPath.Enable());
 var names = new List<string>();
 string device = "cpu";
 int repeats = 5;
-bool quick = false, list = false;
+bool quick = false, list = false, cudaGraphs = false;
 int threads = 0, warmup = 3, batch = 0, seq = 0, seed = 0;
 string model = "opt125m", dtype = "fp32";
 for (int i = 0; i < args.Length; i++)
@@ -31,6 +32,7 @@ for (int i = 0; i < args.Length; i++)
         case "--model": model = args[++i]; break;
         case "--dtype": dtype = args[++i]; break;
         case "--list": list = true; break;
+        case "--cuda-graphs": cudaGraphs = true; break;
         default: names.Add(args[i]); break;
     }
 }
@@ -52,7 +54,7 @@ if (lts is not null) NativeLibrary.Load(lts);
 if (device == "cuda") torch.InitializeDeviceType(DeviceType.CUDA);
 
 if (threads > 0) torch.set_num_threads(threads);
-var options = new BenchmarkOptions(device, repeats, quick) { Threads = threads, Warmup = warmup, Model = model, Dtype = dtype, Batch = batch, Seq = seq, Seed = seed };
+var options = new BenchmarkOptions(device, repeats, quick) { Threads = threads, Warmup = warmup, Model = model, Dtype = dtype, Batch = batch, Seq = seq, Seed = seed, CudaGraphs = cudaGraphs };
 var selected = names.Count == 0 ? all : all.Where(b => names.Contains(b.Name)).ToList();
 if (names.Count > 0 && selected.Count != names.Count)
 {

@@ -24,13 +24,22 @@ namespace Peft.Transformers;
 /// equals one process reading the global batch.
 /// </remarks>
 internal sealed class TrainStep(nn.Module<ModelInput, ModelOutput> model, TrainableParameters trainable, TrainerOptimizer optimizer,
-    LrSchedule schedule, double maxGradNorm, Device device, IReadOnlyList<string> labelNames, bool causalLm, DataParallel parallel)
+    LrSchedule schedule, double maxGradNorm, Device device, IReadOnlyList<string> labelNames, bool causalLm, DataParallel parallel,
+    CudaGraphTrainStep? graph = null) : IDisposable
 {
     private readonly ITrainingHooks? _hooks = model as ITrainingHooks;
+    private string? _reportedEagerReason;
+
+    /// <summary>The CUDA-graph step (<see cref="TrainingArguments.CudaGraphs"/>), or null.</summary>
+    public CudaGraphTrainStep? Graph => graph;
+
+    /// <summary>Called once per distinct reason a graph step ran eagerly (batches of other shapes), with the reason.</summary>
+    public Action<string>? OnEagerGraphStep { get; set; }
 
     /// <summary>Runs the step over <paramref name="microBatches"/> (disposed here); returns the step's loss and pre-clip gradient norm.</summary>
     public (double Loss, double GradNorm, long Tokens) Run(IReadOnlyList<Dictionary<string, Tensor>> microBatches, int globalStep)
     {
+        if (graph is not null && microBatches.Count == 1) return RunGraph(microBatches[0], globalStep);
         var items = microBatches.Select(CountItems).ToArray();
         double total = parallel.Sum(items.Sum());
         double loss = 0;
@@ -66,6 +75,33 @@ internal sealed class TrainStep(nn.Module<ModelInput, ModelOutput> model, Traina
         if (device.type == DeviceType.CPU && TrimNativeHeap) Peft.Core.Torch.NativeHeap.Trim();
         return (parallel.Sum(loss) / parallel.WorldSize, norm, (long)parallel.Sum(tokens));
     }
+
+    // One step through the CUDA-graph step: the same order as Run (forward, loss term, backward, masters, clip, AdamW,
+    // masters back) inside the graph; the lr schedule, the method's hook and zero_grad around it.
+    private (double Loss, double GradNorm, long Tokens) RunGraph(Dictionary<string, Tensor> batch, int globalStep)
+    {
+        using var scope = NewDisposeScope();
+        scope.Attach(batch.Values);
+        var input = BatchInput.ToModelInput(batch, device, labelNames);
+        optimizer.SetLr(schedule.LastLr);
+        int eagerBefore = graph!.EagerSteps;
+        var (loss, norm) = graph.Run(input);
+        if (graph.EagerSteps > eagerBefore && graph.Captured && graph.LastEagerReason is { } why && why != _reportedEagerReason)
+        {
+            _reportedEagerReason = why;
+            OnEagerGraphStep?.Invoke(why);
+        }
+        double lossValue = loss.to(ScalarType.Float64).item<double>();
+        double normValue = norm.to(ScalarType.Float64).item<double>();
+        long tokens = input.AttentionMask is { } m ? m.sum().item<long>() : 0;
+        schedule.Step();
+        _hooks?.OnOptimizerStep(globalStep);
+        optimizer.ZeroGrad();
+        return (lossValue, normValue, tokens);
+    }
+
+    /// <summary>Releases the CUDA-graph step, if any.</summary>
+    public void Dispose() => graph?.Dispose();
 
     private static readonly bool TrimNativeHeap = Environment.GetEnvironmentVariable("PEFT_MALLOC_TRIM") != "0";
 

@@ -35,6 +35,14 @@ public sealed class Trainer
     private TrainerControl _control = new();
     private bool _newBest;
 
+    private readonly ILogger? _logger;
+
+    /// <summary>
+    /// Test seam: steps run <see cref="TrainingArguments.CudaGraphs"/>' step body (capturable AdamW, no host reads)
+    /// eagerly, on any device, without capturing; the CPU tests compare it with the reference trajectories.
+    /// </summary>
+    internal bool GraphFormWithoutCapture { get; set; }
+
     /// <summary>Creates a Trainer; validates <paramref name="args"/> (throws naming the field) and the model's abilities.</summary>
     /// <param name="model">The model; its forward must return <see cref="ModelOutput.Loss"/> when labels are given.</param>
     /// <param name="args">The run's settings.</param>
@@ -67,6 +75,9 @@ public sealed class Trainer
         _labelNames = args.LabelNames ?? ["labels"];
         _device = args.Device is not null ? new Device(args.Device) : model.parameters().FirstOrDefault()?.device ?? CPU;
         if (args.Device is not null) model.to(_device);
+        if (args.CudaGraphs && _device.type != DeviceType.CUDA)
+            throw new ArgumentException($"TrainingArguments.CudaGraphs = true: the model is on {_device}; CUDA graphs need a CUDA device (set Device = \"cuda\")", nameof(args));
+        _logger = logger;
         if (args.GradientCheckpointing) GradientCheckpointingOf(model).GradientCheckpointingEnable();
         Parallel = dataParallel ?? DataParallel.FromEnvironment();
         var list = new List<ITrainerCallback> { new DefaultFlowCallback() };
@@ -104,6 +115,7 @@ public sealed class Trainer
         var train = _trainDataset ?? throw new InvalidOperationException("Trainer.Train needs a trainDataset");
         var clock = Stopwatch.StartNew();
         using var run = TrainingRun.Start(this, train, resumeFromCheckpoint);
+        run.Step.OnEagerGraphStep = why => _logger?.LogWarning("CUDA-graph training step ran eagerly ({Reason}); pad batches to one length to replay the graph", why);
         _control = new TrainerControl();
         _callbacks.Each(c => c.OnTrainBegin(Args, State, _control));
         _control.ShouldTrainingStop |= State.GlobalStep >= State.MaxSteps;

@@ -104,6 +104,15 @@ public sealed record TrainingArguments
     [JsonPropertyName("dataloader_shuffle")] public bool DataLoaderShuffle { get; init; } = true;
     /// <summary>Device to train on ("cpu", "cuda", "cuda:1"); null = where the model's parameters are (a .NET extension).</summary>
     [JsonPropertyName("device")] public string? Device { get; init; }
+    /// <summary>
+    /// Capture each training step once as a CUDA graph and replay it for later batches of the same shapes (a .NET
+    /// extension; PyTorch's whole-network <c>torch.cuda.graph</c> recipe with AdamW's <c>capturable=True</c>). One
+    /// launch per step instead of hundreds: for small models on fast GPUs, where the host's kernel launches bound the
+    /// step. Needs a CUDA device, AdamW, <see cref="GradientAccumulationSteps"/> = 1, one process and no gradient
+    /// checkpointing; pad batches to a fixed length (the collator's <c>max_length</c> padding) or every new shape runs
+    /// eagerly. The update is torch's capturable AdamW arithmetic: equal to the eager step up to rounding.
+    /// </summary>
+    [JsonPropertyName("cuda_graphs"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public bool CudaGraphs { get; init; }
 
     /// <summary>Optimizer names this Trainer implements.</summary>
     public static IReadOnlyList<string> SupportedOptimizers { get; } = ["adamw_torch", "adamw_torch_fused", "sgd"];
@@ -154,6 +163,13 @@ public sealed record TrainingArguments
             Fail(nameof(SaveSteps), SaveSteps, $"LoadBestModelAtEnd needs SaveSteps to be a multiple of EvalSteps ({EvalSteps ?? LoggingSteps})");
         if (Bf16 && Fp16) Fail(nameof(Fp16), Fp16, "Bf16 and Fp16 cannot both be on");
         if (!SupportedOptimizers.Contains(Optim)) Fail(nameof(Optim), Optim, $"supported: {string.Join(", ", SupportedOptimizers)}");
+        if (CudaGraphs)
+        {
+            if (GradientAccumulationSteps != 1) Fail(nameof(GradientAccumulationSteps), GradientAccumulationSteps, "CudaGraphs captures one forward per step: must be 1");
+            if (GradientCheckpointing) Fail(nameof(GradientCheckpointing), GradientCheckpointing, "CudaGraphs cannot capture the recomputation's RNG-state copies: turn one of them off");
+            if (Optim == "sgd") Fail(nameof(Optim), Optim, "CudaGraphs needs AdamW (adamw_torch or adamw_torch_fused)");
+            if (Device is { } d && !d.StartsWith("cuda", StringComparison.Ordinal)) Fail(nameof(Device), d, "CudaGraphs needs a CUDA device");
+        }
         foreach (var r in ReportTo)
             if (r is not ("none" or "jsonl")) Fail(nameof(ReportTo), r, "supported: \"none\", \"jsonl\"");
         if (LrSchedulerKwargs is not null)

@@ -43,7 +43,19 @@ internal sealed class TrainingRun : IDisposable
         var groups = DecayRule.Groups(_trainable.ForOptimizer, args.WeightDecay, trainer.Model);
         _optimizer = args.Optim == "sgd" ? new Sgd(groups) : new AdamW(groups, args.AdamBeta1, args.AdamBeta2, args.AdamEpsilon);
         _schedule = new LrSchedule(args.LrSchedulerType, args.LearningRate, args.GetWarmupSteps(maxSteps), maxSteps, args.LrSchedulerKwargs);
-        Step = new TrainStep(trainer.Model, _trainable, _optimizer, _schedule, args.MaxGradNorm, trainer.Device, trainer.LabelNames, Trainer.IsCausalLm(trainer.Model), trainer.Parallel);
+        CudaGraphTrainStep? graph = null;
+        if (args.CudaGraphs || trainer.GraphFormWithoutCapture)
+        {
+            if (args.CudaGraphs && trainer.Device.type != DeviceType.CUDA)
+                throw new ArgumentException($"TrainingArguments.CudaGraphs = true: the Trainer runs on {trainer.Device}; CUDA graphs need a CUDA device", nameof(args));
+            if (_optimizer is not AdamW)
+                throw new ArgumentException($"TrainingArguments.CudaGraphs = true needs AdamW; Optim = {args.Optim}", nameof(args));
+            if (trainer.Parallel.WorldSize > 1)
+                throw new NotSupportedException($"TrainingArguments.CudaGraphs = true with {trainer.Parallel.WorldSize} processes: data-parallel steps all-reduce between backward and the update and are not captured; turn CudaGraphs off");
+            graph = new CudaGraphTrainStep(trainer.Model, (AdamW)_optimizer, _trainable.ForOptimizer.Select(p => (Tensor)p.Param).ToList(), args.MaxGradNorm,
+                useGraphs: !trainer.GraphFormWithoutCapture, gradientsToMasters: _trainable.GradientsToMasters, mastersToModel: _trainable.MastersToModel);
+        }
+        Step = new TrainStep(trainer.Model, _trainable, _optimizer, _schedule, args.MaxGradNorm, trainer.Device, trainer.LabelNames, Trainer.IsCausalLm(trainer.Model), trainer.Parallel, graph);
     }
 
     public TrainDataLoader Loader { get; }
@@ -157,6 +169,7 @@ internal sealed class TrainingRun : IDisposable
 
     public void Dispose()
     {
+        Step.Dispose();
         _optimizer.Dispose();
         _trainable.Dispose();
     }

@@ -91,11 +91,12 @@ internal static class TrajectoryReplay
         };
     }
 
-    public static Result Run(string name, string outputDir)
+    /// <param name="graphForm">Steps run the CUDA-graph step's body eagerly (<see cref="Trainer.GraphFormWithoutCapture"/>).</param>
+    public static Result Run(string name, string outputDir, bool graphForm = false)
     {
         var traj = Trajectory(name);
         using var pm = LoadInitial(name);
-        var trainer = new Trainer(pm, Args(name, outputDir), trainDataset: Rows(name), dataCollator: new DefaultDataCollator());
+        var trainer = new Trainer(pm, Args(name, outputDir), trainDataset: Rows(name), dataCollator: new DefaultDataCollator()) { GraphFormWithoutCapture = graphForm };
         trainer.Train();
         string saved = Path.Combine(outputDir, "final");
         trainer.SaveModel(saved);

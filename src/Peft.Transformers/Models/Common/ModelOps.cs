@@ -54,7 +54,8 @@ internal static class ModelOps
     /// it, for <see cref="Attend"/> with <c>causal: true</c> to run SDPA's <c>is_causal</c> kernel path without a mask
     /// tensor (HF's <c>_ignore_causal_mask_sdpa</c>): one new token and no padding mask, or no cache prefix, no window
     /// cutting in, and an attention mask that is absent or all ones (checked on the host once per forward with T &gt; 1,
-    /// as HF does; a single-token step never syncs).
+    /// as HF does; a single-token step never syncs; never under <see cref="HostReads.Forbid"/>, where a given mask always
+    /// takes the mask path).
     /// </summary>
     public static Tensor? CausalMask(Tensor? attentionMask, long batch, long queryLen, long pastLen, ScalarType dtype, Device device, int? slidingWindow = null)
     {
@@ -63,7 +64,7 @@ internal static class ModelOps
             throw new ArgumentException($"attention_mask has length {attentionMask.shape[1]} but past ({pastLen}) + new ({queryLen}) = {keyLen} positions.");
         bool windowCutsIn = slidingWindow is { } sw && keyLen > sw;
         if (attentionMask is null && queryLen == 1 && !windowCutsIn) return null;
-        if (pastLen == 0 && queryLen > 1 && !windowCutsIn && (attentionMask is null || AllOnes(attentionMask))) return null;
+        if (pastLen == 0 && queryLen > 1 && !windowCutsIn && (attentionMask is null || (HostReads.Allowed && AllOnes(attentionMask)))) return null;
         using var scope = NewDisposeScope();
         var q = arange(HeldScalars.Of(pastLen), HeldScalars.Of(keyLen), dtype: ScalarType.Int64, device: device).unsqueeze(1);   // [T, 1]
         var k = arange(HeldScalars.Of(0), HeldScalars.Of(keyLen), dtype: ScalarType.Int64, device: device).unsqueeze(0);         // [1, S]

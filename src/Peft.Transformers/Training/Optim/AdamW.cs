@@ -29,6 +29,7 @@ public sealed class AdamW : TrainerOptimizer
     private readonly Dictionary<(ScalarType, string), Tensor> _lerpWeights = new();
     private readonly bool? _foreach;
     private readonly Dictionary<int, AdamWFlatBucket[]> _buckets = new();  // by group's first state index
+    private readonly Dictionary<AdamWFlatBucket, AdamWGraphFactors> _graphFactors = new();
 
     /// <summary>AdamW over <paramref name="groups"/> (HF <c>adam_beta1/2</c>, <c>adam_epsilon</c>).</summary>
     /// <param name="groups">Parameter groups; parameters are not owned.</param>
@@ -100,6 +101,72 @@ public sealed class AdamW : TrainerOptimizer
         param.addcdiv_(expAvg, denom, update);
     }
 
+    /// <summary>
+    /// The graph form (CUDA-graph training steps, <see cref="CudaGraphTrainStep"/>), outside any capture and before
+    /// every step: buckets, flat buffers and the lerp weight made, and each bucket's <see cref="AdamWGraphFactors"/>
+    /// filled for its next step count and its group's lr (a few fill kernels, no host sync). Every trainable
+    /// parameter must be listed once. The arithmetic is torch's <c>capturable=True</c> AdamW (the step-dependent
+    /// factors are device values, folded into the denominator), not the eager form's host scalars: equal up to
+    /// rounding, not bit for bit; on half-precision parameters the factors are rounded to the parameters' dtype.
+    /// </summary>
+    /// <returns>True when a flat parameter buffer was (re)built (first step, or parameters re-pointed since): a
+    /// graph captured before reads other addresses and must be captured again.</returns>
+    internal bool PrepareGraphStep()
+    {
+        using var _ = no_grad();
+        bool movedAny = false;
+        int index = 0;
+        foreach (var g in Groups)
+        {
+            if (!_buckets.TryGetValue(index, out var buckets)) _buckets[index] = buckets = Bucket(g, index);
+            foreach (var b in buckets)
+            {
+                double step = b.PrepareGraph(StateOf, out bool moved) + 1.0;
+                movedAny |= moved;
+                LerpWeight(b.First);
+                double stepSize = g.Lr / (1 - Math.Pow(_beta1, step));
+                UpdateFactor.Of(-stepSize, b.First, "-lr / (1 - beta1^step)", g.Lr);   // throws for an lr the dtype cannot hold
+                if (!_graphFactors.TryGetValue(b, out var f)) _graphFactors[b] = f = new AdamWGraphFactors(b.First.dtype, b.First.device);
+                f.Fill(decay: 1 - g.Lr * g.WeightDecay, bc2SqrtTimesNegStep: Math.Sqrt(1 - Math.Pow(_beta2, step)) * -stepSize, epsOverNegStep: _eps / -stepSize);
+            }
+            index += g.Params.Count;
+        }
+        return movedAny;
+    }
+
+    /// <summary>The graph form's kernels (capturable); <see cref="PrepareGraphStep"/> ran before.</summary>
+    internal void StepGraph()
+    {
+        using var _ = no_grad();
+        int index = 0;
+        foreach (var g in Groups)
+        {
+            foreach (var b in _buckets[index]) b.StepGraph(this, _graphFactors[b], g.WeightDecay);
+            index += g.Params.Count;
+        }
+    }
+
+    /// <summary>After a graph-form step ran (replayed or eagerly): the host step counts advance by one.</summary>
+    internal void FinishGraphStep()
+    {
+        foreach (var b in _buckets.Values.SelectMany(b => b)) b.AdvanceSteps();
+    }
+
+    /// <summary>
+    /// torch's capturable AdamW update of one flat buffer: <c>p *= 1 - lr·wd</c>; <c>m.lerp_(g, 1 - β1)</c>;
+    /// <c>v = v·β2 + (1 - β2)·g²</c>; <c>denom = sqrt(v) / (sqrt(bc2)·(-lr/bc1)) + ε / (-lr/bc1)</c>;
+    /// <c>p += m / denom</c>. Every step-dependent value comes from <paramref name="f"/>.
+    /// </summary>
+    internal void ApplyGraph(Tensor param, Tensor grad, Tensor expAvg, Tensor expAvgSq, AdamWGraphFactors f, double weightDecay)
+    {
+        if (weightDecay != 0) param.mul_(f.Decay);
+        expAvg.lerp_(grad, LerpWeight(param));
+        expAvgSq.mul_(HeldScalars.Of(_beta2)).addcmul_(grad, grad, HeldScalars.Of(1 - _beta2));
+        using var denom = expAvgSq.sqrt();
+        denom.div_(f.Bc2SqrtTimesNegStep).add_(f.EpsOverNegStep, HeldScalars.One);
+        param.addcdiv_(expAvg, denom, HeldScalars.One);
+    }
+
     private Tensor LerpWeight(Tensor param)
     {
         var key = (param.dtype, param.device.ToString());
@@ -114,6 +181,8 @@ public sealed class AdamW : TrainerOptimizer
         _lerpWeights.Clear();
         foreach (var b in _buckets.Values.SelectMany(b => b)) b.Dispose();
         _buckets.Clear();
+        foreach (var f in _graphFactors.Values) f.Dispose();
+        _graphFactors.Clear();
     }
 
     /// <summary>The state tensor <paramref name="name"/> of the parameter with state index <paramref name="index"/>, or null (tests).</summary>

@@ -94,10 +94,58 @@ internal sealed class AdamWFlatBucket : IDisposable
         return true;
     }
 
-    // The parameters as views of one buffer: built on the first step, rebuilt if a parameter was re-pointed since.
-    private void EnsureFlatParams()
+    /// <summary>True when the bucket's state lives in flat buffers (each parameter listed once): the graph form needs it.</summary>
+    public bool FlatState => _flatState;
+
+    /// <summary>The bucket's first parameter (its dtype and device are the bucket's).</summary>
+    public Parameter First => _params[0];
+
+    /// <summary>
+    /// The graph form's preparation, outside any capture: the parameters as views of the flat buffer and every
+    /// parameter's state bound to the flat state (allocations and copies happen here, never under capture). Returns
+    /// the bucket's step count (all parameters share it; throws when a loaded state gave them different counts);
+    /// <paramref name="moved"/> is true when the flat parameter buffer was (re)built, i.e. device addresses changed.
+    /// </summary>
+    public float PrepareGraph(Func<int, Dictionary<string, Tensor>> stateOf, out bool moved)
     {
-        if (_flatParams is not null && _params.Select(p => TensorMemory.DataPointer(p)).SequenceEqual(_paramPtrs)) return;
+        if (!_flatState) throw new NotSupportedException("CUDA-graph steps need every trainable parameter listed once in the optimizer's groups");
+        moved = EnsureFlatParams();
+        EnsureFlatState(stateOf);
+        float[] counts = _steps!.data<float>().ToArray();   // CPU tensor: no device sync
+        for (int i = 1; i < counts.Length; i++)
+            if (counts[i] != counts[0])
+                throw new NotSupportedException($"CUDA-graph steps need one step count per bucket; parameter {_indices[i]} has {counts[i]}, parameter {_indices[0]} {counts[0]}");
+        return counts[0];
+    }
+
+    /// <summary>
+    /// The graph form's kernels over the flat buffers (capturable: no host read, no allocation outside the caching
+    /// allocator): every parameter must have a gradient of its dtype. <paramref name="factors"/> holds the step's
+    /// varying values as 0-d device tensors (see <see cref="AdamW.StepGraph"/>).
+    /// </summary>
+    public void StepGraph(AdamW optimizer, AdamWGraphFactors factors, double weightDecay)
+    {
+        using var scope = NewDisposeScope();
+        var grads = new Tensor[_params.Length];
+        for (int i = 0; i < _params.Length; i++)
+        {
+            var g = _params[i].grad;
+            if (g is null || g.dtype != _params[i].dtype)
+                throw new InvalidOperationException($"CUDA-graph AdamW step: parameter {_indices[i]} ({string.Join("x", _params[i].shape)}) has "
+                    + (g is null ? "no gradient (every trainable parameter must take part in the loss)" : $"a {g.dtype} gradient for {_params[i].dtype} values"));
+            grads[i] = g;
+        }
+        var flatGrad = FlatTensors.ViewOrCat(grads);       // [total]
+        optimizer.ApplyGraph(_flatParams!, flatGrad, _expAvg!, _expAvgSq!, factors, weightDecay);
+    }
+
+    /// <summary>Counts one graph-form step on the host (the CPU step counters checkpoints save).</summary>
+    public void AdvanceSteps() => _steps!.add_(HeldScalars.Of(1), HeldScalars.One);
+
+    // The parameters as views of one buffer: built on the first step, rebuilt if a parameter was re-pointed since.
+    private bool EnsureFlatParams()
+    {
+        if (_flatParams is not null && _params.Select(p => TensorMemory.DataPointer(p)).SequenceEqual(_paramPtrs)) return false;
         var first = _params[0];
         var flat = empty([_total], first.dtype, first.device);
         for (int i = 0; i < _params.Length; i++)
@@ -109,6 +157,7 @@ internal sealed class AdamWFlatBucket : IDisposable
         _flatParams?.Dispose();
         _flatParams = flat.DetachFromDisposeScope();
         _paramPtrs = _params.Select(p => TensorMemory.DataPointer(p)).ToArray();
+        return true;
     }
 
     // Every parameter's state bound to views of the flat buffers (the multi-tensor step needs all of them).

@@ -21,12 +21,23 @@ public static class GradClip
     /// torch's <c>_foreach_norm</c> on CUDA. Null (default): true when the first gradient is on a CUDA device.</param>
     public static double ClipGradNorm(IEnumerable<Tensor> parameters, double maxNorm, bool? @foreach = null)
     {
-        using var _ = no_grad();
         using var scope = NewDisposeScope();
+        return NormAndClip(parameters, maxNorm, @foreach).to(ScalarType.Float64).item<double>();
+    }
+
+    /// <summary>
+    /// <see cref="ClipGradNorm"/> without the host read: returns the pre-clip norm as a 0-d tensor of the gradients'
+    /// dtype on their device (in the caller's dispose scope; a 0-d float32 CPU zero when no parameter has a gradient).
+    /// Launches only device work, so it can be captured in a CUDA graph.
+    /// </summary>
+    internal static Tensor NormAndClip(IEnumerable<Tensor> parameters, double maxNorm, bool? @foreach = null)
+    {
+        using var _ = no_grad();
         var withGrad = parameters.Select(p => (p, g: p.grad)).Where(x => x.g is not null).Select(x => (x.p, g: x.g!)).ToList();
-        if (withGrad.Count == 0) return 0.0;
+        if (withGrad.Count == 0) return zeros([], ScalarType.Float32);
         var device = withGrad[0].g.device;
         bool flat = @foreach ?? device.type == DeviceType.CUDA;
+        using var scope = NewDisposeScope();
         var buffers = flat
             ? withGrad.GroupBy(x => (x.g.dtype, x.g.device.ToString())).Select(g => Flatten(g.ToList())).ToList()
             : withGrad.Select(x => x.g).ToList();
@@ -38,7 +49,7 @@ public static class GradClip
             var coef = (HeldScalars.Of(maxNorm) / total.add(HeldScalars.Of(1e-6), HeldScalars.Of(1))).clamp_max(HeldScalars.Of(1.0));
             foreach (var b in buffers) b.mul_(b.device == device ? coef : coef.to(b.device));
         }
-        return total.to(ScalarType.Float64).item<double>();
+        return total.MoveToOuterDisposeScope();
     }
 
     /// <summary>
