@@ -90,9 +90,9 @@ check)
   export LIBTORCHSHARP=$G/app/runtimes/linux-x64/native/libLibTorchSharp.so
   RES=/tmp; [ -d "${OUT:-}" ] && RES=$OUT
   rc=0
-  for m in ${MODELS:-opt125m llama1b}; do
-    dotnet "$G/app/Peft.Benchmarks.dll" train_graph_check --device cuda --dtype fp32 --model "$m" --seq "${CHECK_SEQ:-256}" 2>>"$RES/check.stderr.txt" | tee -a "$RES/check.jsonl" || rc=1
-  done
+  for m in ${MODELS:-opt125m llama1b}; do for short in ${SHORT_STEPS:-5}; do
+    PEFT_GRAPH_CHECK_SHORT_STEP=$short dotnet "$G/app/Peft.Benchmarks.dll" train_graph_check --device cuda --dtype fp32 --model "$m" --seq "${CHECK_SEQ:-256}" 2>>"$RES/check.stderr.txt" | tee -a "$RES/check.jsonl" || rc=1
+  done; done
   [ "${FUSED_CHECK:-1}" = 1 ] && { dotnet "$G/app/Peft.Benchmarks.dll" fused_check --device cuda 2>>"$RES/check.stderr.txt" | tee -a "$RES/check.jsonl" | cut -c1-400 || rc=1; }
   echo "# check rc=$rc (${SECONDS}s)"; exit $rc ;;
 *) echo "usage: $0 prepare|run|check" >&2; exit 2 ;;

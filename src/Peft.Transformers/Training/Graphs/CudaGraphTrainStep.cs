@@ -42,7 +42,8 @@ internal sealed class CudaGraphTrainStep : IDisposable
     private readonly ITrainingHooks? _hooks;
     private CudaGraph? _graph;
     private ModelInput? _static;
-    private Tensor? _loss, _norm;            // the last body's outputs (the captured ones after capture)
+    private Tensor? _graphLoss, _graphNorm;  // the captured body's outputs: each replay overwrites them
+    private Tensor? _eagerLoss, _eagerNorm;  // the last eager body's outputs
 
     /// <param name="model">The model in train mode; its forward returns a loss.</param>
     /// <param name="optimizer">AdamW over the trainable parameters (each listed once).</param>
@@ -110,9 +111,11 @@ internal sealed class CudaGraphTrainStep : IDisposable
                     if (Slots[i](input) is { } t) Slots[i](_static!)!.copy_(t);
             _graph.Replay();
             Replays++;
+            _optimizer.FinishGraphStep();
+            return (_graphLoss!, _graphNorm!);
         }
         _optimizer.FinishGraphStep();
-        return (_loss!, _norm!);
+        return (_eagerLoss!, _eagerNorm!);
     }
 
     // Captures on the first call: the input copied into tensors the graph owns, one eager warm-up step on them (this
@@ -137,28 +140,23 @@ internal sealed class CudaGraphTrainStep : IDisposable
             if (warm is null) warm = Body(_static);     // the warm-up: this step's real update
             else captured = Body(_static);              // under capture: nothing runs, the kernels are recorded
         }, warmups: 1);
-        // this step's results are the warm-up's; the captured outputs are overwritten by each replay
-        using (no_grad())
-        {
-            captured!.Value.Loss.copy_(warm!.Value.Loss);
-            captured.Value.Norm.copy_(warm.Value.Norm);
-        }
-        warm.Value.Loss.Dispose();
-        warm.Value.Norm.Dispose();
-        Keep(captured.Value);
+        // this step's results are the warm-up's (returned as an eager step's); the captured outputs belong to the graph
+        // and are overwritten by each replay
+        KeepEager(warm!.Value);
+        (_graphLoss, _graphNorm) = captured!.Value;
         EagerSteps++;
     }
 
-    private void Keep((Tensor Loss, Tensor Norm) outputs)
+    private void KeepEager((Tensor Loss, Tensor Norm) outputs)
     {
-        _loss?.Dispose();
-        _norm?.Dispose();
-        (_loss, _norm) = outputs;
+        _eagerLoss?.Dispose();
+        _eagerNorm?.Dispose();
+        (_eagerLoss, _eagerNorm) = outputs;
     }
 
     private void RunEager(ModelInput input)
     {
-        Keep(Body(input));
+        KeepEager(Body(input));
         EagerSteps++;
     }
 
@@ -199,15 +197,16 @@ internal sealed class CudaGraphTrainStep : IDisposable
     public void Dispose()
     {
         ReleaseGraph();
-        _loss?.Dispose();
-        _norm?.Dispose();
-        (_loss, _norm) = (null, null);
+        KeepEager((null!, null!));
     }
 
     private void ReleaseGraph()
     {
         _graph?.Dispose();
         _graph = null;
+        _graphLoss?.Dispose();
+        _graphNorm?.Dispose();
+        (_graphLoss, _graphNorm) = (null, null);
         if (_static is not null)
             foreach (var s in Slots)
                 s(_static)?.Dispose();
