@@ -18,6 +18,14 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 G=$ROOT/.gpu
+
+# On the GPU machine: the packed .NET runtime, the Python wheel's libtorch and LibTorchSharp from the app.
+runtime() {
+  dn=$(mktemp -d) && tar -xJf "$G/dotnet.tar.xz" -C "$dn"
+  export DOTNET_ROOT=$dn PATH=$dn:$PATH
+  export LD_LIBRARY_PATH=$(python3 -c "import torch,os;print(os.path.dirname(torch.__file__))")/lib:${LD_LIBRARY_PATH:-}
+  export LIBTORCHSHARP=$G/app/runtimes/linux-x64/native/libLibTorchSharp.so
+}
 case "${1:-}" in
 prepare)
   rm -rf "$G/app" && mkdir -p "$G"
@@ -27,10 +35,7 @@ prepare)
   cp "$ROOT/../shared/perf/hf_gpu_bench.py" "$G/hf_gpu_bench.py"
   du -sh "$G" ;;
 load)
-  dn=$(mktemp -d) && tar -xJf "$G/dotnet.tar.xz" -C "$dn"
-  export DOTNET_ROOT=$dn PATH=$dn:$PATH
-  export LD_LIBRARY_PATH=$(python3 -c "import torch,os;print(os.path.dirname(torch.__file__))")/lib:${LD_LIBRARY_PATH:-}
-  export LIBTORCHSHARP=$G/app/runtimes/linux-x64/native/libLibTorchSharp.so
+  runtime
   RES=/tmp; [ -d "${OUT:-}" ] && RES=$OUT
   nvidia-smi --query-gpu=name,memory.total,memory.used --format=csv,noheader || true
   dotnet "$G/app/Peft.Benchmarks.dll" device_map_load --device cuda 2>"$RES/device-map-load.stderr.txt" | tee "$RES/device-map-load.jsonl"
@@ -39,10 +44,7 @@ load)
 run)
   ROUNDS=${ROUNDS:-2} ITERS=${ITERS:-5} BUDGET_S=${BUDGET_S:-400}
   MODELS=${MODELS:-"opt125m llama1b"} CASES=${CASES:-"lora_step full_step generate"}
-  dn=$(mktemp -d) && tar -xJf "$G/dotnet.tar.xz" -C "$dn"
-  export DOTNET_ROOT=$dn PATH=$dn:$PATH
-  export LD_LIBRARY_PATH=$(python3 -c "import torch,os;print(os.path.dirname(torch.__file__))")/lib:${LD_LIBRARY_PATH:-}
-  export LIBTORCHSHARP=$G/app/runtimes/linux-x64/native/libLibTorchSharp.so
+  runtime
   # the device machine's $OUT is a folder whose files come back; elsewhere /tmp
   RES=/tmp/gpu-results.jsonl; [ -d "${OUT:-}" ] && RES=$OUT/gpu-results.jsonl
   : > "$RES"; t0=$SECONDS
@@ -84,10 +86,7 @@ PY
 check)
   # proofs without a Python side: CUDA-graph training steps equal their eager body (train_graph_check, fp32), and
   # the fused kernels equal the eager ops (fused_check)
-  dn=$(mktemp -d) && tar -xJf "$G/dotnet.tar.xz" -C "$dn"
-  export DOTNET_ROOT=$dn PATH=$dn:$PATH
-  export LD_LIBRARY_PATH=$(python3 -c "import torch,os;print(os.path.dirname(torch.__file__))")/lib:${LD_LIBRARY_PATH:-}
-  export LIBTORCHSHARP=$G/app/runtimes/linux-x64/native/libLibTorchSharp.so
+  runtime
   RES=/tmp; [ -d "${OUT:-}" ] && RES=$OUT
   rc=0
   for m in ${MODELS:-opt125m llama1b}; do for short in ${SHORT_STEPS:-5}; do
