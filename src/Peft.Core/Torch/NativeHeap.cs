@@ -19,6 +19,12 @@ public static class NativeHeap
     /// </summary>
     public static bool Trim() => CanTrim && malloc_trim(UIntPtr.Zero) != 0;
 
+    /// <summary>
+    /// Whether the library trims at its own step boundaries (after a CPU training step, after the layers of a CPU
+    /// inference forward over several tokens): on unless <c>PEFT_MALLOC_TRIM=0</c>.
+    /// </summary>
+    internal static bool TrimAtSteps { get; } = Environment.GetEnvironmentVariable("PEFT_MALLOC_TRIM") != "0";
+
     private static bool HasGlibcTrim()
     {
         try

@@ -72,7 +72,7 @@ internal sealed class TrainStep(nn.Module<ModelInput, ModelOutput> model, Traina
         model.zero_grad();
         // glibc keeps the step's freed activations mapped (RSS grew ~170 MB per full-FT step of OPT-125m with zero .NET
         // GCs); malloc_trim hands them back, so CPU peak RSS stays flat (bench/README.md). PEFT_MALLOC_TRIM=0 turns it off.
-        if (device.type == DeviceType.CPU && TrimNativeHeap) Peft.Core.Torch.NativeHeap.Trim();
+        if (device.type == DeviceType.CPU && NativeHeap.TrimAtSteps) NativeHeap.Trim();
         return (parallel.Sum(loss) / parallel.WorldSize, norm, (long)parallel.Sum(tokens));
     }
 
@@ -102,8 +102,6 @@ internal sealed class TrainStep(nn.Module<ModelInput, ModelOutput> model, Traina
 
     /// <summary>Releases the CUDA-graph step, if any.</summary>
     public void Dispose() => graph?.Dispose();
-
-    private static readonly bool TrimNativeHeap = Environment.GetEnvironmentVariable("PEFT_MALLOC_TRIM") != "0";
 
     private double CountItems(Dictionary<string, Tensor> batch)
     {

@@ -1,4 +1,6 @@
 using Peft.Core;
+using Peft.Core.Torch;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Peft.Transformers.Models;
@@ -138,7 +140,19 @@ internal sealed class BackbonePass
             _hidden?.Add(hidden);
             i++;
         }
+        TrimAfterInference(at);
         return hidden;
+    }
+
+    // A CPU inference forward over several tokens frees hundreds of MB of layer activations; glibc keeps those pages
+    // resident as free heap and, as later forwards place their blocks differently, the free part grew by 10-40 MB per
+    // OPT-125m forward in some processes (merged_forward peak 1545 MB in most runs, 1681-2077 MB in others; Python
+    // 1638). malloc_trim after the layers returns them: peak 1479 MB in every run, speed within the noise
+    // (bench/README.md). Not under autograd (the activations are still held for backward; the training step trims
+    // after it), not for one-token decoding steps (little to return, many calls). PEFT_MALLOC_TRIM=0 turns it off.
+    private void TrimAfterInference(Device device)
+    {
+        if (device.type == DeviceType.CPU && QueryLength > 1 && !is_grad_enabled() && NativeHeap.TrimAtSteps) NativeHeap.Trim();
     }
 
     // The device of each layer's parameters (null: none). Read once per generation: the first forward with a cache
