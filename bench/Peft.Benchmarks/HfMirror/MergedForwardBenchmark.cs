@@ -27,15 +27,11 @@ public sealed class MergedForwardBenchmark : IBenchmark
         pm.eval();
         Trace("lora model");
         using var ids = MirrorSetup.RandomBatch(options);
-        bool trim = Environment.GetEnvironmentVariable("PEFT_BENCH_MALLOC_TRIM") == "1";   // experiment: malloc_trim after each forward
         Tensor Fwd(nn.Module<ModelInput, ModelOutput> m)
         {
-            Tensor logits;
-            using (no_grad())
-            using (var scope = NewDisposeScope())
-                logits = m.forward(new ModelInput { InputIds = ids }).Logits!.MoveToOuterDisposeScope();
-            if (trim) Peft.Core.Torch.NativeHeap.Trim();
-            return logits;
+            using var _ = no_grad();
+            using var scope = NewDisposeScope();
+            return m.forward(new ModelInput { InputIds = ids }).Logits!.MoveToOuterDisposeScope();
         }
 
         using var reference = Fwd(pm);

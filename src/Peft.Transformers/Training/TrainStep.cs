@@ -28,13 +28,15 @@ internal sealed class TrainStep(nn.Module<ModelInput, ModelOutput> model, Traina
     CudaGraphTrainStep? graph = null) : IDisposable
 {
     private readonly ITrainingHooks? _hooks = model as ITrainingHooks;
-    private string? _reportedEagerReason;
-
-    /// <summary>The CUDA-graph step (<see cref="TrainingArguments.CudaGraphs"/>), or null.</summary>
-    public CudaGraphTrainStep? Graph => graph;
 
     /// <summary>Called once per distinct reason a graph step ran eagerly (batches of other shapes), with the reason.</summary>
-    public Action<string>? OnEagerGraphStep { get; set; }
+    public Action<string>? OnEagerGraphStep
+    {
+        set
+        {
+            if (graph is not null) graph.OnEagerReason = value;
+        }
+    }
 
     /// <summary>Runs the step over <paramref name="microBatches"/> (disposed here); returns the step's loss and pre-clip gradient norm.</summary>
     public (double Loss, double GradNorm, long Tokens) Run(IReadOnlyList<Dictionary<string, Tensor>> microBatches, int globalStep)
@@ -84,13 +86,7 @@ internal sealed class TrainStep(nn.Module<ModelInput, ModelOutput> model, Traina
         scope.Attach(batch.Values);
         var input = BatchInput.ToModelInput(batch, device, labelNames);
         optimizer.SetLr(schedule.LastLr);
-        int eagerBefore = graph!.EagerSteps;
-        var (loss, norm) = graph.Run(input);
-        if (graph.EagerSteps > eagerBefore && graph.Captured && graph.LastEagerReason is { } why && why != _reportedEagerReason)
-        {
-            _reportedEagerReason = why;
-            OnEagerGraphStep?.Invoke(why);
-        }
+        var (loss, norm) = graph!.Run(input);
         double lossValue = loss.to(ScalarType.Float64).item<double>();
         double normValue = norm.to(ScalarType.Float64).item<double>();
         long tokens = input.AttentionMask is { } m ? m.sum().item<long>() : 0;

@@ -30,8 +30,18 @@ namespace Peft.Transformers;
 /// </remarks>
 internal sealed class CudaGraphTrainStep : IDisposable
 {
-    private static readonly Func<ModelInput, Tensor?>[] Slots =
-        [i => i.InputIds, i => i.AttentionMask, i => i.TokenTypeIds, i => i.PositionIds, i => i.Labels, i => i.InputsEmbeds, i => i.StartPositions, i => i.EndPositions];
+    // The batch tensors a step reads: name, getter, and a copy of an input with the slot replaced.
+    private static readonly (string Name, Func<ModelInput, Tensor?> Get, Func<ModelInput, Tensor?, ModelInput> With)[] Slots =
+    [
+        ("input_ids", i => i.InputIds, (i, t) => i with { InputIds = t }),
+        ("attention_mask", i => i.AttentionMask, (i, t) => i with { AttentionMask = t }),
+        ("token_type_ids", i => i.TokenTypeIds, (i, t) => i with { TokenTypeIds = t }),
+        ("position_ids", i => i.PositionIds, (i, t) => i with { PositionIds = t }),
+        ("labels", i => i.Labels, (i, t) => i with { Labels = t }),
+        ("inputs_embeds", i => i.InputsEmbeds, (i, t) => i with { InputsEmbeds = t }),
+        ("start_positions", i => i.StartPositions, (i, t) => i with { StartPositions = t }),
+        ("end_positions", i => i.EndPositions, (i, t) => i with { EndPositions = t }),
+    ];
 
     private readonly nn.Module<ModelInput, ModelOutput> _model;
     private readonly AdamW _optimizer;
@@ -44,6 +54,7 @@ internal sealed class CudaGraphTrainStep : IDisposable
     private ModelInput? _static;
     private Tensor? _graphLoss, _graphNorm;  // the captured body's outputs: each replay overwrites them
     private Tensor? _eagerLoss, _eagerNorm;  // the last eager body's outputs
+    private readonly HashSet<string> _eagerReasons = new(StringComparer.Ordinal);
 
     /// <param name="model">The model in train mode; its forward returns a loss.</param>
     /// <param name="optimizer">AdamW over the trainable parameters (each listed once).</param>
@@ -75,8 +86,8 @@ internal sealed class CudaGraphTrainStep : IDisposable
     /// <summary>Steps that ran the body eagerly (the warm-up, batches of other shapes, or all with graphs off).</summary>
     public int EagerSteps { get; private set; }
 
-    /// <summary>Why the last step ran eagerly after the capture (other shapes), or null.</summary>
-    public string? LastEagerReason { get; private set; }
+    /// <summary>Called once per distinct reason a step ran eagerly after the capture (a batch of other shapes).</summary>
+    public Action<string>? OnEagerReason { get; set; }
 
     /// <summary>
     /// One training step on <paramref name="input"/> (on the model's CUDA device; not kept) with the current
@@ -101,14 +112,14 @@ internal sealed class CudaGraphTrainStep : IDisposable
         }
         else if (Mismatch(input) is { } why)
         {
-            LastEagerReason = why;
+            if (_eagerReasons.Add(why)) OnEagerReason?.Invoke(why);
             RunEager(input);
         }
         else
         {
             using (no_grad())
-                for (int i = 0; i < Slots.Length; i++)
-                    if (Slots[i](input) is { } t) Slots[i](_static!)!.copy_(t);
+                foreach (var slot in Slots)
+                    if (slot.Get(input) is { } t) slot.Get(_static!)!.copy_(t);
             _graph.Replay();
             Replays++;
             _optimizer.FinishGraphStep();
@@ -122,16 +133,10 @@ internal sealed class CudaGraphTrainStep : IDisposable
     // step's real update; its outputs are this step's), then the same body captured (its kernels do not run).
     private void Capture(ModelInput input)
     {
+        _static = input;
         using (no_grad())
-        {
-            _static = input with
-            {
-                InputIds = input.InputIds?.clone().DetachFromDisposeScope(), AttentionMask = input.AttentionMask?.clone().DetachFromDisposeScope(),
-                TokenTypeIds = input.TokenTypeIds?.clone().DetachFromDisposeScope(), PositionIds = input.PositionIds?.clone().DetachFromDisposeScope(),
-                Labels = input.Labels?.clone().DetachFromDisposeScope(), InputsEmbeds = input.InputsEmbeds?.clone().DetachFromDisposeScope(),
-                StartPositions = input.StartPositions?.clone().DetachFromDisposeScope(), EndPositions = input.EndPositions?.clone().DetachFromDisposeScope(),
-            };
-        }
+            foreach (var slot in Slots)
+                if (slot.Get(input) is { } t) _static = slot.With(_static, t.clone().DetachFromDisposeScope());
         var device = (_static.InputIds ?? _static.InputsEmbeds ?? _static.Labels)?.device
             ?? throw new ArgumentException("The batch has neither input_ids, inputs_embeds nor labels", nameof(input));
         (Tensor Loss, Tensor Norm)? warm = null, captured = null;
@@ -181,14 +186,13 @@ internal sealed class CudaGraphTrainStep : IDisposable
     // Why input cannot be copied into the captured tensors (another shape, dtype or set of inputs), or null.
     private string? Mismatch(ModelInput input)
     {
-        string[] names = ["input_ids", "attention_mask", "token_type_ids", "position_ids", "labels", "inputs_embeds", "start_positions", "end_positions"];
-        for (int i = 0; i < Slots.Length; i++)
+        foreach (var (name, get, _) in Slots)
         {
-            var (a, b) = (Slots[i](input), Slots[i](_static!));
+            var (a, b) = (get(input), get(_static!));
             if (a is null && b is null) continue;
-            if (a is null || b is null) return $"{names[i]} {(a is null ? "missing" : "present")} (captured {(b is null ? "without" : "with")} it)";
+            if (a is null || b is null) return $"{name} {(a is null ? "missing" : "present")} (captured {(b is null ? "without" : "with")} it)";
             if (a.dtype != b.dtype || !a.shape.SequenceEqual(b.shape))
-                return $"{names[i]} is {a.dtype} [{string.Join(", ", a.shape)}], captured {b.dtype} [{string.Join(", ", b.shape)}]";
+                return $"{name} is {a.dtype} [{string.Join(", ", a.shape)}], captured {b.dtype} [{string.Join(", ", b.shape)}]";
         }
         return null;
     }
@@ -208,8 +212,8 @@ internal sealed class CudaGraphTrainStep : IDisposable
         _graphNorm?.Dispose();
         (_graphLoss, _graphNorm) = (null, null);
         if (_static is not null)
-            foreach (var s in Slots)
-                s(_static)?.Dispose();
+            foreach (var slot in Slots)
+                slot.Get(_static)?.Dispose();
         _static = null;
     }
 }

@@ -94,8 +94,7 @@ public sealed class AdamW : TrainerOptimizer
         double bc2Sqrt = Math.Sqrt(bc2);
         var update = UpdateFactor.Of(-stepSize, param, "-lr / (1 - beta1^step)", lr);   // checked before anything changes
         if (weightDecay != 0) param.mul_(HeldScalars.Of(1 - lr * weightDecay));   // HeldScalars: no finalizer race (docs/ARCHITECTURE.md)
-        expAvg.lerp_(grad, LerpWeight(param));
-        expAvgSq.mul_(HeldScalars.Of(_beta2)).addcmul_(grad, grad, HeldScalars.Of(1 - _beta2));
+        UpdateMoments(param, grad, expAvg, expAvgSq);
         using var denom = expAvgSq.sqrt();             // freed here, before the next parameter allocates its own
         denom.div_(HeldScalars.Of(bc2Sqrt)).add_(HeldScalars.Of(_eps), HeldScalars.One);
         param.addcdiv_(expAvg, denom, update);
@@ -160,11 +159,17 @@ public sealed class AdamW : TrainerOptimizer
     internal void ApplyGraph(Tensor param, Tensor grad, Tensor expAvg, Tensor expAvgSq, AdamWGraphFactors f, double weightDecay)
     {
         if (weightDecay != 0) param.mul_(f.Decay);
-        expAvg.lerp_(grad, LerpWeight(param));
-        expAvgSq.mul_(HeldScalars.Of(_beta2)).addcmul_(grad, grad, HeldScalars.Of(1 - _beta2));
+        UpdateMoments(param, grad, expAvg, expAvgSq);
         using var denom = expAvgSq.sqrt();
         denom.div_(f.Bc2SqrtTimesNegStep).add_(f.EpsOverNegStep, HeldScalars.One);
         param.addcdiv_(expAvg, denom, HeldScalars.One);
+    }
+
+    // m.lerp_(g, 1 - β1); v = v·β2 + (1 - β2)·g² (both forms).
+    private void UpdateMoments(Tensor param, Tensor grad, Tensor expAvg, Tensor expAvgSq)
+    {
+        expAvg.lerp_(grad, LerpWeight(param));
+        expAvgSq.mul_(HeldScalars.Of(_beta2)).addcmul_(grad, grad, HeldScalars.Of(1 - _beta2));
     }
 
     private Tensor LerpWeight(Tensor param)

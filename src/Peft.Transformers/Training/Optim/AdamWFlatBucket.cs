@@ -94,9 +94,6 @@ internal sealed class AdamWFlatBucket : IDisposable
         return true;
     }
 
-    /// <summary>True when the bucket's state lives in flat buffers (each parameter listed once): the graph form needs it.</summary>
-    public bool FlatState => _flatState;
-
     /// <summary>The bucket's first parameter (its dtype and device are the bucket's).</summary>
     public Parameter First => _params[0];
 
