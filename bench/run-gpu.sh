@@ -9,7 +9,9 @@
 #                                 # (CPU spill, logits vs one GPU) and `load --device cuda` (host peak RSS, footprint,
 #                                 # tok/s for OPT-125m / Llama-1B shapes in fp32 / bf16 / int8 / nf4)
 #
-#   bench/run-gpu.sh check        # on the GPU machine (same carry): train_graph_check (fp32, MODELS) and fused_check
+#   bench/run-gpu.sh check        # on the GPU machine (same carry): train_graph_check (fp32, MODELS; DROPOUT=p turns
+#                                 # on the model's and LoRA's dropout), trainer_graph_check (the Trainer with
+#                                 # CudaGraphs, dropout 0.1; TRAINER_CHECK=0 skips it) and fused_check (FUSED_CHECK=0 skips it)
 #
 # Env (run): ROUNDS (2), ITERS (5), BUDGET_S (400: no new round starts after this many seconds), MODELS, CASES,
 # FIRST_ROUND (1; the round number decides which side goes first, so a second call can continue with round 2).
@@ -90,8 +92,9 @@ check)
   RES=/tmp; [ -d "${OUT:-}" ] && RES=$OUT
   rc=0
   for m in ${MODELS:-opt125m llama1b}; do for short in ${SHORT_STEPS:-5}; do
-    PEFT_GRAPH_CHECK_SHORT_STEP=$short dotnet "$G/app/Peft.Benchmarks.dll" train_graph_check --device cuda --dtype fp32 --model "$m" --seq "${CHECK_SEQ:-256}" 2>>"$RES/check.stderr.txt" | tee -a "$RES/check.jsonl" || rc=1
+    PEFT_GRAPH_CHECK_DROPOUT=${DROPOUT:-0} PEFT_GRAPH_CHECK_SHORT_STEP=$short dotnet "$G/app/Peft.Benchmarks.dll" train_graph_check --device cuda --dtype fp32 --model "$m" --seq "${CHECK_SEQ:-256}" 2>>"$RES/check.stderr.txt" | tee -a "$RES/check.jsonl" || rc=1
   done; done
+  [ "${TRAINER_CHECK:-1}" = 1 ] && { dotnet "$G/app/Peft.Benchmarks.dll" trainer_graph_check --device cuda --model opt125m 2>>"$RES/check.stderr.txt" | tee -a "$RES/check.jsonl" || rc=1; }
   [ "${FUSED_CHECK:-1}" = 1 ] && { dotnet "$G/app/Peft.Benchmarks.dll" fused_check --device cuda 2>>"$RES/check.stderr.txt" | tee -a "$RES/check.jsonl" | cut -c1-400 || rc=1; }
   echo "# check rc=$rc (${SECONDS}s)"; exit $rc ;;
 *) echo "usage: $0 prepare|run|check" >&2; exit 2 ;;

@@ -66,6 +66,12 @@ public sealed partial class FusedCheckBenchmark : IBenchmark
                 foreach (double s in new[] { 2.0, 0.3 })
                     report(CheckLoraTail(shape, s, dtype, device, failures));
         }
+        foreach (var dtype in dtypes)
+            foreach (long n in options.Quick ? new long[] { 4099 } : [1 << 20, 4099, 7])
+                foreach (double wd in new[] { 0.01, 0.0 })
+                    report(CheckAdamW(n, dtype, wd, device, failures));
+        foreach (long n in options.Quick ? new long[] { 1 << 20 } : [125_239_296, 1_104_218_112])
+            report(TimeAdamW(device, n));
         report(TimeOps(device));
         report(TimeRotaryLora(device));
         report(Training(options, options.Quick ? 3 : 10));

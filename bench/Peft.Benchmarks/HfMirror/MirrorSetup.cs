@@ -35,17 +35,19 @@ internal static class MirrorSetup
     /// The model config. opt125m: facebook/opt-125m's graph (dropout 0.1 as hf_lora_bench.py; 0.0 on CUDA as
     /// hf_gpu_bench.py). llama1b: hf_gpu_bench.py's Llama shape (h2048, 16 layers, 32 heads, 8 KV heads, ffn 8192).
     /// </summary>
-    public static PretrainedConfig Config(BenchmarkOptions o) => o.Model switch
+    /// <param name="o">The options (model, device).</param>
+    /// <param name="dropout">Overrides the model's dropout (OPT: <c>dropout</c>; Llama: <c>attention_dropout</c>); null = the mirror's.</param>
+    public static PretrainedConfig Config(BenchmarkOptions o, double? dropout = null) => o.Model switch
     {
         "opt125m" => new OPTConfig
         {
             VocabSize = 50272, HiddenSize = 768, NumHiddenLayers = 12, FfnDim = 3072, NumAttentionHeads = 12, MaxPositionEmbeddings = 2048,
-            WordEmbedProjDim = 768, Dropout = o.Device == "cuda" ? 0.0 : 0.1, TieWordEmbeddings = true,
+            WordEmbedProjDim = 768, Dropout = dropout ?? (o.Device == "cuda" ? 0.0 : 0.1), TieWordEmbeddings = true,
         },
         "llama1b" => new LlamaConfig
         {
             VocabSize = 32000, HiddenSize = 2048, IntermediateSize = 8192, NumHiddenLayers = 16, NumAttentionHeads = 32, NumKeyValueHeads = 8,
-            MaxPositionEmbeddings = 4096, TieWordEmbeddings = false,
+            MaxPositionEmbeddings = 4096, TieWordEmbeddings = false, AttentionDropout = dropout ?? 0.0,
         },
         _ => throw new ArgumentException($"--model '{o.Model}' is not one of opt125m, llama1b"),
     };
@@ -54,19 +56,19 @@ internal static class MirrorSetup
     public static int Vocab(BenchmarkOptions o) => o.Model == "llama1b" ? 32000 : 50272;
 
     /// <summary>A random-init causal LM on the requested device and dtype (seeded like the Python side).</summary>
-    public static PreTrainedModel BuildModel(BenchmarkOptions o)
+    public static PreTrainedModel BuildModel(BenchmarkOptions o, double? dropout = null)
     {
         manual_seed(o.Seed);
-        var model = AutoModelForCausalLM.FromConfig(Config(o));
+        var model = AutoModelForCausalLM.FromConfig(Config(o, dropout));
         model.to(DtypeOf(o));
         model.to(DeviceOf(o));
         return model;
     }
 
-    /// <summary>hf_lora_bench.py's LoRA config: r=8, α=16, q_proj/v_proj, dropout 0, CAUSAL_LM.</summary>
-    public static LoraConfig Lora() => new()
+    /// <summary>hf_lora_bench.py's LoRA config: r=8, α=16, q_proj/v_proj, dropout 0 (or <paramref name="dropout"/>), CAUSAL_LM.</summary>
+    public static LoraConfig Lora(double dropout = 0.0) => new()
     {
-        R = 8, LoraAlpha = 16, TargetModules = new[] { "q_proj", "v_proj" }, LoraDropout = 0.0, TaskType = TaskType.CausalLM,
+        R = 8, LoraAlpha = 16, TargetModules = new[] { "q_proj", "v_proj" }, LoraDropout = dropout, TaskType = TaskType.CausalLM,
     };
 
     /// <summary>

@@ -15,12 +15,18 @@ namespace Peft.Benchmarks.HfMirror;
 /// and step 5 has a shorter sequence (it runs eagerly under graphs: the shape-change path). Reports per run the losses,
 /// gradient norms, and the max |difference| of losses and of every trained parameter against form A; fails (exit
 /// code ≠ 0) unless graph−A ≤ 10·(B−A) + 1e-5·|loss| and the graph was replayed for every same-shape step.
+/// <c>PEFT_GRAPH_CHECK_DROPOUT=p</c> turns on the model's and LoRA's dropout: then the check also proves that replays
+/// draw the same dropout masks as the eager steps (the CUDA generator's offset advanced per replay).
 /// </summary>
 public sealed class TrainGraphCheckBenchmark : IBenchmark
 {
     private const int Steps = 8;
     // the step with a shorter sequence (eager under graphs); PEFT_GRAPH_CHECK_SHORT_STEP=-1: every step the same shape
     private static readonly int ShortStep = int.TryParse(Environment.GetEnvironmentVariable("PEFT_GRAPH_CHECK_SHORT_STEP"), out int s) ? s : 5;
+    // PEFT_GRAPH_CHECK_DROPOUT=p: the model's dropout and LoRA's dropout p (draws from the CUDA generator, which a
+    // replayed graph must advance as eager steps do: the same masks in the graph run as in form A)
+    private static readonly double Dropout = double.TryParse(Environment.GetEnvironmentVariable("PEFT_GRAPH_CHECK_DROPOUT"),
+        System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double d) ? d : 0.0;
 
     /// <inheritdoc />
     public string Name => "train_graph_check";
@@ -46,7 +52,7 @@ public sealed class TrainGraphCheckBenchmark : IBenchmark
                 ["losses_form_b"] = formB.Losses.Select(x => Math.Round(x, 7)).ToArray(),
                 ["losses_graph"] = graph?.Losses.Select(x => Math.Round(x, 7)).ToArray(),
                 ["grad_norms_graph"] = graph?.Norms.Select(x => Math.Round(x, 6)).ToArray(),
-                ["short_step"] = ShortStep,
+                ["short_step"] = ShortStep, ["dropout"] = Dropout,
                 ["loss_diff_classic_vs_a"] = MaxDiff(formA.Losses, classic.Losses), ["param_diff_classic_vs_a"] = MaxDiff(formA.Params, classic.Params),
                 ["loss_diff_b_vs_a"] = controlLoss, ["param_diff_b_vs_a"] = controlParam,
             };
@@ -75,9 +81,9 @@ public sealed class TrainGraphCheckBenchmark : IBenchmark
 
     private static Result Train(BenchmarkOptions options, bool lora, Mode mode)
     {
-        var model = MirrorSetup.BuildModel(options);
-        if (options.Device == "cuda") cuda.manual_seed_all(options.Seed);          // LoRA's init draws on the model's device
-        PeftModel? pm = lora ? PeftModel.GetPeftModel(model, MirrorSetup.Lora()) : null;
+        var model = MirrorSetup.BuildModel(options, Dropout);
+        if (options.Device == "cuda") cuda.manual_seed_all(options.Seed);          // LoRA's init and dropout draw on the model's device
+        PeftModel? pm = lora ? PeftModel.GetPeftModel(model, MirrorSetup.Lora(Dropout)) : null;
         nn.Module<ModelInput, ModelOutput> net = pm is null ? model : pm;
         net.train();
         var trained = ((nn.Module)net).named_parameters().Where(p => p.parameter.requires_grad).Select(p => (Tensor)p.parameter).ToList();

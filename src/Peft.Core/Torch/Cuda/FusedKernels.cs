@@ -33,7 +33,7 @@ internal static unsafe class FusedKernels
     private const uint ColumnBlock = 256;
     private const int RowsPerChunk = 64;
 
-    private static readonly string[] KernelNames = ["rms_fwd", "rms_bwd_x", "rms_bwd_w", "swiglu_fwd", "swiglu_bwd", "rope", "lora_tail_fwd", "lora_tail_bwd"];
+    private static readonly string[] KernelNames = ["rms_fwd", "rms_bwd_x", "rms_bwd_w", "swiglu_fwd", "swiglu_bwd", "rope", "lora_tail_fwd", "lora_tail_bwd", "adamw_step"];
     private static readonly ConcurrentDictionary<int, Lazy<(DeviceKernels? Kernels, string? Error)>> Devices = new();
     private static readonly Lazy<(IntPtr Fn, string? Error)> DataPtrExport = new(BindDataPtr);
     private static int _reported;
@@ -226,6 +226,36 @@ internal static unsafe class FusedKernels
         void** args = stackalloc void*[] { &pg, &pgh, &s, &n };
         Launch(g, "lora_tail_bwd", ElementwiseGrid(n * 8), 1, ElementwiseBlock, args);
         return gh;
+    }
+
+    /// <summary>
+    /// One AdamW step (decoupled weight decay) over <paramref name="param"/> in place, with its moments
+    /// <paramref name="expAvg"/> / <paramref name="expAvgSq"/> (updated in place) and <paramref name="grad"/>: one kernel
+    /// for the eight ops of torch's single-tensor AdamW, each rounded to the parameters' dtype as the eager op stores it
+    /// (the .cu file lists the chain). All four: contiguous CUDA tensors of one dtype and size. The step's scalars come
+    /// from <paramref name="s"/>, or, when <paramref name="deviceScalars"/> is given (float32 [3] on the device: decay,
+    /// −lr/bc1, 1/√bc2), from device memory, so a captured CUDA graph reads each replay's values.
+    /// </summary>
+    public static void AdamWStep(Tensor param, Tensor grad, Tensor expAvg, Tensor expAvgSq, AdamWScalars s, Tensor? deviceScalars = null)
+    {
+        long n = param.numel();
+        IntPtr pp = DataPtr(param), pg = DataPtr(grad), pm = DataPtr(expAvg), pv = DataPtr(expAvgSq);
+        IntPtr pd = deviceScalars is null ? IntPtr.Zero : DataPtr(deviceScalars);
+        var a = new AdamWArgs
+        {
+            Decay = s.Decay, LerpWeight = s.LerpWeight, Beta2 = s.Beta2, OneMinusBeta2 = s.OneMinusBeta2, InvBc2Sqrt = s.InvBc2Sqrt,
+            Eps = s.Eps, NegStepSize = s.NegStepSize, HasDecay = s.HasDecay ? 1 : 0,
+        };
+        void** args = stackalloc void*[] { &pp, &pg, &pm, &pv, &pd, &a, &n };
+        Launch(param, "adamw_step", ElementwiseGrid(n * 8), 1, ElementwiseBlock, args);
+    }
+
+    // The adamw_step kernel's argument block, laid out as the .cu file's AdamWArgs (passed by value).
+    [StructLayout(LayoutKind.Sequential)]
+    private struct AdamWArgs
+    {
+        public float Decay, LerpWeight, Beta2, OneMinusBeta2, InvBc2Sqrt, Eps, NegStepSize;
+        public int HasDecay;
     }
 
     // The rope kernel's argument block, laid out as the .cu file's RopeArgs (passed by value).

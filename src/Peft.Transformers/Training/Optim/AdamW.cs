@@ -2,6 +2,7 @@ using System.Text.Json.Nodes;
 using TorchSharp;
 using static TorchSharp.torch;
 using Peft.Core.Torch;
+using Peft.Core.Torch.Cuda;
 
 namespace Peft.Transformers.Optimization;
 
@@ -93,6 +94,11 @@ public sealed class AdamW : TrainerOptimizer
         double stepSize = lr / bc1;
         double bc2Sqrt = Math.Sqrt(bc2);
         var update = UpdateFactor.Of(-stepSize, param, "-lr / (1 - beta1^step)", lr);   // checked before anything changes
+        if (UsesFusedKernel(param, grad, expAvg, expAvgSq))
+        {
+            FusedKernels.AdamWStep(param, grad, expAvg, expAvgSq, FusedScalars(param.dtype, 1 - lr * weightDecay, -stepSize, bc2Sqrt, weightDecay));
+            return;
+        }
         if (weightDecay != 0) param.mul_(HeldScalars.Of(1 - lr * weightDecay));   // HeldScalars: no finalizer race (docs/ARCHITECTURE.md)
         UpdateMoments(param, grad, expAvg, expAvgSq);
         using var denom = expAvgSq.sqrt();             // freed here, before the next parameter allocates its own
@@ -126,7 +132,14 @@ public sealed class AdamW : TrainerOptimizer
                 double stepSize = g.Lr / (1 - Math.Pow(_beta1, step));
                 UpdateFactor.Of(-stepSize, b.First, "-lr / (1 - beta1^step)", g.Lr);   // throws for an lr the dtype cannot hold
                 if (!_graphFactors.TryGetValue(b, out var f)) _graphFactors[b] = f = new AdamWGraphFactors(b.First.dtype, b.First.device);
-                f.Fill(decay: 1 - g.Lr * g.WeightDecay, bc2SqrtTimesNegStep: Math.Sqrt(1 - Math.Pow(_beta2, step)) * -stepSize, epsOverNegStep: _eps / -stepSize);
+                f.FillFused(decay: 1 - g.Lr * g.WeightDecay, negStepSize: -stepSize, bc2Sqrt: Math.Sqrt(1 - Math.Pow(_beta2, step)));
+                if (stepSize == 0)
+                    // lr = 0 (a warm-up's first step): torch's capturable formula divides by -lr, so elements with
+                    // v = 0 would become 0/0 = NaN. Factors that make denom = -sqrt(v) - inf = -inf give m / denom = ±0:
+                    // the parameters stay exactly as they are, as in the eager form's addcdiv_ with value -0.
+                    f.Fill(decay: 1, bc2SqrtTimesNegStep: -1, epsOverNegStep: double.NegativeInfinity);
+                else
+                    f.Fill(decay: 1 - g.Lr * g.WeightDecay, bc2SqrtTimesNegStep: Math.Sqrt(1 - Math.Pow(_beta2, step)) * -stepSize, epsOverNegStep: _eps / -stepSize);
             }
             index += g.Params.Count;
         }
@@ -158,12 +171,48 @@ public sealed class AdamW : TrainerOptimizer
     /// </summary>
     internal void ApplyGraph(Tensor param, Tensor grad, Tensor expAvg, Tensor expAvgSq, AdamWGraphFactors f, double weightDecay)
     {
+        if (UsesFusedKernel(param, grad, expAvg, expAvgSq))
+        {
+            // the eager chain's kernel, its step-dependent scalars read from device memory: bit-equal to the eager form
+            FusedKernels.AdamWStep(param, grad, expAvg, expAvgSq, FusedScalars(param.dtype, 1, 0, 1, weightDecay), f.FusedScalars);
+            return;
+        }
         if (weightDecay != 0) param.mul_(f.Decay);
         UpdateMoments(param, grad, expAvg, expAvgSq);
         using var denom = expAvgSq.sqrt();
         denom.div_(f.Bc2SqrtTimesNegStep).add_(f.EpsOverNegStep, HeldScalars.One);
         param.addcdiv_(expAvg, denom, HeldScalars.One);
     }
+
+    /// <summary>
+    /// True when one step of these tensors runs as one fused CUDA kernel (<see cref="FusedKernels.AdamWStep"/>, the
+    /// same eight ops with the same roundings): contiguous CUDA tensors of one dtype and size, the kernels available and
+    /// not turned off (<c>PEFT_FUSED_KERNELS=-adamw</c>), lerp's weight 1 − β1 below 0.5 (the kernel's branch), and a
+    /// 16-bit dtype: bfloat16 / float16 results are bit-equal to the eager chain (bench <c>fused_check</c>); on float32
+    /// the fused parameter update differed by one ulp in ~0.7 % of the elements, so float32 keeps the eager chain.
+    /// </summary>
+    internal bool UsesFusedKernel(Tensor param, Tensor grad, Tensor expAvg, Tensor expAvgSq) =>
+        param.device_type == DeviceType.CUDA && (param.dtype is ScalarType.BFloat16 or ScalarType.Float16)
+        && FusedKernels.EnabledFor("adamw") && Math.Abs(LerpWeightValue(param.dtype)) < 0.5f
+        && param.is_contiguous() && grad.is_contiguous() && expAvg.is_contiguous() && expAvgSq.is_contiguous()
+        && grad.numel() == param.numel() && expAvg.numel() == param.numel() && expAvgSq.numel() == param.numel()
+        && FusedKernels.Applies(param, grad, expAvg, expAvgSq);
+
+    // The fused kernel's scalars as the eager ops' kernels see them: (float) of each double, 1/√bc2 divided in float
+    // (torch's div_ by a CPU scalar multiplies by the reciprocal computed in float).
+    private AdamWScalars FusedScalars(ScalarType dtype, double decay, double negStepSize, double bc2Sqrt, double weightDecay) =>
+        new((float)decay, LerpWeightValue(dtype), (float)_beta2, (float)(1 - _beta2), 1.0f / (float)bc2Sqrt, (float)_eps, (float)negStepSize, weightDecay != 0);
+
+    // lerp_'s weight 1 − β1 as its tensor holds it (rounded to the parameters' dtype), widened to float.
+    private float LerpWeightValue(ScalarType dtype)
+    {
+        if (_lerpWeightValues.TryGetValue(dtype, out float w)) return w;
+        using var t = tensor(1 - _beta1, dtype);
+        using var f = t.to_type(ScalarType.Float32);
+        return _lerpWeightValues[dtype] = f.item<float>();
+    }
+
+    private readonly Dictionary<ScalarType, float> _lerpWeightValues = new();
 
     // m.lerp_(g, 1 - β1); v = v·β2 + (1 - β2)·g² (both forms).
     private void UpdateMoments(Tensor param, Tensor grad, Tensor expAvg, Tensor expAvgSq)

@@ -17,6 +17,24 @@ internal sealed class AdamWGraphFactors : IDisposable
         Decay = zeros([], dtype, device).DetachFromDisposeScope();
         Bc2SqrtTimesNegStep = zeros([], dtype, device).DetachFromDisposeScope();
         EpsOverNegStep = zeros([], dtype, device).DetachFromDisposeScope();
+        FusedScalars = zeros([3], ScalarType.Float32, device).DetachFromDisposeScope();
+        _fusedViews = [.. Enumerable.Range(0, 3).Select(i => FusedScalars.select(0, i).DetachFromDisposeScope())];
+    }
+
+    private readonly Tensor[] _fusedViews;
+
+    /// <summary>
+    /// The fused AdamW kernel's step-dependent scalars, float32 [3]: 1 − lr·wd, −lr / (1 − β1^t), 1 / √(1 − β2^t)
+    /// (the last divided in float32, as the eager div_ by a CPU scalar does).
+    /// </summary>
+    public Tensor FusedScalars { get; }
+
+    /// <summary>Writes the fused kernel's values for the next step (three fill kernels; no host sync).</summary>
+    public void FillFused(double decay, double negStepSize, double bc2Sqrt)
+    {
+        _fusedViews[0].fill_(HeldScalars.Of(decay));
+        _fusedViews[1].fill_(HeldScalars.Of(negStepSize));
+        _fusedViews[2].fill_(HeldScalars.Of((double)(1.0f / (float)bc2Sqrt)));
     }
 
     /// <summary><c>1 - lr·wd</c>, [].</summary>
@@ -41,5 +59,7 @@ internal sealed class AdamWGraphFactors : IDisposable
         Decay.Dispose();
         Bc2SqrtTimesNegStep.Dispose();
         EpsOverNegStep.Dispose();
+        foreach (var v in _fusedViews) v.Dispose();
+        FusedScalars.Dispose();
     }
 }

@@ -74,6 +74,33 @@ public class CudaGraphTrainStepTests
     }
 
     [Fact]
+    public void A_zero_learning_rate_step_leaves_the_parameters_exactly_as_they_were()
+    {
+        // a warm-up's first step has lr = 0; torch's capturable formula divides by -lr (0/0 = NaN where v = 0, e.g.
+        // every lora_A element while lora_B is still zero)
+        using var pm = TrajectoryReplay.LoadInitial("opt-lora");
+        pm.train();
+        using (no_grad())
+            foreach (var (name, p) in pm.named_parameters())
+                if (name.Contains("lora_B", StringComparison.Ordinal)) p.zero_();          // as PEFT's init: lora_A's gradients are 0
+        using var opt = Optimizer(pm);
+        var trained = Trained(pm);
+        var before = trained.Select(p => p.detach().clone().DetachFromDisposeScope()).ToList();
+        using var step = new CudaGraphTrainStep(pm, opt, trained, maxGradNorm: 1.0, useGraphs: false);
+        var batches = Batches();
+        ModelInput Input(int k) => new() { InputIds = batches[k]["input_ids"], AttentionMask = batches[k]["attention_mask"], Labels = batches[k]["labels"] };
+        opt.SetLr(0);
+        step.Run(Input(0));
+        for (int i = 0; i < trained.Count; i++)
+            Assert.True(trained[i].eq(before[i]).all().item<bool>(), $"parameter {i} changed (or became NaN) at lr = 0");
+        opt.SetLr(1e-3);
+        step.Run(Input(1));
+        Assert.All(trained, p => Assert.True(p.isfinite().all().item<bool>(), "a parameter is not finite after the lr = 0 step"));
+        Assert.Contains(Enumerable.Range(0, trained.Count), i => !trained[i].eq(before[i]).all().item<bool>());
+        foreach (var t in before) t.Dispose();
+    }
+
+    [Fact]
     public void Under_forbidden_host_reads_an_all_ones_mask_takes_the_mask_path_with_the_same_logits()
     {
         using var pm = TrajectoryReplay.LoadInitial("opt-lora");
