@@ -10,7 +10,8 @@ namespace Peft.Benchmarks.Fused;
 
 // fused_check's AdamW part: the fused kernel (FusedKernels.AdamWStep) against the eager op chain it replaces, through
 // the real optimizer (its multi-tensor form over two parameters, then the graph form run without capture, whose
-// device-memory scalars must give the eager chain's values too), several steps with a warm-up lr of 0 first.
+// device-memory scalars must give the eager chain's values too), several steps with a warm-up lr of 0 first. Where the
+// kernel does not apply (float32), both runs are eager and the graph form's capturable formula is reported, not asserted.
 public sealed partial class FusedCheckBenchmark
 {
     private static Dictionary<string, object?> CheckAdamW(long n, ScalarType dtype, double weightDecay, Device device, List<string> failures)
@@ -69,7 +70,8 @@ public sealed partial class FusedCheckBenchmark
         Compare(row, "exp_avg_sq", fusedEager.V, eager.V, dtype);
         Compare(row, "graph_form_param", fusedGraph.P, eager.P, dtype);
         Compare(row, "graph_form_exp_avg_sq", fusedGraph.V, eager.V, dtype);
-        foreach (var k in new[] { "param", "exp_avg", "exp_avg_sq", "graph_form_param", "graph_form_exp_avg_sq" })
+        // without the fused kernel (float32) the graph form runs torch's capturable formula: equal up to rounding only
+        foreach (var k in applies ? new[] { "param", "exp_avg", "exp_avg_sq", "graph_form_param", "graph_form_exp_avg_sq" } : ["param", "exp_avg", "exp_avg_sq"])
             if ((long)row[k + "_differing"]! != 0) failures.Add($"adamw {dtype} n={n} wd={weightDecay}: {k} {row[k + "_differing"]} elements differ");
         return row;
     }

@@ -52,7 +52,9 @@ public sealed partial class FusedCheckBenchmark : IBenchmark
         // rotary: [B, Hq, Hk, T, D]; the LoRA tail: [N, out] (h float32, the base output in the row's dtype)
         long[][] ropeShapes = options.Quick ? [[8, 32, 8, 512, 64], [3, 5, 1, 7, 6]] : [[8, 32, 8, 512, 64], [2, 14, 2, 33, 128], [3, 5, 1, 7, 6], [1, 3, 3, 1, 2], [2, 4, 4, 9, 18]];
         long[][] tailShapes = options.Quick ? [[4096, 2048], [3, 7, 1023]] : [[4096, 2048], [3, 7, 1023], [33, 4097], [1, 1]];
-        foreach (var dtype in dtypes)
+        // PEFT_FUSED_CHECK_ONLY=adamw: the AdamW part alone (a short device call)
+        bool onlyAdamW = Environment.GetEnvironmentVariable("PEFT_FUSED_CHECK_ONLY") == "adamw";
+        foreach (var dtype in onlyAdamW ? [] : dtypes)
         {
             foreach (var shape in rmsShapes)
                 foreach (bool trainW in new[] { false, true })
@@ -72,9 +74,12 @@ public sealed partial class FusedCheckBenchmark : IBenchmark
                     report(CheckAdamW(n, dtype, wd, device, failures));
         foreach (long n in options.Quick ? new long[] { 1 << 20 } : [125_239_296, 1_104_218_112])
             report(TimeAdamW(device, n));
-        report(TimeOps(device));
-        report(TimeRotaryLora(device));
-        report(Training(options, options.Quick ? 3 : 10));
+        if (!onlyAdamW)
+        {
+            report(TimeOps(device));
+            report(TimeRotaryLora(device));
+            report(Training(options, options.Quick ? 3 : 10));
+        }
         if (failures.Count > 0) throw new InvalidOperationException("fused_check: elementwise parts differ: " + string.Join("; ", failures));
     }
 

@@ -90,7 +90,10 @@ public sealed record TrainingArguments
     [JsonPropertyName("dataloader_drop_last")] public bool DataloaderDropLast { get; init; }
     /// <summary>
     /// The optimizer (HF <c>optim</c>): "adamw_torch" (default), "adamw_torch_fused" (transformers 5's default on
-    /// torch ≥ 2.8: the same math, here computed by the same single-tensor update) or "sgd".
+    /// torch ≥ 2.8: the same math, here computed by the same single-tensor update) or "sgd". Both AdamW names run the
+    /// same optimizer; on CUDA its multi-tensor form updates bfloat16 / float16 parameters with one fused kernel whose
+    /// results are bit-equal to the single-tensor ops (float32 parameters, e.g. the masters of <see cref="Bf16"/>,
+    /// run the ops).
     /// </summary>
     [JsonPropertyName("optim")] public string Optim { get; init; } = "adamw_torch";
     /// <summary>Loggers: "none" or "jsonl" (writes <c>output_dir/log_history.jsonl</c>) (HF <c>report_to</c>).</summary>

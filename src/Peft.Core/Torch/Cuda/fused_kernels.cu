@@ -280,8 +280,8 @@ __device__ void lora_tail_bwd(const typename L::T* g, float* gh, float s, i64 n)
 //   p.addcdiv_(m, d, −lr/bc1)         p2 = R(fma(−lr/bc1, m1 / d3, p1))                (a + α·(b/c))
 // Every step is written with an explicit round-to-nearest intrinsic, so no compiler contraction changes it. On
 // bfloat16 and float16 buffers this is bit-equal to the eager chain (bench fused_check); on float32 the parameter
-// differed by one ulp in ~0.7 % of the elements (the last op's rounding, which the 16-bit stores hide), so the
-// optimizer keeps the eager chain for float32 (AdamW.UsesFusedKernel). The
+// differed by one ulp in ~0.7 % of the elements (an un-contracted last op made it 1.0 %, so the cause is elsewhere in
+// the chain; 16-bit stores hide it), so the optimizer keeps the eager chain for float32 (AdamW.UsesFusedKernel). The
 // step-dependent scalars come from AdamWArgs, or from `dev` (float32 [3]: decay, −lr/bc1, 1/√bc2) when it is not null:
 // a captured CUDA graph replays fixed kernel arguments, so there they live in device memory.
 struct AdamWArgs {
