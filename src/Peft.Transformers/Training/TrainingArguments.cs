@@ -113,7 +113,9 @@ public sealed record TrainingArguments
     /// launch per step instead of hundreds: for small models on fast GPUs, where the host's kernel launches bound the
     /// step. Needs a CUDA device, AdamW, <see cref="GradientAccumulationSteps"/> = 1, one process and no gradient
     /// checkpointing; pad batches to a fixed length (the collator's <c>max_length</c> padding) or every new shape runs
-    /// eagerly. The update is torch's capturable AdamW arithmetic: equal to the eager step up to rounding.
+    /// eagerly. The update of bfloat16 / float16 parameters is the eager step's fused AdamW kernel, bit-equal to it;
+    /// float32 parameters (and the masters of <see cref="Bf16"/>) use torch's capturable AdamW arithmetic: equal to the
+    /// eager step up to rounding. Dropout draws the eager step's masks (the CUDA generator advances per replay).
     /// </summary>
     [JsonPropertyName("cuda_graphs"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] public bool CudaGraphs { get; init; }
 
