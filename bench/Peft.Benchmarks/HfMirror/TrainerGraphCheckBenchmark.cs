@@ -20,7 +20,8 @@ namespace Peft.Benchmarks.HfMirror;
 /// </summary>
 public sealed class TrainerGraphCheckBenchmark : IBenchmark
 {
-    private const int Steps = 10, Rows = 48, Dropout10 = 1;
+    private const int Steps = 10, Rows = 48;
+    private const double Dropout = 0.1;
 
     /// <inheritdoc />
     public string Name => "trainer_graph_check";
@@ -40,7 +41,7 @@ public sealed class TrainerGraphCheckBenchmark : IBenchmark
             && g.Warnings.Count == 0 && g.Losses.Length == Steps && isCuda;
         report(new Dictionary<string, object?>
         {
-            ["case"] = "trainer_graph_check", ["model"] = options.Model, ["steps"] = Steps, ["dropout"] = Dropout10 / 10.0,
+            ["case"] = "trainer_graph_check", ["model"] = options.Model, ["steps"] = Steps, ["dropout"] = Dropout,
             ["losses_a"] = a.Losses.Select(x => Math.Round(x, 7)).ToArray(),
             ["losses_graph"] = g.Losses.Select(x => Math.Round(x, 7)).ToArray(),
             ["grad_norms_a"] = a.Norms.Select(x => Math.Round(x, 6)).ToArray(),
@@ -58,10 +59,10 @@ public sealed class TrainerGraphCheckBenchmark : IBenchmark
 
     private static Result Train(BenchmarkOptions options, bool graphs)
     {
-        var model = MirrorSetup.BuildModel(options with { Dtype = "fp32" }, Dropout10 / 10.0);
+        var model = MirrorSetup.BuildModel(options with { Dtype = "fp32" }, Dropout);
         manual_seed(options.Seed);
         if (options.Device == "cuda") cuda.manual_seed_all(options.Seed);
-        using var pm = PeftModel.GetPeftModel(model, MirrorSetup.Lora(Dropout10 / 10.0));
+        using var pm = PeftModel.GetPeftModel(model, MirrorSetup.Lora(Dropout));
         string dir = Path.Combine(Path.GetTempPath(), $"peft-trainer-graph-check-{Environment.ProcessId}-{graphs}");
         var args = new TrainingArguments
         {

@@ -59,7 +59,7 @@ internal sealed class TrainStep(nn.Module<ModelInput, ModelOutput> model, Traina
             if (_hooks?.LossTerm() is { } term) l = l.add(term, HeldScalars.One);
             l.backward();
             loss += l.detach().to(ScalarType.Float64).item<double>();
-            if (input.AttentionMask is { } m) tokens += m.sum().item<long>();
+            tokens += Tokens(microBatches[i]);
         }
         trainable.GradientsToMasters();
         parallel.AverageGradients(trainable.ForOptimizer.Select(p => p.Param).ToList());
@@ -89,12 +89,16 @@ internal sealed class TrainStep(nn.Module<ModelInput, ModelOutput> model, Traina
         var (loss, norm) = graph!.Run(input);
         double lossValue = loss.to(ScalarType.Float64).item<double>();
         double normValue = norm.to(ScalarType.Float64).item<double>();
-        long tokens = input.AttentionMask is { } m ? m.sum().item<long>() : 0;
+        long tokens = Tokens(batch);
         schedule.Step();
         _hooks?.OnOptimizerStep(globalStep);
         optimizer.ZeroGrad();
         return (lossValue, normValue, tokens);
     }
+
+    // Non-padding tokens of a batch, counted on the collator's tensor (host memory: no device kernel, no sync).
+    private static long Tokens(Dictionary<string, Tensor> batch) =>
+        batch.TryGetValue("attention_mask", out var m) ? m.sum().item<long>() : 0;
 
     /// <summary>Releases the CUDA-graph step, if any.</summary>
     public void Dispose() => graph?.Dispose();

@@ -13,4 +13,8 @@ namespace Peft.Core.Torch.Cuda;
 /// <param name="NegStepSize">−lr / (1 − β1^t) (addcdiv_'s value).</param>
 /// <param name="HasDecay">False when weight decay is 0 (no p.mul_).</param>
 internal readonly record struct AdamWScalars(float Decay, float LerpWeight, float Beta2, float OneMinusBeta2, float InvBc2Sqrt, float Eps,
-    float NegStepSize, bool HasDecay);
+    float NegStepSize, bool HasDecay)
+{
+    /// <summary>1 / √bc2 as torch's div_ by a CPU scalar computes it: the reciprocal of the float32 value, in float32.</summary>
+    public static float Reciprocal(double bc2Sqrt) => 1.0f / (float)bc2Sqrt;
+}

@@ -201,7 +201,7 @@ public sealed class AdamW : TrainerOptimizer
     // The fused kernel's scalars as the eager ops' kernels see them: (float) of each double, 1/√bc2 divided in float
     // (torch's div_ by a CPU scalar multiplies by the reciprocal computed in float).
     private AdamWScalars FusedScalars(ScalarType dtype, double decay, double negStepSize, double bc2Sqrt, double weightDecay) =>
-        new((float)decay, LerpWeightValue(dtype), (float)_beta2, (float)(1 - _beta2), 1.0f / (float)bc2Sqrt, (float)_eps, (float)negStepSize, weightDecay != 0);
+        new((float)decay, LerpWeightValue(dtype), (float)_beta2, (float)(1 - _beta2), AdamWScalars.Reciprocal(bc2Sqrt), (float)_eps, (float)negStepSize, weightDecay != 0);
 
     // lerp_'s weight 1 − β1 as its tensor holds it (rounded to the parameters' dtype), widened to float.
     private float LerpWeightValue(ScalarType dtype)

@@ -1,5 +1,6 @@
 using static TorchSharp.torch;
 using Peft.Core.Torch;
+using Peft.Core.Torch.Cuda;
 
 namespace Peft.Transformers.Optimization;
 
@@ -34,7 +35,7 @@ internal sealed class AdamWGraphFactors : IDisposable
     {
         _fusedViews[0].fill_(HeldScalars.Of(decay));
         _fusedViews[1].fill_(HeldScalars.Of(negStepSize));
-        _fusedViews[2].fill_(HeldScalars.Of((double)(1.0f / (float)bc2Sqrt)));
+        _fusedViews[2].fill_(HeldScalars.Of((double)AdamWScalars.Reciprocal(bc2Sqrt)));
     }
 
     /// <summary><c>1 - lr·wd</c>, [].</summary>
