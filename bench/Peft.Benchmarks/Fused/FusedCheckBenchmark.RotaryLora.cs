@@ -6,7 +6,7 @@ using static TorchSharp.torch;
 
 namespace Peft.Benchmarks.Fused;
 
-/// <summary>fused_check rows for the rotary kernel (q and k together) and PEFT's float32 LoRA tail.</summary>
+/// <summary>fused_check rows for the rotary kernel (q and k together), PEFT's float32 LoRA tail and the LoRA layer's tail paths.</summary>
 public sealed partial class FusedCheckBenchmark
 {
     // Rotary at [B, Hq, Hk, T, D], q and k made as the attention makes them (a transposed view of the projection
@@ -100,6 +100,51 @@ public sealed partial class FusedCheckBenchmark
         if (!applies) failures.Add($"lora_tail {dtype} [{string.Join(",", shape)}]: AppliesWithFloat32 refused");
         foreach (var name in new[] { "out", "grad_result", "grad_h" })
             if ((long)row[name + "_differing"]! != 0) failures.Add($"lora_tail {dtype} [{string.Join(",", shape)}]: {name} {row[name + "_differing"]} elements differ from PEFT's chain");
+        return row;
+    }
+
+    // The LoRA linear layer itself on CUDA (PEFT's autocast: a float32 adapter on a bf16 / fp32 / fp16 base) while
+    // autograd records, as in training: the output and the gradients of lora_A, lora_B and the input must be bit-equal
+    // to PEFT's chain written out from the layer's own modules (base, x cast to float32, A, B, · s, add, cast back).
+    // A half base takes the in-place tail; float32 the one-kernel add (exact s) or the fused tail (s = 0.3).
+    private static Dictionary<string, object?> CheckLoraLayer(long rows, long outDim, int r, double alpha, ScalarType dtype, Device device, List<string> failures)
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(outDim * 7 + r);
+        const long inDim = 96;
+        using var net = nn.Sequential(("lin0", nn.Linear(inDim, outDim, dtype: dtype, device: device)));
+        using var pm = PeftModel.GetPeftModel(net, new LoraConfig { R = r, LoraAlpha = alpha, TargetModules = ["lin0"], InitLoraWeights = false });
+        var layer = (LoraLinear)pm.Tuner.TunerLayers().Single(l => l.Path == "lin0").Layer;
+        var a = layer.LoraA("default").weight;
+        var b = layer.LoraB("default").weight;
+        double s = layer.Scaling["default"];
+        var x = randn([rows, inDim], dtype: dtype, device: device).requires_grad_(true);
+        var g = randn([rows, outDim], dtype: dtype, device: device);
+        (Tensor Out, Tensor Ga, Tensor Gb, Tensor Gx) Run(Func<Tensor> forward)
+        {
+            a.grad = null;
+            b.grad = null;
+            x.grad = null;
+            var o = forward();
+            o.backward([g]);
+            return (o.detach(), a.grad!.clone(), b.grad!.clone(), x.grad!.clone());
+        }
+        var peft = Run(() =>
+        {
+            var h = layer.LoraB("default").forward(layer.LoraA("default").forward(x.to_type(ScalarType.Float32)));
+            return layer.BaseLayer.forward(x).add(h.mul(s)).to_type(dtype);
+        });
+        var ours = Run(() => layer.forward(x));
+        var row = new Dictionary<string, object?>
+        {
+            ["case"] = "fused_check", ["part"] = "lora_layer", ["rows"] = rows, ["out"] = outDim, ["dtype"] = dtype.ToString(), ["scaling"] = s,
+        };
+        Compare(row, "out", ours.Out, peft.Out, dtype);
+        Compare(row, "grad_x", ours.Gx, peft.Gx, dtype);
+        Compare(row, "grad_A", ours.Ga, peft.Ga, ScalarType.Float32);
+        Compare(row, "grad_B", ours.Gb, peft.Gb, ScalarType.Float32);
+        foreach (var name in new[] { "out", "grad_x", "grad_A", "grad_B" })
+            if ((long)row[name + "_differing"]! != 0) failures.Add($"lora_layer {dtype} [{rows},{outDim}] s={s}: {name} {row[name + "_differing"]} elements differ from PEFT's chain");
         return row;
     }
 

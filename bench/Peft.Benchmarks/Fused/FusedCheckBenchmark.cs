@@ -18,7 +18,9 @@ namespace Peft.Benchmarks.Fused;
 /// max ulp, differing elements), per-op timings (forward + backward, medians), then a 10-step Llama-1B-shape LoRA
 /// training run fused vs eager (loss per step, max relative difference). Rotary (q and k in one kernel, through
 /// <see cref="RotaryEmbedding.ApplyPair"/>) vs the eager chain and HF's written-out form, and PEFT's float32 LoRA tail
-/// (<c>LoraTailFunction</c>) vs PEFT's chain of separate ops, both bit-equal required.
+/// (<c>LoraTailFunction</c>) vs PEFT's chain of separate ops, both bit-equal required; the LoRA linear layer on CUDA
+/// (bf16 / fp32 / fp16 base, float32 adapter, autograd recording: the in-place half tail, the one-kernel add, the fused
+/// tail) vs PEFT's chain written out from its modules: output and the gradients of A, B and the input, bit-equal required.
 /// Exits non-zero when an elementwise part is not bit-equal: SwiGLU everywhere, and RMSNorm on integer-valued inputs
 /// ("exact" rows), where every summation order gives the same row sums, so any difference is an elementwise one.
 /// <c>dotnet Peft.Benchmarks.dll fused_check --device cuda</c> (<c>--quick</c>: fewer shapes, 3 training steps).
@@ -67,6 +69,9 @@ public sealed partial class FusedCheckBenchmark : IBenchmark
             foreach (var shape in tailShapes)
                 foreach (double s in new[] { 2.0, 0.3 })
                     report(CheckLoraTail(shape, s, dtype, device, failures));
+            foreach (var (rows, outDim) in new (long, long)[] { (4096, 2048), (21, 1023) })
+                foreach (var (r, alpha) in new[] { (8, 16.0), (4, 1.2) })
+                    report(CheckLoraLayer(rows, outDim, r, alpha, dtype, device, failures));
         }
         foreach (var dtype in dtypes)
             foreach (long n in options.Quick ? new long[] { 4099 } : [1 << 20, 4099, 7])

@@ -49,11 +49,18 @@ internal static class MirrorSetup
             VocabSize = 32000, HiddenSize = 2048, IntermediateSize = 8192, NumHiddenLayers = 16, NumAttentionHeads = 32, NumKeyValueHeads = 8,
             MaxPositionEmbeddings = 4096, TieWordEmbeddings = false, AttentionDropout = dropout ?? 0.0,
         },
-        _ => throw new ArgumentException($"--model '{o.Model}' is not one of opt125m, llama1b"),
+        // OPT-125m's graph (12 layers, 12 heads, tied head) at tiny widths: a step's kernels cost next to nothing, so its time
+        // is the stack's host cost per op (the regime of the eager OPT-125m step on a GPU); bench/py/hf_host_step.py
+        "opt_tiny" => new OPTConfig
+        {
+            VocabSize = 512, HiddenSize = 48, NumHiddenLayers = 12, FfnDim = 96, NumAttentionHeads = 12, MaxPositionEmbeddings = 2048,
+            WordEmbedProjDim = 48, Dropout = dropout ?? 0.0, TieWordEmbeddings = true,
+        },
+        _ => throw new ArgumentException($"--model '{o.Model}' is not one of opt125m, llama1b, opt_tiny"),
     };
 
     /// <summary>Vocabulary size of <see cref="Config"/> (random ids are drawn below it).</summary>
-    public static int Vocab(BenchmarkOptions o) => o.Model == "llama1b" ? 32000 : 50272;
+    public static int Vocab(BenchmarkOptions o) => o.Model switch { "llama1b" => 32000, "opt_tiny" => 512, _ => 50272 };
 
     /// <summary>A random-init causal LM on the requested device and dtype (seeded like the Python side).</summary>
     public static PreTrainedModel BuildModel(BenchmarkOptions o, double? dropout = null)

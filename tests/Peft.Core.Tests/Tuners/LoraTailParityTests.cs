@@ -9,27 +9,32 @@ namespace Peft.Core.Tests.Tuners;
 /// product is rounded, then added (torch's one-kernel <c>add(h, alpha)</c> is a fused multiply-add and differs in the
 /// last bit for scalings that are not powers of two). Forward outputs and the adapter gradients are compared bit for
 /// bit with that op chain written out from the layer's own tensors, for float32 and bfloat16 models (float32
-/// adapters), several lora_alpha / r pairs and rsLoRA.
+/// adapters; there the layer adds into the base output in place while autograd records), several lora_alpha / r pairs
+/// and rsLoRA, with an input that is a constant and one that requires grad (a later layer's: its gradient compared too).
 /// </summary>
 public class LoraTailParityTests
 {
     private const string Name = "default";
 
-    public static TheoryData<int, double, bool, bool> Cases() => new()
+    public static TheoryData<int, double, bool, bool, bool> Cases() => new()
     {
-        { 4, 1.2, false, false },   // s = 0.3
-        { 4, 6.8, false, false },   // s = 1.7
-        { 4, 8, false, false },     // s = 2 (exact: the one-kernel path)
-        { 4, 2, false, false },     // s = 0.5
-        { 8, 16, true, false },     // rsLoRA: 16 / √8
-        { 4, 1.2, false, true },    // bf16 base, float32 adapter
-        { 4, 8, false, true },
-        { 8, 16, true, true },
+        { 4, 1.2, false, false, false },   // s = 0.3
+        { 4, 6.8, false, false, false },   // s = 1.7
+        { 4, 8, false, false, false },     // s = 2 (exact: the one-kernel path)
+        { 4, 2, false, false, false },     // s = 0.5
+        { 8, 16, true, false, false },     // rsLoRA: 16 / √8
+        { 4, 8, false, false, true },
+        { 4, 1.2, false, true, false },    // bf16 base, float32 adapter
+        { 4, 8, false, true, false },
+        { 8, 16, true, true, false },
+        { 4, 1.2, false, true, true },     // ... and an input that requires grad
+        { 4, 8, false, true, true },
+        { 16, 8, false, true, true },      // s = 0.5
     };
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Forward_and_adapter_gradients_equal_PEFTs_multiply_then_add(int r, double alpha, bool rslora, bool bf16)
+    public void Forward_and_adapter_gradients_equal_PEFTs_multiply_then_add(int r, double alpha, bool rslora, bool bf16, bool inputGrad)
     {
         using var scope = NewDisposeScope();
         var model = new TinyMlp();
@@ -41,28 +46,32 @@ public class LoraTailParityTests
         Assert.Equal(rslora ? alpha / Math.Sqrt(r) : alpha / r, s, 12);
         var x = randn([4, 7, TinyMlp.Dim], generator: new Generator(11));
         if (bf16) x = x.to(ScalarType.BFloat16);
+        if (inputGrad) x.requires_grad_(true);
         var a = layer.LoraA(Name).weight;
         var b = layer.LoraB(Name).weight;
 
         // PEFT's chain, from the layer's own modules
         var h = layer.LoraB(Name).forward(layer.LoraA(Name).forward(x.to(a.dtype)));
         var expected = layer.BaseLayer.forward(x).add(h.mul(s)).to(x.dtype);
-        var (ga, gb) = Grads(expected, a, b);
+        var (ga, gb, gx) = Grads(expected, a, b, x);
 
         var actual = layer.forward(x);
         AssertBitEqual(expected, actual, $"forward (s = {s})");
-        var (ga2, gb2) = Grads(actual, a, b);
+        var (ga2, gb2, gx2) = Grads(actual, a, b, x);
         AssertBitEqual(ga, ga2, "grad lora_A");
         AssertBitEqual(gb, gb2, "grad lora_B");
+        Assert.Equal(inputGrad, gx is not null);
+        if (inputGrad) AssertBitEqual(gx!, gx2!, "grad x");
     }
 
-    private static (Tensor A, Tensor B) Grads(Tensor output, Tensor a, Tensor b)
+    private static (Tensor A, Tensor B, Tensor? X) Grads(Tensor output, Tensor a, Tensor b, Tensor x)
     {
         a.grad?.zero_();
         b.grad?.zero_();
+        x.grad?.zero_();
         using var weights = linspace(-1, 1, output.numel(), dtype: output.dtype).reshape(output.shape);
         output.mul(weights).sum().backward();
-        return (a.grad!.clone(), b.grad!.clone());
+        return (a.grad!.clone(), b.grad!.clone(), x.grad?.clone());
     }
 
     private static void AssertBitEqual(Tensor expected, Tensor actual, string what)

@@ -205,7 +205,17 @@ internal sealed class StandardLoraVariant : ILoraLinearVariant
         var input = dropout is TorchSharp.Modules.Identity ? x : dropout.forward(x);                 // lora_dropout = 0: no op at all
         var h = layer.LoraB(adapterName).forward(layer.LoraA(adapterName).forward(input));
         double s = layer.Scaling[adapterName];
-        if (FusedTail(layer, adapterName, result, h)) return LoraTailFunction.Apply(result, h, s);   // PEFT's roundings + the cast, one kernel
+        bool recordsGrad = is_grad_enabled() && (result.requires_grad || h.requires_grad);
+        if (recordsGrad && HalfTailInPlace(layer, adapterName, result, h))
+        {
+            // result (half) += s·h: the add computes in float32, rounds to float32 and then to result's dtype on the store:
+            // PEFT's float32 add and its cast back (torch_result_dtype) in one native kernel with a native backward. The
+            // fused kernel would need a custom autograd node, whose host cost outweighed the kernel it saved on the
+            // host-bound OPT-125m step (bench fused_ab); without autograd (below) it has no node and stays.
+            if (ExactScale(s) && result.dtype == ScalarType.BFloat16) return result.add_(h, HeldScalars.Of(s));
+            return result.add_(h.mul_(HeldScalars.Of(s)), HeldScalars.One);
+        }
+        if (FusedTail(layer, adapterName, result, h)) return LoraTailFunction.Apply(result, h, s);   // PEFT's roundings, one kernel
         if (ExactScale(s)) return result.add(h, HeldScalars.Of(s));                                  // s·h exact: one kernel rounds as PEFT's two
         return result.add(h.mul_(HeldScalars.Of(s)), HeldScalars.One);                               // PEFT: result + lora_B(...) * scaling
     }
@@ -216,12 +226,23 @@ internal sealed class StandardLoraVariant : ILoraLinearVariant
     // PEFT's result; otherwise h (lora_B's output, not saved by any backward) is scaled in place and then added.
     private static bool ExactScale(double s) => s >= 1 && double.IsFinite(s) && (BitConverter.DoubleToInt64Bits(s) & 0xF_FFFF_FFFF_FFFFL) == 0;
 
-    // The fused tail (CUDA, float32 h): for a float32 result always (it then only replaces the add); for a half result
-    // only when this is the layer's one active adapter, because the kernel also casts back to the result's dtype, which
-    // PEFT does once after the last adapter.
+    // The float32 tail of a half base output (PEFT's autocast float32 adapters on a bfloat16 / float16 model) while
+    // autograd records, when this is the layer's one active adapter (PEFT casts back once, after the last adapter):
+    // base_layer's fresh output takes the sum in place (not a leaf that requires grad: autograd refuses those). The
+    // add's backward hands result's grad through and casts it to float32 for h, as PEFT's cast and add do; with an
+    // exact scale the add's alpha multiplies the bfloat16 grad, exact too (bfloat16 has float32's range; float16 does
+    // not, so a float16 result scales h first, in float32, as PEFT).
+    private static bool HalfTailInPlace(LoraLinear layer, string adapterName, Tensor result, Tensor h) =>
+        AdapterDtype.IsHalf(result.dtype) && h.dtype == ScalarType.Float32 && !(result.is_leaf && result.requires_grad)
+        && layer.IsSoleActiveAdapter(adapterName) && result.shape.SequenceEqual(h.shape);
+
+    // The fused tail (CUDA, float32 h): for a float32 result when the scale is not exact (it then replaces the scale and
+    // the add); for a half result only when this is the layer's one active adapter, because the kernel also casts back
+    // to the result's dtype, which PEFT does once after the last adapter (while autograd records, HalfTailInPlace
+    // takes that case first).
     private static bool FusedTail(LoraLinear layer, string adapterName, Tensor result, Tensor h) =>
         FusedKernels.EnabledFor(LoraTailFunction.Family) && FusedKernels.AppliesWithFloat32(result, h)
-        && (result.dtype == ScalarType.Float32 || layer.IsSoleActiveAdapter(adapterName))
+        && (result.dtype == ScalarType.Float32 ? !ExactScale(layer.Scaling[adapterName]) : layer.IsSoleActiveAdapter(adapterName))
         && result.shape.SequenceEqual(h.shape);
 
     /// <inheritdoc />
