@@ -13,6 +13,10 @@
 #                                 # on the model's and LoRA's dropout), trainer_graph_check (the Trainer with
 #                                 # CudaGraphs, dropout 0.1; TRAINER_CHECK=0 skips it) and fused_check (FUSED_CHECK=0 skips it)
 #
+#   bench/run-gpu.sh host         # on the GPU machine (same carry): host cost per call (host_cost, bench/py/host_cost.py) and
+#                                 # per step of OPT-125m's graph at tiny widths (lora_step / full_step --model opt_tiny,
+#                                 # bench/py/hf_host_step.py), both sides alternating, ROUNDS (2) rounds
+#
 # Env (run): ROUNDS (2), ITERS (5), BUDGET_S (400: no new round starts after this many seconds), MODELS, CASES,
 # FIRST_ROUND (1; the round number decides which side goes first, so a second call can continue with round 2).
 # A case named CASE_graphs (lora_step_graphs, full_step_graphs) runs only the C# side with --cuda-graphs; the
@@ -97,5 +101,18 @@ check)
   [ "${TRAINER_CHECK:-1}" = 1 ] && { dotnet "$G/app/Peft.Benchmarks.dll" trainer_graph_check --device cuda --model opt125m 2>>"$RES/check.stderr.txt" | tee -a "$RES/check.jsonl" || rc=1; }
   [ "${FUSED_CHECK:-1}" = 1 ] && { dotnet "$G/app/Peft.Benchmarks.dll" fused_check --device cuda 2>>"$RES/check.stderr.txt" | tee -a "$RES/check.jsonl" | cut -c1-400 || rc=1; }
   echo "# check rc=$rc (${SECONDS}s)"; exit $rc ;;
-*) echo "usage: $0 prepare|run|check" >&2; exit 2 ;;
+host)
+  runtime
+  RES=/tmp/host-results.jsonl; [ -d "${OUT:-}" ] && RES=$OUT/host-results.jsonl
+  : > "$RES"
+  for r in $(seq 1 "${ROUNDS:-2}"); do
+    python3 "$ROOT/bench/py/host_cost.py" --device cuda 2>>"${RES%.jsonl}.stderr.txt" | tail -1 | tee -a "$RES"
+    dotnet "$G/app/Peft.Benchmarks.dll" host_cost --device cuda --repeats 20 2>>"${RES%.jsonl}.stderr.txt" | grep '"case"' | tee -a "$RES"
+    for c in lora_step full_step; do
+      python3 "$ROOT/bench/py/hf_host_step.py" "$c" --device cuda --iters 30 2>>"${RES%.jsonl}.stderr.txt" | tail -1 | tee -a "$RES"
+      dotnet "$G/app/Peft.Benchmarks.dll" "$c" --device cuda --dtype bf16 --model opt_tiny --batch 1 --seq 16 --repeats 30 --warmup 5 2>>"${RES%.jsonl}.stderr.txt" | grep '"case"' | cut -c1-400 | tee -a "$RES"
+    done
+  done
+  echo "# results: $RES (${SECONDS}s)" ;;
+*) echo "usage: $0 prepare|run|check|host" >&2; exit 2 ;;
 esac
