@@ -110,7 +110,7 @@ host)
     dotnet "$G/app/Peft.Benchmarks.dll" host_cost --device cuda --repeats 20 2>>"${RES%.jsonl}.stderr.txt" | grep '"case"' | tee -a "$RES"
     for c in lora_step full_step; do
       python3 "$ROOT/bench/py/hf_host_step.py" "$c" --device cuda --iters 30 2>>"${RES%.jsonl}.stderr.txt" | tail -1 | tee -a "$RES"
-      dotnet "$G/app/Peft.Benchmarks.dll" "$c" --device cuda --dtype bf16 --model opt_tiny --batch 1 --seq 16 --repeats 30 --warmup 5 2>>"${RES%.jsonl}.stderr.txt" | grep '"case"' | cut -c1-400 | tee -a "$RES"
+      dotnet "$G/app/Peft.Benchmarks.dll" "$c" --device cuda --dtype bf16 --model opt_tiny --batch 1 --seq 16 --repeats 30 --warmup 5 2>>"${RES%.jsonl}.stderr.txt" | grep '"case"' | tee -a "$RES"
     done
   done
   echo "# results: $RES (${SECONDS}s)" ;;
