@@ -31,6 +31,8 @@ cases = {
     "linear_fwd_bwd": lambda: lin(x).sum().backward(),
     "base_fwd_bwd": lambda: layer.base_layer(x).sum().backward(),
     "lora_fwd_bwd": lambda: layer(x).sum().backward(),
+    "base_fwd": lambda: layer.base_layer(x),
+    "lora_fwd": lambda: layer(x),
 }
 row = {"case": "host_cost", "side": "py", "device": dev, "calls_per_repeat": CALLS, "width": W, "torch": torch.__version__}
 for name, call in cases.items():

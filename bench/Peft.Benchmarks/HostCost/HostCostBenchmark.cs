@@ -13,7 +13,8 @@ namespace Peft.Benchmarks.HostCost;
 /// the Python stack: where the eager GPU step is host-bound (OPT-125m), this is the budget per op.
 /// Cases: <c>add</c> (no autograd), <c>add_grad</c> (inputs that require grad, forward only), <c>linear_fwd_bwd</c>
 /// (bf16 linear, forward + backward), <c>lora_fwd_bwd</c> (the same linear with a float32 LoRA r=8 adapter, PEFT's
-/// autocast form, forward + backward), <c>base_fwd_bwd</c> (the LoRA layer's frozen base alone, input requiring grad).
+/// autocast form, forward + backward), <c>base_fwd_bwd</c> (the LoRA layer's frozen base alone, input requiring grad),
+/// <c>base_fwd</c> / <c>lora_fwd</c> (the forward alone, autograd recording).
 /// <c>dotnet Peft.Benchmarks.dll host_cost [--device cuda] [--repeats 20]</c>
 /// </summary>
 public sealed class HostCostBenchmark : IBenchmark
@@ -46,6 +47,8 @@ public sealed class HostCostBenchmark : IBenchmark
             ("linear_fwd_bwd", () => { using var s = NewDisposeScope(); lin.forward(x).sum().backward(); }),
             ("base_fwd_bwd", () => { using var s = NewDisposeScope(); layer.BaseLayer.forward(x).sum().backward(); }),
             ("lora_fwd_bwd", () => { using var s = NewDisposeScope(); layer.forward(x).sum().backward(); }),
+            ("base_fwd", () => { using var s = NewDisposeScope(); layer.BaseLayer.forward(x); }),
+            ("lora_fwd", () => { using var s = NewDisposeScope(); layer.forward(x); }),
         };
         var row = new Dictionary<string, object?> { ["case"] = Name, ["calls_per_repeat"] = CallsPerRepeat, ["width"] = Width };
         foreach (var (name, call) in cases)

@@ -11,7 +11,9 @@ namespace Peft.Core.Tuners;
 /// <c>result = result + h * scaling; result = result.to(torch_result_dtype)</c> →
 /// <c>round(float(result) + round32(h · s))</c>, exactly PEFT's two float32 roundings and the cast (torch's one-kernel
 /// <c>add(h, alpha: s)</c> contracts to an FMA on CUDA). Backward: grad result = g, grad h = float(g) · s (float32).
-/// Saves nothing.
+/// Saves nothing. Plain LoRA dispatches it without autograd (one kernel, no node) and for float32 results with a scale
+/// that is not a power of two; a half result under autograd takes the in-place native add instead (the node's host cost
+/// outweighed its saved kernel on host-bound steps; docs/ARCHITECTURE.md).
 /// </summary>
 internal sealed class LoraTailFunction : SingleTensorFunction<LoraTailFunction>
 {
