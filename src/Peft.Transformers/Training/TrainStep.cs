@@ -44,7 +44,21 @@ internal sealed class TrainStep(nn.Module<ModelInput, ModelOutput> model, Traina
         if (graph is not null && microBatches.Count == 1) return RunGraph(microBatches[0], globalStep);
         var items = microBatches.Select(CountItems).ToArray();
         double total = parallel.Sum(items.Sum());
-        double loss = 0;
+        Tensor? loss = null, norm = null;                     // 0-d, on the device, in no dispose scope: read once, after the update is queued
+        try
+        {
+            return RunEager(microBatches, globalStep, items, total, ref loss, ref norm);
+        }
+        finally
+        {
+            loss?.Dispose();
+            norm?.Dispose();
+        }
+    }
+
+    private (double Loss, double GradNorm, long Tokens) RunEager(IReadOnlyList<Dictionary<string, Tensor>> microBatches, int globalStep,
+        double[] items, double total, ref Tensor? loss, ref Tensor? norm)
+    {
         long tokens = 0;
         for (int i = 0; i < microBatches.Count; i++)
         {
@@ -58,13 +72,16 @@ internal sealed class TrainStep(nn.Module<ModelInput, ModelOutput> model, Traina
             if (weight != 1.0) l = l * HeldScalars.Of(weight);
             if (_hooks?.LossTerm() is { } term) l = l.add(term, HeldScalars.One);
             l.backward();
-            loss += l.detach().to(ScalarType.Float64).item<double>();
+            var lossValue = l.detach().to(ScalarType.Float64);
+            var sum = loss is null ? lossValue : loss.add(lossValue, HeldScalars.One);   // float64, in micro-batch order as the host sum was
+            loss?.Dispose();
+            loss = sum.DetachFromDisposeScope();
             tokens += Tokens(microBatches[i]);
         }
         trainable.GradientsToMasters();
         parallel.AverageGradients(trainable.ForOptimizer.Select(p => p.Param).ToList());
         var parameters = trainable.ForOptimizer.Select(p => (Tensor)p.Param).ToList();
-        double norm = GradClip.ClipGradNorm(parameters, maxGradNorm);
+        using (NewDisposeScope()) norm = GradClip.NormAndClip(parameters, maxGradNorm).DetachFromDisposeScope();
         optimizer.SetLr(schedule.LastLr);
         optimizer.Step();
         schedule.Step();
@@ -72,10 +89,22 @@ internal sealed class TrainStep(nn.Module<ModelInput, ModelOutput> model, Traina
         _hooks?.OnOptimizerStep(globalStep);
         optimizer.ZeroGrad();
         model.zero_grad();
+        // The step's one host read, after the update is queued (HF's Trainer reads its loss for the NaN filter after
+        // backward; reading there, and the norm before the optimizer, would let the GPU idle while the host queues the
+        // clip and the optimizer's kernels): the micro-batch losses summed in float64, as the host sum was, and the norm.
+        var (lossSum, normValue) = ReadBack(loss!, norm);
         // glibc keeps the step's freed activations mapped (RSS grew ~170 MB per full-FT step of OPT-125m with zero .NET
         // GCs); malloc_trim hands them back, so CPU peak RSS stays flat (bench/README.md). PEFT_MALLOC_TRIM=0 turns it off.
         if (device.type == DeviceType.CPU && NativeHeap.TrimAtSteps) NativeHeap.Trim();
-        return (parallel.Sum(loss) / parallel.WorldSize, norm, (long)parallel.Sum(tokens));
+        return (parallel.Sum(lossSum) / parallel.WorldSize, normValue, (long)parallel.Sum(tokens));
+    }
+
+    // Both 0-d values in one device-to-host copy: [loss, norm] as float64.
+    private static (double Loss, double Norm) ReadBack(Tensor loss, Tensor norm)
+    {
+        using var scope = NewDisposeScope();
+        var both = cat([loss.reshape(1), norm.to(loss.device).to(ScalarType.Float64).reshape(1)]).cpu().data<double>().ToArray();
+        return (both[0], both[1]);
     }
 
     // One step through the CUDA-graph step: the same order as Run (forward, loss term, backward, masters, clip, AdamW,
