@@ -32,6 +32,24 @@ runtime() {
   export LD_LIBRARY_PATH=$(python3 -c "import torch,os;print(os.path.dirname(torch.__file__))")/lib:${LD_LIBRARY_PATH:-}
   export LIBTORCHSHARP=$G/app/runtimes/linux-x64/native/libLibTorchSharp.so
 }
+# Device memory of one benchmark process, the same way for both sides: nvidia-smi samples the GPU's used memory every
+# MEM_MS (20) ms in a process of its own (no thread, no GIL, no driver call inside either benchmark); the JSON row gets
+# "device_mib_idle" (the last sample before the process) and "device_mib_peak" (the largest while it ran), both
+# device-wide (CUDA context + the caching allocator's reserved blocks), where hf_gpu_bench.py's own "peak_mem_gb" is
+# torch's max_memory_allocated (allocated tensors only; the C# side has no such counter: TorchSharp exposes none).
+sampler_start() {
+  MEM_LOG=$(mktemp)
+  MEM_IDLE=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -i 0 2>/dev/null | head -1 | tr -dc 0-9 || true)
+  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -i 0 -lms "${MEM_MS:-20}" >"$MEM_LOG" 2>/dev/null &
+  MEM_PID=$!
+}
+sampler_stop() {
+  kill "$MEM_PID" 2>/dev/null || true; wait "$MEM_PID" 2>/dev/null || true
+  local peak; peak=$(tr -dc '0-9\n' <"$MEM_LOG" | sort -n | tail -1 || true)
+  rm -f "$MEM_LOG"
+  echo "\"device_mib_idle\":${MEM_IDLE:-null},\"device_mib_peak\":${peak:-null}"
+}
+
 case "${1:-}" in
 prepare)
   rm -rf "$G/app" && mkdir -p "$G"
@@ -63,21 +81,23 @@ run)
       # CASE_graphs: the C# side only, with --cuda-graphs; its ratio is taken against the Python side of CASE
       base=${c%_graphs}; flags=""; [ "$base" != "$c" ] && { order="cs"; flags="--cuda-graphs"; }
       for side in $order; do
+        sampler_start
         if [ "$side" = py ]; then
           line=$(python3 "$G/hf_gpu_bench.py" "$m" "$c" --iters "$ITERS" 2>>"${RES%.jsonl}.stderr.txt" | tail -1)
         else
           line=$(dotnet "$G/app/Peft.Benchmarks.dll" "$base" $flags --device cuda --dtype bf16 --model "$m" --repeats "$ITERS" --warmup "$w" 2>>"${RES%.jsonl}.stderr.txt" | grep '"case"' | tail -1)
         fi
+        mem=$(sampler_stop)
         [ -n "$line" ] || { echo "# $side $m $c round $r: no result"; continue; }
-        echo "{\"side\":\"$side\",\"round\":$r,\"model\":\"$m\",\"label\":\"$c\",\"result\":$line}" | tee -a "$RES" | cut -c1-300
+        echo "{\"side\":\"$side\",\"round\":$r,\"model\":\"$m\",\"label\":\"$c\",$mem,\"result\":$line}" | tee -a "$RES" | cut -c1-300
       done
     done; done
   done
   python3 - "$RES" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-print("\n| model | case | HF Python tok/s | Peft.NET tok/s | ratio C#/Py | rounds |")
-print("| --- | --- | --- | --- | --- | --- |")
+print("\n| model | case | HF Python tok/s | Peft.NET tok/s | ratio C#/Py | rounds | device MiB peak − idle, Py / C# (medians) |")
+print("| --- | --- | --- | --- | --- | --- | --- |")
 label = lambda r: r.get("label", r["result"]["case"])
 keys = dict.fromkeys((r["model"], label(r)) for r in rows)
 for m, c in keys:
@@ -86,7 +106,11 @@ for m, c in keys:
          "cs": [r["result"]["tok_per_s"] for r in rows if r["side"] == "cs" and r["model"] == m and label(r) == c]}
     if s["py"] and s["cs"]:
         py, cs = statistics.median(s["py"]), statistics.median(s["cs"])
-        print(f"| {m} | {c} | {py:.1f} | {cs:.1f} | {cs/py:.2f}× | {min(len(s['py']), len(s['cs']))} |")
+        mem = {k: [r["device_mib_peak"] - r["device_mib_idle"] for r in rows if r["side"] == k and r["model"] == m
+                   and label(r) == (base if k == "py" else c) and r.get("device_mib_peak") is not None and r.get("device_mib_idle") is not None]
+               for k in ("py", "cs")}
+        memtxt = " / ".join(f"{statistics.median(mem[k]):.0f}" if mem[k] else "—" for k in ("py", "cs"))
+        print(f"| {m} | {c} | {py:.1f} | {cs:.1f} | {cs/py:.2f}× | {min(len(s['py']), len(s['cs']))} | {memtxt} |")
 PY
   echo "# results: $RES (${SECONDS}s)" ;;
 check)
