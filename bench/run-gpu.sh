@@ -20,7 +20,8 @@
 # Env (run): ROUNDS (2), ITERS (5), BUDGET_S (400: no new round starts after this many seconds), MODELS, CASES,
 # FIRST_ROUND (1; the round number decides which side goes first, so a second call can continue with round 2).
 # A case named CASE_graphs (lora_step_graphs, full_step_graphs) runs only the C# side with --cuda-graphs; the
-# table gives its ratio against the same round's Python CASE.
+# table gives its ratio against the same round's Python CASE. trainer_lora / trainer_full (and their _graphs forms):
+# the step through each side's Trainer (bench/py/hf_trainer_step.py against Peft.Benchmarks trainer_lora|trainer_full).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 G=$ROOT/.gpu
@@ -82,7 +83,9 @@ run)
       base=${c%_graphs}; flags=""; [ "$base" != "$c" ] && { order="cs"; flags="--cuda-graphs"; }
       for side in $order; do
         sampler_start
-        if [ "$side" = py ]; then
+        if [ "$side" = py ] && [ "${base#trainer_}" != "$base" ]; then
+          line=$(python3 "$ROOT/bench/py/hf_trainer_step.py" "$m" "${base#trainer_}" --iters "$ITERS" 2>>"${RES%.jsonl}.stderr.txt" | tail -1)
+        elif [ "$side" = py ]; then
           line=$(python3 "$G/hf_gpu_bench.py" "$m" "$c" --iters "$ITERS" 2>>"${RES%.jsonl}.stderr.txt" | tail -1)
         else
           line=$(dotnet "$G/app/Peft.Benchmarks.dll" "$base" $flags --device cuda --dtype bf16 --model "$m" --repeats "$ITERS" --warmup "$w" 2>>"${RES%.jsonl}.stderr.txt" | grep '"case"' | tail -1)
