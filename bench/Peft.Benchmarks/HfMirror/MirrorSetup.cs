@@ -97,6 +97,22 @@ internal static class MirrorSetup
         return randint(3, Vocab(o), [Batch(o), Seq(o)], generator: g, dtype: ScalarType.Int64).to(DeviceOf(o));
     }
 
+    /// <summary>
+    /// <paramref name="rows"/> rows of <paramref name="seq"/> random ids in [3, vocab) as a dataset with <c>input_ids</c>
+    /// and <c>labels</c> (= the ids), drawn from generator seed <c>o.Seed + seedOffset</c> (the Trainer cases).
+    /// </summary>
+    public static Peft.Datasets.Dataset RandomRows(BenchmarkOptions o, int rows, int seq, int seedOffset)
+    {
+        var g = new Generator((ulong)(o.Seed + seedOffset));
+        using var ids = randint(3, Vocab(o), [rows, seq], generator: g, dtype: ScalarType.Int64);
+        var data = ids.data<long>().ToArray();
+        var list = Enumerable.Range(0, rows).Select(r => data.AsSpan(r * seq, seq).ToArray()).ToList();
+        return Peft.Datasets.Dataset.FromDict(new Dictionary<string, System.Collections.IList>(StringComparer.Ordinal)
+        {
+            ["input_ids"] = list, ["labels"] = list.Select(r => (long[])r.Clone()).ToList(),
+        });
+    }
+
     /// <summary>Waits for the device (CUDA) so wall-clock times cover the work.</summary>
     public static void Sync(BenchmarkOptions o)
     {

@@ -1,4 +1,3 @@
-using System.Collections;
 using Microsoft.Extensions.Logging;
 using Peft.Core;
 using Peft.Datasets;
@@ -71,7 +70,7 @@ public sealed class TrainerGraphCheckBenchmark : IBenchmark
             Device = options.Device, CudaGraphs = graphs,
         };
         var logger = new WarningLog();
-        var trainer = new Trainer(pm, args, trainDataset: RandomRows(options), dataCollator: new DefaultDataCollator(), logger: logger)
+        var trainer = new Trainer(pm, args, trainDataset: MirrorSetup.RandomRows(options, Rows, options.Seq > 0 ? options.Seq : 256, seedOffset: 7), dataCollator: new DefaultDataCollator(), logger: logger)
         {
             GraphFormWithoutCapture = !graphs,
         };
@@ -87,20 +86,6 @@ public sealed class TrainerGraphCheckBenchmark : IBenchmark
         if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
         return new Result(steps.Select(h => h["loss"]).ToArray(), steps.Select(h => h.TryGetValue("grad_norm", out var n) ? n : double.NaN).ToArray(),
             flat, logger.Warnings, seconds);
-    }
-
-    /// <summary><see cref="Rows"/> rows of random ids, all of the mirror's length (labels = input ids).</summary>
-    private static Dataset RandomRows(BenchmarkOptions o)
-    {
-        int seq = o.Seq > 0 ? o.Seq : 256;
-        var g = new Generator((ulong)(o.Seed + 7));
-        using var ids = randint(3, MirrorSetup.Vocab(o), [Rows, seq], generator: g, dtype: ScalarType.Int64);
-        var data = ids.data<long>().ToArray();
-        var rows = Enumerable.Range(0, Rows).Select(r => data.AsSpan(r * seq, seq).ToArray()).ToList();
-        return Dataset.FromDict(new Dictionary<string, IList>(StringComparer.Ordinal)
-        {
-            ["input_ids"] = rows, ["labels"] = rows.Select(r => (long[])r.Clone()).ToList(),
-        });
     }
 
     private static double MaxDiff(double[] a, double[] b)

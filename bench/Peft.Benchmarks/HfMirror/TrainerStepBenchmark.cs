@@ -1,7 +1,5 @@
-using System.Collections;
 using System.Diagnostics;
 using Peft.Core;
-using Peft.Datasets;
 using Peft.Transformers;
 using static TorchSharp.torch;
 
@@ -39,7 +37,7 @@ public abstract class TrainerStepBenchmark : IBenchmark
             CudaGraphs = options.CudaGraphs,
         };
         var clock = new StepClock(options);
-        var trainer = new Trainer(net, args, trainDataset: RandomRows(options, steps * batch, seq), dataCollator: new DefaultDataCollator(), callbacks: [clock]);
+        var trainer = new Trainer(net, args, trainDataset: MirrorSetup.RandomRows(options, steps * batch, seq, seedOffset: 1), dataCollator: new DefaultDataCollator(), callbacks: [clock]);
         trainer.Train();
         if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
         var intervals = clock.Ends.Zip(clock.Ends.Skip(1), (a, b) => b - a).Skip(options.Warmup).ToArray();
@@ -55,19 +53,6 @@ public abstract class TrainerStepBenchmark : IBenchmark
         row["peak_rss_mb"] = MirrorSetup.PeakRssMb();
         report(row);
         model.Dispose();
-    }
-
-    /// <summary><paramref name="rows"/> random rows of <paramref name="seq"/> ids in [3, vocab) (labels = ids).</summary>
-    private static Dataset RandomRows(BenchmarkOptions o, int rows, int seq)
-    {
-        var g = new Generator((ulong)(o.Seed + 1));
-        using var ids = randint(3, MirrorSetup.Vocab(o), [rows, seq], generator: g, dtype: ScalarType.Int64);
-        var data = ids.data<long>().ToArray();
-        var list = Enumerable.Range(0, rows).Select(r => data.AsSpan(r * seq, seq).ToArray()).ToList();
-        return Dataset.FromDict(new Dictionary<string, IList>(StringComparer.Ordinal)
-        {
-            ["input_ids"] = list, ["labels"] = list.Select(r => (long[])r.Clone()).ToList(),
-        });
     }
 
     /// <summary>Syncs the device at each step end and records the time (seconds since the clock was made).</summary>
