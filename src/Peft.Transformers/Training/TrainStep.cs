@@ -47,56 +47,50 @@ internal sealed class TrainStep(nn.Module<ModelInput, ModelOutput> model, Traina
         Tensor? loss = null, norm = null;                     // 0-d, on the device, in no dispose scope: read once, after the update is queued
         try
         {
-            return RunEager(microBatches, globalStep, items, total, ref loss, ref norm);
+            long tokens = 0;
+            for (int i = 0; i < microBatches.Count; i++)
+            {
+                using var scope = NewDisposeScope();
+                scope.Attach(microBatches[i].Values);
+                var input = BatchInput.ToModelInput(microBatches[i], device, labelNames);
+                var output = model.forward(input);
+                var l = output.Loss ?? throw new InvalidOperationException(
+                    $"{model.GetType().Name}.forward returned no loss; the batch needs labels (keys: {string.Join(", ", microBatches[i].Keys)})");
+                double weight = total > 0 ? items[i] / total * parallel.WorldSize : 1.0 / microBatches.Count; // GA / DP = one large batch
+                if (weight != 1.0) l = l * HeldScalars.Of(weight);
+                if (_hooks?.LossTerm() is { } term) l = l.add(term, HeldScalars.One);
+                l.backward();
+                var lossValue = l.detach().to(ScalarType.Float64);
+                var sum = loss is null ? lossValue : loss.add(lossValue, HeldScalars.One);   // float64, in micro-batch order as the host sum was
+                loss?.Dispose();
+                loss = sum.DetachFromDisposeScope();
+                tokens += Tokens(microBatches[i]);
+            }
+            trainable.GradientsToMasters();
+            parallel.AverageGradients(trainable.ForOptimizer.Select(p => p.Param).ToList());
+            var parameters = trainable.ForOptimizer.Select(p => (Tensor)p.Param).ToList();
+            using (NewDisposeScope()) norm = GradClip.NormAndClip(parameters, maxGradNorm).DetachFromDisposeScope();
+            optimizer.SetLr(schedule.LastLr);
+            optimizer.Step();
+            schedule.Step();
+            trainable.MastersToModel();
+            _hooks?.OnOptimizerStep(globalStep);
+            optimizer.ZeroGrad();
+            model.zero_grad();
+            // The step's one host read, after the update is queued (HF's Trainer reads its loss for the NaN filter after
+            // backward; reading there, and the norm before the optimizer, would let the GPU idle while the host queues the
+            // clip and the optimizer's kernels): the micro-batch losses summed in float64, as the host sum was, and the norm.
+            var (lossSum, normValue) = ReadBack(loss!, norm);
+            // glibc keeps the step's freed activations mapped (RSS grew ~170 MB per full-FT step of OPT-125m with zero .NET
+            // GCs); malloc_trim hands them back, so CPU peak RSS stays flat (bench/README.md). PEFT_MALLOC_TRIM=0 turns it off.
+            if (device.type == DeviceType.CPU && NativeHeap.TrimAtSteps) NativeHeap.Trim();
+            return (parallel.Sum(lossSum) / parallel.WorldSize, normValue, (long)parallel.Sum(tokens));
         }
         finally
         {
             loss?.Dispose();
             norm?.Dispose();
         }
-    }
-
-    private (double Loss, double GradNorm, long Tokens) RunEager(IReadOnlyList<Dictionary<string, Tensor>> microBatches, int globalStep,
-        double[] items, double total, ref Tensor? loss, ref Tensor? norm)
-    {
-        long tokens = 0;
-        for (int i = 0; i < microBatches.Count; i++)
-        {
-            using var scope = NewDisposeScope();
-            scope.Attach(microBatches[i].Values);
-            var input = BatchInput.ToModelInput(microBatches[i], device, labelNames);
-            var output = model.forward(input);
-            var l = output.Loss ?? throw new InvalidOperationException(
-                $"{model.GetType().Name}.forward returned no loss; the batch needs labels (keys: {string.Join(", ", microBatches[i].Keys)})");
-            double weight = total > 0 ? items[i] / total * parallel.WorldSize : 1.0 / microBatches.Count; // GA / DP = one large batch
-            if (weight != 1.0) l = l * HeldScalars.Of(weight);
-            if (_hooks?.LossTerm() is { } term) l = l.add(term, HeldScalars.One);
-            l.backward();
-            var lossValue = l.detach().to(ScalarType.Float64);
-            var sum = loss is null ? lossValue : loss.add(lossValue, HeldScalars.One);   // float64, in micro-batch order as the host sum was
-            loss?.Dispose();
-            loss = sum.DetachFromDisposeScope();
-            tokens += Tokens(microBatches[i]);
-        }
-        trainable.GradientsToMasters();
-        parallel.AverageGradients(trainable.ForOptimizer.Select(p => p.Param).ToList());
-        var parameters = trainable.ForOptimizer.Select(p => (Tensor)p.Param).ToList();
-        using (NewDisposeScope()) norm = GradClip.NormAndClip(parameters, maxGradNorm).DetachFromDisposeScope();
-        optimizer.SetLr(schedule.LastLr);
-        optimizer.Step();
-        schedule.Step();
-        trainable.MastersToModel();
-        _hooks?.OnOptimizerStep(globalStep);
-        optimizer.ZeroGrad();
-        model.zero_grad();
-        // The step's one host read, after the update is queued (HF's Trainer reads its loss for the NaN filter after
-        // backward; reading there, and the norm before the optimizer, would let the GPU idle while the host queues the
-        // clip and the optimizer's kernels): the micro-batch losses summed in float64, as the host sum was, and the norm.
-        var (lossSum, normValue) = ReadBack(loss!, norm);
-        // glibc keeps the step's freed activations mapped (RSS grew ~170 MB per full-FT step of OPT-125m with zero .NET
-        // GCs); malloc_trim hands them back, so CPU peak RSS stays flat (bench/README.md). PEFT_MALLOC_TRIM=0 turns it off.
-        if (device.type == DeviceType.CPU && NativeHeap.TrimAtSteps) NativeHeap.Trim();
-        return (parallel.Sum(lossSum) / parallel.WorldSize, normValue, (long)parallel.Sum(tokens));
     }
 
     // Both 0-d values in one device-to-host copy: [loss, norm] as float64.
@@ -116,8 +110,7 @@ internal sealed class TrainStep(nn.Module<ModelInput, ModelOutput> model, Traina
         var input = BatchInput.ToModelInput(batch, device, labelNames);
         optimizer.SetLr(schedule.LastLr);
         var (loss, norm) = graph!.Run(input);
-        double lossValue = loss.to(ScalarType.Float64).item<double>();
-        double normValue = norm.to(ScalarType.Float64).item<double>();
+        var (lossValue, normValue) = ReadBack(loss.to(ScalarType.Float64), norm);
         long tokens = Tokens(batch);
         schedule.Step();
         _hooks?.OnOptimizerStep(globalStep);
