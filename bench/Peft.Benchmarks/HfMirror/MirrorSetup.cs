@@ -198,6 +198,24 @@ internal static class MirrorSetup
 
     private static readonly bool RssTrace = Environment.GetEnvironmentVariable("PEFT_RSS_TRACE") == "1";
 
+    private static readonly bool MemTrace = Environment.GetEnvironmentVariable("PEFT_MEM_TRACE") == "1";
+
+    [System.Runtime.InteropServices.DllImport("libcuda.so.1", EntryPoint = "cuMemGetInfo_v2")]
+    private static extern int cuMemGetInfo(out nuint free, out nuint total);
+
+    /// <summary>
+    /// With <c>PEFT_MEM_TRACE=1</c> on CUDA: the device's used memory (driver <c>cuMemGetInfo</c>: total − free, i.e. the
+    /// CUDA context plus what the caching allocator has reserved, device-wide) after a sync, to stderr as
+    /// <c>mem PHASE: N MiB</c>; bench/py/hf_mem_trace.py prints the same line for the Python side (plus torch's own counters).
+    /// </summary>
+    public static void TraceDeviceMemory(BenchmarkOptions o, string phase)
+    {
+        if (!MemTrace || o.Device != "cuda") return;
+        cuda.synchronize();
+        if (cuMemGetInfo(out var free, out var total) == 0)
+            Console.Error.WriteLine($"mem {phase}: {(total - free) / 1048576} MiB");
+    }
+
     /// <summary>The fields every mirror case reports.</summary>
     public static Dictionary<string, object?> Common(string caseName, BenchmarkOptions o, double[] ts) => new()
     {

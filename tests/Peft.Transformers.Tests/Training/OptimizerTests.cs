@@ -133,6 +133,55 @@ public class OptimizerTests
         Assert.Equal(0, flat[4].storage_offset());
     }
 
+    /// <summary>
+    /// The multi-tensor form split into buckets of at most a given size (CUDA's default: 128 MiB, so a step's gradient
+    /// cat and the flat buffers stay blocks the caching allocator can place): parameters and state equal the one-bucket
+    /// form and the per-parameter form bit for bit over 4 steps, the runs are consecutive (a parameter larger than the
+    /// cap alone), each bucket's parameters are back-to-back views of its own buffer, and the checkpoint keys are the same.
+    /// </summary>
+    [Fact]
+    public void MultiTensorBucketsSplitBySizeStepAsOneBucketBitForBit()
+    {
+        var split = Params(41, MixedShapes);
+        var one = Params(41, MixedShapes);
+        var loop = Params(41, MixedShapes);
+        ParamGroup[] Groups(Parameter[] p) => [new(["a", "b", "c", "d", "e", "f"], p, 0.01)];
+        // 4-byte floats: cap 1,700 bytes = 425 elements → [a (407), b (7), c (1)], [d (5,100: larger than the cap, alone)], [e (30), f (64)]
+        using var a = new AdamW(Groups(split), 0.9, 0.999, 1e-8, @foreach: true, bucketCapBytes: 1700);
+        using var b = new AdamW(Groups(one), 0.9, 0.999, 1e-8, @foreach: true, bucketCapBytes: 0);
+        using var c = new AdamW(Groups(loop), @foreach: false);
+        for (int step = 1; step <= 4; step++)
+        {
+            for (int i = 0; i < split.Length; i++)
+            {
+                var g = randn(MixedShapes[i]) * 1e-2;
+                split[i].grad = g.clone(); one[i].grad = g.clone(); loop[i].grad = g.clone();
+            }
+            a.SetLr(1e-3 * step); b.SetLr(1e-3 * step); c.SetLr(1e-3 * step);
+            a.Step(); b.Step(); c.Step();
+            a.ZeroGrad(); b.ZeroGrad(); c.ZeroGrad();
+            for (int i = 0; i < split.Length; i++)
+            {
+                AssertSameBits(one[i], split[i], $"param {i} after step {step} (one bucket)");
+                AssertSameBits(loop[i], split[i], $"param {i} after step {step} (per parameter)");
+                foreach (var name in new[] { "exp_avg", "exp_avg_sq", "step" })
+                    AssertSameBits(b.StateTensor(i, name)!, a.StateTensor(i, name)!, $"{name} {i} after step {step}");
+            }
+        }
+        // buckets: a, b, c back to back in one buffer; d alone at offset 0 of its own; e, f back to back in a third
+        Assert.Equal(new long[] { 0, 407, 414 }, split.Take(3).Select(p => p.storage_offset()).ToArray());
+        Assert.Equal(0, split[3].storage_offset());
+        Assert.Equal(new long[] { 0, 30 }, split.Skip(4).Select(p => p.storage_offset()).ToArray());
+        Assert.Equal(new long[] { 0, 407, 414, 415, 5515, 5545 }, one.Select(p => p.storage_offset()).ToArray());
+        using var dirA = new TempDir();
+        using var dirB = new TempDir();
+        a.Save(dirA.Path); b.Save(dirB.Path);
+        using var fa = Peft.Core.Safetensors.SafetensorsFile.Open(dirA.File("optimizer.safetensors"));
+        using var fb = Peft.Core.Safetensors.SafetensorsFile.Open(dirB.File("optimizer.safetensors"));
+        Assert.Equal(fb.Keys.Order(), fa.Keys.Order());
+        foreach (var key in fb.Keys) AssertSameBits(fb.GetTensor(key), fa.GetTensor(key), key);
+    }
+
     /// <summary>Saved by the multi-tensor form, loaded into both forms: the next steps equal each other and the uninterrupted run.</summary>
     [Fact]
     public void MultiTensorAdamWStateRoundTripsInTorchsPerParameterLayout()

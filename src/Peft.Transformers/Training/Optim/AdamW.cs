@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using TorchSharp;
+using TorchSharp.Modules;
 using static TorchSharp.torch;
 using Peft.Core.Torch;
 using Peft.Core.Torch.Cuda;
@@ -20,6 +21,10 @@ namespace Peft.Transformers.Optimization;
 /// on the first step. In both forms <c>exp_avg</c> / <c>exp_avg_sq</c> are views of one buffer per group, dtype and
 /// device (bound when a parameter first has a gradient): one large allocation, which the C heap serves by mmap, instead
 /// of two 2–10 MB tensors per parameter placed among a step's freed activations (bench/README.md, rssfix).
+/// <para>On CUDA the multi-tensor buckets hold at most 128 MiB each (<c>PEFT_ADAMW_BUCKET_MB</c>; a larger parameter
+/// alone), and their flat parameter and state buffers are made when the optimizer is constructed, not at the first
+/// step (<c>PEFT_ADAMW_RESERVE=0</c> restores the first-step allocation): both keep the caching allocator from
+/// splitting the blocks the first forward freed (bench/README.md, "GPU, 2026-12-02 09:45").</para>
 /// </remarks>
 public sealed class AdamW : TrainerOptimizer
 {
@@ -39,9 +44,48 @@ public sealed class AdamW : TrainerOptimizer
     /// <param name="eps">ε (HF <c>adam_epsilon</c>).</param>
     /// <param name="foreach">torch's <c>foreach</c>: true = the multi-tensor form, false = one parameter at a time,
     /// null (default) = multi-tensor for CUDA parameters and per parameter on the CPU, as torch chooses.</param>
-    public AdamW(IReadOnlyList<ParamGroup> groups, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8, bool? @foreach = null) : base(groups)
+    public AdamW(IReadOnlyList<ParamGroup> groups, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8, bool? @foreach = null)
+        : this(groups, beta1, beta2, eps, @foreach, BucketCapFromEnvironment())
     {
-        (_beta1, _beta2, _eps, _foreach) = (beta1, beta2, eps, @foreach);
+    }
+
+    /// <summary>The public constructor with the multi-tensor bucket cap given (tests).</summary>
+    internal AdamW(IReadOnlyList<ParamGroup> groups, double beta1, double beta2, double eps, bool? @foreach, long bucketCapBytes) : base(groups)
+    {
+        (_beta1, _beta2, _eps, _foreach, _bucketCapBytes) = (beta1, beta2, eps, @foreach, bucketCapBytes);
+        if (Environment.GetEnvironmentVariable("PEFT_ADAMW_RESERVE") != "0") ReserveFlatBuffers();
+    }
+
+    /// <summary>
+    /// The largest multi-tensor bucket in bytes: 128 MiB (<c>PEFT_ADAMW_BUCKET_MB</c> overrides it; 0 = one bucket per
+    /// group, dtype and device). A step runs its kernels bucket by bucket, so the gradients' <c>cat</c> is at most one
+    /// bucket at a time, and the flat buffers are blocks the CUDA caching allocator can place among others (the
+    /// Llama-1B shape's 2.1 GB bf16 parameters in one bucket: 16.1 GiB device peak vs 14.5 GiB with 128 MiB buckets
+    /// and HF's 15.9 GiB; bench/README.md).
+    /// </summary>
+    internal const long DefaultBucketCapMb = 128;
+
+    private readonly long _bucketCapBytes;
+
+    private static long BucketCapFromEnvironment() =>
+        (long.TryParse(Environment.GetEnvironmentVariable("PEFT_ADAMW_BUCKET_MB"), out long mb) && mb >= 0 ? mb : DefaultBucketCapMb) << 20;
+
+    // The multi-tensor form's flat parameter and state buffers of CUDA parameters, made now, while the caching allocator
+    // holds only the model: made at the first step they would be carved out of the blocks the first forward and
+    // backward freed, and the second forward would find those blocks split and reserve new segments (OPT-125m full
+    // fine-tuning, bf16, 8 × 512: +1.5 GiB reserved in the second forward; Llama-1B shape +8.2 GiB at the first step;
+    // bench/README.md). The state stays unbound (zeroed per parameter when it first has a gradient, as before).
+    private void ReserveFlatBuffers()
+    {
+        using var _ = no_grad();
+        int index = 0;
+        foreach (var g in Groups)
+        {
+            if (!_buckets.TryGetValue(index, out var buckets)) _buckets[index] = buckets = Bucket(g, index);
+            foreach (var b in buckets)
+                if (b.First.device_type == DeviceType.CUDA) b.Reserve();
+            index += g.Params.Count;
+        }
     }
 
     /// <inheritdoc />
@@ -62,9 +106,30 @@ public sealed class AdamW : TrainerOptimizer
         var distinct = group.Params.Distinct().Count() == group.Params.Count; // a parameter listed twice cannot be one flat view
         return group.Params.Select((p, i) => (p, i))
             .GroupBy(x => (x.p.dtype, x.p.device.ToString()))
+            .SelectMany(g => MultiTensor(g.First().p) ? Split(g.ToList(), _bucketCapBytes) : [g.ToList()])
             .Select(g => new AdamWFlatBucket(g.Select(x => x.p).ToList(), g.Select(x => firstIndex + x.i).ToList(),
-                flatState: distinct, multiTensor: _foreach ?? g.First().p.device.type == DeviceType.CUDA))
+                flatState: distinct, multiTensor: MultiTensor(g[0].p)))
             .ToArray();
+    }
+
+    private bool MultiTensor(Parameter p) => _foreach ?? p.device.type == DeviceType.CUDA;
+
+    // Consecutive runs of at most capBytes (a larger parameter alone); capBytes 0: one run. Only the multi-tensor form
+    // is split: the per-parameter form's flat state stays one allocation per group, dtype and device (on the CPU one
+    // mmap outside the malloc heap, bench/README.md rssfix).
+    private static IEnumerable<List<(Parameter p, int i)>> Split(List<(Parameter p, int i)> items, long capBytes)
+    {
+        if (capBytes <= 0) { yield return items; yield break; }
+        var run = new List<(Parameter p, int i)>();
+        long bytes = 0;
+        foreach (var x in items)
+        {
+            long b = x.p.numel() * x.p.ElementSize;
+            if (run.Count > 0 && bytes + b > capBytes) { yield return run; (run, bytes) = (new List<(Parameter p, int i)>(), 0); }
+            run.Add(x);
+            bytes += b;
+        }
+        if (run.Count > 0) yield return run;
     }
 
     /// <inheritdoc />

@@ -94,6 +94,17 @@ internal sealed class AdamWFlatBucket : IDisposable
         return true;
     }
 
+    /// <summary>
+    /// Makes the multi-tensor form's buffers now (the parameters re-pointed at the flat buffer, the state buffers
+    /// allocated, no state bound): see <see cref="AdamW"/>'s constructor. Nothing for the per-parameter form.
+    /// </summary>
+    public void Reserve()
+    {
+        if (!_multiTensor) return;
+        EnsureFlatParams();
+        AllocateState();
+    }
+
     /// <summary>The bucket's first parameter (its dtype and device are the bucket's).</summary>
     public Parameter First => _params[0];
 
