@@ -64,6 +64,44 @@ public class LoraTailParityTests
         if (inputGrad) AssertBitEqual(gx!, gx2!, "grad x");
     }
 
+    /// <summary>
+    /// The same parity for inputs of 2, 3 and 4 dims and a non-contiguous one (the in-place float32 tail on a bfloat16
+    /// model included): output and the gradients of A, B and x bit-equal to PEFT's chain.
+    /// </summary>
+    [Theory]
+    [InlineData(new long[] { 5, TinyMlp.Dim }, false, false)]
+    [InlineData(new long[] { 3, 5, TinyMlp.Dim }, false, false)]
+    [InlineData(new long[] { 2, 3, 5, TinyMlp.Dim }, false, false)]
+    [InlineData(new long[] { 2, 3, 5, TinyMlp.Dim }, true, false)]
+    [InlineData(new long[] { 3, 5, TinyMlp.Dim }, true, true)]
+    [InlineData(new long[] { 3, 5, TinyMlp.Dim }, false, true)]
+    public void Inputs_of_any_rank_and_layout_give_PEFTs_bits(long[] shape, bool bf16, bool transposed)
+    {
+        using var scope = NewDisposeScope();
+        var model = new TinyMlp();
+        if (bf16) model.to(ScalarType.BFloat16);
+        var config = new LoraConfig { R = 4, LoraAlpha = 1.2, TargetModules = ["lin0"], InitLoraWeights = false };
+        using var pm = PeftModel.GetPeftModel(model, config);
+        var layer = (LoraLinear)pm.Tuner.TunerLayers().Single(l => l.Path == "lin0").Layer;
+        double s = layer.Scaling[Name];
+        var x = randn(transposed ? [shape[1], shape[0], shape[2]] : shape, generator: new Generator(13));
+        if (bf16) x = x.to(ScalarType.BFloat16);
+        x.requires_grad_(true);
+        var input = transposed ? x.transpose(0, 1) : x;                      // [3, 5, Dim], non-contiguous when transposed
+        Assert.Equal(!transposed, input.is_contiguous());
+        var a = layer.LoraA(Name).weight;
+        var b = layer.LoraB(Name).weight;
+        var h = layer.LoraB(Name).forward(layer.LoraA(Name).forward(input.to(a.dtype)));
+        var expected = layer.BaseLayer.forward(input).add(h.mul(s)).to(input.dtype);
+        var (ga, gb, gx) = Grads(expected, a, b, x);
+        var actual = layer.forward(input);
+        AssertBitEqual(expected, actual, "forward");
+        var (ga2, gb2, gx2) = Grads(actual, a, b, x);
+        AssertBitEqual(ga, ga2, "grad lora_A");
+        AssertBitEqual(gb, gb2, "grad lora_B");
+        AssertBitEqual(gx!, gx2!, "grad x");
+    }
+
     private static (Tensor A, Tensor B, Tensor? X) Grads(Tensor output, Tensor a, Tensor b, Tensor x)
     {
         a.grad?.zero_();
