@@ -14,10 +14,9 @@
 #                                 # CudaGraphs, dropout 0.1; TRAINER_CHECK=0 skips it) and fused_check (FUSED_CHECK=0 skips it)
 #
 #   bench/run-gpu.sh mem          # on the GPU machine (same carry): device memory after each phase of MODELS × CASES
-#                                 # (full_step lora_step): bench/py/hf_mem_trace.py, then the C# step with PEFT_MEM_TRACE=1
-#                                 # as written and with PEFT_BENCH_SPLIT_SCOPE=1 (forward + backward in a scope of their own;
-#                                 # SPLITS="0" runs only the first); allocator settings (PYTORCH_CUDA_ALLOC_CONF,
-#                                 # PYTORCH_NO_CUDA_MEMORY_CACHING) pass through to both sides
+#                                 # (full_step lora_step): bench/py/hf_mem_trace.py, then the C# step with PEFT_MEM_TRACE=1;
+#                                 # allocator settings (PYTORCH_CUDA_ALLOC_CONF, PYTORCH_NO_CUDA_MEMORY_CACHING) pass
+#                                 # through to both sides
 #   bench/run-gpu.sh cs NAME ...  # on the GPU machine (same carry): one C# benchmark with the packed runtime
 #
 #   bench/run-gpu.sh host         # on the GPU machine (same carry): host cost per call (host_cost, bench/py/host_cost.py) and
@@ -149,17 +148,14 @@ host)
   done
   echo "# results: $RES (${SECONDS}s)" ;;
 mem)
-  # device memory per phase, both sides (bench/py/hf_mem_trace.py vs the C# step with PEFT_MEM_TRACE=1; the C# step
-  # also as the Trainer scopes it, PEFT_BENCH_SPLIT_SCOPE=1, and with the step scope's large live tensors listed)
+  # device memory per phase, both sides (bench/py/hf_mem_trace.py vs the C# step with PEFT_MEM_TRACE=1)
   runtime
   RES=/tmp/mem-results.txt; [ -d "${OUT:-}" ] && RES=$OUT/mem-results.txt
   : > "$RES"
   for m in ${MODELS:-opt125m}; do for c in ${CASES:-full_step lora_step}; do
     echo "## $m $c python" >>"$RES"; python3 "$ROOT/bench/py/hf_mem_trace.py" "$m" "$c" >>"$RES" 2>&1 || true
-    for split in ${SPLITS:-0 1}; do
-      echo "## $m $c C# split_scope=$split" >>"$RES"
-      PEFT_MEM_TRACE=1 PEFT_BENCH_SCOPE_DUMP=1 PEFT_BENCH_SPLIT_SCOPE=$split dotnet "$G/app/Peft.Benchmarks.dll" "$c" --device cuda --dtype bf16 --model "$m" --repeats 2 --warmup 1 2>&1 | grep -E '^(mem|scope)' >>"$RES" || true
-    done
+    echo "## $m $c C#" >>"$RES"
+    PEFT_MEM_TRACE=1 dotnet "$G/app/Peft.Benchmarks.dll" "$c" --device cuda --dtype bf16 --model "$m" --repeats 2 --warmup 1 2>&1 | grep -E '^mem' >>"$RES" || true
   done; done
   cat "$RES"; echo "# results: $RES (${SECONDS}s)" ;;
 cs)

@@ -23,20 +23,6 @@ public abstract class TrainStepBenchmark : IBenchmark
     /// <inheritdoc />
     public abstract string Name { get; }
 
-    private static readonly bool SplitScope = Environment.GetEnvironmentVariable("PEFT_BENCH_SPLIT_SCOPE") == "1";
-
-    private static readonly bool ScopeDump = Environment.GetEnvironmentVariable("PEFT_BENCH_SCOPE_DUMP") == "1";
-
-    // PEFT_BENCH_SCOPE_DUMP=1: the step scope's live tensors of ≥ 1 M elements after backward (stderr), i.e. what the
-    // step's scope still references while the optimizer runs.
-    private static void DumpScope(DisposeScope scope, string when)
-    {
-        if (!ScopeDump) return;
-        foreach (var t in scope.DisposablesView.OfType<Tensor>().Where(t => !t.IsInvalid && t.numel() >= 1_000_000))
-            Console.Error.WriteLine($"scope {when}: [{string.Join(", ", t.shape)}] {t.dtype} requires_grad={t.requires_grad}");
-        Console.Error.WriteLine($"scope {when}: {scope.DisposablesCount} disposables");
-    }
-
     /// <inheritdoc />
     public void Run(BenchmarkOptions options, Action<IReadOnlyDictionary<string, object?>> report)
     {
@@ -64,9 +50,6 @@ public abstract class TrainStepBenchmark : IBenchmark
         {
             long f0 = MirrorSetup.MinorFaults();
             using var scope = NewDisposeScope();
-            // PEFT_BENCH_SPLIT_SCOPE=1 (memory experiment): forward and backward in a scope of their own, disposed before
-            // the optimizer step, as the Trainer's micro-batch scope is; the loss is moved out to the step's scope.
-            var inner = SplitScope ? NewDisposeScope() : null;
             var sw = Stopwatch.StartNew();
             var output = net.forward(new ModelInput { InputIds = ids, Labels = ids })!;
             var loss = output.Loss!;
@@ -81,14 +64,6 @@ public abstract class TrainStepBenchmark : IBenchmark
             double tb = sw.Elapsed.TotalSeconds;
             MirrorSetup.TraceRss($"step {losses.Count + 1} backward");
             MirrorSetup.TraceDeviceMemory(options, $"step {losses.Count + 1} backward");
-            DumpScope(scope, "after backward");
-            if (inner is not null)
-            {
-                DumpScope(inner, "inner after backward");
-                loss = loss.detach().MoveToOuterDisposeScope();
-                inner.Dispose();
-                MirrorSetup.TraceDeviceMemory(options, $"step {losses.Count + 1} inner scope disposed");
-            }
             sw.Restart();
             opt.Step();
             MirrorSetup.TraceRss($"step {losses.Count + 1} optimizer step");
@@ -152,7 +127,6 @@ public abstract class TrainStepBenchmark : IBenchmark
         row["rss_after_step_mb"] = rss.ToArray();
         row["step_minflt"] = MirrorSetup.Median(faults.Skip(skip));
         row["malloc_trim"] = trim;
-        row["split_scope"] = SplitScope;
         row["gc0_collections"] = GC.CollectionCount(0) - gc0;
         row["gc2_collections"] = GC.CollectionCount(2) - gc2;
         row["trainable_params"] = named.Sum(p => p.parameter.numel());
