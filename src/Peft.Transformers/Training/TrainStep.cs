@@ -28,6 +28,7 @@ internal sealed class TrainStep(nn.Module<ModelInput, ModelOutput> model, Traina
     CudaGraphTrainStep? graph = null) : IDisposable
 {
     private readonly ITrainingHooks? _hooks = model as ITrainingHooks;
+    private List<IReadOnlyList<Tensor>>? _clipRuns;   // the trainable parameters in the optimizer's flat runs (GradClip.RunsOf)
 
     /// <summary>Called once per distinct reason a graph step ran eagerly (batches of other shapes), with the reason.</summary>
     public Action<string>? OnEagerGraphStep
@@ -56,6 +57,7 @@ internal sealed class TrainStep(nn.Module<ModelInput, ModelOutput> model, Traina
                 var output = model.forward(input);
                 var l = output.Loss ?? throw new InvalidOperationException(
                     $"{model.GetType().Name}.forward returned no loss; the batch needs labels (keys: {string.Join(", ", microBatches[i].Keys)})");
+                StepOutputs.DropAllButLoss(output);
                 double weight = total > 0 ? items[i] / total * parallel.WorldSize : 1.0 / microBatches.Count; // GA / DP = one large batch
                 if (weight != 1.0) l = l * HeldScalars.Of(weight);
                 if (_hooks?.LossTerm() is { } term) l = l.add(term, HeldScalars.One);
@@ -68,8 +70,8 @@ internal sealed class TrainStep(nn.Module<ModelInput, ModelOutput> model, Traina
             }
             trainable.GradientsToMasters();
             parallel.AverageGradients(trainable.ForOptimizer.Select(p => p.Param).ToList());
-            var parameters = trainable.ForOptimizer.Select(p => (Tensor)p.Param).ToList();
-            using (NewDisposeScope()) norm = GradClip.NormAndClip(parameters, maxGradNorm).DetachFromDisposeScope();
+            _clipRuns ??= GradClip.RunsOf(optimizer, trainable.ForOptimizer.Select(p => (Tensor)p.Param).ToList());
+            using (NewDisposeScope()) norm = GradClip.NormAndClip(_clipRuns, maxGradNorm).DetachFromDisposeScope();
             optimizer.SetLr(schedule.LastLr);
             optimizer.Step();
             schedule.Step();

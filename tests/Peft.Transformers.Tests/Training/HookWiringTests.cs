@@ -9,7 +9,7 @@ namespace Peft.Transformers.Tests.Training;
 
 /// <summary>
 /// The Trainer calls <see cref="ITrainingHooks"/> (loss term before backward, after-step hook with the 0-based step
-/// index, gradients still present) and <see cref="IGradientCheckpointing"/> on any model that implements them,
+/// index, gradients still present; the forward's other outputs already disposed when backward runs) and <see cref="IGradientCheckpointing"/> on any model that implements them,
 /// without knowing the PEFT method.
 /// </summary>
 public class HookWiringTests
@@ -57,11 +57,22 @@ public class HookWiringTests
         public int TermCalls { get; private set; }
         public bool IsGradientCheckpointing { get; private set; }
 
-        public override ModelOutput forward(ModelInput input) => inner.forward(input);
+        private Tensor? _lastLogits;
+
+        /// <summary>Per micro-batch: whether the forward's logits were already disposed when the loss term was asked for.</summary>
+        public List<bool> LogitsDroppedBeforeBackward { get; } = [];
+
+        public override ModelOutput forward(ModelInput input)
+        {
+            var output = inner.forward(input);
+            _lastLogits = output.Logits;
+            return output;
+        }
 
         public Tensor? LossTerm()
         {
             TermCalls++;
+            LogitsDroppedBeforeBackward.Add(_lastLogits!.IsInvalid);
             var term = inner.HeadWeight.pow(2).sum() * 0.5;
             MicroLosses.Add((inner.LastModelLoss, term.item<float>()));
             return term;
@@ -105,6 +116,7 @@ public class HookWiringTests
         Assert.Equal([0, 1, 2, 3], model.Steps);
         Assert.All(model.GradPresentAtStep, Assert.True);
         Assert.Equal(8, model.TermCalls);                                   // every micro-batch
+        Assert.Equal(Enumerable.Repeat(true, 8), model.LogitsDroppedBeforeBackward);  // only the loss is kept for backward (HF compute_loss)
         var logged = trainer.State.LogHistory.Where(e => e.ContainsKey("grad_norm")).Select(e => e["loss"]).ToList();
         Assert.Equal(4, logged.Count);
         for (int s = 0; s < 4; s++)

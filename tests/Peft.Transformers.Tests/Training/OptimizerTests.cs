@@ -364,6 +364,53 @@ public class OptimizerTests
         Assert.Equal(flat[0].numel(), flat[1].grad!.storage_offset());
     }
 
+    /// <summary>
+    /// Clipping in the optimizer's flat runs (what the Trainer does on CUDA): the norm and clipped gradients equal the
+    /// per-tensor path up to the summation order; each bucket's gradients become back-to-back views of a buffer of
+    /// their own (no buffer over all gradients), so the multi-tensor step views them; parameters not in the optimizer
+    /// form a last run; and the step after it equals the per-parameter step on the per-tensor clip's gradients.
+    /// </summary>
+    [Fact]
+    public void ClipInTheOptimizersRunsLeavesOneBufferPerBucketForTheStep()
+    {
+        var flat = Params(43, MixedShapes);
+        var loop = Params(43, MixedShapes);
+        var extraFlat = new Parameter(randn(9));
+        var extraLoop = new Parameter(extraFlat.detach().clone());
+        ParamGroup[] Groups(Parameter[] p) => [new(["a", "b", "c", "d"], p.Take(4).ToArray(), 0.01), new(["e", "f"], p.Skip(4).ToArray(), 0.0)];
+        // cap 1,700 bytes: [a, b, c], [d] in the first group; [e, f] in the second (a run never crosses a group)
+        using var a = new AdamW(Groups(flat), 0.9, 0.999, 1e-8, @foreach: true, bucketCapBytes: 1700);
+        using var c = new AdamW(Groups(loop), @foreach: false);
+        for (int i = 0; i < flat.Length; i++)
+        {
+            var g = randn(MixedShapes[i]) * 3;
+            flat[i].grad = g.clone();
+            loop[i].grad = g.clone();
+        }
+        var gExtra = randn(9);
+        extraFlat.grad = gExtra.clone();
+        extraLoop.grad = gExtra.clone();
+
+        var runs = GradClip.RunsOf(a, [.. flat.Reverse(), extraFlat]);
+        Assert.Equal(new[] { 3, 1, 2, 1 }, runs.Select(r => r.Count).ToArray());
+        double nFlat;
+        using (NewDisposeScope()) nFlat = GradClip.NormAndClip(runs, 1.0, @foreach: true).item<float>();
+        double nLoop = GradClip.ClipGradNorm([.. loop, extraLoop], 1.0, @foreach: false);
+        Assert.Equal(nLoop, nFlat, 4);
+        Assert.True(nLoop > 1.0, $"norm {nLoop} is clipped");
+        for (int i = 0; i < flat.Length; i++) TensorAssert.Close(loop[i].grad!, flat[i].grad!, 1e-6, what: $"clipped grad {i}");
+        TensorAssert.Close(extraLoop.grad!, extraFlat.grad!, 1e-6, what: "clipped grad of the parameter outside the optimizer");
+        Assert.Equal(new long[] { 0, 407, 414, 0, 0, 30 }, flat.Select(p => p.grad!.storage_offset()).ToArray());
+        Assert.NotNull(FlatTensors.TryView(flat.Take(3).Select(p => p.grad!).ToList()));
+        Assert.Null(FlatTensors.TryView(flat.Take(4).Select(p => p.grad!).ToList()));   // d's gradient: a buffer of its own
+
+        // the step reads the clipped buffers as they are: it equals the per-parameter step on the per-tensor clip's gradients
+        for (int i = 0; i < flat.Length; i++) loop[i].grad = flat[i].grad!.clone();
+        a.SetLr(1e-2); c.SetLr(1e-2);
+        a.Step(); c.Step();
+        for (int i = 0; i < flat.Length; i++) AssertSameBits(loop[i], flat[i], $"param {i} after the step");
+    }
+
     [Fact]
     public void OptimizerStateRoundTripsThroughSafetensorsAndJson()
     {

@@ -48,7 +48,7 @@ internal sealed class CudaGraphTrainStep : IDisposable
     private readonly double _maxGradNorm;
     private readonly bool _useGraphs;
     private readonly Action? _gradientsToMasters, _mastersToModel;
-    private readonly IReadOnlyList<Tensor> _clipParams;
+    private readonly List<IReadOnlyList<Tensor>> _clipRuns;  // in the optimizer's flat runs: its step views the clipped buffers
     private readonly ITrainingHooks? _hooks;
     private CudaGraph? _graph;
     private ModelInput? _static;
@@ -68,7 +68,7 @@ internal sealed class CudaGraphTrainStep : IDisposable
     {
         _model = model ?? throw new ArgumentNullException(nameof(model));
         _optimizer = optimizer ?? throw new ArgumentNullException(nameof(optimizer));
-        _clipParams = clipParameters ?? throw new ArgumentNullException(nameof(clipParameters));
+        _clipRuns = GradClip.RunsOf(optimizer, clipParameters ?? throw new ArgumentNullException(nameof(clipParameters)));
         (_maxGradNorm, _useGraphs, _gradientsToMasters, _mastersToModel) = (maxGradNorm, useGraphs, gradientsToMasters, mastersToModel);
         _hooks = model as ITrainingHooks;
         if (useGraphs && CudaGraph.Unavailable is { } why) throw new NotSupportedException($"CUDA-graph training steps: {why}");
@@ -174,10 +174,11 @@ internal sealed class CudaGraphTrainStep : IDisposable
         using var scope = NewDisposeScope();
         var output = _model.forward(input);
         var loss = output.Loss ?? throw new InvalidOperationException($"{_model.GetType().Name}.forward returned no loss; the batch needs labels");
+        StepOutputs.DropAllButLoss(output);
         if (_hooks?.LossTerm() is { } term) loss = loss.add(term, HeldScalars.One);
         loss.backward();
         _gradientsToMasters?.Invoke();
-        var norm = GradClip.NormAndClip(_clipParams, _maxGradNorm);
+        var norm = GradClip.NormAndClip(_clipRuns, _maxGradNorm);
         _optimizer.StepGraph();
         _mastersToModel?.Invoke();
         return (loss.detach().DetachFromDisposeScope(), norm.DetachFromDisposeScope());

@@ -45,7 +45,7 @@ public sealed class AdamW : TrainerOptimizer
     /// <param name="foreach">torch's <c>foreach</c>: true = the multi-tensor form, false = one parameter at a time,
     /// null (default) = multi-tensor for CUDA parameters and per parameter on the CPU, as torch chooses.</param>
     public AdamW(IReadOnlyList<ParamGroup> groups, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8, bool? @foreach = null)
-        : this(groups, beta1, beta2, eps, @foreach, BucketCapFromEnvironment())
+        : this(groups, beta1, beta2, eps, @foreach, FlatTensors.BucketCapBytes)
     {
     }
 
@@ -56,19 +56,7 @@ public sealed class AdamW : TrainerOptimizer
         if (Environment.GetEnvironmentVariable("PEFT_ADAMW_RESERVE") != "0") ReserveFlatBuffers();
     }
 
-    /// <summary>
-    /// The largest multi-tensor bucket in bytes: 128 MiB (<c>PEFT_ADAMW_BUCKET_MB</c> overrides it; 0 = one bucket per
-    /// group, dtype and device). A step runs its kernels bucket by bucket, so the gradients' <c>cat</c> is at most one
-    /// bucket at a time, and the flat buffers are blocks the CUDA caching allocator can place among others (the
-    /// Llama-1B shape's 2.1 GB bf16 parameters in one bucket: 16.1 GiB device peak vs 14.5 GiB with 128 MiB buckets
-    /// and HF's 15.9 GiB; bench/README.md).
-    /// </summary>
-    internal const long DefaultBucketCapMb = 128;
-
-    private readonly long _bucketCapBytes;
-
-    private static long BucketCapFromEnvironment() =>
-        (long.TryParse(Environment.GetEnvironmentVariable("PEFT_ADAMW_BUCKET_MB"), out long mb) && mb >= 0 ? mb : DefaultBucketCapMb) << 20;
+    private readonly long _bucketCapBytes;  // FlatTensors.BucketCapBytes: at most 128 MiB per multi-tensor bucket
 
     // The multi-tensor form's flat parameter and state buffers of CUDA parameters, made now, while the caching allocator
     // holds only the model: made at the first step they would be carved out of the blocks the first forward and
@@ -106,31 +94,28 @@ public sealed class AdamW : TrainerOptimizer
         var distinct = group.Params.Distinct().Count() == group.Params.Count; // a parameter listed twice cannot be one flat view
         return group.Params.Select((p, i) => (p, i))
             .GroupBy(x => (x.p.dtype, x.p.device.ToString()))
-            .SelectMany(g => MultiTensor(g.First().p) ? Split(g.ToList(), _bucketCapBytes) : [g.ToList()])
+            .SelectMany(g => MultiTensor(g.First().p) ? FlatTensors.Runs(g.ToList(), x => x.p.numel() * x.p.ElementSize, _bucketCapBytes) : [g.ToList()])
             .Select(g => new AdamWFlatBucket(g.Select(x => x.p).ToList(), g.Select(x => firstIndex + x.i).ToList(),
                 flatState: distinct, multiTensor: MultiTensor(g[0].p)))
             .ToArray();
     }
 
-    private bool MultiTensor(Parameter p) => _foreach ?? p.device.type == DeviceType.CUDA;
-
-    // Consecutive runs of at most capBytes (a larger parameter alone); capBytes 0: one run. Only the multi-tensor form
-    // is split: the per-parameter form's flat state stays one allocation per group, dtype and device (on the CPU one
-    // mmap outside the malloc heap, bench/README.md rssfix).
-    private static IEnumerable<List<(Parameter p, int i)>> Split(List<(Parameter p, int i)> items, long capBytes)
+    /// <summary>
+    /// The parameters of each bucket in step order: gradients flattened in these runs (<see cref="GradClip"/>) are
+    /// read as views at the multi-tensor step, not copied again.
+    /// </summary>
+    internal override IEnumerable<IReadOnlyList<Tensor>> FlatRuns()
     {
-        if (capBytes <= 0) { yield return items; yield break; }
-        var run = new List<(Parameter p, int i)>();
-        long bytes = 0;
-        foreach (var x in items)
+        int index = 0;
+        foreach (var g in Groups)
         {
-            long b = x.p.numel() * x.p.ElementSize;
-            if (run.Count > 0 && bytes + b > capBytes) { yield return run; (run, bytes) = (new List<(Parameter p, int i)>(), 0); }
-            run.Add(x);
-            bytes += b;
+            if (!_buckets.TryGetValue(index, out var buckets)) _buckets[index] = buckets = Bucket(g, index);
+            foreach (var b in buckets) yield return b.Parameters;
+            index += g.Params.Count;
         }
-        if (run.Count > 0) yield return run;
     }
+
+    private bool MultiTensor(Parameter p) => _foreach ?? p.device.type == DeviceType.CUDA;
 
     /// <inheritdoc />
     protected override void Update(Tensor param, Tensor grad, ParamGroup group, Dictionary<string, Tensor> state)

@@ -105,6 +105,9 @@ internal sealed class AdamWFlatBucket : IDisposable
         AllocateState();
     }
 
+    /// <summary>The bucket's parameters, in flat-buffer order.</summary>
+    public IReadOnlyList<Tensor> Parameters => _params;
+
     /// <summary>The bucket's first parameter (its dtype and device are the bucket's).</summary>
     public Parameter First => _params[0];
 

@@ -16,9 +16,9 @@ public static class GradClip
     /// <param name="maxNorm">The largest norm kept.</param>
     /// <param name="foreach">torch's <c>foreach</c>. False: one norm per gradient, the norm of their stack, one
     /// <c>mul_</c> per gradient (torch's CPU path, bit for bit). True: the gradients of each (dtype, device) are read
-    /// as one flat buffer (a view when they already lie back to back, else one <c>cat</c>, after which the gradients
-    /// become views of it), one norm and one <c>mul_</c> per buffer: the same value up to the summation order, as
-    /// torch's <c>_foreach_norm</c> on CUDA. Null (default): true when the first gradient is on a CUDA device.</param>
+    /// as flat buffers of at most <see cref="FlatTensors.BucketCapBytes"/> (a view when they already lie back to back,
+    /// else one <c>cat</c>, after which the gradients become views of it), one norm and one <c>mul_</c> per buffer, the
+    /// norm of those norms: the same value up to the summation order, as torch's <c>_foreach_norm</c> on CUDA. Null (default): true when the first gradient is on a CUDA device.</param>
     public static double ClipGradNorm(IEnumerable<Tensor> parameters, double maxNorm, bool? @foreach = null)
     {
         using var scope = NewDisposeScope();
@@ -30,26 +30,53 @@ public static class GradClip
     /// dtype on their device (in the caller's dispose scope; a 0-d float32 CPU zero when no parameter has a gradient).
     /// Launches only device work, so it can be captured in a CUDA graph.
     /// </summary>
-    internal static Tensor NormAndClip(IEnumerable<Tensor> parameters, double maxNorm, bool? @foreach = null)
+    internal static Tensor NormAndClip(IEnumerable<Tensor> parameters, double maxNorm, bool? @foreach = null) =>
+        NormAndClip([parameters.ToList()], maxNorm, @foreach);
+
+    /// <summary>
+    /// <see cref="NormAndClip(IEnumerable{Tensor}, double, bool?)"/> over the parameters of <paramref name="runs"/>
+    /// (as torch, a parameter listed twice counts twice; <see cref="RunsOf"/> lists each once). In the flat form each run's gradients of one dtype and device become
+    /// flat buffers of at most <see cref="FlatTensors.BucketCapBytes"/> (a larger gradient alone): given the
+    /// optimizer's <see cref="TrainerOptimizer.FlatRuns"/>, its multi-tensor step then views them, and no buffer over
+    /// all gradients is ever allocated (one would add the gradients' size to the step's device peak).
+    /// </summary>
+    internal static Tensor NormAndClip(IEnumerable<IReadOnlyList<Tensor>> runs, double maxNorm, bool? @foreach = null)
     {
         using var _ = no_grad();
-        var withGrad = parameters.Select(p => (p, g: p.grad)).Where(x => x.g is not null).Select(x => (x.p, g: x.g!)).ToList();
+        var withGrad = runs.Select(run => run.Select(p => (p, g: p.grad))
+            .Where(x => x.g is not null).Select(x => (x.p, g: x.g!)).ToList()).Where(run => run.Count > 0).ToList();
         if (withGrad.Count == 0) return zeros([], ScalarType.Float32);
-        var device = withGrad[0].g.device;
+        var device = withGrad[0][0].g.device;
         bool flat = @foreach ?? device.type == DeviceType.CUDA;
         using var scope = NewDisposeScope();
         var buffers = flat
-            ? withGrad.GroupBy(x => (x.g.dtype, x.g.device.ToString())).Select(g => Flatten(g.ToList())).ToList()
-            : withGrad.Select(x => x.g).ToList();
+            ? withGrad.SelectMany(run => run.GroupBy(x => (x.g.dtype, x.g.device.ToString())))
+                .SelectMany(g => FlatTensors.Runs(g.ToList(), x => x.g.numel() * x.g.ElementSize, FlatTensors.BucketCapBytes))
+                .Select(Flatten).ToList()
+            : withGrad.SelectMany(run => run.Select(x => x.g)).ToList();
         var norms = buffers.Select(b => TwoNorm(b).to(device)).ToArray();
         var total = TwoNorm(stack(norms));
         if (maxNorm > 0)
         {
             // add(Scalar) would make its alpha (1) an implicit Scalar inside TorchSharp: passed held instead.
-            var coef = (HeldScalars.Of(maxNorm) / total.add(HeldScalars.Of(1e-6), HeldScalars.Of(1))).clamp_max(HeldScalars.Of(1.0));
+            var coef = (HeldScalars.Of(maxNorm) / total.add(HeldScalars.Of(1e-6), HeldScalars.One)).clamp_max(HeldScalars.Of(1.0));
             foreach (var b in buffers) b.mul_(b.device == device ? coef : coef.to(b.device));
         }
         return total.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// <paramref name="parameters"/> grouped as <paramref name="optimizer"/>'s <see cref="TrainerOptimizer.FlatRuns"/>
+    /// (those it does not hold: one last run), for <see cref="NormAndClip(IEnumerable{IReadOnlyList{Tensor}}, double, bool?)"/>.
+    /// </summary>
+    internal static List<IReadOnlyList<Tensor>> RunsOf(TrainerOptimizer optimizer, IReadOnlyList<Tensor> parameters)
+    {
+        var wanted = parameters.Select(p => p.Handle).ToHashSet();
+        var runs = optimizer.FlatRuns().Select(r => (IReadOnlyList<Tensor>)r.Where(p => wanted.Remove(p.Handle)).ToList())
+            .Where(r => r.Count > 0).ToList();
+        var rest = parameters.Where(p => wanted.Contains(p.Handle)).ToList();
+        if (rest.Count > 0) runs.Add(rest);
+        return runs;
     }
 
     /// <summary>

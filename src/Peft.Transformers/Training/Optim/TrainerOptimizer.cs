@@ -51,6 +51,13 @@ public abstract class TrainerOptimizer : IDisposable
     }
 
     /// <summary>
+    /// The runs of parameters whose gradients a multi-tensor step reads as one flat buffer, in step order (each
+    /// parameter once): <see cref="GradClip"/> flattens gradients in these runs, so the step views them instead of
+    /// copying them again. The default: each group's parameters in order.
+    /// </summary>
+    internal virtual IEnumerable<IReadOnlyList<Tensor>> FlatRuns() => Groups.Select(g => (IReadOnlyList<Tensor>)g.Params.Cast<Tensor>().ToList());
+
+    /// <summary>
     /// Updates the parameters of <paramref name="group"/>, whose first parameter has state index
     /// <paramref name="firstIndex"/>; runs without autograd. The default calls <see cref="StepParameter"/> for each
     /// parameter; an optimizer with a multi-tensor form overrides this.
