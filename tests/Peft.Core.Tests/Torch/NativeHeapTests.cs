@@ -27,4 +27,37 @@ public class NativeHeapTests
         foreach (var t in kept) t.Dispose();
         Assert.True(before - after >= 16 * 1024, $"malloc_trim returned {before - after} KB of the ~64 MB freed ({before} -> {after} KB)");
     }
+
+    [Theory]
+    [InlineData(500L << 20, -1L, true)]                  // no trim made yet: the first call trims
+    [InlineData(500L << 20, 480L << 20, false)]          // grown 20 MiB since the last trim: within the 64 MiB margin
+    [InlineData(500L << 20, (500L - 64) << 20, false)]   // exactly the margin: not past it
+    [InlineData(500L << 20, 400L << 20, true)]           // grown 100 MiB: trim
+    [InlineData(300L << 20, 400L << 20, false)]          // shrunk since: nothing to return
+    public void StepTrimRuleTrimsOnlyPastTheMargin(long resident, long afterLastTrim, bool expected) =>
+        Assert.Equal(expected, NativeHeap.ShouldTrim(resident, afterLastTrim, NativeHeap.StepTrimMarginBytes));
+
+    /// <summary>
+    /// The resident set read from statm equals VmRSS; after a trim the next one waits until the process has grown past
+    /// the margin: 128 MB of live heap tensors later it trims again.
+    /// </summary>
+    [Fact]
+    public void TrimIfGrownTrimsAgainOnlyAfterTheResidentSetGrew()
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        long viaStatm = NativeHeap.ResidentBytes(), viaStatus = RssKb() * 1024;
+        Assert.True(Math.Abs(viaStatm - viaStatus) < (16L << 20), $"statm {viaStatm} vs status {viaStatus} bytes");
+        NativeHeap.TrimIfGrown(0);                                     // a trim now: the baseline
+        Assert.False(NativeHeap.TrimIfGrown(long.MaxValue));           // nothing can grow past this margin
+        var kept = Enumerable.Range(0, 2000).Select(_ => ones(16 * 1024)).ToList();   // 64 KB heap blocks, 128 MB resident
+        try
+        {
+            Assert.True(NativeHeap.TrimIfGrown(NativeHeap.StepTrimMarginBytes), $"resident {NativeHeap.ResidentBytes()} bytes after 128 MB of tensors");
+            Assert.False(NativeHeap.TrimIfGrown(NativeHeap.StepTrimMarginBytes));   // no growth since that trim
+        }
+        finally
+        {
+            foreach (var t in kept) t.Dispose();
+        }
+    }
 }

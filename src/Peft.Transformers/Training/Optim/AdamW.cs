@@ -89,6 +89,8 @@ public sealed class AdamW : TrainerOptimizer
     }
 
     // The group's parameters by (dtype, device) in order; each bucket steps on flat buffers or one parameter at a time.
+    // Only the multi-tensor form is cut at the cap: the per-parameter form's flat state stays one allocation per group,
+    // dtype and device (on the CPU one mmap outside the malloc heap, bench/README.md rssfix).
     private AdamWFlatBucket[] Bucket(ParamGroup group, int firstIndex)
     {
         var distinct = group.Params.Distinct().Count() == group.Params.Count; // a parameter listed twice cannot be one flat view

@@ -18,7 +18,8 @@ public static class GradClip
     /// <c>mul_</c> per gradient (torch's CPU path, bit for bit). True: the gradients of each (dtype, device) are read
     /// as flat buffers of at most <see cref="FlatTensors.BucketCapBytes"/> (a view when they already lie back to back,
     /// else one <c>cat</c>, after which the gradients become views of it), one norm and one <c>mul_</c> per buffer, the
-    /// norm of those norms: the same value up to the summation order, as torch's <c>_foreach_norm</c> on CUDA. Null (default): true when the first gradient is on a CUDA device.</param>
+    /// norm of those norms: the same value up to the summation order, as torch's <c>_foreach_norm</c> on CUDA.
+    /// Null (default): true when the first gradient is on a CUDA device.</param>
     public static double ClipGradNorm(IEnumerable<Tensor> parameters, double maxNorm, bool? @foreach = null)
     {
         using var scope = NewDisposeScope();
@@ -35,10 +36,10 @@ public static class GradClip
 
     /// <summary>
     /// <see cref="NormAndClip(IEnumerable{Tensor}, double, bool?)"/> over the parameters of <paramref name="runs"/>
-    /// (as torch, a parameter listed twice counts twice; <see cref="RunsOf"/> lists each once). In the flat form each run's gradients of one dtype and device become
-    /// flat buffers of at most <see cref="FlatTensors.BucketCapBytes"/> (a larger gradient alone): given the
-    /// optimizer's <see cref="TrainerOptimizer.FlatRuns"/>, its multi-tensor step then views them, and no buffer over
-    /// all gradients is ever allocated (one would add the gradients' size to the step's device peak).
+    /// (as torch, a parameter listed twice counts twice; <see cref="RunsOf"/> lists each once). In the flat form each
+    /// run's gradients of one dtype and device become flat buffers of at most <see cref="FlatTensors.BucketCapBytes"/>
+    /// (a larger gradient alone): given the optimizer's <see cref="TrainerOptimizer.FlatRuns"/>, its multi-tensor step
+    /// then views them instead of copying them again, and no buffer over all gradients is allocated.
     /// </summary>
     internal static Tensor NormAndClip(IEnumerable<IReadOnlyList<Tensor>> runs, double maxNorm, bool? @foreach = null)
     {
