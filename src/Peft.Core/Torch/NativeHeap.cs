@@ -52,25 +52,8 @@ public static class NativeHeap
     internal static bool ShouldTrim(long resident, long afterLastTrim, long marginBytes) =>
         afterLastTrim < 0 || resident - afterLastTrim > marginBytes;
 
-    /// <summary>This process's resident set in bytes (<c>/proc/self/statm</c>'s second field × the page size); 0 where unreadable.</summary>
-    internal static long ResidentBytes()
-    {
-        try
-        {
-            var fields = File.ReadAllText("/proc/self/statm").Split(' ', StringSplitOptions.RemoveEmptyEntries);
-            return fields.Length > 1 && long.TryParse(fields[1], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long pages)
-                ? pages * Environment.SystemPageSize
-                : 0;
-        }
-        catch (IOException)
-        {
-            return 0;
-        }
-        catch (UnauthorizedAccessException)
-        {
-            return 0;
-        }
-    }
+    /// <summary>This process's resident set in bytes (.NET's <see cref="Environment.WorkingSet"/>: on Linux the RSS of <c>/proc/self/stat</c>).</summary>
+    internal static long ResidentBytes() => Environment.WorkingSet;
 
     private static bool HasGlibcTrim()
     {

@@ -66,14 +66,8 @@ public sealed class AdamW : TrainerOptimizer
     private void ReserveFlatBuffers()
     {
         using var _ = no_grad();
-        int index = 0;
-        foreach (var g in Groups)
-        {
-            if (!_buckets.TryGetValue(index, out var buckets)) _buckets[index] = buckets = Bucket(g, index);
-            foreach (var b in buckets)
-                if (b.First.device_type == DeviceType.CUDA) b.Reserve();
-            index += g.Params.Count;
-        }
+        foreach (var b in GroupBuckets().SelectMany(x => x.Buckets))
+            if (b.First.device_type == DeviceType.CUDA) b.Reserve();
     }
 
     /// <inheritdoc />
@@ -83,8 +77,7 @@ public sealed class AdamW : TrainerOptimizer
     protected override void StepGroup(ParamGroup group, int firstIndex)
     {
         ArgumentNullException.ThrowIfNull(group);
-        if (!_buckets.TryGetValue(firstIndex, out var buckets)) _buckets[firstIndex] = buckets = Bucket(group, firstIndex);
-        foreach (var b in buckets)
+        foreach (var b in BucketsOf(group, firstIndex))
             if (!b.TryStep(StateOf, this, group.Lr, group.WeightDecay)) b.StepEach(StepParameter, group, StateOf);
     }
 
@@ -106,16 +99,21 @@ public sealed class AdamW : TrainerOptimizer
     /// The parameters of each bucket in step order: gradients flattened in these runs (<see cref="GradClip"/>) are
     /// read as views at the multi-tensor step, not copied again.
     /// </summary>
-    internal override IEnumerable<IReadOnlyList<Tensor>> FlatRuns()
+    internal override IEnumerable<IReadOnlyList<Tensor>> FlatRuns() => GroupBuckets().SelectMany(x => x.Buckets).Select(b => b.Parameters);
+
+    // Each group with its buckets (made on first use), in group order.
+    private IEnumerable<(ParamGroup Group, AdamWFlatBucket[] Buckets)> GroupBuckets()
     {
         int index = 0;
         foreach (var g in Groups)
         {
-            if (!_buckets.TryGetValue(index, out var buckets)) _buckets[index] = buckets = Bucket(g, index);
-            foreach (var b in buckets) yield return b.Parameters;
+            yield return (g, BucketsOf(g, index));
             index += g.Params.Count;
         }
     }
+
+    private AdamWFlatBucket[] BucketsOf(ParamGroup group, int firstIndex) =>
+        _buckets.TryGetValue(firstIndex, out var buckets) ? buckets : _buckets[firstIndex] = Bucket(group, firstIndex);
 
     private bool MultiTensor(Parameter p) => _foreach ?? p.device.type == DeviceType.CUDA;
 
@@ -172,10 +170,8 @@ public sealed class AdamW : TrainerOptimizer
     {
         using var _ = no_grad();
         bool movedAny = false;
-        int index = 0;
-        foreach (var g in Groups)
+        foreach (var (g, buckets) in GroupBuckets())
         {
-            if (!_buckets.TryGetValue(index, out var buckets)) _buckets[index] = buckets = Bucket(g, index);
             foreach (var b in buckets)
             {
                 double step = b.PrepareGraph(StateOf, out bool moved) + 1.0;
@@ -193,7 +189,6 @@ public sealed class AdamW : TrainerOptimizer
                 else
                     f.Fill(decay: 1 - g.Lr * g.WeightDecay, bc2SqrtTimesNegStep: Math.Sqrt(1 - Math.Pow(_beta2, step)) * -stepSize, epsOverNegStep: _eps / -stepSize);
             }
-            index += g.Params.Count;
         }
         return movedAny;
     }
@@ -202,12 +197,8 @@ public sealed class AdamW : TrainerOptimizer
     internal void StepGraph()
     {
         using var _ = no_grad();
-        int index = 0;
-        foreach (var g in Groups)
-        {
-            foreach (var b in _buckets[index]) b.StepGraph(this, _graphFactors[b], g.WeightDecay);
-            index += g.Params.Count;
-        }
+        foreach (var (g, buckets) in GroupBuckets())
+            foreach (var b in buckets) b.StepGraph(this, _graphFactors[b], g.WeightDecay);
     }
 
     /// <summary>After a graph-form step ran (replayed or eagerly): the host step counts advance by one.</summary>
