@@ -11,7 +11,8 @@ namespace Peft.Transformers.Models;
 /// <remarks>
 /// torch's composite saves the float32 log-softmax [N, C] for backward and, in backward, fills a zero [N, C] gradient
 /// for nll and allocates another [N, C] for log-softmax's backward. This node keeps only the logits (which the model
-/// output holds anyway), the labels and the count: the forward's log-softmax is a temporary, and backward writes
+/// output holds anyway), the labels and the count: the forward's log-softmax is a temporary (on the CPU made in
+/// blocks of rows of about 8 MiB, never as a whole [N, C]), and backward writes
 /// (softmax(x) − onehot(label)) · g / n_valid into one float32 buffer (rows with label −100 get zeros), cast to the
 /// logits' dtype as <c>.float()</c>'s backward does. Same math as torch in float32 up to rounding: the loss is
 /// −Σ log_softmax(x)[label] / n_valid; with no valid label it is 0 / 0 = NaN and the gradient is zero (torch's
@@ -57,9 +58,7 @@ internal sealed class CrossEntropyFunction : SingleTensorFunction<CrossEntropyFu
         using var scope = NewDisposeScope();
         var valid = target.ne(HeldScalars.Of(IgnoreIndex));                                         // [N]
         var safe = target.masked_fill(valid.logical_not(), HeldScalars.Of(0L)).unsqueeze(1);         // [N, 1]
-        var logProbs = nn.functional.log_softmax(logits.to_type(ScalarType.Float32), 1);           // [N, C], temporary
-        var picked = logProbs.gather(1, safe).squeeze(1).masked_fill(valid.logical_not(), HeldScalars.Of(0.0)); // [N]
-        logProbs.Dispose();
+        var picked = PickedLogProbs(logits, safe).masked_fill(valid.logical_not(), HeldScalars.Of(0.0)); // [N]
         var count = valid.sum(type: ScalarType.Float32);                                             // [] (0 → NaN loss)
         var loss = picked.sum().neg().div(count);                                                    // []
         var kept = empty(0, logits.dtype, logits.device).set_(logits);                               // [N, C], shares the logits' storage; released in backward
@@ -68,6 +67,43 @@ internal sealed class CrossEntropyFunction : SingleTensorFunction<CrossEntropyFu
         if (vars[2] is GradientHandoff handoff) ctx.save_data(HandoffKey, handoff);
         ctx.set_materialize_grads(false);
         return loss.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Rows per log-softmax block on the CPU: about <see cref="CpuBlockBytes"/> of float32 (at least one row). A test
+    /// seam sets it lower; 0 means the default.
+    /// </summary>
+    internal static long CpuBlockBytesOverride { get; set; }
+
+    /// <summary>
+    /// The float32 size of one CPU log-softmax block (8 MiB). Below glibc's largest mmap threshold (32 MiB), so a block
+    /// is served from the heap and reused, instead of a fresh [N, C] mapping whose every page faults in once per step.
+    /// </summary>
+    internal const long CpuBlockBytes = 8L << 20;
+
+    // log_softmax(x.float())[i, label_i] for every row: logits [N, C], safe labels [N, 1] → [N] float32. On the CPU in
+    // blocks of rows (torch's CPU log-softmax is computed row by row, so the values are the same bits as one call over
+    // all rows): the [N, C] float32 temporary (206 MB for 1024 × 50272) is never made. On CUDA one call (the caching
+    // allocator reuses the block; more calls would only add launches).
+    private static Tensor PickedLogProbs(Tensor logits, Tensor safe)
+    {
+        long n = logits.shape[0], c = logits.shape[1];
+        long blockBytes = CpuBlockBytesOverride > 0 ? CpuBlockBytesOverride : CpuBlockBytes;
+        long rows = logits.device_type == TorchSharp.DeviceType.CPU ? Math.Max(1, blockBytes / (c * sizeof(float))) : n;
+        if (rows >= n)
+        {
+            using var logProbs = nn.functional.log_softmax(logits.to_type(ScalarType.Float32), 1);  // [N, C], temporary
+            return logProbs.gather(1, safe).squeeze(1);                                             // [N]
+        }
+        var picked = empty(n, ScalarType.Float32, logits.device);                                  // [N]
+        for (long r0 = 0; r0 < n; r0 += rows)
+        {
+            long len = Math.Min(rows, n - r0);
+            using var block = NewDisposeScope();
+            var logProbs = nn.functional.log_softmax(logits.narrow(0, r0, len).to_type(ScalarType.Float32), 1); // [len, C]
+            picked.narrow(0, r0, len).copy_(logProbs.gather(1, safe.narrow(0, r0, len)).squeeze(1));         // [len]
+        }
+        return picked;
     }
 
     /// <inheritdoc />

@@ -48,6 +48,35 @@ public sealed class CrossEntropyFunctionTests
         }
     }
 
+    /// <summary>
+    /// On the CPU the forward's log-softmax runs in blocks of rows (about 8 MiB each) instead of over all rows: the loss
+    /// and gradient are the same bits for any block size, since torch's CPU log-softmax works row by row. Block sizes
+    /// of one row, a few rows (the last block short) and all rows; float32 and bfloat16 logits.
+    /// </summary>
+    [Theory]
+    [InlineData(37, 1000, 61, ScalarType.Float32)]
+    [InlineData(50, 4099, 62, ScalarType.BFloat16)]
+    public void RowBlocksGiveTheSameBitsAsOneBlock(int n, int c, int seed, ScalarType dtype)
+    {
+        using var scope = NewDisposeScope();
+        var (x32, y) = RandomProblem(n, c, seed, 0.2);
+        var x = x32.to_type(dtype);
+        var (whole, wholeGrad) = WithBlockBytes(long.MaxValue, () => Fused(x, y, 1.5));
+        foreach (long bytes in new[] { 1L, 7L * c * sizeof(float), (n - 1L) * c * sizeof(float) })
+        {
+            var (loss, grad) = WithBlockBytes(bytes, () => Fused(x, y, 1.5));
+            TensorAssert.Close(whole, loss, 0, what: $"loss, blocks of {bytes} bytes");
+            TensorAssert.Close(wholeGrad, grad, 0, what: $"gradient, blocks of {bytes} bytes");
+        }
+    }
+
+    private static T WithBlockBytes<T>(long bytes, Func<T> run)
+    {
+        CrossEntropyFunction.CpuBlockBytesOverride = bytes;
+        try { return run(); }
+        finally { CrossEntropyFunction.CpuBlockBytesOverride = 0; }
+    }
+
     [Fact]
     public void IgnoredRowsGetZeroGradient()
     {
