@@ -73,11 +73,43 @@ internal static class CausalHeads
         return ModelOps.MoveOut(backbone with { Logits = logits, Loss = loss });
     }
 
+    /// <summary>
+    /// HF <c>...ForCausalLM.forward</c> after the backbone: the LM head over <see cref="HeadInput"/>'s hidden states
+    /// (on the head's device), then <see cref="LmOutput"/>. logits [B, T or LogitsToKeep, vocab].
+    /// </summary>
+    public static ModelOutput LmForward(ModelOutput backbone, nn.Module<Tensor, Tensor> lmHead, ModelInput input)
+    {
+        var (hidden, handoff) = HeadInput(backbone.LastHiddenState!, input);
+        return LmOutput(backbone, lmHead.forward(BackbonePass.ToDeviceOf(lmHead, hidden)), input.Labels, handoff);
+    }
+
+    /// <summary>
+    /// HF <c>get_output_embeddings()</c> of a causal LM whose head is <paramref name="lmHead"/>: the untied
+    /// <c>Linear</c>, or null when the head is tied to the input embeddings (resizing those
+    /// resizes it). A head replaced by an adapter wrapper fails, naming <paramref name="model"/>.
+    /// </summary>
+    public static TorchSharp.Modules.Linear? OutputEmbeddings(nn.Module<Tensor, Tensor> lmHead, string model) => lmHead switch
+    {
+        TiedLinear => null,
+        TorchSharp.Modules.Linear l => l,
+        _ => throw new InvalidOperationException($"{model}: lm_head was replaced by {lmHead.GetType().Name}; resize the vocabulary before wrapping it."),
+    };
+
     /// <summary>Builds the output of a sequence-classification head.</summary>
     public static ModelOutput ClsOutput(ModelOutput backbone, Tensor pooledLogits, Tensor? labels, PretrainedConfig config)
     {
         var loss = labels is null ? null : ModelOps.ClassificationLoss(pooledLogits, labels, config.NumLabels, config.ProblemType);
         return ModelOps.MoveOut(backbone with { Logits = pooledLogits, Loss = loss });
+    }
+
+    /// <summary>
+    /// Builds the output of a token-classification head: logits [B, T, num_labels], and HF's cross-entropy over the
+    /// tokens (−100 ignored) when labels [B, T] are given.
+    /// </summary>
+    public static ModelOutput TokenOutput(ModelOutput backbone, Tensor logits, Tensor? labels)
+    {
+        var loss = labels is null ? null : ModelOps.TokenLoss(logits, labels);
+        return ModelOps.MoveOut(backbone with { Logits = logits, Loss = loss });
     }
 
     /// <summary>Checks that exactly one of input_ids / inputs_embeds is given and returns (B, T).</summary>

@@ -214,12 +214,7 @@ public sealed class GPT2LMHeadModel : PreTrainedModel
     /// <inheritdoc />
     internal override string? StaticCacheUnsupported => null;
     /// <inheritdoc />
-    public override Linear? GetOutputEmbeddings() => lm_head switch
-    {
-        TiedLinear => null,
-        Linear l => l,
-        _ => throw new InvalidOperationException($"{ArchitectureName}: lm_head was replaced by {lm_head.GetType().Name}; resize the vocabulary before wrapping it."),
-    };
+    public override Linear? GetOutputEmbeddings() => CausalHeads.OutputEmbeddings(lm_head, ArchitectureName);
     /// <inheritdoc />
     protected internal override IReadOnlyCollection<string> TiedCheckpointKeys => Config.TieWordEmbeddings ? ["lm_head.weight"] : [];
 
@@ -227,9 +222,7 @@ public sealed class GPT2LMHeadModel : PreTrainedModel
     public override ModelOutput forward(ModelInput input)
     {
         using var scope = NewDisposeScope();
-        var o = transformer.forward(input);
-        var (hidden, handoff) = CausalHeads.HeadInput(o.LastHiddenState!, input);
-        return CausalHeads.LmOutput(o, lm_head.forward(BackbonePass.ToDeviceOf(lm_head, hidden)), input.Labels, handoff);
+        return CausalHeads.LmForward(transformer.forward(input), lm_head, input);
     }
 }
 
@@ -306,8 +299,6 @@ public sealed class GPT2ForTokenClassification : PreTrainedModel
     {
         using var scope = NewDisposeScope();
         var o = transformer.forward(input);
-        var logits = classifier.forward(dropout.forward(o.LastHiddenState!));
-        var loss = input.Labels is null ? null : ModelOps.TokenLoss(logits, input.Labels);
-        return ModelOps.MoveOut(o with { Logits = logits, Loss = loss });
+        return CausalHeads.TokenOutput(o, classifier.forward(dropout.forward(o.LastHiddenState!)), input.Labels);
     }
 }

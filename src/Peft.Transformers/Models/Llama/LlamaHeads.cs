@@ -40,12 +40,7 @@ public abstract class RotaryDecoderForCausalLM : PreTrainedModel
             ? $"{ArchitectureName} has sliding-window attention layers (window {window})"
             : null;
     /// <inheritdoc />
-    public override Linear? GetOutputEmbeddings() => lm_head switch
-    {
-        TiedLinear => null,
-        Linear l => l,
-        _ => throw new InvalidOperationException($"{ArchitectureName}: lm_head was replaced by {lm_head.GetType().Name}; resize the vocabulary before wrapping it."),
-    };
+    public override Linear? GetOutputEmbeddings() => CausalHeads.OutputEmbeddings(lm_head, ArchitectureName);
     /// <inheritdoc />
     protected internal override IReadOnlyCollection<string> TiedCheckpointKeys => Config.TieWordEmbeddings ? ["lm_head.weight"] : [];
     /// <inheritdoc />
@@ -55,10 +50,7 @@ public abstract class RotaryDecoderForCausalLM : PreTrainedModel
     public override ModelOutput forward(ModelInput input)
     {
         using var scope = NewDisposeScope();
-        var o = model.forward(input);
-        var (hidden, handoff) = CausalHeads.HeadInput(o.LastHiddenState!, input);
-        var logits = lm_head.forward(BackbonePass.ToDeviceOf(lm_head, hidden));
-        return CausalHeads.LmOutput(o, logits, input.Labels, handoff);
+        return CausalHeads.LmForward(model.forward(input), lm_head, input);
     }
 }
 
@@ -128,9 +120,7 @@ public abstract class RotaryDecoderForTokenClassification : PreTrainedModel
     {
         using var scope = NewDisposeScope();
         var o = model.forward(input);
-        var logits = score.forward(dropout.forward(o.LastHiddenState!));
-        var loss = input.Labels is null ? null : ModelOps.TokenLoss(logits, input.Labels);
-        return ModelOps.MoveOut(o with { Logits = logits, Loss = loss });
+        return CausalHeads.TokenOutput(o, score.forward(dropout.forward(o.LastHiddenState!)), input.Labels);
     }
 }
 

@@ -229,12 +229,7 @@ public sealed class OPTForCausalLM : PreTrainedModel
     /// <inheritdoc />
     internal override string? StaticCacheUnsupported => null;
     /// <inheritdoc />
-    public override Linear? GetOutputEmbeddings() => lm_head switch
-    {
-        TiedLinear => null,
-        Linear l => l,
-        _ => throw new InvalidOperationException($"{ArchitectureName}: lm_head was replaced by {lm_head.GetType().Name}; resize the vocabulary before wrapping it."),
-    };
+    public override Linear? GetOutputEmbeddings() => CausalHeads.OutputEmbeddings(lm_head, ArchitectureName);
     /// <inheritdoc />
     protected internal override IReadOnlyCollection<string> TiedCheckpointKeys => Config.TieWordEmbeddings ? ["lm_head.weight"] : [];
     /// <inheritdoc />
@@ -244,9 +239,7 @@ public sealed class OPTForCausalLM : PreTrainedModel
     public override ModelOutput forward(ModelInput input)
     {
         using var scope = NewDisposeScope();
-        var o = model.forward(input);
-        var (hidden, handoff) = CausalHeads.HeadInput(o.LastHiddenState!, input);
-        return CausalHeads.LmOutput(o, lm_head.forward(BackbonePass.ToDeviceOf(lm_head, hidden)), input.Labels, handoff);
+        return CausalHeads.LmForward(model.forward(input), lm_head, input);
     }
 }
 
