@@ -51,6 +51,15 @@ public abstract class AdaLoraLayer : LoraLayer
     /// <summary>Whether this layer holds <paramref name="adapterName"/>.</summary>
     protected bool HasAdapter(string adapterName) => lora_A.ContainsKey(adapterName);
 
+    /// <inheritdoc />
+    /// <remarks>PEFT adds the delta in place (<c>weight.data += delta</c>): in float32 for float32 adapters, rounded once (SVD linear and conv layers alike).</remarks>
+    protected override Tensor MergedWeight(string adapterName, Tensor weight) =>
+        AdapterDtype.CastTo(weight.add(GetDeltaWeight(adapterName), HeldScalars.One), weight.dtype);
+
+    /// <inheritdoc />
+    protected override Tensor UnmergedWeight(string adapterName, Tensor weight) =>
+        AdapterDtype.CastTo(weight - GetDeltaWeight(adapterName), weight.dtype);
+
     /// <summary>
     /// Adds (or re-creates) <paramref name="adapterName"/> with rank <paramref name="r"/> (≥ 0) (PEFT
     /// <c>update_layer</c>): A, E, B random normal, then with <c>init_lora_weights</c> E = 0 and A, B ~ N(0, 0.02);

@@ -36,15 +36,6 @@ public class SvdConv2d : AdaLoraLayer
     }
 
     /// <inheritdoc />
-    /// <remarks>PEFT adds the delta in place (<c>weight.data += delta</c>): in float32 for float32 adapters, rounded once.</remarks>
-    protected override Tensor MergedWeight(string adapterName, Tensor weight) =>
-        AdapterDtype.CastTo(weight.add(GetDeltaWeight(adapterName), HeldScalars.One), weight.dtype);
-
-    /// <inheritdoc />
-    protected override Tensor UnmergedWeight(string adapterName, Tensor weight) =>
-        AdapterDtype.CastTo(weight - GetDeltaWeight(adapterName), weight.dtype);
-
-    /// <inheritdoc />
     public override Tensor forward(Tensor x)
     {
         if (RowAdapterNames is not null)

@@ -44,20 +44,7 @@ public sealed class LoraConv2d : LoraLayer
         var a = nn.Conv2d(Conv.in_channels, r, (k[0], k[1]), stride: (Conv.stride[0], Conv.stride[1]),
             padding: (Conv.padding![0], Conv.padding[1]), bias: false, device: w.device, dtype: w.dtype);
         var b = nn.Conv2d(r, Conv.out_channels, (1, 1), bias: false, device: w.device, dtype: w.dtype);
-        using (no_grad())
-        {
-            switch (config.InitLoraWeights.Kind ?? "true")
-            {
-                case "true":
-                    nn.init.kaiming_uniform_(a.weight, a: Math.Sqrt(5));
-                    nn.init.zeros_(b.weight);
-                    break;
-                case "gaussian":
-                    nn.init.normal_(a.weight, 0, 1.0 / r);
-                    nn.init.zeros_(b.weight);
-                    break;
-            }
-        }
+        InitLinearFamilyWeights(a.weight, b.weight, config, r);
         lora_dropout.Set(adapterName, config.LoraDropout > 0 ? nn.Dropout(config.LoraDropout) : nn.Identity());
         lora_A.Set(adapterName, a);
         lora_B.Set(adapterName, b);

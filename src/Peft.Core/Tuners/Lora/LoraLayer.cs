@@ -53,6 +53,27 @@ public abstract class LoraLayer : BaseTunerLayer, IMixedBatchTunerLayer
         _scaling[adapterName] = config.Scaling(r, alpha);
     }
 
+    /// <summary>
+    /// PEFT's <c>reset_lora_parameters</c> for the linear and conv layers: <c>init_lora_weights</c> true (default)
+    /// → A Kaiming-uniform (a = √5), B zeros; "gaussian" → A ~ N(0, 1/r), B zeros; otherwise (false, or an init applied
+    /// later by a variant) both keep the module's default init. A [r, in, ...], B [out, r, ...], under no_grad.
+    /// </summary>
+    internal static void InitLinearFamilyWeights(Tensor a, Tensor b, LoraConfig config, int r)
+    {
+        using var _ = no_grad();
+        switch (config.InitLoraWeights.Kind ?? "true")
+        {
+            case "true":
+                nn.init.kaiming_uniform_(a, a: Math.Sqrt(5));
+                nn.init.zeros_(b);
+                break;
+            case "gaussian":
+                nn.init.normal_(a, 0, 1.0 / r);
+                nn.init.zeros_(b);
+                break;
+        }
+    }
+
     /// <summary>Records rank, alpha and scale as given, without LoRA's checks (AdaLoRA: rank 0 allowed, scale = alpha).</summary>
     protected void RecordAdapter(string adapterName, int r, double alpha, double scaling)
     {

@@ -74,22 +74,7 @@ public class LoraLinear : LoraLayer
         lora_dropout.Set(adapterName, config.LoraDropout > 0 ? nn.Dropout(config.LoraDropout) : nn.Identity());
         var a = nn.Linear(InFeatures, r, hasBias: false, device: device, dtype: dtype);
         var b = nn.Linear(r, OutFeatures, hasBias: false, device: device, dtype: dtype);
-        using (no_grad())
-        {
-            switch (config.InitLoraWeights.Kind ?? "true")
-            {
-                case "true":
-                    nn.init.kaiming_uniform_(a.weight, a: Math.Sqrt(5));
-                    nn.init.zeros_(b.weight);
-                    break;
-                case "gaussian":
-                    nn.init.normal_(a.weight, 0, 1.0 / r);
-                    nn.init.zeros_(b.weight);
-                    break;
-                default: // false: both keep nn.Linear's default (Kaiming-uniform) init
-                    break;
-            }
-        }
+        InitLinearFamilyWeights(a.weight, b.weight, config, r);   // false: both keep nn.Linear's default (Kaiming-uniform) init
         lora_A.Set(adapterName, a);
         lora_B.Set(adapterName, b);
         ILoraLinearVariant variant = config.UseDora ? new DoraLinearVariant() : StandardLoraVariant.Instance;
