@@ -52,7 +52,7 @@ internal static class CausalHeads
     /// <summary>
     /// <see cref="KeptHidden"/>, and when a loss will be back-propagated through the LM head (labels given, grad
     /// enabled, the hidden states require grad) the hidden states pass a <see cref="GradientReleaseFunction"/> whose
-    /// handoff goes to <see cref="LmOutput"/>: the loss's [B·T, V] gradient is then released right after the head's
+    /// handoff goes to <see cref="LmForward"/>: the loss's [B·T, V] gradient is then released right after the head's
     /// backward instead of at the end of the caller's dispose scope.
     /// </summary>
     public static (Tensor Hidden, GradientHandoff? Handoff) HeadInput(Tensor hidden, ModelInput input)
@@ -64,23 +64,17 @@ internal static class CausalHeads
     }
 
     /// <summary>
-    /// Builds the output of a causal LM head: logits, optional loss, backbone outputs passed through (moved to the
-    /// caller's scope). <paramref name="handoff"/>: from <see cref="HeadInput"/>.
-    /// </summary>
-    public static ModelOutput LmOutput(ModelOutput backbone, Tensor logits, Tensor? labels, GradientHandoff? handoff = null)
-    {
-        var loss = labels is null ? null : ModelOps.CausalLmLoss(logits, labels, handoff);
-        return ModelOps.MoveOut(backbone with { Logits = logits, Loss = loss });
-    }
-
-    /// <summary>
     /// HF <c>...ForCausalLM.forward</c> after the backbone: the LM head over <see cref="HeadInput"/>'s hidden states
-    /// (on the head's device), then <see cref="LmOutput"/>. logits [B, T or LogitsToKeep, vocab].
+    /// (on the head's device), the loss (<see cref="ModelOps.CausalLmLoss"/>, its gradient released through the
+    /// handoff) when labels are given, and the backbone outputs passed through (moved to the caller's scope).
+    /// logits [B, T or LogitsToKeep, vocab].
     /// </summary>
     public static ModelOutput LmForward(ModelOutput backbone, nn.Module<Tensor, Tensor> lmHead, ModelInput input)
     {
         var (hidden, handoff) = HeadInput(backbone.LastHiddenState!, input);
-        return LmOutput(backbone, lmHead.forward(BackbonePass.ToDeviceOf(lmHead, hidden)), input.Labels, handoff);
+        var logits = lmHead.forward(BackbonePass.ToDeviceOf(lmHead, hidden));
+        var loss = input.Labels is null ? null : ModelOps.CausalLmLoss(logits, input.Labels, handoff);
+        return ModelOps.MoveOut(backbone with { Logits = logits, Loss = loss });
     }
 
     /// <summary>
