@@ -7,6 +7,11 @@ using static TorchSharp.torch;
 
 namespace Peft.Transformers.Tests.Quantization;
 
+/// <summary>
+/// QLoRA training, in-place quantization and merging. Sequential (<see cref="Training.GlobalRngCollection"/>): one test
+/// builds two adapters under one seed of torch's process-wide generator and compares them.
+/// </summary>
+[Collection(Training.GlobalRngCollection.Name)]
 public class QLoraTests
 {
     private static ModelInput Batch()
