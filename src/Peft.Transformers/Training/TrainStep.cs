@@ -84,8 +84,9 @@ internal sealed class TrainStep(nn.Module<ModelInput, ModelOutput> model, Traina
             // clip and the optimizer's kernels): the micro-batch losses summed in float64, as the host sum was, and the norm.
             var (lossSum, normValue) = ReadBack(loss!, norm);
             // glibc keeps the step's freed activations mapped (RSS grew ~170 MB per full-FT step of OPT-125m with zero .NET
-            // GCs); malloc_trim hands them back, so CPU peak RSS stays flat, once the heap has grown past a margin since
-            // the last trim (a settled LoRA heap is left alone; bench/README.md). PEFT_MALLOC_TRIM=0 turns it off.
+            // GCs); malloc_trim hands them back, so CPU peak RSS stays flat, once a step ends more than a margin above the
+            // level the first step after the last trim ended at (a settled LoRA heap is left alone; bench/README.md).
+            // PEFT_MALLOC_TRIM=0 turns it off.
             if (device.type == DeviceType.CPU && NativeHeap.TrimAtSteps) NativeHeap.TrimIfGrown(NativeHeap.StepTrimMarginBytes);
             return (parallel.Sum(lossSum) / parallel.WorldSize, normValue, (long)parallel.Sum(tokens));
         }
