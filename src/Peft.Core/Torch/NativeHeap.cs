@@ -39,8 +39,8 @@ public static class NativeHeap
     /// records it). A CPU training step calls it after every step. A step's freed activations stay mapped at its end,
     /// so the level after a trim is not the baseline: measured against it, every step looked grown and was trimmed,
     /// and the next step faulted the returned pages back in (LoRA through the Trainer: 3.1 M vs 1.45 M minor faults in
-    /// 9 steps, 6–8 % slower). Against the settled level, a LoRA run's heap, which settles after its first step, is
-    /// never trimmed, and a full fine-tune, whose heap grows 40–170 MB per step, every other step (bench/README.md).
+    /// 9 steps, 8–10 % slower). Against the settled level, a LoRA run's heap, which settles after its first step, is
+    /// never trimmed, and a full fine-tune, whose heap grows 70–100 MB per step, every 2–3 steps (bench/README.md).
     /// Returns whether it trimmed.
     /// </summary>
     internal static bool TrimIfGrown(long marginBytes)

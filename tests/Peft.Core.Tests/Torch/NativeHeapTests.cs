@@ -52,7 +52,7 @@ public class NativeHeapTests
         long viaStatm = NativeHeap.ResidentBytes(), viaStatus = RssKb() * 1024;
         Assert.True(Math.Abs(viaStatm - viaStatus) < (16L << 20), $"statm {viaStatm} vs status {viaStatus} bytes");
         NativeHeap.Trim();                                             // no free heap pages for the tensors below to reuse
-        while (NativeHeap.TrimIfGrown(-1)) { }                         // a level recorded before: trims, then records the level now
+        while (NativeHeap.TrimIfGrown(long.MinValue)) { }              // a level recorded before (even a higher one): trims, then records the level now
         Assert.False(NativeHeap.TrimIfGrown(NativeHeap.StepTrimMarginBytes));   // no growth: a settled heap is left alone
         var kept = Enumerable.Range(0, 2000).Select(_ => ones(16 * 1024)).ToList();   // 64 KB heap blocks, 128 MB resident
         try
