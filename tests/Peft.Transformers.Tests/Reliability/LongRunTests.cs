@@ -3,6 +3,7 @@ using Peft.Core;
 using Peft.Core.Torch;
 using Peft.Testing;
 using Peft.Transformers;
+using Peft.Transformers.Tests.Training;
 using TorchSharp;
 using Xunit.Abstractions;
 using static TorchSharp.torch;
@@ -11,8 +12,8 @@ namespace Peft.Transformers.Tests.Reliability;
 
 /// <summary>
 /// Long runs on tiny models: live tensors stay flat (LeakCheck) and, in slow mode, native memory too (RSS drift under 5%
-/// after warm-up). Slow mode (PEFT_SLOW_TESTS=1): 1,000 LoRA training steps (plain AdamW loop), 1,000 generation calls,
-/// 10,000 pipeline calls; default mode runs 1/100 of that and checks only the live-tensor count (RSS is too noisy there).
+/// after warm-up). Slow mode (PEFT_SLOW_TESTS=1): 1,000 LoRA training steps (plain AdamW loop), 1,000 Trainer steps
+/// each for LoRA and full fine-tuning, 1,000 generation calls, 10,000 pipeline calls; default mode runs 1/100 of that and checks only the live-tensor count (RSS is too noisy there).
 /// RSS is sampled 21 times over the run, each time after a full GC and <c>malloc_trim</c>, and the drift compares the
 /// medians of the first and last three samples (see <see cref="SettledRss"/>). The figures are written to the test output.
 /// </summary>
@@ -110,6 +111,57 @@ public sealed class LongRunTests(ITestOutputHelper output)
             opt.step();
         });
         input.AttentionMask!.Dispose();
+    }
+
+    /// <summary>
+    /// The Trainer's own loop (data loader over many epochs, multi-tensor AdamW, clipping, the linear schedule, logging,
+    /// and its CPU heap rule: <c>NativeHeap.TrimIfGrown</c> after each step, no forced GC) on the opt-lora training
+    /// fixture, LoRA and full fine-tuning. Sampled from a callback after every 1/20 of the timed steps: live tensors
+    /// flat; in slow mode the settled RSS within 5 %, and the RSS as the step left it (GC'd, not trimmed: what the
+    /// Trainer's rule alone keeps) never above the first sample by more than the rule's 64 MiB margin plus 5 %.
+    /// </summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void Trainer_steps_keep_tensors_and_memory_flat(bool lora)
+    {
+        using var dir = new TempDir();
+        // LoRA: the fixture's initial adapter on opt-tiny; full: opt-tiny itself, every parameter trained
+        using nn.Module<ModelInput, ModelOutput> model = lora ? TrajectoryReplay.LoadInitial("opt-lora") : AutoModelForCausalLM.FromPretrained(Fixtures.Model("opt-tiny"));
+        int steps = Scaled(1000), warm = Math.Max(5, steps / 10), windows = Math.Min(Windows, steps);
+        var sampleAt = Enumerable.Range(0, windows + 1).Select(w => warm + (int)((long)steps * w / windows)).ToHashSet();   // after warm-up, then after each 1/windows of the steps
+        var proc = Process.GetCurrentProcess();
+        var (rss, untrimmed, tensors) = (new List<long>(), new List<long>(), new List<long>());
+        var sampler = new StepSampler(step =>
+        {
+            if (!sampleAt.Contains(step)) return;
+            var (settled, before) = SettledRss(proc);
+            rss.Add(settled);
+            untrimmed.Add(before);
+            tensors.Add(LeakCheck.LiveTensors);
+        });
+        var args = TrajectoryReplay.Args("opt-lora", dir.Path) with { MaxSteps = warm + steps, LoggingSteps = Math.Max(1, steps / 10) };
+        var trainer = new Trainer(model, args, trainDataset: TrajectoryReplay.Rows("opt-lora"), dataCollator: new DefaultDataCollator(), callbacks: [sampler]);
+        var sw = Stopwatch.StartNew();
+        trainer.Train();
+        string what = lora ? "Trainer LoRA step" : "Trainer full step";
+        output.WriteLine($"{what}: {steps} steps after {warm} warm-up, {sw.Elapsed.TotalSeconds:F1} s, live tensors {string.Join(" ", tensors)}; " +
+            $"settled RSS {Median(rss.Take(Edge)) / Mib:F1} -> {Median(rss.TakeLast(Edge)) / Mib:F1} MiB ({Drift(rss):P2}); " +
+            $"untrimmed {string.Join(" ", untrimmed.Select(r => (r / Mib).ToString("F0", System.Globalization.CultureInfo.InvariantCulture)))} MiB");
+        Assert.Equal(windows + 1, rss.Count);
+        Assert.True(tensors.Max() <= tensors[0], $"{what}: live tensors grew from {tensors[0]} to {tensors.Max()} over {steps} steps");
+        if (!Slow) return;
+        Assert.True(Drift(rss) < 0.05, $"{what}: settled RSS grew {Drift(rss):P2} after warm-up");
+        long bound = (long)(untrimmed[0] * 1.05) + NativeHeapMarginBytes;
+        Assert.True(untrimmed.Max() <= bound, $"{what}: RSS as the steps left it reached {untrimmed.Max() / Mib:F1} MiB, above {untrimmed[0] / Mib:F1} MiB + 5 % + the trim margin");
+    }
+
+    // Peft.Core's NativeHeap.StepTrimMarginBytes (internal): how far the Trainer lets a CPU heap grow before it trims.
+    private const long NativeHeapMarginBytes = 64L << 20;
+
+    private sealed class StepSampler(Action<int> onStep) : ITrainerCallback
+    {
+        public void OnStepEnd(TrainingArguments args, TrainerState state, TrainerControl control) => onStep(state.GlobalStep);
     }
 
     [Fact]
