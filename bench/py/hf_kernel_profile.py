@@ -6,7 +6,7 @@ host time (wall > device busy) or device time (more kernel time). torch.profiler
 usage: hf_kernel_profile.py {opt125m|llama1b} [--batch B --seq T --steps N --top K]"""
 import argparse, json, time, torch
 from collections import defaultdict
-from transformers import OPTConfig, OPTForCausalLM, LlamaConfig, LlamaForCausalLM
+from gpu_models import build
 from peft import LoraConfig, get_peft_model
 from torch.profiler import profile, ProfilerActivity
 
@@ -16,15 +16,9 @@ p.add_argument("--steps", type=int, default=5); p.add_argument("--top", type=int
 a = p.parse_args()
 
 
-def build(case):
+def model_for(case):
     torch.manual_seed(0)
-    if a.model == "opt125m":
-        m = OPTForCausalLM(OPTConfig(vocab_size=50272, hidden_size=768, num_hidden_layers=12, ffn_dim=3072, num_attention_heads=12,
-                                     max_position_embeddings=2048, word_embed_proj_dim=768, dropout=0.0))
-    else:
-        m = LlamaForCausalLM(LlamaConfig(vocab_size=32000, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
-                                         num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=4096))
-    m = m.to("cuda", dtype=torch.bfloat16)
+    m = build(a.model)
     if case != "full_step":
         m = get_peft_model(m, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], lora_dropout=0.0, task_type="CAUSAL_LM"),
                            autocast_adapter_dtype=(case == "lora_step"))
@@ -32,7 +26,7 @@ def build(case):
 
 
 for case in ("lora_step", "lora_bf16_adapters", "full_step"):
-    m = build(case); m.train()
+    m = model_for(case); m.train()
     opt = torch.optim.AdamW([q for q in m.parameters() if q.requires_grad], lr=2e-4)
     ids = torch.randint(0, 32000, (a.batch, a.seq), device="cuda")
 

@@ -5,20 +5,14 @@ driver's used memory (total - free: context + the caching allocator's reserve, a
 allocated / reserved / peak-allocated-since-the-last-phase counters. stdout: one JSON line with the per-phase peaks.
 usage: hf_mem_trace.py {opt125m|llama1b} {lora_step|full_step} [--batch B --seq T --steps N]"""
 import argparse, json, sys, torch
-from transformers import OPTConfig, OPTForCausalLM, LlamaConfig, LlamaForCausalLM
+from gpu_models import build
 from peft import LoraConfig, get_peft_model
 
 p = argparse.ArgumentParser(); p.add_argument("model"); p.add_argument("case")
 p.add_argument("--batch", type=int, default=8); p.add_argument("--seq", type=int, default=512); p.add_argument("--steps", type=int, default=3)
 a = p.parse_args()
 torch.manual_seed(0); dev = "cuda"
-if a.model == "opt125m":
-    m = OPTForCausalLM(OPTConfig(vocab_size=50272, hidden_size=768, num_hidden_layers=12, ffn_dim=3072, num_attention_heads=12,
-                                 max_position_embeddings=2048, word_embed_proj_dim=768, dropout=0.0))
-else:
-    m = LlamaForCausalLM(LlamaConfig(vocab_size=32000, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
-                                     num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=4096))
-m = m.to(dev, dtype=torch.bfloat16)
+m = build(a.model, dev)
 ids = torch.randint(0, 32000, (a.batch, a.seq), device=dev)
 if a.case == "lora_step":
     m = get_peft_model(m, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], lora_dropout=0.0, task_type="CAUSAL_LM"))

@@ -12,7 +12,8 @@ One JSON line.
 import argparse, json, resource, statistics, tempfile, time
 
 import torch
-from transformers import (LlamaConfig, LlamaForCausalLM, OPTConfig, OPTForCausalLM, Trainer, TrainerCallback,
+from gpu_models import build
+from transformers import (Trainer, TrainerCallback,
                           TrainingArguments, default_data_collator)
 
 p = argparse.ArgumentParser()
@@ -25,15 +26,8 @@ if a.threads:
 cuda = a.device == "cuda"
 seq = a.seq or (512 if cuda else 128)
 torch.manual_seed(0)
-if a.model == "opt125m":
-    m = OPTForCausalLM(OPTConfig(vocab_size=50272, hidden_size=768, num_hidden_layers=12, ffn_dim=3072, num_attention_heads=12,
-                                 max_position_embeddings=2048, word_embed_proj_dim=768, dropout=0.0 if cuda else 0.1))
-    vocab = 50272
-else:
-    m = LlamaForCausalLM(LlamaConfig(vocab_size=32000, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
-                                     num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=4096))
-    vocab = 32000
-m = m.to(a.device, dtype=torch.bfloat16 if cuda else torch.float32)
+m = build(a.model, a.device, torch.bfloat16 if cuda else torch.float32, dropout=0.0 if cuda else 0.1)
+vocab = m.config.vocab_size
 if a.method == "lora":
     from peft import LoraConfig, get_peft_model
     m = get_peft_model(m, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], lora_dropout=0.0, task_type="CAUSAL_LM"))
