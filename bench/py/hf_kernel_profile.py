@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Where the GPU time of one HF training step goes: device busy time (kernels, copies, memsets; not user-annotation ranges such as `Optimizer.step`) vs wall time, kernel launches per step and the top
-kernels, for hf_gpu_bench.py's lora_step (PEFT's default float32 adapters), the same with bfloat16 adapters
-(autocast_adapter_dtype=False) and full_step. Answers whether the eager LoRA step's deficit against the full step is
-host time (wall > device busy) or device time (more kernel time). torch.profiler, CUDA activity; one JSON line per case.
+"""Where the GPU time of one HF training step goes: device busy time (kernels, copies, memsets; not user-annotation
+ranges such as `Optimizer.step`) vs wall time, kernel launches per step and the top kernels, for hf_gpu_bench.py's
+lora_step (PEFT's default float32 adapters), the same with bfloat16 adapters (autocast_adapter_dtype=False) and
+full_step. Answers whether the eager LoRA step's deficit against the full step is host time (wall > device busy) or
+device time (more kernel time). torch.profiler, CUDA activity; one JSON line per case.
 usage: hf_kernel_profile.py {opt125m|llama1b} [--batch B --seq T --steps N --top K]"""
 import argparse, json, time, torch
 from collections import defaultdict

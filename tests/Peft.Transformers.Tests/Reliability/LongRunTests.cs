@@ -13,7 +13,8 @@ namespace Peft.Transformers.Tests.Reliability;
 /// <summary>
 /// Long runs on tiny models: live tensors stay flat (LeakCheck) and, in slow mode, native memory too (RSS drift under 5%
 /// after warm-up). Slow mode (PEFT_SLOW_TESTS=1): 1,000 LoRA training steps (plain AdamW loop), 1,000 Trainer steps
-/// each for LoRA and full fine-tuning, 1,000 generation calls, 10,000 pipeline calls; default mode runs 1/100 of that and checks only the live-tensor count (RSS is too noisy there).
+/// each for LoRA and full fine-tuning, 1,000 generation calls, 10,000 pipeline calls; default mode runs 1/100 of that
+/// and checks only the live-tensor count (RSS is too noisy there).
 /// RSS is sampled 21 times over the run, each time after a full GC and <c>malloc_trim</c>, and the drift compares the
 /// medians of the first and last three samples (see <see cref="SettledRss"/>). The figures are written to the test output.
 /// </summary>
@@ -152,12 +153,9 @@ public sealed class LongRunTests(ITestOutputHelper output)
         Assert.True(tensors.Max() <= tensors[0], $"{what}: live tensors grew from {tensors[0]} to {tensors.Max()} over {steps} steps");
         if (!Slow) return;
         Assert.True(Drift(rss) < 0.05, $"{what}: settled RSS grew {Drift(rss):P2} after warm-up");
-        long bound = (long)(untrimmed[0] * 1.05) + NativeHeapMarginBytes;
+        long bound = (long)(untrimmed[0] * 1.05) + NativeHeap.StepTrimMarginBytes;
         Assert.True(untrimmed.Max() <= bound, $"{what}: RSS as the steps left it reached {untrimmed.Max() / Mib:F1} MiB, above {untrimmed[0] / Mib:F1} MiB + 5 % + the trim margin");
     }
-
-    // Peft.Core's NativeHeap.StepTrimMarginBytes (internal): how far the Trainer lets a CPU heap grow before it trims.
-    private const long NativeHeapMarginBytes = 64L << 20;
 
     private sealed class StepSampler(Action<int> onStep) : ITrainerCallback
     {
